@@ -1,0 +1,1 @@
+//! Cloud accounts, upload and registration (being written).

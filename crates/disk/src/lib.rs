@@ -1,0 +1,1 @@
+//! Source media, snapshot, partition tables and the diskdump (being written).

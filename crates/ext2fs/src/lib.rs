@@ -1,0 +1,1 @@
+//! Binding to libext2fs (being written).

@@ -1,0 +1,90 @@
+//! What a filesystem object looks like through the guest-filesystem interface.
+
+use std::ffi::OsString;
+
+/// A backend's handle for one object (for ext2/3/4: the inode number).
+pub type NodeId = u64;
+
+/// The kind of a filesystem object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    Regular,
+    Directory,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+    Unknown,
+}
+
+/// The attributes of one object, as `lstat(2)` would give them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub node: NodeId,
+    pub file_type: FileType,
+    /// Permission bits including set-uid, set-gid and sticky (`mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub nlink: u32,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    pub atime: i64,
+    pub ctime: i64,
+    /// Device number for character and block devices (`makedev` encoding), else 0.
+    pub rdev: u64,
+    /// Bytes actually allocated on the filesystem (for sparse files, less than `size`).
+    pub allocated: u64,
+}
+
+impl Metadata {
+    pub fn is_dir(&self) -> bool {
+        self.file_type == FileType::Directory
+    }
+    pub fn is_file(&self) -> bool {
+        self.file_type == FileType::Regular
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.file_type == FileType::Symlink
+    }
+}
+
+/// One entry of a directory listing (never `.` or `..`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: OsString,
+    pub node: NodeId,
+    pub file_type: FileType,
+}
+
+/// Owner and permissions of an object being created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewNode {
+    /// Permission bits (`0o7777` mask).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl NewNode {
+    /// Owned by root with the given permission bits.
+    pub const fn root(mode: u32) -> Self {
+        NewNode {
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
+/// Attributes to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<i64>,
+    pub mtime: Option<i64>,
+}

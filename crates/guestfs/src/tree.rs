@@ -1,0 +1,1 @@
+//! Placeholder: the guest tree is being written.
