@@ -19,3 +19,4 @@ pub mod tree;
 pub use backend::{Filesystem, FsKind};
 pub use error::{Error, Result};
 pub use node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
+pub use tree::{GuestFs, MountInfo, WalkEntry};

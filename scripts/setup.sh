@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything snf-image-creator needs to build and to run its tests on a fresh
+# Debian 12 machine, then build the binaries. Safe to run again: it only installs what
+# is missing. Must run as root (it uses apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run me as root (apt-get is needed)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' scripts/apt-packages.txt)
+missing=()
+for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    apt-get install -y -qq -o DPkg::Lock::Timeout=900 "${missing[@]}" >/dev/null
+fi
+
+cargo build --release --bins
