@@ -12,11 +12,13 @@
 //! Inspection, system preparation and `--host-run` are written once against [`GuestFs`].
 
 pub mod backend;
+pub mod dir;
 pub mod error;
 pub mod node;
 pub mod tree;
 
 pub use backend::{Filesystem, FsKind};
+pub use dir::DirFs;
 pub use error::{Error, Result};
 pub use node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
 pub use tree::{GuestFs, MountInfo, WalkEntry};
