@@ -11,14 +11,19 @@
 //!
 //! Inspection, system preparation and `--host-run` are written once against [`GuestFs`].
 
+pub mod assemble;
 pub mod backend;
 pub mod dir;
 pub mod error;
+pub mod ext;
+pub mod fat;
 pub mod node;
+pub mod probe;
 pub mod tree;
 
 pub use backend::{Filesystem, FsKind};
 pub use dir::DirFs;
 pub use error::{Error, Result};
+pub use ext::ExtFs;
 pub use node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
 pub use tree::{GuestFs, MountInfo, WalkEntry};

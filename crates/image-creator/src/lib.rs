@@ -3,6 +3,12 @@
 //! media → snapshot → partition table → guest filesystems → inspection/metadata →
 //! system preparation → shrink → diskdump → cloud.
 
+pub mod inspect;
+pub mod metadata;
+pub mod options;
+pub mod session;
+pub mod sysprep;
+
 pub use snf_cloud as cloud;
 pub use snf_core as core;
 pub use snf_disk as disk;

@@ -1,4 +1,184 @@
-fn main() {
-    eprintln!("snf-mkimage {}: being written", image_creator::VERSION);
-    std::process::exit(1);
+//! `snf-mkimage`: create a cloud image from a disk, non-interactively.
+//!
+//! This binary only parses arguments, prints and handles signals; every decision about
+//! the image is taken by the library's [`Session`].
+
+mod cli;
+mod console;
+mod syslog;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::error::ErrorKind;
+use clap::Parser;
+use image_creator::core::cancel;
+use image_creator::core::report::{Reporter, SharedReporter};
+use image_creator::session::Session;
+use image_creator::VERSION;
+
+use crate::cli::{Cli, UsageError};
+use crate::console::{Console, Settings, Style};
+use crate::syslog::Syslog;
+
+/// Exit status for a bad command line.
+const EXIT_USAGE: u8 = 2;
+/// Exit status for a failed run.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let start = Instant::now();
+    // First of all, so that a signal never kills the process with the default action
+    // while temporary state exists.
+    let signals = match Signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error: cannot install the signal handlers: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            return match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = err.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    eprintln!("Error: {}", cli::one_line(&err));
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+    };
+    let opts = match cli.to_run_options() {
+        Ok(opts) => opts,
+        Err(UsageError(msg)) => {
+            eprintln!("Error: {msg}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    let tty = std::io::stderr().is_terminal();
+    let settings = Settings {
+        style: if cli.silent {
+            Style::Silent
+        } else if tty {
+            Style::Terminal
+        } else {
+            Style::Plain
+        },
+        color: tty,
+        timestamps: cli.add_timestamp,
+        verbose: cli.verbose,
+        start,
+    };
+    let mut syslog_problem = None;
+    let syslog = if cli.syslog {
+        match Syslog::connect(Path::new(syslog::DEV_LOG)) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                syslog_problem = Some(format!(
+                    "not logging to syslog: cannot reach {}: {e}",
+                    syslog::DEV_LOG
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let console = Arc::new(Console::new(settings, syslog));
+    let title = format!("snf-image-creator {VERSION}");
+    console.info(&title);
+    console.info(&"=".repeat(title.len()));
+    if let Some(problem) = syslog_problem {
+        console.warn(&problem);
+    }
+
+    match run(&cli, opts, &console) {
+        Ok(()) => {
+            console.success("snf-image-creator exited without errors");
+            ExitCode::SUCCESS
+        }
+        Err(_) if cancel::is_requested() => {
+            console.error(&cancel::Cancelled.to_string());
+            ExitCode::from(signals.exit_code())
+        }
+        Err(err) => {
+            console.error(&err.to_string());
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// One run: the session's stages, the requested reports, then cleanup (by dropping the
+/// session) before the caller prints the outcome.
+fn run(
+    cli: &Cli,
+    opts: image_creator::options::RunOptions,
+    console: &Arc<Console>,
+) -> anyhow::Result<()> {
+    let reporter: SharedReporter = console.clone();
+    let mut session = Session::new(opts, reporter)?;
+    let result = (|| -> anyhow::Result<()> {
+        session.prepare()?;
+        print_reports(cli, &session)?;
+        session.finish()?;
+        Ok(())
+    })();
+    console.info("cleaning up ...");
+    drop(session);
+    result
+}
+
+/// The `--print-*` reports, on stdout.
+fn print_reports(cli: &Cli, session: &Session) -> anyhow::Result<()> {
+    if !cli.print_metadata {
+        return Ok(());
+    }
+    let meta = session.metadata();
+    let text = if cli.json {
+        let mut s = serde_json::to_string_pretty(&meta.to_json())?;
+        s.push('\n');
+        s
+    } else {
+        meta.table().to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write the metadata to stdout")?;
+    Ok(())
+}
+
+/// SIGINT and SIGTERM request cancellation; the flags remember which one arrived.
+struct Signals {
+    sigterm: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let sigterm = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGINT, cancel::flag())?;
+        signal_hook::flag::register(SIGTERM, cancel::flag())?;
+        signal_hook::flag::register(SIGTERM, Arc::clone(&sigterm))?;
+        Ok(Signals { sigterm })
+    }
+
+    /// 128 + the signal number, as shells report it.
+    fn exit_code(&self) -> u8 {
+        if self.sigterm.load(Ordering::SeqCst) {
+            128 + 15
+        } else {
+            128 + 2
+        }
+    }
 }

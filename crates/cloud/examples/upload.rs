@@ -1,0 +1,115 @@
+//! Upload (and optionally register) a raw image file, as `snf-mkimage -u/-r` does.
+//!
+//! ```text
+//! upload [-c CLOUD | -a URL -t TOKEN] [--container C] [-f] [-r IMAGENAME] [--public]
+//!        [-m KEY=VALUE]... [--workers N] FILE [REMOTE_NAME]
+//! ```
+//! Without `-c`/`-a`, the account comes from `OS_CLOUD` or the `OS_*` variables.
+//! Prints the registration JSON on stdout and `upload-seconds N` / statistics on stderr.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use md5::{Digest, Md5};
+use snf_cloud::{pretty_json, Account, AccountFinder, Cloud, CloudOptions, ImageSource, Secret};
+use snf_core::report::{Reporter, Task, Unit};
+
+struct Stderr;
+struct NoBar;
+impl Task for NoBar {
+    fn inc(&self, _n: u64) {}
+    fn set_position(&self, _pos: u64) {}
+    fn finish(&self, _result: &str) {}
+}
+impl Reporter for Stderr {
+    fn info(&self, msg: &str) {
+        eprintln!("{msg}");
+    }
+    fn detail(&self, msg: &str) {
+        eprintln!("  {msg}");
+    }
+    fn warn(&self, msg: &str) {
+        eprintln!("Warning: {msg}");
+    }
+    fn task(&self, title: &str, _total: u64, _unit: Unit) -> Box<dyn Task> {
+        eprintln!("{title} ...");
+        Box::new(NoBar)
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (mut cloud, mut url, mut token, mut container) = (None, None, None, "images".to_owned());
+    let (mut force, mut register, mut public, mut workers) = (false, None, false, 3usize);
+    let mut props = BTreeMap::new();
+    let mut pos = Vec::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" => cloud = args.next(),
+            "-a" => url = args.next(),
+            "-t" => token = args.next(),
+            "--container" => container = args.next().ok_or("--container needs a value")?,
+            "-f" => force = true,
+            "-r" => register = args.next(),
+            "--public" => public = true,
+            "--workers" => workers = args.next().ok_or("--workers needs a value")?.parse()?,
+            "-m" => {
+                let kv = args.next().ok_or("-m needs KEY=VALUE")?;
+                let (k, v) = kv.split_once('=').ok_or("-m needs KEY=VALUE")?;
+                props.insert(k.to_ascii_uppercase(), v.to_owned());
+            }
+            _ => pos.push(a),
+        }
+    }
+    let file = pos.first().ok_or("usage: upload [options] FILE [REMOTE_NAME]")?.clone();
+    let remote = pos.get(1).cloned().unwrap_or_else(|| {
+        std::path::Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    });
+    let account = match (cloud, url, token) {
+        (_, Some(u), Some(t)) => Account::from_url_token(&u, Secret::new(t)),
+        (Some(c), _, _) => Account::find(&c)?,
+        _ => AccountFinder::from_process().default_account()?.ok_or("no account: use -c, -a/-t, OS_CLOUD or OS_*")?,
+    };
+    let rep = Stderr;
+    let opts = CloudOptions { workers, ..Default::default() };
+    let cloud = Cloud::connect_with(&account, opts, &rep)?;
+    cloud.preflight(&container, &remote, register.is_some(), force)?;
+
+    let size = std::fs::metadata(&file)?.len();
+    let mut h = Md5::new();
+    let mut f = std::fs::File::open(&file)?;
+    let mut buf = vec![0u8; 4 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let image = ImageSource { path: file.into(), size, md5: hex::encode(h.finalize()) };
+
+    let t = Instant::now();
+    let stats = cloud.upload_image(&container, &remote, &image, &rep)?;
+    eprintln!("upload-seconds {:.3}", t.elapsed().as_secs_f64());
+    eprintln!(
+        "pieces-sent {} pieces-skipped {} pieces-total {} bytes-sent {} large-object {}",
+        stats.pieces_sent, stats.pieces_skipped, stats.pieces_total, stats.bytes_sent, stats.large_object
+    );
+    if let Some(name) = register {
+        let answer = cloud.register(&container, &remote, &name, &image, &props, public, &rep)?;
+        println!("{}", pretty_json(&answer));
+    }
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! What one run should do: the options both front-ends fill in (the CLI from its
+//! arguments, the UI from its screens) and the checks on them that do not depend on
+//! the front-end.
+
+use std::path::{Path, PathBuf};
+
+use crate::metadata::Metadata;
+
+/// The object-store container used when none is given.
+pub const DEFAULT_CONTAINER: &str = "images";
+
+/// A run option that is wrong (bad path, existing output ...), or a feature that is not
+/// available yet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// The source does not exist or cannot be reached.
+    #[error("Input media `{0}' is not accessible")]
+    SourceNotAccessible(String),
+    /// `--tmpdir` is not an existing directory.
+    #[error("The directory `{0}' specified with --tmpdir is not valid")]
+    BadTmpdir(String),
+    /// The directory part of the output path does not exist.
+    #[error("`{0}' is not an existing directory")]
+    OutputDirMissing(String),
+    /// The directory part of the output path cannot be written to.
+    #[error("The directory `{0}' is not writable")]
+    OutputDirNotWritable(String),
+    /// The output path has no file name (`dir/`, `.`, `..`) or names a directory.
+    #[error("`{0}' is not a valid file name")]
+    OutputNotAFileName(String),
+    /// An output file exists and `--force` was not given.
+    #[error("Output file `{0}' exists (use --force to overwrite it).")]
+    OutputExists(String),
+    /// Features that were asked for but are not implemented yet.
+    #[error("{}", .0.join("; "))]
+    NotSupported(Vec<&'static str>),
+}
+
+/// Which `--print-*` reports were asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrintRequest {
+    /// `--print-metadata`
+    pub metadata: bool,
+    /// `--print-syspreps`
+    pub syspreps: bool,
+    /// `--print-sysprep-params`
+    pub sysprep_params: bool,
+}
+
+impl PrintRequest {
+    /// Whether any report was asked for.
+    pub fn any(&self) -> bool {
+        self.metadata || self.syspreps || self.sysprep_params
+    }
+}
+
+/// Cloud account, upload and registration options, as given (not yet resolved).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloudOptions {
+    /// `-a URL`: authentication (Astakos/Keystone) URL.
+    pub auth_url: Option<String>,
+    /// `-t TOKEN`: authentication token.
+    pub token: Option<String>,
+    /// `-c NAME`: a saved cloud account.
+    pub cloud: Option<String>,
+    /// `--container NAME`: container for the uploaded objects ([`DEFAULT_CONTAINER`] if
+    /// `None`).
+    pub container: Option<String>,
+    /// `-u NAME`: upload the image as this object.
+    pub upload: Option<String>,
+    /// `-r NAME`: register the uploaded image under this name.
+    pub register: Option<String>,
+    /// `--public`: register the image as public.
+    pub public: bool,
+}
+
+impl CloudOptions {
+    /// Whether any cloud option at all was given.
+    pub fn any(&self) -> bool {
+        self.auth_url.is_some()
+            || self.token.is_some()
+            || self.cloud.is_some()
+            || self.container.is_some()
+            || self.upload.is_some()
+            || self.register.is_some()
+            || self.public
+    }
+
+    /// The container to upload into.
+    pub fn container(&self) -> &str {
+        self.container.as_deref().unwrap_or(DEFAULT_CONTAINER)
+    }
+}
+
+/// Everything one run should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The source medium: image file, block device, or `/`.
+    pub source: PathBuf,
+    /// `-o FILE`: where to write the image (side files go beside it).
+    pub outfile: Option<PathBuf>,
+    /// `-f`: overwrite existing output files (and remote objects).
+    pub force: bool,
+    /// `--tmpdir DIR`: where the work directory is created.
+    pub tmpdir: Option<PathBuf>,
+    /// `false` with `--no-snapshot`: work on the source itself.
+    pub snapshot: bool,
+    /// `false` with `--no-sysprep`: no system preparation (and no shrink).
+    pub sysprep: bool,
+    /// `--allow-unsupported`: go on with media inspection flags as unsupported.
+    pub allow_unsupported: bool,
+    /// `-m KEY=VALUE`: properties that override the detected ones.
+    pub metadata: Metadata,
+    /// `--enable-sysprep NAME` (applied after the disables).
+    pub enable_syspreps: Vec<String>,
+    /// `--disable-sysprep NAME`.
+    pub disable_syspreps: Vec<String>,
+    /// `--sysprep-param KEY=VALUE`, in the order given.
+    pub sysprep_params: Vec<(String, String)>,
+    /// `--host-run SCRIPT`, in the order given.
+    pub host_run: Vec<PathBuf>,
+    /// `--install-virtio DIR` (Windows only).
+    pub install_virtio: Option<PathBuf>,
+    /// `--print-*`.
+    pub print: PrintRequest,
+    /// Cloud options.
+    pub cloud: CloudOptions,
+    /// `--dry-run`: report what would change, write nothing.
+    pub dry_run: bool,
+}
+
+impl RunOptions {
+    /// Options for a run on `source` with everything else at its default.
+    pub fn new(source: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            source: source.into(),
+            outfile: None,
+            force: false,
+            tmpdir: None,
+            snapshot: true,
+            sysprep: true,
+            allow_unsupported: false,
+            metadata: Metadata::new(),
+            enable_syspreps: Vec::new(),
+            disable_syspreps: Vec::new(),
+            sysprep_params: Vec::new(),
+            host_run: Vec::new(),
+            install_virtio: None,
+            print: PrintRequest::default(),
+            cloud: CloudOptions::default(),
+            dry_run: false,
+        }
+    }
+
+    /// Whether the run produces an image (a file or an upload), as opposed to only
+    /// printing information about the source.
+    pub fn produces_image(&self) -> bool {
+        self.outfile.is_some() || self.cloud.upload.is_some()
+    }
+
+    /// The features this run asks for that are not implemented yet, one phrase each.
+    ///
+    /// Nothing is ever silently ignored: each feature has one check here, to be removed
+    /// when the feature lands.
+    pub fn unsupported(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.cloud.any() {
+            missing.push(
+                "uploading and registering images (-u, -r, -c, -a, -t, --public, --container) is not supported yet",
+            );
+        }
+        if !self.host_run.is_empty() {
+            missing.push("--host-run is not supported yet");
+        }
+        if self.install_virtio.is_some() {
+            missing.push("--install-virtio (Windows images only) is not supported yet");
+        }
+        if !self.sysprep_params.is_empty() {
+            missing.push("--sysprep-param is not supported yet");
+        }
+        if !self.enable_syspreps.is_empty()
+            || !self.disable_syspreps.is_empty()
+            || self.print.syspreps
+            || self.print.sysprep_params
+        {
+            missing.push(
+                "choosing or listing system preparation operations (--enable-sysprep, --disable-sysprep, --print-syspreps, --print-sysprep-params) is not supported yet",
+            );
+        }
+        if self.sysprep && self.produces_image() {
+            missing.push("system preparation is not available yet: use --no-sysprep");
+        }
+        if is_host_root(&self.source) {
+            missing.push("host bundling (`/' as the source) is not supported yet");
+        }
+        missing
+    }
+
+    /// `Err(OptionsError::NotSupported)` listing every unimplemented feature asked for.
+    pub fn check_supported(&self) -> Result<(), OptionsError> {
+        let missing = self.unsupported();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(OptionsError::NotSupported(missing))
+        }
+    }
+}
+
+fn is_host_root(path: &Path) -> bool {
+    std::fs::canonicalize(path)
+        .map(|p| p == Path::new("/"))
+        .unwrap_or(false)
+}
+
+/// The source must exist (a file, a block device, or `/`).
+pub fn check_source(source: &Path) -> Result<(), OptionsError> {
+    match source.try_exists() {
+        Ok(true) => Ok(()),
+        _ => Err(OptionsError::SourceNotAccessible(display(source))),
+    }
+}
+
+/// `--tmpdir` must be an existing directory.
+pub fn check_tmpdir(dir: &Path) -> Result<(), OptionsError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(OptionsError::BadTmpdir(display(dir)))
+    }
+}
+
+/// Where the image goes, once the output path has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// A regular file (and its side files), path as given.
+    File(PathBuf),
+    /// The path resolves to `/dev/null`: nothing is written.
+    Null,
+}
+
+/// Check an `-o FILE` path: its directory exists and is writable, it has a file name,
+/// and unless `force`, neither it nor any of its side files exists.
+pub fn check_outfile(path: &Path, force: bool) -> Result<OutputTarget, OptionsError> {
+    if snf_disk::dump::is_dev_null(path) {
+        return Ok(OutputTarget::Null);
+    }
+    let text = path.as_os_str().as_encoded_bytes();
+    if text.is_empty() || text.ends_with(b"/") || path.file_name().is_none() || path.is_dir() {
+        return Err(OptionsError::OutputNotAFileName(display(path)));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(OptionsError::OutputDirMissing(display(dir)));
+    }
+    if rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_err() {
+        return Err(OptionsError::OutputDirNotWritable(display(dir)));
+    }
+    if !force {
+        for name in snf_disk::output_files(path) {
+            if name.symlink_metadata().is_ok() {
+                return Err(OptionsError::OutputExists(display(&name)));
+            }
+        }
+    }
+    Ok(OutputTarget::File(path.to_path_buf()))
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outfile_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("img.raw");
+        assert_eq!(
+            check_outfile(&out, false).unwrap(),
+            OutputTarget::File(out.clone())
+        );
+        std::fs::write(dir.path().join("img.raw.variant"), "x").unwrap();
+        let err = check_outfile(&out, false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Output file `{}.variant' exists (use --force to overwrite it).",
+                out.display()
+            )
+        );
+        assert!(check_outfile(&out, true).is_ok());
+        assert!(matches!(
+            check_outfile(&dir.path().join("nodir/img"), false),
+            Err(OptionsError::OutputDirMissing(_))
+        ));
+        let slash = PathBuf::from(format!("{}/", dir.path().display()));
+        assert!(matches!(
+            check_outfile(&slash, false),
+            Err(OptionsError::OutputNotAFileName(_))
+        ));
+        assert_eq!(
+            check_outfile(Path::new("/dev/null"), false).unwrap(),
+            OutputTarget::Null
+        );
+    }
+
+    #[test]
+    fn unsupported_features_are_listed() {
+        let mut o = RunOptions::new("/nonexistent");
+        o.print.metadata = true;
+        assert!(
+            o.check_supported().is_ok(),
+            "print-only runs need no sysprep"
+        );
+        o.outfile = Some("x".into());
+        assert_eq!(
+            o.unsupported(),
+            vec!["system preparation is not available yet: use --no-sysprep"]
+        );
+        o.sysprep = false;
+        o.cloud.token = Some("t".into());
+        o.host_run.push("s".into());
+        let msg = o.check_supported().unwrap_err().to_string();
+        assert!(
+            msg.contains("-u, -r") && msg.contains("--host-run"),
+            "{msg}"
+        );
+        let root = RunOptions::new("/");
+        assert!(root
+            .unsupported()
+            .iter()
+            .any(|m| m.contains("host bundling")));
+    }
+}

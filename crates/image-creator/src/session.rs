@@ -1,0 +1,611 @@
+//! One run of the pipeline: the stages in order, progress through the front-end's
+//! [`Reporter`], cancellation, cleanup.
+//!
+//! A front-end creates a [`Session`] from [`RunOptions`] and a reporter, then drives it:
+//! the CLI calls [`Session::prepare`], prints what was asked for, then
+//! [`Session::finish`]; the UI may call [`Session::run_next`] one stage at a time.
+//!
+//! The session owns all temporary state (the work directory, the working disk and its
+//! private copy). Dropping it, after success, an error or a cancellation, removes all
+//! of it; the image files are written under temporary names and renamed into place
+//! only when complete, so a failed run leaves no output behind either.
+//!
+//! Stages not written yet are seams, each marked `SEAM` below: inspection, VirtIO
+//! installation, `--host-run`, system preparation, shrink and the cloud upload.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use snf_core::cancel::{self, Cancelled};
+use snf_core::report::SharedReporter;
+use snf_disk::partition::{self, Layout, PartitionError};
+use snf_disk::{
+    DumpError, MediaError, SnapshotError, SnapshotMode, Source, SourceKind, WorkDir, WorkDirError,
+    WorkingDisk,
+};
+
+use crate::inspect::{self, InspectError, Inspection};
+use crate::metadata::Metadata;
+use crate::options::{self, OptionsError, RunOptions};
+
+/// One step of a run, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// What the source is: format, size.
+    ExamineSource,
+    /// The private scratch directory.
+    CreateWorkDir,
+    /// The raw disk every later stage uses (the source is never written).
+    OpenWorkingDisk,
+    /// MBR/GPT: sets `PARTITION_TABLE`.
+    ReadPartitionTable,
+    /// Operating system detection and the metadata it computes.
+    Inspect,
+    /// `-m` values override detected ones; unsupported media are refused here.
+    MergeMetadata,
+    /// `--install-virtio` (Windows only).
+    InstallVirtio,
+    /// `--host-run` scripts.
+    HostRun,
+    /// System preparation operations.
+    Sysprep,
+    /// Shrinking the last filesystem and the disk.
+    Shrink,
+    /// Writing `-o FILE` and its side files, with the MD5.
+    Dump,
+    /// Upload to a cloud and registration.
+    Upload,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 12] = [
+        Stage::ExamineSource,
+        Stage::CreateWorkDir,
+        Stage::OpenWorkingDisk,
+        Stage::ReadPartitionTable,
+        Stage::Inspect,
+        Stage::MergeMetadata,
+        Stage::InstallVirtio,
+        Stage::HostRun,
+        Stage::Sysprep,
+        Stage::Shrink,
+        Stage::Dump,
+        Stage::Upload,
+    ];
+
+    /// The last stage of [`Session::prepare`]: after it, the metadata is final and the
+    /// front-end prints what was asked for.
+    pub const LAST_PREPARE: Stage = Stage::MergeMetadata;
+
+    fn index(self) -> usize {
+        Stage::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::ExamineSource => "examining the source",
+            Stage::CreateWorkDir => "creating the work directory",
+            Stage::OpenWorkingDisk => "opening the working disk",
+            Stage::ReadPartitionTable => "reading the partition table",
+            Stage::Inspect => "inspecting the operating system",
+            Stage::MergeMetadata => "merging the metadata",
+            Stage::InstallVirtio => "installing VirtIO drivers",
+            Stage::HostRun => "running the --host-run scripts",
+            Stage::Sysprep => "system preparation",
+            Stage::Shrink => "shrinking",
+            Stage::Dump => "writing the image",
+            Stage::Upload => "uploading",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Bad run options, or a feature that is not available yet.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// The source cannot be used.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// The work directory cannot be created or is too small.
+    #[error(transparent)]
+    WorkDir(#[from] WorkDirError),
+    /// The working disk cannot be opened or copied.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The partition table is unreadable or corrupt.
+    #[error("cannot read the partition table of {}: {source}", .path.display())]
+    PartitionTable {
+        /// The source, as given.
+        path: PathBuf,
+        /// What is wrong with the table.
+        #[source]
+        source: PartitionError,
+    },
+    /// The media is not supported and `allow_unsupported` was not set.
+    #[error("{}: the media is not supported: {reason} (use --allow-unsupported to create an image anyway)", .path.display())]
+    Unsupported {
+        /// The source, as given.
+        path: PathBuf,
+        /// Why (the `UNSUPPORTED` property).
+        reason: String,
+    },
+    /// Inspection could not read the image.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// Writing the image or its side files failed.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    /// The user cancelled.
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
+    /// A front-end called a stage before the one it depends on.
+    #[error("internal error: {stage} needs {needs} first")]
+    OutOfOrder {
+        /// The stage called.
+        stage: Stage,
+        /// What it needs.
+        needs: &'static str,
+    },
+}
+
+impl SessionError {
+    /// Whether the run stopped because the user cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            SessionError::Cancelled(_) => true,
+            SessionError::Media(e) => e.is_cancelled(),
+            SessionError::Snapshot(e) => e.is_cancelled(),
+            SessionError::Dump(e) => e.is_cancelled(),
+            _ => false,
+        }
+    }
+}
+
+/// The image file a run wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenImage {
+    /// The image path (side files are beside it).
+    pub path: PathBuf,
+    /// MD5 of the image, lowercase hex.
+    pub md5_hex: String,
+    /// Size of the image in bytes.
+    pub size: u64,
+}
+
+/// One run. See the module documentation.
+pub struct Session {
+    // Fields drop in declaration order: the guest tree (open filesystems on the working
+    // disk) first, then the working disk (and its private copy), then the work
+    // directory holding it.
+    inspection: Option<Inspection>,
+    disk: Option<WorkingDisk>,
+    layout: Option<Layout>,
+    workdir: Option<WorkDir>,
+    source: Option<Source>,
+    opts: RunOptions,
+    reporter: SharedReporter,
+    metadata: Metadata,
+    /// Bytes `[0, image_size)` of the working disk make the image (smaller after shrink).
+    image_size: Option<u64>,
+    /// Byte ranges of the working disk known to be free (never read by the dump).
+    free: Vec<Range<u64>>,
+    written: Option<WrittenImage>,
+    next: usize,
+}
+
+impl Session {
+    /// A session for `opts`, reporting through `reporter`.
+    ///
+    /// Fails at once for options asking for features that are not available yet, and
+    /// for an output path that cannot be used (missing directory, existing files
+    /// without `force`).
+    pub fn new(opts: RunOptions, reporter: SharedReporter) -> Result<Session, SessionError> {
+        opts.check_supported()?;
+        if let Some(out) = &opts.outfile {
+            options::check_outfile(out, opts.force)?;
+        }
+        if let Some(dir) = &opts.tmpdir {
+            options::check_tmpdir(dir)?;
+        }
+        Ok(Session {
+            inspection: None,
+            disk: None,
+            layout: None,
+            workdir: None,
+            source: None,
+            opts,
+            reporter,
+            metadata: Metadata::new(),
+            image_size: None,
+            free: Vec::new(),
+            written: None,
+            next: 0,
+        })
+    }
+
+    /// The options of this run.
+    pub fn options(&self) -> &RunOptions {
+        &self.opts
+    }
+
+    /// The image properties collected so far (final after [`Stage::MergeMetadata`]).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The examined source, once [`Stage::ExamineSource`] ran.
+    pub fn source(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
+
+    /// The partition layout, once [`Stage::ReadPartitionTable`] ran and found one.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
+    }
+
+    /// The working disk, once [`Stage::OpenWorkingDisk`] ran.
+    pub fn working_disk(&self) -> Option<&WorkingDisk> {
+        self.disk.as_ref()
+    }
+
+    /// What inspection found, once [`Stage::Inspect`] ran on a partitioned disk.
+    pub fn inspection(&self) -> Option<&Inspection> {
+        self.inspection.as_ref()
+    }
+
+    /// The image written by [`Stage::Dump`], if any.
+    pub fn written_image(&self) -> Option<&WrittenImage> {
+        self.written.as_ref()
+    }
+
+    /// The stage [`run_next`](Self::run_next) would run, `None` when the run is over.
+    pub fn next_stage(&self) -> Option<Stage> {
+        Stage::ALL.get(self.next).copied()
+    }
+
+    /// Run the next stage; returns the stage that ran, `None` if all have run.
+    pub fn run_next(&mut self) -> Result<Option<Stage>, SessionError> {
+        let Some(stage) = self.next_stage() else {
+            return Ok(None);
+        };
+        cancel::check()?;
+        match stage {
+            Stage::ExamineSource => self.examine_source()?,
+            Stage::CreateWorkDir => self.create_workdir()?,
+            Stage::OpenWorkingDisk => self.open_working_disk()?,
+            Stage::ReadPartitionTable => self.read_partition_table()?,
+            Stage::Inspect => self.inspect()?,
+            Stage::MergeMetadata => self.merge_metadata()?,
+            Stage::InstallVirtio => self.install_virtio()?,
+            Stage::HostRun => self.host_run()?,
+            Stage::Sysprep => self.sysprep()?,
+            Stage::Shrink => self.shrink()?,
+            Stage::Dump => self.dump()?,
+            Stage::Upload => self.upload()?,
+        }
+        self.next = stage.index() + 1;
+        Ok(Some(stage))
+    }
+
+    /// Run every stage up to and including `last`.
+    pub fn run_until(&mut self, last: Stage) -> Result<(), SessionError> {
+        while self.next_stage().is_some_and(|s| s <= last) {
+            self.run_next()?;
+        }
+        Ok(())
+    }
+
+    /// Everything before the reports: examine, snapshot, read the table, inspect and
+    /// merge the metadata.
+    pub fn prepare(&mut self) -> Result<(), SessionError> {
+        self.run_until(Stage::LAST_PREPARE)
+    }
+
+    /// Everything after the reports. A run that only prints (no `-o`, no upload) stops
+    /// here without doing anything.
+    pub fn finish(&mut self) -> Result<(), SessionError> {
+        self.prepare()?;
+        if !self.opts.produces_image() {
+            self.next = Stage::ALL.len();
+            return Ok(());
+        }
+        self.run_until(Stage::Upload)
+    }
+
+    fn given(&self) -> &Path {
+        &self.opts.source
+    }
+
+    fn examine_source(&mut self) -> Result<(), SessionError> {
+        let source = Source::examine(&self.opts.source)?;
+        let what = match source.kind() {
+            SourceKind::ImageFile => format!("a {} image file", source.format()),
+            SourceKind::BlockDevice => "a block device".to_string(),
+            SourceKind::Host => "the running host".to_string(),
+        };
+        self.reporter.info(&format!(
+            "Examining source media `{}' ... {what} of {}",
+            self.given().display(),
+            human_size(source.size())
+        ));
+        self.source = Some(source);
+        Ok(())
+    }
+
+    fn create_workdir(&mut self) -> Result<(), SessionError> {
+        let workdir = WorkDir::create(self.opts.tmpdir.as_deref())?;
+        self.reporter
+            .detail(&format!("Work directory: {}", workdir.path().display()));
+        self.workdir = Some(workdir);
+        Ok(())
+    }
+
+    fn open_working_disk(&mut self) -> Result<(), SessionError> {
+        let (Some(source), Some(workdir)) = (&self.source, &self.workdir) else {
+            return Err(SessionError::OutOfOrder {
+                stage: Stage::OpenWorkingDisk,
+                needs: "the source and the work directory",
+            });
+        };
+        let mode = if self.opts.snapshot {
+            SnapshotMode::Snapshot
+        } else {
+            self.reporter.warn(&format!(
+                "--no-snapshot: {} itself will be changed",
+                source.given().display()
+            ));
+            SnapshotMode::NoSnapshot
+        };
+        let disk = WorkingDisk::open(source, workdir, mode, self.reporter.as_ref())?;
+        self.image_size = Some(disk.size());
+        self.disk = Some(disk);
+        Ok(())
+    }
+
+    fn read_partition_table(&mut self) -> Result<(), SessionError> {
+        let Some(disk) = &self.disk else {
+            return Err(SessionError::OutOfOrder {
+                stage: Stage::ReadPartitionTable,
+                needs: "the working disk",
+            });
+        };
+        let mut file = disk.file();
+        let read = if disk.source().kind() == SourceKind::BlockDevice {
+            Ok(disk.sector_size())
+        } else {
+            partition::detect_sector_size_of(&mut file)
+        }
+        .and_then(|sector_size| Layout::read(&mut file, disk.size(), sector_size));
+        match read {
+            Ok(layout) => {
+                for warning in layout.warnings() {
+                    self.reporter.warn(&format!("partition table: {warning}"));
+                }
+                self.reporter.info(&format!(
+                    "Reading the partition table ... {}, {} partition(s)",
+                    layout.kind(),
+                    layout.partitions().len()
+                ));
+                self.set_detected("PARTITION_TABLE", layout.kind().as_str());
+                self.layout = Some(layout);
+                Ok(())
+            }
+            // Not partitioned: there is nothing to inspect, prepare or shrink, but the
+            // disk can still be imaged as it is with --allow-unsupported.
+            Err(e @ PartitionError::NoPartitionTable { .. }) => {
+                self.set_detected("UNSUPPORTED", &format!("The media has {e}"));
+                Ok(())
+            }
+            Err(e @ PartitionError::UnsupportedSectorSize(_)) => {
+                self.set_detected("UNSUPPORTED", &format!("The media has an {e}"));
+                Ok(())
+            }
+            Err(source) => Err(SessionError::PartitionTable {
+                path: self.opts.source.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn set_detected(&mut self, key: &'static str, value: &str) {
+        // Keys set here are constants made of valid characters.
+        let _ = self.metadata.insert(key, value);
+    }
+
+    /// Detect the operating system and add its properties to the metadata (with
+    /// `UNSUPPORTED` for media that cannot be prepared). An unpartitioned disk was
+    /// already flagged unsupported and has nothing to inspect.
+    ///
+    /// The guest tree is opened writable only when the working disk already is: system
+    /// preparation (SEAM below) must call `WorkingDisk::make_writable` before this stage.
+    fn inspect(&mut self) -> Result<(), SessionError> {
+        let (Some(disk), Some(layout)) = (&self.disk, &self.layout) else {
+            return Ok(());
+        };
+        let partitions = inspect::partitions_from_layout(layout);
+        let found = inspect::inspect(
+            disk.path(),
+            &partitions,
+            layout.kind().as_str(),
+            disk.is_writable(),
+            self.reporter.as_ref(),
+        )?;
+        self.metadata.merge(&found.metadata);
+        self.inspection = Some(found);
+        Ok(())
+    }
+
+    fn merge_metadata(&mut self) -> Result<(), SessionError> {
+        if let Some(reason) = self.metadata.get("UNSUPPORTED").map(str::to_string) {
+            if !self.opts.allow_unsupported {
+                return Err(SessionError::Unsupported {
+                    path: self.opts.source.clone(),
+                    reason,
+                });
+            }
+            self.reporter.warn(&format!(
+                "the media is not supported ({reason}); going on because unsupported media \
+                 are allowed: no system preparation, no shrinking"
+            ));
+            self.set_detected("EXCLUDE_ALL_TASKS", "yes");
+        }
+        self.metadata.merge(&self.opts.metadata);
+        Ok(())
+    }
+
+    /// SEAM (VirtIO): install the drivers from `opts.install_virtio` into a Windows
+    /// image. Refused up front by [`RunOptions::unsupported`] until written.
+    fn install_virtio(&mut self) -> Result<(), SessionError> {
+        if self.opts.install_virtio.is_some() {
+            return Err(not_supported(
+                "--install-virtio (Windows images only) is not supported yet",
+            ));
+        }
+        Ok(())
+    }
+
+    /// SEAM (--host-run): mount the guest tree on the host, export every property as
+    /// `SNF_IMAGE_CREATOR_METADATA_<KEY>`, run each `opts.host_run` script in it.
+    /// Needs `self.disk` made writable (`WorkingDisk::make_writable`).
+    fn host_run(&mut self) -> Result<(), SessionError> {
+        if !self.opts.host_run.is_empty() {
+            return Err(not_supported("--host-run is not supported yet"));
+        }
+        Ok(())
+    }
+
+    /// SEAM (sysprep): with `opts.sysprep`, make the disk writable
+    /// (`WorkingDisk::make_writable`), apply `opts.disable_syspreps` then
+    /// `opts.enable_syspreps`, and run the enabled operations (or, with
+    /// `opts.dry_run`, report what each would change via `Reporter::detail`). Skipped
+    /// for media with `UNSUPPORTED` set.
+    fn sysprep(&mut self) -> Result<(), SessionError> {
+        if self.opts.sysprep && !self.metadata.contains("UNSUPPORTED") {
+            return Err(not_supported(
+                "system preparation is not available yet: use --no-sysprep",
+            ));
+        }
+        Ok(())
+    }
+
+    /// SEAM (shrink): part of system preparation in the original (skipped with
+    /// `--no-sysprep` and for unsupported media). It shrinks the last filesystem and
+    /// partition, rewrites the table (`Layout::write_file`), sets `self.image_size`
+    /// (`Layout::shrunk_disk_size`), `WorkingDisk::set_size`, may set `SWAP`, and may
+    /// fill `self.free` with known-free byte ranges the dump need not read.
+    fn shrink(&mut self) -> Result<(), SessionError> {
+        Ok(())
+    }
+
+    fn dump(&mut self) -> Result<(), SessionError> {
+        let Some(out) = self.opts.outfile.clone() else {
+            return Ok(());
+        };
+        let (Some(disk), Some(size)) = (&self.disk, self.image_size) else {
+            return Err(SessionError::OutOfOrder {
+                stage: Stage::Dump,
+                needs: "the working disk",
+            });
+        };
+        if snf_disk::dump::is_dev_null(&out) {
+            self.reporter.warn("Not dumping file to /dev/null");
+            return Ok(());
+        }
+        if self.opts.dry_run {
+            self.reporter.info(&format!(
+                "Dry run: not writing {} ({})",
+                out.display(),
+                human_size(size)
+            ));
+            return Ok(());
+        }
+        let summary = snf_disk::dump(disk, size, &self.free, &out, self.reporter.as_ref())?;
+        snf_disk::write_side_files(
+            &out,
+            &out.to_string_lossy(),
+            &summary.md5_hex,
+            self.metadata.as_map(),
+        )?;
+        self.reporter.success(&format!(
+            "Image file {} was successfully created (md5sum {})",
+            out.display(),
+            summary.md5_hex
+        ));
+        self.reporter
+            .info("Metadata, md5sum and variant files were written beside it");
+        self.written = Some(WrittenImage {
+            path: out,
+            md5_hex: summary.md5_hex,
+            size,
+        });
+        Ok(())
+    }
+
+    /// SEAM (cloud): authenticate (`opts.cloud`), check remote objects unless
+    /// `opts.force`, upload `[0, image_size)` of `self.disk` as `opts.cloud.upload` (the
+    /// MD5 is `self.written`'s, or `snf_disk::md5_of` when there is no `-o`), then
+    /// register and report the registration result for the front-end to print on
+    /// stdout. Authentication must move before [`Stage::ExamineSource`] (the original
+    /// authenticates before touching the media).
+    fn upload(&mut self) -> Result<(), SessionError> {
+        if self.opts.cloud.upload.is_some() {
+            return Err(not_supported(
+                "uploading and registering images is not supported yet",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn not_supported(what: &'static str) -> SessionError {
+    SessionError::Options(OptionsError::NotSupported(vec![what]))
+}
+
+/// `1.5 GiB`-style sizes for messages.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_are_in_pipeline_order() {
+        for pair in Stage::ALL.windows(2) {
+            assert!(pair[0] < pair[1]);
+        }
+        assert_eq!(
+            Stage::ALL[Stage::LAST_PREPARE.index()],
+            Stage::MergeMetadata
+        );
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(512), "512 bytes");
+        assert_eq!(human_size(3 << 29), "1.5 GiB");
+    }
+}

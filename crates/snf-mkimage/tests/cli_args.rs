@@ -1,0 +1,506 @@
+//! The command line: validation (exit 2, one line), --version, --help, the features
+//! that are refused until they exist (exit 1, nothing written), and the output modes.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// Runs `args` and checks exit status 2 and exactly one stderr line `Error: <msg>`.
+fn usage_error(args: &[&str], msg: &str) {
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    assert_eq!(stderr(&out), format!("Error: {msg}\n"), "{args:?}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn every_validation_rule_exits_2_with_one_line() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = d.join("src.raw");
+    fs::write(&src, vec![0u8; 4096]).unwrap();
+    let src = src.to_str().unwrap();
+    let out = d.join("out.raw");
+    let out_s = out.to_str().unwrap();
+
+    usage_error(
+        &[],
+        "the following required arguments were not provided: <SOURCE>",
+    );
+    usage_error(&["--bogus", src], "unexpected argument '--bogus' found");
+    usage_error(
+        &[src],
+        "At least one of `-o', `-u', `--print-metadata', `--print-syspreps' or \
+         `--print-sysprep-params' must be set",
+    );
+    usage_error(
+        &["-r", "name", "-o", out_s, src],
+        "You also need to set -u when -r option is set",
+    );
+    let no_auth = "Image uploading cannot be performed. You need to either specify an \
+                   authentication URL and token pair or an available cloud name.";
+    usage_error(&["-u", "obj", src], no_auth);
+    usage_error(&["-u", "obj", "-t", "tok", src], no_auth);
+    usage_error(&["-u", "obj", "-a", "http://x", src], no_auth);
+    usage_error(
+        &["--public", "-o", out_s, src],
+        "--public only makes sense with -r (registering the image)",
+    );
+    usage_error(
+        &["-m", "novalue", "-o", out_s, src],
+        "`novalue' is not in KEY=VALUE format.",
+    );
+    usage_error(
+        &["-m", "bad-key=1", "-o", out_s, src],
+        "Metadata key: `bad-key' is not valid. Allowed characters for key: [a-zA-Z0-9_].",
+    );
+    usage_error(
+        &["--sysprep-param", "x", "-o", out_s, src],
+        "`x' is not in KEY=VALUE format.",
+    );
+    usage_error(
+        &["--tmpdir", "/nonexistent/dir", "-o", out_s, src],
+        "The directory `/nonexistent/dir' specified with --tmpdir is not valid",
+    );
+    usage_error(
+        &["--tmpdir", src, "-o", out_s, src],
+        &format!("The directory `{src}' specified with --tmpdir is not valid"),
+    );
+    usage_error(
+        &["-o", "/nonexistent/dir/out.raw", src],
+        "`/nonexistent/dir' is not an existing directory",
+    );
+    let slash = format!("{}/", d.display());
+    usage_error(
+        &["-o", &slash, src],
+        &format!("`{slash}' is not a valid file name"),
+    );
+    usage_error(
+        &["-o", out_s, "/nonexistent/disk.img"],
+        "Input media `/nonexistent/disk.img' is not accessible",
+    );
+    usage_error(
+        &["-o", out_s, "-o", out_s, src],
+        "the argument '--outfile <FILE>' cannot be used multiple times",
+    );
+    usage_error(
+        &["-s", "-v", "-o", out_s, src],
+        "the argument '--silent' cannot be used with '--verbose'",
+    );
+    for suffix in ["", ".meta", ".md5sum", ".variant"] {
+        let existing = format!("{out_s}{suffix}");
+        fs::write(&existing, "old").unwrap();
+        usage_error(
+            &["-o", out_s, src],
+            &format!("Output file `{existing}' exists (use --force to overwrite it)."),
+        );
+        fs::remove_file(&existing).unwrap();
+    }
+}
+
+#[test]
+fn an_unwritable_output_directory_is_refused_for_an_unprivileged_user() {
+    let dir = tempdir();
+    let src = dir.path().join("src.raw");
+    fs::write(&src, vec![0u8; 4096]).unwrap();
+    require("setpriv");
+    // The test directory is root's, mode 0755: not writable for nobody.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
+        .args(["-o", &format!("{}/out.raw", dir.path().display())])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "Error: The directory `{}' is not writable\n",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!("snf-mkimage {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for opt in [
+        "<SOURCE>",
+        "-a, --authentication-url <URL>",
+        "--add-timestamp",
+        "--allow-unsupported",
+        "-c, --cloud <CLOUD>",
+        "--container <CONTAINER>",
+        "--disable-sysprep <SYSPREP>",
+        "--enable-sysprep <SYSPREP>",
+        "-f, --force",
+        "--host-run <SCRIPT>",
+        "--install-virtio <DIR>",
+        "-m, --metadata <KEY=VALUE>",
+        "--no-snapshot",
+        "--no-sysprep",
+        "-o, --outfile <FILE>",
+        "--print-metadata",
+        "--print-syspreps",
+        "--print-sysprep-params",
+        "--public",
+        "-r, --register <IMAGENAME>",
+        "-s, --silent",
+        "--syslog",
+        "--sysprep-param <KEY=VALUE>",
+        "-t, --token <TOKEN>",
+        "--tmpdir <DIR>",
+        "-u, --upload <FILENAME>",
+        "--json",
+        "-v, --verbose",
+        "--dry-run",
+        "-V, --version",
+        "-h, --help",
+    ] {
+        assert!(help.contains(opt), "--help does not list {opt}:\n{help}");
+    }
+}
+
+#[test]
+fn features_not_available_yet_fail_with_exit_1_and_write_nothing() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = partitioned_raw(d, "src.raw", 8, 16);
+    let before = sha256(&src);
+    let src = src.to_str().unwrap();
+    let tmp = d.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let tmp_s = tmp.to_str().unwrap();
+    let out = d.join("out.raw");
+    let out_s = out.to_str().unwrap();
+    let cloud = "uploading and registering images (-u, -r, -c, -a, -t, --public, \
+                 --container) is not supported yet";
+    let syspreps = "choosing or listing system preparation operations (--enable-sysprep, \
+                    --disable-sysprep, --print-syspreps, --print-sysprep-params) is not \
+                    supported yet";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-u", "obj", "-c", "cloud"], cloud),
+        (vec!["-u", "obj", "-t", "tok", "-a", "http://x"], cloud),
+        (
+            vec!["-u", "obj", "-c", "cloud", "-r", "img", "--public"],
+            cloud,
+        ),
+        (vec!["--container", "c"], cloud),
+        (vec!["-c", "cloud"], cloud),
+        (
+            vec!["--host-run", "/bin/true"],
+            "--host-run is not supported yet",
+        ),
+        (
+            vec!["--install-virtio", "/tmp"],
+            "--install-virtio (Windows images only) is not supported yet",
+        ),
+        (
+            vec!["--sysprep-param", "password=x"],
+            "--sysprep-param is not supported yet",
+        ),
+        (vec!["--enable-sysprep", "cleanup-log"], syspreps),
+        (vec!["--disable-sysprep", "cleanup-log"], syspreps),
+        (vec!["--print-syspreps"], syspreps),
+        (vec!["--print-sysprep-params"], syspreps),
+    ];
+    for (extra, msg) in cases {
+        let mut args = vec!["--no-sysprep", "--tmpdir", tmp_s, "-o", out_s, src];
+        args.splice(0..0, extra.iter().copied());
+        let run_out = run(&args);
+        assert_eq!(
+            run_out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&run_out)
+        );
+        let err = stderr(&run_out);
+        assert!(
+            err.ends_with(&format!("Error: {msg}\n")),
+            "{args:?}: wrong message:\n{err}"
+        );
+        assert_eq!(err.matches("Error:").count(), 1, "{err}");
+        assert!(!out.exists());
+        assert!(
+            entries(&tmp).is_empty(),
+            "{args:?} left {:?}",
+            entries(&tmp)
+        );
+    }
+
+    // Without --no-sysprep: system preparation would run, and it does not exist yet.
+    let run_out = run(&["--tmpdir", tmp_s, "-o", out_s, src]);
+    assert_eq!(run_out.status.code(), Some(1));
+    assert!(stderr(&run_out)
+        .ends_with("Error: system preparation is not available yet: use --no-sysprep\n"));
+
+    // Host bundling.
+    let run_out = run(&["--no-sysprep", "--tmpdir", tmp_s, "-o", out_s, "/"]);
+    assert_eq!(run_out.status.code(), Some(1));
+    assert!(stderr(&run_out)
+        .ends_with("Error: host bundling (`/' as the source) is not supported yet\n"));
+
+    assert!(!out.exists());
+    assert!(entries(&tmp).is_empty());
+    assert_eq!(sha256(Path::new(src)), before);
+}
+
+#[test]
+fn print_metadata_merges_user_values_and_writes_nothing() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = partitioned_raw(d, "src.raw", 8, 16);
+    let tmp = d.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let tmp_s = tmp.to_str().unwrap();
+    let src_s = src.to_str().unwrap();
+
+    // A print-only run needs no --no-sysprep: nothing would be prepared.
+    let out = run(&[
+        "--print-metadata",
+        "-m",
+        "os=custom",
+        "-m",
+        "PARTITION_TABLE=mine",
+        "-m",
+        "Sort_Order=1=2",
+        "--tmpdir",
+        tmp_s,
+        src_s,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("Detected image metadata:"));
+    let rows: Vec<&str> = lines.collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.split(' ').next().unwrap()).collect();
+    let width = keys.iter().map(|k| k.len()).max().unwrap() + 2;
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "keys are sorted");
+    for row in &rows {
+        assert_eq!(row.as_bytes()[width - 1], b' ', "{row:?}");
+        assert_ne!(
+            row.as_bytes()[width],
+            b' ',
+            "{row:?} is not padded to {width}"
+        );
+    }
+    let value = |key: &str| {
+        rows.iter()
+            .find(|r| r.split(' ').next() == Some(key))
+            .map(|r| r[width..].to_string())
+    };
+    // -m values override detected ones; keys are upper-cased.
+    assert_eq!(value("OS").as_deref(), Some("custom"));
+    assert_eq!(value("PARTITION_TABLE").as_deref(), Some("mine"));
+    assert_eq!(value("SORT_ORDER").as_deref(), Some("1=2"));
+    // Detected by inspection.
+    assert_eq!(value("OSFAMILY").as_deref(), Some("linux"));
+    assert_eq!(value("ROOT_PARTITION").as_deref(), Some("1"));
+    assert!(stderr(&out).ends_with("snf-image-creator exited without errors\n"));
+
+    let out = run(&[
+        "--print-metadata",
+        "--json",
+        "-m",
+        "description=Ünïcode",
+        "--tmpdir",
+        tmp_s,
+        src_s,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["DESCRIPTION"], "Ünïcode");
+    assert_eq!(v["PARTITION_TABLE"], "msdos");
+    assert_eq!(v["OS"], "debian");
+    assert!(v.as_object().unwrap().values().all(|x| x.is_string()));
+    assert!(entries(&tmp).is_empty());
+    assert_eq!(entries(d), vec!["src.raw", "tmp"]);
+}
+
+#[test]
+fn silent_timestamps_and_plain_output() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = partitioned_raw(d, "src.raw", 8, 64);
+    let src_s = src.to_str().unwrap();
+    let tmp_s = d.to_str().unwrap();
+
+    let out_a = d.join("a.raw");
+    let out = run(&[
+        "-s",
+        "--no-sysprep",
+        "--tmpdir",
+        tmp_s,
+        "-o",
+        out_a.to_str().unwrap(),
+        src_s,
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "", "-s must print nothing on success");
+    assert!(out_a.exists());
+
+    let out_b = d.join("b.raw");
+    let out = run(&[
+        "--add-timestamp",
+        "--no-sysprep",
+        "--tmpdir",
+        tmp_s,
+        "-o",
+        out_b.to_str().unwrap(),
+        src_s,
+    ]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(err.lines().count() >= 5, "{err}");
+    for line in err.lines() {
+        let rest = line
+            .strip_prefix('[')
+            .and_then(|l| l.split_once("s] "))
+            .unwrap_or_else(|| panic!("line without a timestamp: {line:?}"));
+        assert!(
+            !rest.0.is_empty() && rest.0.bytes().all(|b| b.is_ascii_digit()),
+            "{line:?}"
+        );
+    }
+
+    let out_c = d.join("c.raw");
+    let out = run(&[
+        "-v",
+        "--no-sysprep",
+        "--tmpdir",
+        tmp_s,
+        "-o",
+        out_c.to_str().unwrap(),
+        src_s,
+    ]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        !err.bytes().any(|b| b == 0x1b || b == b'\r'),
+        "control characters in non-terminal output: {err:?}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("snf-image-creator {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(lines[1], "=".repeat(lines[0].len()));
+    assert!(lines.contains(&"Dumping image file ..."), "{err}");
+    assert!(lines.contains(&"Dumping image file ... done"), "{err}");
+    assert!(err.contains("Work directory: "), "-v shows details: {err}");
+    assert_eq!(
+        lines.last(),
+        Some(&"snf-image-creator exited without errors")
+    );
+    assert!(!workdir_left(d));
+}
+
+#[test]
+fn dev_null_and_dry_run_write_nothing() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = partitioned_raw(d, "src.raw", 8, 16);
+    let src_s = src.to_str().unwrap();
+    let tmp_s = d.to_str().unwrap();
+
+    let out = run(&["--no-sysprep", "--tmpdir", tmp_s, "-o", "/dev/null", src_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Warning: Not dumping file to /dev/null\n"));
+
+    let target = d.join("out.raw");
+    let out = run(&[
+        "--dry-run",
+        "--no-sysprep",
+        "--tmpdir",
+        tmp_s,
+        "-o",
+        target.to_str().unwrap(),
+        src_s,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("Dry run: not writing {}", target.display())));
+    assert_eq!(entries(d), vec!["src.raw"]);
+}
+
+#[test]
+fn unpartitioned_media_need_allow_unsupported() {
+    let dir = tempdir();
+    let d = dir.path();
+    // A bare filesystem, no partition table.
+    let src = d.join("fs.raw");
+    fs::File::create(&src).unwrap().set_len(4 << 20).unwrap();
+    sh("mke2fs", &["-q", "-F", "-t", "ext4", src.to_str().unwrap()]);
+    let before = sha256(&src);
+    let out_path = d.join("out.raw");
+    let args = [
+        "--no-sysprep",
+        "--tmpdir",
+        d.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the media is not supported: The media has no partition table")
+            && err
+                .trim_end()
+                .ends_with("(use --allow-unsupported to create an image anyway)"),
+        "{err}"
+    );
+    assert_eq!(entries(d), vec!["fs.raw"]);
+
+    let mut allowed = vec!["--allow-unsupported"];
+    allowed.extend(args);
+    let out = run(&allowed);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(same_bytes(&out_path, &src));
+    let meta: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("out.raw.meta")).unwrap()).unwrap();
+    assert_eq!(meta["properties"]["EXCLUDE_ALL_TASKS"], "yes");
+    assert!(meta["properties"]["UNSUPPORTED"]
+        .as_str()
+        .unwrap()
+        .starts_with("The media has no partition table"));
+    assert_eq!(sha256(&src), before);
+}
+
+#[test]
+fn syslog_without_a_syslog_daemon_warns_once_and_goes_on() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = partitioned_raw(d, "src.raw", 8, 16);
+    let out = run(&[
+        "--syslog",
+        "--print-metadata",
+        "--tmpdir",
+        d.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings = stderr(&out)
+        .matches("Warning: not logging to syslog")
+        .count();
+    if Path::new("/dev/log").exists() {
+        assert_eq!(warnings, 0, "{}", stderr(&out));
+    } else {
+        assert_eq!(warnings, 1, "{}", stderr(&out));
+    }
+    assert!(stdout(&out).starts_with("Detected image metadata:\n"));
+}
