@@ -834,3 +834,70 @@ fn unprivileged_read_child() {
     let layout = Layout::read_file(img, 512).unwrap();
     assert_eq!(layout.partitions().len(), 3);
 }
+
+#[test]
+fn gpt_without_protective_mbr_is_read_and_gets_one_on_write() {
+    let dir = tmp();
+    let img = gpt_image(dir.path());
+    write_bytes(&img, 0, &[0u8; 512]);
+    let mut layout = Layout::read_file(&img, 512).unwrap();
+    assert_eq!(layout.warnings(), [LayoutWarning::GptNoProtectiveMbr]);
+    assert_eq!(layout.partitions().len(), 3);
+    layout.write_file(&img, 64 << 20).unwrap();
+    assert!(layout.warnings().is_empty());
+    assert_sgdisk_verifies(img.to_str().unwrap());
+    let pmbr = read_bytes(&img, 446, 16);
+    assert_eq!((pmbr[4], u32_le(&pmbr, 8)), (0xee, 1));
+    assert_eq!(u64::from(u32_le(&pmbr, 12)), (64 << 20) / SECTOR - 1);
+}
+
+#[test]
+fn hybrid_mbr_entries_survive_a_gpt_shrink() {
+    let dir = tmp();
+    let img = gpt_image(dir.path());
+    let target = img.to_str().unwrap();
+    // Mirror partition 1 in the MBR beside the protective entry.
+    run(Command::new("sgdisk").args(["-h", "1"]).arg(&img));
+    let before: Vec<u8> = read_bytes(&img, 446, 64);
+    let mut layout = Layout::read_file(&img, 512).unwrap();
+    assert_eq!(layout.kind(), TableKind::Gpt);
+    layout.delete(3).unwrap();
+    let size = layout.shrunk_disk_size();
+    layout.write_file(&img, size).unwrap();
+    truncate(&img, size);
+    assert_sgdisk_verifies(target);
+    let after = read_bytes(&img, 446, 64);
+    assert_eq!(
+        before, after,
+        "the hybrid MBR's entries end inside the new disk"
+    );
+    let p1 = layout.partition(1).unwrap();
+    let mirrored = (0..4)
+        .map(|i| &after[16 * i..16 * i + 16])
+        .find(|e| e[4] != 0xee && e[4] != 0)
+        .expect("a hybrid entry");
+    assert_eq!(u64::from(u32_le(mirrored, 8)), p1.start);
+}
+
+#[test]
+fn empty_first_ebr_that_links_on_is_accepted_and_normalised() {
+    let dir = tmp();
+    let img = mbr_image(dir.path());
+    let target = img.to_str().unwrap();
+    let (_, orig) = sfdisk_json(target);
+    let ext_start = orig[2].1;
+    // Clear the first EBR's data entry, keep its link: Linux then sees two logicals.
+    write_bytes(&img, ext_start * SECTOR + 446, &[0u8; 16]);
+    let mut layout = Layout::read_file(&img, 512).unwrap();
+    let logicals: Vec<_> = layout.logicals().map(|p| (p.number, p.start)).collect();
+    assert_eq!(logicals, [(5, orig[4].1), (6, orig[5].1)]);
+    layout.write_file(&img, 64 << 20).unwrap();
+    assert_sfdisk_verifies(target);
+    let (_, rows) = sfdisk_json(target);
+    let expected: Vec<_> = orig[4..]
+        .iter()
+        .map(|r| (r.0 - 1, r.1, r.2, r.3.clone(), r.4))
+        .collect();
+    assert_eq!(rows[3..].to_vec(), expected);
+    assert_eq!(ebr_chain(&img, SECTOR, ext_start).len(), 2);
+}

@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(&e[1..4], &chs(2048));
         assert_eq!(&e[5..8], &chs(2048 + 4096 - 1));
         // Logical entries are relative to their EBR; CHS is absolute.
-        put_entry(&mut e, false, 0x83, 2048, 4096, 100_000);
+        put_entry(&mut e, false, 0x83, 2048, 4095, 100_000);
         assert_eq!(&e[1..4], &chs(102_048));
     }
 }

@@ -198,7 +198,8 @@ impl Layout {
     ///
     /// A protective MBR (type 0xEE) means GPT; a GPT behind a sector 0 without the MBR
     /// boot signature is accepted with a warning; a valid MBR without a protective entry
-    /// is an MBR even if a stale GPT follows it (as Linux reads it). A disk with neither gives [`PartitionError::NoPartitionTable`].
+    /// is an MBR even if a stale GPT follows it (as Linux reads it). A disk with neither
+    /// gives [`PartitionError::NoPartitionTable`].
     pub fn read<R: Read + Seek + ?Sized>(
         dev: &mut R,
         disk_size: u64,
@@ -228,21 +229,20 @@ impl Layout {
         };
 
         let mbr = mbr::classify(&sector0);
-        let mut gpt_signature = || -> Result<bool, PartitionError> {
-            if disk_size < 2 * ss + 8 {
-                return Ok(false);
-            }
-            let mut sig = [0u8; 8];
-            read_at(dev, ss, &mut sig, disk_size, "sector 1")?;
-            Ok(&sig == gpt::SIGNATURE)
-        };
         let (use_gpt, protective) = match &mbr {
             mbr::Sector0::Mbr(entries) if entries.iter().any(|e| e.typ == mbr::PROTECTIVE) => {
                 (true, true)
             }
             // Like Linux: a real MBR wins over a stale GPT behind it.
             mbr::Sector0::Mbr(_) => (false, false),
-            mbr::Sector0::None(_) => (gpt_signature()?, false),
+            mbr::Sector0::None(_) => {
+                let mut sig = [0u8; 8];
+                let found = disk_size >= ss + 8 && {
+                    read_at(dev, ss, &mut sig, disk_size, "sector 1")?;
+                    &sig == gpt::SIGNATURE
+                };
+                (found, false)
+            }
         };
 
         if use_gpt {
@@ -536,7 +536,9 @@ impl Layout {
     ///
     /// MBR: sector 0 and the EBR chain. GPT: protective MBR, primary header and
     /// entries, backup entries and backup header at the new end, all checksums valid.
-    /// Boot code in sector 0 is kept.
+    /// Boot code in sector 0 is kept. The device is not truncated: an image written for
+    /// a smaller size keeps its old tail until the caller cuts it (the dump copies only
+    /// `new_disk_size` bytes anyway).
     pub fn write<D: Read + Write + Seek + ?Sized>(
         &mut self,
         dev: &mut D,
