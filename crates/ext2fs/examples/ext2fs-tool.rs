@@ -40,7 +40,9 @@ fn run(args: &[String]) -> Result<(), String> {
     let [image, offset, cmd, rest @ ..] = args else {
         return Err("usage: ext2fs-tool IMAGE OFFSET (cat|ls|put|rm|info) [ARGS]".into());
     };
-    let offset: u64 = offset.parse().map_err(|_| format!("bad offset {offset:?}"))?;
+    let offset: u64 = offset
+        .parse()
+        .map_err(|_| format!("bad offset {offset:?}"))?;
     let writable = matches!(cmd.as_str(), "put" | "rm");
     let mut fs = Ext2Fs::open(Path::new(image), offset, writable).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
@@ -84,11 +86,20 @@ fn run(args: &[String]) -> Result<(), String> {
             let ino = match fs.lookup(dir, name.as_bytes()).map_err(|e| e.to_string())? {
                 Some(ino) => ino,
                 None => fs
-                    .create(dir, name.as_bytes(), NewInode { mode: 0o644, uid: 0, gid: 0 })
+                    .create(
+                        dir,
+                        name.as_bytes(),
+                        NewInode {
+                            mode: 0o644,
+                            uid: 0,
+                            gid: 0,
+                        },
+                    )
                     .map_err(|e| e.to_string())?,
             };
             fs.set_size(ino, 0).map_err(|e| e.to_string())?;
-            fs.write_at(ino, 0, text.as_bytes()).map_err(|e| e.to_string())?;
+            fs.write_at(ino, 0, text.as_bytes())
+                .map_err(|e| e.to_string())?;
         }
         ("rm", [path]) => {
             let (parent, name) = split_parent(path);

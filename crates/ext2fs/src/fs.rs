@@ -196,6 +196,12 @@ fn message(code: sys::Errcode) -> String {
         .into_owned()
 }
 
+/// `errcode_t` (a C `long`) widened for [`Error`]; a no-op on 64-bit targets.
+#[allow(clippy::useless_conversion)]
+fn code_i64(code: sys::Errcode) -> i64 {
+    i64::from(code)
+}
+
 fn kind_of(code: sys::Errcode) -> ErrorKind {
     // SAFETY: a pure function of an integer.
     match unsafe { sys::snf_error_kind(code) } {
@@ -223,7 +229,7 @@ fn check(code: sys::Errcode, op: &'static str, ino: Ino) -> Result<()> {
             op,
             ino,
             kind: kind_of(code),
-            code: code as i64,
+            code: code_i64(code),
             msg: message(code),
         })
     }
@@ -362,15 +368,10 @@ impl Ext2Fs {
             )
         };
         if code != 0 {
-            return Err(open_err(kind_of(code), code as i64, message(code)));
+            return Err(open_err(kind_of(code), code_i64(code), message(code)));
         }
-        let raw = NonNull::new(raw).ok_or_else(|| {
-            open_err(
-                ErrorKind::Other,
-                0,
-                "libext2fs returned no handle".into(),
-            )
-        })?;
+        let raw = NonNull::new(raw)
+            .ok_or_else(|| open_err(ErrorKind::Other, 0, "libext2fs returned no handle".into()))?;
         Ok(Ext2Fs {
             raw,
             path: path.to_path_buf(),
@@ -554,6 +555,23 @@ impl Ext2Fs {
     /// Its xattrs are kept.
     pub fn write_at(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
         self.require_writable("write")?;
+        if data.is_empty() {
+            // Nothing to write, but the same answer as a real write for non-files.
+            return match self.inode(ino)?.file_type() {
+                FileType::Regular => Ok(()),
+                t => Err(Error::Op {
+                    op: "write",
+                    ino,
+                    kind: if t == FileType::Directory {
+                        ErrorKind::IsADirectory
+                    } else {
+                        ErrorKind::InvalidArgument
+                    },
+                    code: 0,
+                    msg: format!("not a regular file ({t:?})"),
+                }),
+            };
+        }
         let mut at = offset;
         for chunk in data.chunks(CHUNK) {
             // SAFETY: open handle; `chunk` is valid for `chunk.len()` (<= 1 GiB) bytes.
@@ -651,14 +669,21 @@ impl Ext2Fs {
     }
 
     /// Create symlink `name` in `dir` pointing to `target` (mode 0777).
-    pub fn symlink(&mut self, dir: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<Ino> {
+    pub fn symlink(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<Ino> {
         self.require_writable("symlink")?;
         let cname = entry_name(name)?;
         if target.is_empty() {
             return Err(name_error(target, "empty symlink target"));
         }
-        let ctarget =
-            CString::new(target).map_err(|_| name_error(target, "symlink target contains a NUL byte"))?;
+        let ctarget = CString::new(target)
+            .map_err(|_| name_error(target, "symlink target contains a NUL byte"))?;
         let mut ino: u32 = 0;
         // SAFETY: open handle; both C strings valid; valid out-pointer.
         let code = unsafe {
@@ -707,14 +732,19 @@ impl Ext2Fs {
     /// Move `from_name` of `from_dir` to `to_name` of `to_dir` with `rename(2)`
     /// semantics: an existing non-directory target (or empty directory, for a
     /// directory source) is replaced; a directory cannot move below itself.
-    pub fn rename(&mut self, from_dir: Ino, from_name: &[u8], to_dir: Ino, to_name: &[u8]) -> Result<()> {
+    pub fn rename(
+        &mut self,
+        from_dir: Ino,
+        from_name: &[u8],
+        to_dir: Ino,
+        to_name: &[u8],
+    ) -> Result<()> {
         self.require_writable("rename")?;
         let cfrom = entry_name(from_name)?;
         let cto = entry_name(to_name)?;
         // SAFETY: open handle; valid C strings.
-        let code = unsafe {
-            sys::snf_rename(self.fs(), from_dir, cfrom.as_ptr(), to_dir, cto.as_ptr())
-        };
+        let code =
+            unsafe { sys::snf_rename(self.fs(), from_dir, cfrom.as_ptr(), to_dir, cto.as_ptr()) };
         check(code, "rename from directory", from_dir)
     }
 

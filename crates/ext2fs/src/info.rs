@@ -259,9 +259,8 @@ impl SuperInfo {
     /// The UUID in its usual text form (`8-4-4-4-12` lowercase hex).
     pub fn uuid_string(&self) -> String {
         let u = &self.uuid;
-        let hex = |r: std::ops::Range<usize>| {
-            u[r].iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
+        let hex =
+            |r: std::ops::Range<usize>| u[r].iter().map(|b| format!("{b:02x}")).collect::<String>();
         format!(
             "{}-{}-{}-{}-{}",
             hex(0..4),
@@ -343,7 +342,10 @@ mod tests {
 
     #[test]
     fn kind_follows_features_like_blkid() {
-        assert_eq!(info(0, INCOMPAT_FILETYPE, RO_COMPAT_SPARSE_SUPER).kind(), ExtKind::Ext2);
+        assert_eq!(
+            info(0, INCOMPAT_FILETYPE, RO_COMPAT_SPARSE_SUPER).kind(),
+            ExtKind::Ext2
+        );
         assert_eq!(
             info(COMPAT_HAS_JOURNAL, INCOMPAT_FILETYPE, RO_COMPAT_LARGE_FILE).kind(),
             ExtKind::Ext3

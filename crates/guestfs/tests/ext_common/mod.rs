@@ -57,7 +57,9 @@ pub fn require(program: &str) {
 
 /// Run a command, failing the test with its output when it does not exit 0.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n{}\n{}",
@@ -146,7 +148,11 @@ pub enum Content {
     /// Whole content of files up to 16 MiB.
     File(Vec<u8>),
     /// Size and the first and last 64 KiB of bigger files.
-    Big { size: u64, head: Vec<u8>, tail: Vec<u8> },
+    Big {
+        size: u64,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
     Symlink(Vec<u8>),
     Fifo,
     Other,
@@ -177,7 +183,10 @@ fn host_xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut names = vec![0u8; 65536];
     let n = rustix::fs::llistxattr(path, &mut names).unwrap_or(0);
     let mut out = BTreeMap::new();
-    for name in names[..n].split(|&b| b == 0).filter(|n| n.starts_with(b"user.")) {
+    for name in names[..n]
+        .split(|&b| b == 0)
+        .filter(|n| n.starts_with(b"user."))
+    {
         let mut value = vec![0u8; 65536];
         let cname = std::ffi::CString::new(name).unwrap();
         if let Ok(len) = rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value) {
@@ -351,7 +360,12 @@ pub fn assert_same_tree(
         problems.is_empty(),
         "{what}: {} differences, first ones:\n{}",
         problems.len(),
-        problems.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        problems
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -372,7 +386,10 @@ fn describe(want: &Node, got: &Node) -> String {
         }
     }
     if want.mode != got.mode {
-        d.push(format!("mode: expected {:o}, got {:o}", want.mode, got.mode));
+        d.push(format!(
+            "mode: expected {:o}, got {:o}",
+            want.mode, got.mode
+        ));
     }
     if (want.uid, want.gid) != (got.uid, got.gid) {
         d.push(format!(
@@ -384,7 +401,10 @@ fn describe(want: &Node, got: &Node) -> String {
         d.push(format!("mtime: expected {}, got {}", want.mtime, got.mtime));
     }
     if want.xattrs != got.xattrs {
-        d.push(format!("xattrs: expected {:?}, got {:?}", want.xattrs, got.xattrs));
+        d.push(format!(
+            "xattrs: expected {:?}, got {:?}",
+            want.xattrs, got.xattrs
+        ));
     }
     d.join("; ")
 }

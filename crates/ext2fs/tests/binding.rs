@@ -1,0 +1,224 @@
+//! The binding on real filesystems: no root needed for image files, xattr writes,
+//! the used-block map.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use ext2fs::{ErrorKind, Ext2Fs, ExtKind, NewInode, ROOT_INO};
+
+fn require(program: &str) {
+    assert!(
+        snf_core::command::exists(program),
+        "{program} is not installed; run scripts/setup.sh (packages in scripts/apt-packages.txt)"
+    );
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn mkfs(dir: &Path, src: &Path, args: &[&str], offset: u64) -> std::path::PathBuf {
+    require("mke2fs");
+    let img = dir.join("disk.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F"])
+        .args(args)
+        .arg("-d")
+        .arg(src)
+        .arg("-E")
+        .arg(format!("offset={offset}"))
+        .arg(&img)
+        .arg("16M"));
+    img
+}
+
+fn assert_clean(img: &Path, offset: u64) {
+    require("e2fsck");
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(ext2fs::e2fsprogs_spec(img, offset))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck -fn: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const CHILD_ENV: &str = "EXT2FS_UNPRIVILEGED_CHILD_IMAGE";
+
+/// Run by `image_files_need_no_root` as user 65534; does nothing otherwise.
+#[test]
+#[ignore = "run by image_files_need_no_root as an unprivileged user"]
+fn unprivileged_child() {
+    let Ok(img) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "child is not unprivileged: {uid_line}"
+    );
+    let mut fs = Ext2Fs::open(Path::new(&img), 8192, true).expect("open as nobody");
+    let f = fs
+        .lookup(ROOT_INO, b"hello")
+        .unwrap()
+        .expect("hello exists");
+    let mut buf = [0u8; 64];
+    let n = fs.read_at(f, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello from the guest\n");
+    let new = fs
+        .create(
+            ROOT_INO,
+            b"written-by-nobody",
+            NewInode {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        )
+        .unwrap();
+    fs.write_at(new, 0, b"no root needed\n").unwrap();
+    fs.unlink(ROOT_INO, b"hello").unwrap();
+    fs.close().unwrap();
+}
+
+#[test]
+fn image_files_need_no_root() {
+    require("setpriv");
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("hello"), b"hello from the guest\n").unwrap();
+    let img = mkfs(dir.path(), &src, &["-t", "ext4"], 8192);
+    std::os::unix::fs::chown(&img, Some(65534), Some(65534)).expect("chown (tests run as root)");
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "unprivileged_child",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, &img)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "unprivileged run failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run:\n{text}"
+    );
+    assert_clean(&img, 8192);
+    let mut fs = Ext2Fs::open(&img, 8192, false).unwrap();
+    assert!(fs.lookup(ROOT_INO, b"hello").unwrap().is_none());
+    let f = fs.lookup(ROOT_INO, b"written-by-nobody").unwrap().unwrap();
+    let mut buf = [0u8; 64];
+    let n = fs.read_at(f, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"no root needed\n");
+}
+
+#[test]
+fn xattrs_can_be_set_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    for args in [&["-t", "ext4"][..], &["-t", "ext2", "-b", "1024"][..]] {
+        let img = mkfs(dir.path(), &src, args, 0);
+        let mut fs = Ext2Fs::open(&img, 0, true).unwrap();
+        let f = fs.lookup(ROOT_INO, b"f").unwrap().unwrap();
+        fs.set_xattr(f, b"user.small", b"v").unwrap();
+        fs.set_xattr(f, b"security.selinux", b"system_u:object_r:etc_t:s0\0")
+            .unwrap();
+        fs.set_xattr(f, b"user.large", &[b'L'; 700]).unwrap();
+        let mut got = fs.xattrs(f).unwrap();
+        got.sort();
+        assert_eq!(got.len(), 3, "{args:?}");
+        assert_eq!(got[2], (b"user.small".to_vec(), b"v".to_vec()));
+        fs.flush().unwrap();
+        assert_clean(&img, 0);
+        fs.remove_xattr(f, b"user.large").unwrap();
+        fs.remove_xattr(f, b"security.selinux").unwrap();
+        let err = fs.remove_xattr(f, b"user.absent").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert_eq!(
+            fs.xattrs(f).unwrap(),
+            vec![(b"user.small".to_vec(), b"v".to_vec())]
+        );
+        fs.close().unwrap();
+        assert_clean(&img, 0);
+    }
+}
+
+#[test]
+fn used_block_ranges_match_the_bitmap() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), vec![7u8; 300_000]).unwrap();
+    let img = mkfs(dir.path(), &src, &["-t", "ext2", "-b", "1024"], 0);
+    let mut fs = Ext2Fs::open(&img, 0, true).unwrap();
+    let info = fs.info();
+    assert_eq!(info.kind(), ExtKind::Ext2);
+    assert_eq!(info.first_data_block, 1);
+    let ranges = fs.used_block_ranges().unwrap();
+    assert_eq!(ranges[0].0, 0, "the boot block counts as used");
+    assert!(
+        ranges.windows(2).all(|w| w[0].0 + w[0].1 < w[1].0),
+        "sorted, merged"
+    );
+    let used: u64 = ranges.iter().map(|r| r.1).sum();
+    assert_eq!(used, info.blocks_count - info.free_blocks);
+    // Deleting the file frees its blocks in the map and the counts alike.
+    fs.unlink(ROOT_INO, b"f").unwrap();
+    let after: u64 = fs.used_block_ranges().unwrap().iter().map(|r| r.1).sum();
+    assert!(after + 290 < used, "{after} vs {used}");
+    assert_eq!(after, fs.info().blocks_count - fs.info().free_blocks);
+    fs.close().unwrap();
+    assert_clean(&img, 0);
+}
+
+#[test]
+fn read_only_handles_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let img = mkfs(dir.path(), &src, &["-t", "ext4"], 0);
+    let mut fs = Ext2Fs::open(&img, 0, false).unwrap();
+    let err = fs
+        .mkdir(
+            ROOT_INO,
+            b"d",
+            NewInode {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ReadOnly);
+    assert!(err.to_string().contains("read-only"), "{err}");
+}
