@@ -175,21 +175,6 @@ impl RunOptions {
         if self.install_virtio.is_some() {
             missing.push("--install-virtio (Windows images only) is not supported yet");
         }
-        if !self.sysprep_params.is_empty() {
-            missing.push("--sysprep-param is not supported yet");
-        }
-        if !self.enable_syspreps.is_empty()
-            || !self.disable_syspreps.is_empty()
-            || self.print.syspreps
-            || self.print.sysprep_params
-        {
-            missing.push(
-                "choosing or listing system preparation operations (--enable-sysprep, --disable-sysprep, --print-syspreps, --print-sysprep-params) is not supported yet",
-            );
-        }
-        if self.sysprep && self.produces_image() {
-            missing.push("system preparation is not available yet: use --no-sysprep");
-        }
         if is_host_root(&self.source) {
             missing.push("host bundling (`/' as the source) is not supported yet");
         }

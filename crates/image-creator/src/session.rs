@@ -28,6 +28,7 @@ use snf_disk::{
 use crate::inspect::{self, InspectError, Inspection};
 use crate::metadata::Metadata;
 use crate::options::{self, OptionsError, RunOptions};
+use crate::sysprep::{self, GuestOs, MountedFs, OpReport, Params, Registry, SysprepContext, SysprepError};
 
 /// One step of a run, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,6 +147,9 @@ pub enum SessionError {
     /// Writing the image or its side files failed.
     #[error(transparent)]
     Dump(#[from] DumpError),
+    /// A system preparation operation (or its selection or parameters) failed.
+    #[error(transparent)]
+    Sysprep(#[from] SysprepError),
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
@@ -167,6 +171,7 @@ impl SessionError {
             SessionError::Media(e) => e.is_cancelled(),
             SessionError::Snapshot(e) => e.is_cancelled(),
             SessionError::Dump(e) => e.is_cancelled(),
+            SessionError::Sysprep(e) => matches!(e, SysprepError::Cancelled(_)),
             _ => false,
         }
     }
@@ -196,6 +201,13 @@ pub struct Session {
     opts: RunOptions,
     reporter: SharedReporter,
     metadata: Metadata,
+    /// The system preparation operations for the detected OS, with the run's selection
+    /// applied (set by [`Stage::MergeMetadata`]).
+    syspreps: Option<Registry>,
+    /// Their parameters, with the run's values applied.
+    sysprep_params: Option<Params>,
+    /// What each operation changed, once [`Stage::Sysprep`] ran.
+    sysprep_reports: Vec<OpReport>,
     /// Bytes `[0, image_size)` of the working disk make the image (smaller after shrink).
     image_size: Option<u64>,
     /// Byte ranges of the working disk known to be free (never read by the dump).
@@ -227,6 +239,9 @@ impl Session {
             opts,
             reporter,
             metadata: Metadata::new(),
+            syspreps: None,
+            sysprep_params: None,
+            sysprep_reports: Vec::new(),
             image_size: None,
             free: Vec::new(),
             written: None,
@@ -262,6 +277,29 @@ impl Session {
     /// What inspection found, once [`Stage::Inspect`] ran on a partitioned disk.
     pub fn inspection(&self) -> Option<&Inspection> {
         self.inspection.as_ref()
+    }
+
+    /// The system preparation operations, once [`Stage::MergeMetadata`] ran.
+    pub fn syspreps(&self) -> Option<&Registry> {
+        self.syspreps.as_ref()
+    }
+
+    /// The system preparation parameters, once [`Stage::MergeMetadata`] ran.
+    pub fn sysprep_params(&self) -> Option<&Params> {
+        self.sysprep_params.as_ref()
+    }
+
+    /// What each system preparation operation changed, once [`Stage::Sysprep`] ran.
+    pub fn sysprep_reports(&self) -> &[OpReport] {
+        &self.sysprep_reports
+    }
+
+    /// Whether this run will change the guest (so the working disk must be a private,
+    /// writable copy before the guest is opened).
+    fn changes_guest(&self) -> bool {
+        self.opts.produces_image()
+            && !self.opts.dry_run
+            && (self.opts.sysprep || !self.opts.host_run.is_empty())
     }
 
     /// The image written by [`Stage::Dump`], if any.
@@ -367,7 +405,10 @@ impl Session {
             ));
             SnapshotMode::NoSnapshot
         };
-        let disk = WorkingDisk::open(source, workdir, mode, self.reporter.as_ref())?;
+        let mut disk = WorkingDisk::open(source, workdir, mode, self.reporter.as_ref())?;
+        if self.changes_guest() {
+            disk.make_writable(self.reporter.as_ref())?;
+        }
         self.image_size = Some(disk.size());
         self.disk = Some(disk);
         Ok(())
@@ -461,6 +502,15 @@ impl Session {
             self.set_detected("EXCLUDE_ALL_TASKS", "yes");
         }
         self.metadata.merge(&self.opts.metadata);
+        let os = GuestOs::from_metadata(&self.metadata);
+        let mut registry = Registry::for_family(os.family);
+        registry.select(&self.opts.disable_syspreps, &self.opts.enable_syspreps)?;
+        let mut params = Params::for_family(os.family);
+        for (key, value) in &self.opts.sysprep_params {
+            params.set(key, value)?;
+        }
+        self.syspreps = Some(registry);
+        self.sysprep_params = Some(params);
         Ok(())
     }
 
@@ -485,17 +535,48 @@ impl Session {
         Ok(())
     }
 
-    /// SEAM (sysprep): with `opts.sysprep`, make the disk writable
-    /// (`WorkingDisk::make_writable`), apply `opts.disable_syspreps` then
-    /// `opts.enable_syspreps`, and run the enabled operations (or, with
-    /// `opts.dry_run`, report what each would change via `Reporter::detail`). Skipped
-    /// for media with `UNSUPPORTED` set.
+    /// Run the enabled system preparation operations on the guest tree (with
+    /// `opts.dry_run`, only report what each would change). Skipped with
+    /// `--no-sysprep`; unsupported media run nothing.
     fn sysprep(&mut self) -> Result<(), SessionError> {
-        if self.opts.sysprep && !self.metadata.contains("UNSUPPORTED") {
-            return Err(not_supported(
-                "system preparation is not available yet: use --no-sysprep",
-            ));
+        if !self.opts.sysprep {
+            return Ok(());
         }
+        if self.metadata.contains("UNSUPPORTED") {
+            self.reporter.warn(sysprep::UNSUPPORTED_MESSAGE);
+            return Ok(());
+        }
+        let (Some(registry), Some(params)) = (&mut self.syspreps, &self.sysprep_params) else {
+            return Err(SessionError::OutOfOrder {
+                stage: Stage::Sysprep,
+                needs: "the merged metadata",
+            });
+        };
+        let Some(inspection) = &mut self.inspection else {
+            return Ok(());
+        };
+        let filesystems = inspection
+            .mounts
+            .iter()
+            .map(|m| MountedFs {
+                mountpoint: m.mountpoint.clone(),
+                uuid: m.uuid.clone(),
+            })
+            .collect();
+        let Some(guest) = &mut inspection.guest else {
+            return Ok(());
+        };
+        let os = GuestOs::from_metadata(&self.metadata);
+        let mut ctx = SysprepContext::new(
+            guest,
+            &os,
+            &mut self.metadata,
+            params,
+            self.reporter.as_ref(),
+        )
+        .with_dry_run(self.opts.dry_run)
+        .with_filesystems(filesystems);
+        self.sysprep_reports = sysprep::run_enabled(registry, &mut ctx)?;
         Ok(())
     }
 

@@ -138,23 +138,61 @@ fn run(
     result
 }
 
-/// The `--print-*` reports, on stdout.
+/// The `--print-*` reports, on stdout, each followed by a blank line (JSON: one object
+/// holding the reports asked for).
 fn print_reports(cli: &Cli, session: &Session) -> anyhow::Result<()> {
-    if !cli.print_metadata {
+    let mut text = String::new();
+    if cli.json {
+        let mut obj = serde_json::Map::new();
+        if cli.print_metadata {
+            obj.insert("metadata".into(), session.metadata().to_json());
+        }
+        if cli.print_syspreps {
+            if let Some(r) = session.syspreps() {
+                obj.insert("syspreps".into(), r.to_json());
+            }
+        }
+        if cli.print_sysprep_params {
+            if let Some(p) = session.sysprep_params() {
+                obj.insert("sysprep_params".into(), p.to_json());
+            }
+        }
+        if obj.is_empty() {
+            return Ok(());
+        }
+        // A single report keeps its own shape; several are keyed by report name.
+        let value = if obj.len() == 1 {
+            obj.into_iter().next().map(|(_, v)| v).unwrap_or_default()
+        } else {
+            serde_json::Value::Object(obj)
+        };
+        text = serde_json::to_string_pretty(&value)?;
+        text.push('\n');
+    } else {
+        if cli.print_syspreps {
+            if let Some(r) = session.syspreps() {
+                text.push_str(&r.print());
+                text.push('\n');
+            }
+        }
+        if cli.print_sysprep_params {
+            if let Some(p) = session.sysprep_params() {
+                text.push_str(&p.print());
+                text.push('\n');
+            }
+        }
+        if cli.print_metadata {
+            text.push_str(&session.metadata().table().to_string());
+            text.push('\n');
+        }
+    }
+    if text.is_empty() {
         return Ok(());
     }
-    let meta = session.metadata();
-    let text = if cli.json {
-        let mut s = serde_json::to_string_pretty(&meta.to_json())?;
-        s.push('\n');
-        s
-    } else {
-        meta.table().to_string()
-    };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .context("cannot write the metadata to stdout")?;
+        .context("cannot write the reports to stdout")?;
     Ok(())
 }
 

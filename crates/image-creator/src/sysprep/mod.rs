@@ -110,7 +110,7 @@ pub fn run_enabled(registry: &mut Registry, ctx: &mut SysprepContext<'_>) -> Res
     for (i, op) in enabled.into_iter().enumerate() {
         snf_core::cancel::check()?;
         let counter = format!("({}/{})", i + 1, total);
-        reporter.info(&format!("{counter:<7}{}", op.message(ctx.params())));
+        reporter.info(&format!("{counter}  {}", op.message(ctx.params())));
         ctx.begin(op.name);
         let changes = (op.run)(ctx).map_err(|e| match e {
             SysprepError::Cancelled(c) => SysprepError::Cancelled(c),
