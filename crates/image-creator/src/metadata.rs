@@ -132,7 +132,8 @@ impl Metadata {
     }
 
     /// The original's `--print-metadata` table: a title line, then one line per key,
-    /// the key padded to the longest key + 2 columns, then the value.
+    /// the key padded to the longest key + 2 columns, a space, then the value (the
+    /// original's `"%s %s" % (key.ljust(longest + 2), value)`).
     pub fn table(&self) -> MetadataTable<'_> {
         MetadataTable(self)
     }
@@ -173,7 +174,7 @@ impl fmt::Display for MetadataTable<'_> {
         writeln!(f, "Detected image metadata:")?;
         let width = self.0.map.keys().map(|k| k.len()).max().unwrap_or(0) + 2;
         for (k, v) in self.0.iter() {
-            writeln!(f, "{k:<width$}{v}")?;
+            writeln!(f, "{k:<width$} {v}")?;
         }
         Ok(())
     }
@@ -252,7 +253,7 @@ mod tests {
         m.insert("PARTITION_TABLE", "gpt").unwrap();
         assert_eq!(
             m.table().to_string(),
-            "Detected image metadata:\nOS               debian\nPARTITION_TABLE  gpt\n"
+            "Detected image metadata:\nOS                debian\nPARTITION_TABLE   gpt\n"
         );
     }
 

@@ -187,9 +187,6 @@ fn features_not_available_yet_fail_with_exit_1_and_write_nothing() {
     let out_s = out.to_str().unwrap();
     let cloud = "uploading and registering images (-u, -r, -c, -a, -t, --public, \
                  --container) is not supported yet";
-    let syspreps = "choosing or listing system preparation operations (--enable-sysprep, \
-                    --disable-sysprep, --print-syspreps, --print-sysprep-params) is not \
-                    supported yet";
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["-u", "obj", "-c", "cloud"], cloud),
         (vec!["-u", "obj", "-t", "tok", "-a", "http://x"], cloud),
@@ -207,14 +204,6 @@ fn features_not_available_yet_fail_with_exit_1_and_write_nothing() {
             vec!["--install-virtio", "/tmp"],
             "--install-virtio (Windows images only) is not supported yet",
         ),
-        (
-            vec!["--sysprep-param", "password=x"],
-            "--sysprep-param is not supported yet",
-        ),
-        (vec!["--enable-sysprep", "cleanup-log"], syspreps),
-        (vec!["--disable-sysprep", "cleanup-log"], syspreps),
-        (vec!["--print-syspreps"], syspreps),
-        (vec!["--print-sysprep-params"], syspreps),
     ];
     for (extra, msg) in cases {
         let mut args = vec!["--no-sysprep", "--tmpdir", tmp_s, "-o", out_s, src];
@@ -239,12 +228,6 @@ fn features_not_available_yet_fail_with_exit_1_and_write_nothing() {
             entries(&tmp)
         );
     }
-
-    // Without --no-sysprep: system preparation would run, and it does not exist yet.
-    let run_out = run(&["--tmpdir", tmp_s, "-o", out_s, src]);
-    assert_eq!(run_out.status.code(), Some(1));
-    assert!(stderr(&run_out)
-        .ends_with("Error: system preparation is not available yet: use --no-sysprep\n"));
 
     // Host bundling.
     let run_out = run(&["--no-sysprep", "--tmpdir", tmp_s, "-o", out_s, "/"]);
@@ -284,13 +267,17 @@ fn print_metadata_merges_user_values_and_writes_nothing() {
     let text = stdout(&out);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("Detected image metadata:"));
+    // The report ends with a blank line, as the original's did.
     let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.last(), Some(&""));
+    let rows = &rows[..rows.len() - 1];
     let keys: Vec<&str> = rows.iter().map(|r| r.split(' ').next().unwrap()).collect();
-    let width = keys.iter().map(|k| k.len()).max().unwrap() + 2;
+    // The original: "%s %s" % (key.ljust(longest + 2), value).
+    let width = keys.iter().map(|k| k.len()).max().unwrap() + 3;
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "keys are sorted");
-    for row in &rows {
+    for row in rows {
         assert_eq!(row.as_bytes()[width - 1], b' ', "{row:?}");
         assert_ne!(
             row.as_bytes()[width],
@@ -503,4 +490,54 @@ fn syslog_without_a_syslog_daemon_warns_once_and_goes_on() {
         assert_eq!(warnings, 1, "{}", stderr(&out));
     }
     assert!(stdout(&out).starts_with("Detected image metadata:\n"));
+}
+
+#[test]
+fn sysprep_selection_printing_and_typos() {
+    let dir = tempdir();
+    let d = dir.path();
+    let src = partitioned_raw(d, "src.raw", 8, 16);
+    let src = src.to_str().unwrap();
+    // The printed lists follow --disable/--enable, disables first.
+    let out = run(&[
+        "--disable-sysprep",
+        "cleanup-log",
+        "--enable-sysprep",
+        "cleanup-mail",
+        "--print-syspreps",
+        "--print-sysprep-params",
+        "--sysprep-param",
+        "BOOTMENU_TIMEOUT=3",
+        src,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let enabled = text
+        .split("Disabled system preparation operations:")
+        .next()
+        .unwrap();
+    assert!(text.starts_with("Enabled system preparation operations:\n"), "{text}");
+    assert!(enabled.contains("    cleanup-mail:\n"), "{text}");
+    assert!(!enabled.contains("    cleanup-log:\n"), "{text}");
+    assert!(text.contains("System preparation parameters:"), "{text}");
+    // Parameter names match whatever their case (the original upper-cased and ignored them).
+    assert!(text.contains("bootmenu_timeout"), "{text}");
+    let value_line = text
+        .lines()
+        .skip_while(|l| !l.contains("bootmenu_timeout"))
+        .find(|l| l.trim_start().starts_with("VALUE:"))
+        .unwrap();
+    assert!(value_line.trim_end().ends_with('3'), "{value_line}");
+
+    // A typo must not silently leave an image unprepared.
+    for args in [
+        vec!["--disable-sysprep", "cleanup-logs", "--print-syspreps", src],
+        vec!["--sysprep-param", "bootmenu_timeot=3", "--print-syspreps", src],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("cleanup-log") || err.contains("bootmenu_timeout"), "{err}");
+        assert_eq!(err.matches("Error:").count(), 1, "{err}");
+    }
 }
