@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod metadata;
 pub mod options;
 pub mod session;
+pub mod shrink;
 pub mod sysprep;
 
 pub use snf_cloud as cloud;
