@@ -235,6 +235,18 @@ impl WorkingDisk {
     /// else a sparse copy (holes and all-zero blocks are not written) after checking
     /// the space up front. No-op when already writable.
     pub fn make_writable(&mut self, reporter: &dyn Reporter) -> Result<(), SnapshotError> {
+        self.make_writable_skipping(&[], reporter)
+    }
+
+    /// [`make_writable`](Self::make_writable), treating the byte ranges `free` of the
+    /// source as zeros: they are never read and stay holes in the private copy (free
+    /// blocks of the guest's filesystems, so deleted data is not even copied). A reflink
+    /// clone ignores `free` (it costs nothing and copies no data).
+    pub fn make_writable_skipping(
+        &mut self,
+        free: &[std::ops::Range<u64>],
+        reporter: &dyn Reporter,
+    ) -> Result<(), SnapshotError> {
         if self.is_writable() {
             return Ok(());
         }
@@ -284,7 +296,7 @@ impl WorkingDisk {
             let job = sparse::Job {
                 src: &self.file,
                 size: self.size,
-                free: &[],
+                free,
                 dst: Some(&dst),
                 md5: false,
                 task: task.as_ref(),
@@ -443,14 +455,8 @@ fn convert(
     // A request that came as qemu-img was finishing still cancels the run.
     snf_core::cancel::check()?;
     if !status.success() {
-        let e = CommandError::Failed {
-            program: program.into(),
-            status,
-            stdout: String::new(),
-            stderr,
-        };
         // qemu-img reports ENOSPC as a plain message; name the directory instead.
-        if free_space_exhausted(workdir) {
+        if stderr.contains("No space left on device") || free_space_exhausted(workdir) {
             return Err(workdir
                 .write_error(
                     what,
@@ -458,7 +464,12 @@ fn convert(
                 )
                 .into());
         }
-        return Err(convert_error(e));
+        return Err(convert_error(CommandError::Failed {
+            program: program.into(),
+            status,
+            stdout: String::new(),
+            stderr,
+        }));
     }
     task.finish("done");
     let file = OpenOptions::new()
