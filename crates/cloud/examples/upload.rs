@@ -52,7 +52,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (mut cloud, mut url, mut token, mut container) = (None, None, None, "images".to_owned());
-    let (mut force, mut register, mut public, mut workers) = (false, None, false, 3usize);
+    let (mut force, mut register, mut public, mut workers) = (false, None, false, 4usize);
     let mut props = BTreeMap::new();
     let mut pos = Vec::new();
     while let Some(a) = args.next() {
@@ -73,19 +73,33 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             _ => pos.push(a),
         }
     }
-    let file = pos.first().ok_or("usage: upload [options] FILE [REMOTE_NAME]")?.clone();
+    let file = pos
+        .first()
+        .ok_or("usage: upload [options] FILE [REMOTE_NAME]")?
+        .clone();
     let remote = pos.get(1).cloned().unwrap_or_else(|| {
-        std::path::Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        std::path::Path::new(&file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     });
     let account = match (cloud, url, token) {
         (_, Some(u), Some(t)) => Account::from_url_token(&u, Secret::new(t)),
         (Some(c), _, _) => Account::find(&c)?,
-        _ => AccountFinder::from_process().default_account()?.ok_or("no account: use -c, -a/-t, OS_CLOUD or OS_*")?,
+        _ => AccountFinder::from_process()
+            .default_account()?
+            .ok_or("no account: use -c, -a/-t, OS_CLOUD or OS_*")?,
     };
     let rep = Stderr;
-    let opts = CloudOptions { workers, ..Default::default() };
+    // timed: everything but the local MD5 pass (the dump stage computes it in the tool)
+    let t_connect = Instant::now();
+    let opts = CloudOptions {
+        workers,
+        ..Default::default()
+    };
     let cloud = Cloud::connect_with(&account, opts, &rep)?;
     cloud.preflight(&container, &remote, register.is_some(), force)?;
+    let connect_secs = t_connect.elapsed().as_secs_f64();
 
     let size = std::fs::metadata(&file)?.len();
     let mut h = Md5::new();
@@ -98,14 +112,27 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         h.update(&buf[..n]);
     }
-    let image = ImageSource { path: file.into(), size, md5: hex::encode(h.finalize()) };
+    let image = ImageSource {
+        path: file.into(),
+        size,
+        md5: hex::encode(h.finalize()),
+    };
 
     let t = Instant::now();
     let stats = cloud.upload_image(&container, &remote, &image, &rep)?;
-    eprintln!("upload-seconds {:.3}", t.elapsed().as_secs_f64());
+    let upload_secs = t.elapsed().as_secs_f64();
+    eprintln!("upload-seconds {upload_secs:.3}");
+    eprintln!(
+        "connect-and-upload-seconds {:.3}",
+        connect_secs + upload_secs
+    );
     eprintln!(
         "pieces-sent {} pieces-skipped {} pieces-total {} bytes-sent {} large-object {}",
-        stats.pieces_sent, stats.pieces_skipped, stats.pieces_total, stats.bytes_sent, stats.large_object
+        stats.pieces_sent,
+        stats.pieces_skipped,
+        stats.pieces_total,
+        stats.bytes_sent,
+        stats.large_object
     );
     if let Some(name) = register {
         let answer = cloud.register(&container, &remote, &name, &image, &props, public, &rep)?;

@@ -147,7 +147,10 @@ impl AccountFinder {
     }
 
     fn var(&self, k: &str) -> Option<&str> {
-        self.env.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.env
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn home(&self) -> Option<PathBuf> {
@@ -158,7 +161,10 @@ impl AccountFinder {
     pub fn kamaki_path(&self) -> PathBuf {
         match self.var("KAMAKI_CONFIG") {
             Some(p) => PathBuf::from(p),
-            None => self.home().unwrap_or_else(|| PathBuf::from("/root")).join(".kamakirc"),
+            None => self
+                .home()
+                .unwrap_or_else(|| PathBuf::from("/root"))
+                .join(".kamakirc"),
         }
     }
 
@@ -196,7 +202,9 @@ impl AccountFinder {
     }
 
     fn clouds_yaml(&self) -> Result<Option<(PathBuf, serde_yaml::Mapping)>> {
-        let Some(path) = self.clouds_yaml_path() else { return Ok(None) };
+        let Some(path) = self.clouds_yaml_path() else {
+            return Ok(None);
+        };
         let mut clouds = load_clouds_section(&path)?;
         if let Some(sp) = self.secure_yaml_path() {
             let secure = load_clouds_section(&sp)?;
@@ -240,7 +248,10 @@ impl AccountFinder {
             let url = c.url.filter(|u| !u.trim().is_empty());
             let token = c.token.filter(|t| !t.is_empty());
             let (Some(url), Some(token)) = (url, token) else {
-                return Err(CloudError::InvalidCloud { name: name.into(), reason: format!("it needs both url and token in {}", kpath.display()) });
+                return Err(CloudError::InvalidCloud {
+                    name: name.into(),
+                    reason: format!("it needs both url and token in {}", kpath.display()),
+                });
             };
             let mut a = Account::from_url_token(&url, token);
             a.name = name.into();
@@ -256,9 +267,12 @@ impl AccountFinder {
             }
         }
         if name == "envvars" && self.var("OS_AUTH_URL").is_some() {
-            return self.from_env_vars();
+            return self.env_vars_account();
         }
-        Err(CloudError::UnknownCloud { name: name.into(), available: self.names()? })
+        Err(CloudError::UnknownCloud {
+            name: name.into(),
+            available: self.names()?,
+        })
     }
 
     /// The account to use when none is named: `OS_CLOUD`, else the `OS_*` variables
@@ -268,7 +282,7 @@ impl AccountFinder {
             return self.find(c).map(Some);
         }
         if self.var("OS_AUTH_URL").is_some() {
-            return self.from_env_vars().map(Some);
+            return self.env_vars_account().map(Some);
         }
         let kamaki = KamakiConfig::load(&self.kamaki_path())?;
         match kamaki.default_cloud() {
@@ -277,11 +291,14 @@ impl AccountFinder {
         }
     }
 
-    fn from_env_vars(&self) -> Result<Account> {
+    fn env_vars_account(&self) -> Result<Account> {
         let flat: BTreeMap<String, String> = self
             .env
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("OS_").map(|s| (s.to_ascii_lowercase(), v.clone())))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("OS_")
+                    .map(|s| (s.to_ascii_lowercase(), v.clone()))
+            })
             .filter(|(_, v)| !v.is_empty())
             .collect();
         account_from_map("envvars", AccountSource::Environment, &flat)
@@ -289,13 +306,21 @@ impl AccountFinder {
 }
 
 fn load_clouds_section(path: &Path) -> Result<serde_yaml::Mapping> {
-    let text = fs::read_to_string(path).map_err(|source| CloudError::Io { path: path.into(), source })?;
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| CloudError::Config { path: path.into(), reason: format!("invalid YAML ({e})") })?;
+    let text = fs::read_to_string(path).map_err(|source| CloudError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| CloudError::Config {
+        path: path.into(),
+        reason: format!("invalid YAML ({e})"),
+    })?;
     match doc.get("clouds") {
         Some(serde_yaml::Value::Mapping(m)) => Ok(m.clone()),
         None | Some(serde_yaml::Value::Null) => Ok(serde_yaml::Mapping::new()),
-        Some(_) => Err(CloudError::Config { path: path.into(), reason: "`clouds' is not a mapping".into() }),
+        Some(_) => Err(CloudError::Config {
+            path: path.into(),
+            reason: "`clouds' is not a mapping".into(),
+        }),
     }
 }
 
@@ -324,7 +349,12 @@ fn flatten_cloud(entry: &serde_yaml::Value, out: &mut BTreeMap<String, String>) 
             ("auth", serde_yaml::Value::Mapping(_)) => flatten_cloud(v, out),
             ("regions", serde_yaml::Value::Sequence(s)) => {
                 if let Some(first) = s.first() {
-                    let name = first.as_str().map(str::to_owned).or_else(|| first.get("name").and_then(|n| n.as_str()).map(str::to_owned));
+                    let name = first.as_str().map(str::to_owned).or_else(|| {
+                        first
+                            .get("name")
+                            .and_then(|n| n.as_str())
+                            .map(str::to_owned)
+                    });
                     if let Some(n) = name {
                         out.entry("region_name".into()).or_insert(n);
                     }
@@ -344,9 +374,20 @@ fn flatten_cloud(entry: &serde_yaml::Value, out: &mut BTreeMap<String, String>) 
     }
 }
 
-fn account_from_map(name: &str, source: AccountSource, m: &BTreeMap<String, String>) -> Result<Account> {
-    let get = |k: &str| m.get(k).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    let invalid = |reason: String| CloudError::InvalidCloud { name: name.into(), reason };
+fn account_from_map(
+    name: &str,
+    source: AccountSource,
+    m: &BTreeMap<String, String>,
+) -> Result<Account> {
+    let get = |k: &str| {
+        m.get(k)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let invalid = |reason: String| CloudError::InvalidCloud {
+        name: name.into(),
+        reason,
+    };
     let auth_url = get("auth_url").ok_or_else(|| invalid("no auth_url".into()))?;
     let auth_type = get("auth_type").unwrap_or_default().to_ascii_lowercase();
     let password = || -> Result<AuthMethod> {
@@ -355,26 +396,54 @@ fn account_from_map(name: &str, source: AccountSource, m: &BTreeMap<String, Stri
         if username.is_none() && user_id.is_none() {
             return Err(invalid("no username or user_id".into()));
         }
-        Ok(AuthMethod::Password { username, user_id, password: Secret::new(password) })
+        Ok(AuthMethod::Password {
+            username,
+            user_id,
+            password: Secret::new(password),
+        })
     };
     let token = || -> Result<AuthMethod> {
-        Ok(AuthMethod::Token(Secret::new(get("token").ok_or_else(|| invalid("no token".into()))?)))
+        Ok(AuthMethod::Token(Secret::new(
+            get("token").ok_or_else(|| invalid("no token".into()))?,
+        )))
     };
     let app_credential = || -> Result<AuthMethod> {
-        let secret = get("application_credential_secret").ok_or_else(|| invalid("no application_credential_secret".into()))?;
-        let (id, cname) = (get("application_credential_id"), get("application_credential_name"));
+        let secret = get("application_credential_secret")
+            .ok_or_else(|| invalid("no application_credential_secret".into()))?;
+        let (id, cname) = (
+            get("application_credential_id"),
+            get("application_credential_name"),
+        );
         if id.is_none() && cname.is_none() {
-            return Err(invalid("no application_credential_id or application_credential_name".into()));
+            return Err(invalid(
+                "no application_credential_id or application_credential_name".into(),
+            ));
         }
-        Ok(AuthMethod::ApplicationCredential { id, name: cname, secret: Secret::new(secret), username: get("username"), user_id: get("user_id") })
+        Ok(AuthMethod::ApplicationCredential {
+            id,
+            name: cname,
+            secret: Secret::new(secret),
+            username: get("username"),
+            user_id: get("user_id"),
+        })
     };
     let auth = match auth_type.as_str() {
-        "" if get("application_credential_id").is_some() || get("application_credential_name").is_some() => app_credential()?,
+        "" if get("application_credential_id").is_some()
+            || get("application_credential_name").is_some() =>
+        {
+            app_credential()?
+        }
         "" if get("password").is_none() && get("token").is_some() => token()?,
         "" | "password" | "v3password" | "v2password" => password()?,
         "token" | "v3token" | "v2token" | "admin_token" => token()?,
-        "v3applicationcredential" | "applicationcredential" | "application_credential" => app_credential()?,
-        other => return Err(invalid(format!("auth_type `{other}' is not supported (password, token, v3applicationcredential are)"))),
+        "v3applicationcredential" | "applicationcredential" | "application_credential" => {
+            app_credential()?
+        }
+        other => {
+            return Err(invalid(format!(
+            "auth_type `{other}' is not supported (password, token, v3applicationcredential are)"
+        )))
+        }
     };
     let default_domain = get("default_domain");
     let scope = Scope {
@@ -385,10 +454,11 @@ fn account_from_map(name: &str, source: AccountSource, m: &BTreeMap<String, Stri
         user_domain_id: get("user_domain_id").or(default_domain),
         user_domain_name: get("user_domain_name"),
     };
-    let verify_tls = match get("verify").or_else(|| get("insecure").map(|v| (!truthy(&v)).to_string())) {
-        Some(v) => truthy(&v),
-        None => true,
-    };
+    let verify_tls =
+        match get("verify").or_else(|| get("insecure").map(|v| (!truthy(&v)).to_string())) {
+            Some(v) => truthy(&v),
+            None => true,
+        };
     Ok(Account {
         name: name.into(),
         source,
@@ -397,7 +467,10 @@ fn account_from_map(name: &str, source: AccountSource, m: &BTreeMap<String, Stri
         scope,
         identity_api_version: get("identity_api_version"),
         region: get("region_name"),
-        interface: get("interface").or_else(|| get("endpoint_type")).map(|i| i.trim_end_matches("URL").to_owned()).unwrap_or_else(|| "public".into()),
+        interface: get("interface")
+            .or_else(|| get("endpoint_type"))
+            .map(|i| i.trim_end_matches("URL").to_owned())
+            .unwrap_or_else(|| "public".into()),
         verify_tls,
         ca_file: get("cacert").map(PathBuf::from),
         object_store_url: get("object_store_endpoint_override"),
@@ -440,7 +513,10 @@ pub struct KamakiConfig {
 /// Whether `name` is acceptable as a new account name (the dialog UI's rule,
 /// `^[~@#$:\-\w]+$`).
 pub fn valid_cloud_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || "_~@#$:-".contains(c))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_~@#$:-".contains(c))
 }
 
 impl KamakiConfig {
@@ -449,7 +525,12 @@ impl KamakiConfig {
         let text = match fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(CloudError::Io { path: path.into(), source }),
+            Err(source) => {
+                return Err(CloudError::Io {
+                    path: path.into(),
+                    source,
+                })
+            }
         };
         let mut sections: Vec<IniSection> = Vec::new();
         for (no, raw) in text.lines().enumerate() {
@@ -460,13 +541,22 @@ impl KamakiConfig {
             }
             if t.starts_with('[') {
                 let Some(name) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
-                    return Err(CloudError::Config { path: path.into(), reason: format!("line {}: bad section header", no + 1) });
+                    return Err(CloudError::Config {
+                        path: path.into(),
+                        reason: format!("line {}: bad section header", no + 1),
+                    });
                 };
-                sections.push(IniSection { name: name.trim().to_owned(), entries: Vec::new() });
+                sections.push(IniSection {
+                    name: name.trim().to_owned(),
+                    entries: Vec::new(),
+                });
                 continue;
             }
             let Some(sec) = sections.last_mut() else {
-                return Err(CloudError::Config { path: path.into(), reason: format!("line {}: a setting outside any section", no + 1) });
+                return Err(CloudError::Config {
+                    path: path.into(),
+                    reason: format!("line {}: a setting outside any section", no + 1),
+                });
             };
             if line.starts_with([' ', '\t']) {
                 if let Some(last) = sec.entries.last_mut() {
@@ -476,11 +566,20 @@ impl KamakiConfig {
                 }
             }
             let Some(pos) = t.find(['=', ':']) else {
-                return Err(CloudError::Config { path: path.into(), reason: format!("line {}: expected `key = value'", no + 1) });
+                return Err(CloudError::Config {
+                    path: path.into(),
+                    reason: format!("line {}: expected `key = value'", no + 1),
+                });
             };
-            sec.entries.push((t[..pos].trim().to_ascii_lowercase(), t[pos + 1..].trim().to_owned()));
+            sec.entries.push((
+                t[..pos].trim().to_ascii_lowercase(),
+                t[pos + 1..].trim().to_owned(),
+            ));
         }
-        Ok(KamakiConfig { path: path.into(), sections })
+        Ok(KamakiConfig {
+            path: path.into(),
+            sections,
+        })
     }
 
     /// The file this configuration is read from and written to.
@@ -500,8 +599,19 @@ impl KamakiConfig {
             .iter()
             .filter_map(|s| {
                 let name = Self::cloud_section_name(&s.name)?;
-                let get = |k: &str| s.entries.iter().rev().find(|(x, _)| x == k).map(|(_, v)| v.clone());
-                Some(KamakiCloud { name, url: get("url"), token: get("token").map(Secret::new), description: get("description") })
+                let get = |k: &str| {
+                    s.entries
+                        .iter()
+                        .rev()
+                        .find(|(x, _)| x == k)
+                        .map(|(_, v)| v.clone())
+                };
+                Some(KamakiCloud {
+                    name,
+                    url: get("url"),
+                    token: get("token").map(Secret::new),
+                    description: get("description"),
+                })
             })
             .collect()
     }
@@ -512,7 +622,12 @@ impl KamakiConfig {
     }
 
     fn global(&self, key: &str) -> Option<String> {
-        self.sections.iter().filter(|s| s.name == "global").flat_map(|s| s.entries.iter()).find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        self.sections
+            .iter()
+            .filter(|s| s.name == "global")
+            .flat_map(|s| s.entries.iter())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// `global.default_cloud` if it names a cloud; else the first cloud when no
@@ -529,7 +644,10 @@ impl KamakiConfig {
         if let Some(i) = self.sections.iter().position(|s| s.name == name) {
             return &mut self.sections[i];
         }
-        self.sections.push(IniSection { name: name.to_owned(), entries: Vec::new() });
+        self.sections.push(IniSection {
+            name: name.to_owned(),
+            entries: Vec::new(),
+        });
         self.sections.last_mut().expect("just pushed")
     }
 
@@ -574,9 +692,16 @@ impl KamakiConfig {
 
     /// Write the file atomically, mode 0600 from its creation on.
     pub fn save(&self) -> Result<()> {
-        let io = |source| CloudError::Io { path: self.path.clone(), source };
+        let io = |source| CloudError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut text = String::from("# Kamaki configuration file v0.16\n");
-        let mut order: Vec<&IniSection> = self.sections.iter().filter(|s| s.name == "global").collect();
+        let mut order: Vec<&IniSection> = self
+            .sections
+            .iter()
+            .filter(|s| s.name == "global")
+            .collect();
         order.extend(self.sections.iter().filter(|s| s.name != "global"));
         for s in order {
             text.push_str(&format!("\n[{}]\n", s.name));
@@ -584,10 +709,26 @@ impl KamakiConfig {
                 text.push_str(&format!("{k} = {}\n", v.replace('\n', "\n    ")));
             }
         }
-        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.tmp{}", self.path.file_name().and_then(|n| n.to_str()).unwrap_or("kamakirc"), std::process::id()));
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            self.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("kamakirc"),
+            std::process::id()
+        ));
         let result = (|| {
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
@@ -605,9 +746,15 @@ mod tests {
     use super::*;
 
     fn finder(dir: &Path, env: &[(&str, &str)]) -> AccountFinder {
-        let mut e: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut e: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         e.insert("HOME".into(), dir.join("home").display().to_string());
-        AccountFinder { env: e, cwd: dir.join("cwd") }
+        AccountFinder {
+            env: e,
+            cwd: dir.join("cwd"),
+        }
     }
 
     #[test]
@@ -618,21 +765,40 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let mut c = KamakiConfig::load(&p).unwrap();
         assert_eq!(c.default_cloud().as_deref(), Some("one"));
-        c.set_cloud(&KamakiCloud { name: "two@x".into(), url: Some("https://b/identity/v2.0".into()), token: Some("tok-2".into()), description: Some("second".into()) }).unwrap();
+        c.set_cloud(&KamakiCloud {
+            name: "two@x".into(),
+            url: Some("https://b/identity/v2.0".into()),
+            token: Some("tok-2".into()),
+            description: Some("second".into()),
+        })
+        .unwrap();
         c.set_default("two@x");
         c.save().unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let again = KamakiConfig::load(&p).unwrap();
         assert_eq!(again.clouds().len(), 2);
         assert_eq!(again.default_cloud().as_deref(), Some("two@x"));
         assert_eq!(again.global("colors").as_deref(), Some("off"));
-        assert_eq!(again.cloud("two@x").unwrap().token.unwrap().expose(), "tok-2");
+        assert_eq!(
+            again.cloud("two@x").unwrap().token.unwrap().expose(),
+            "tok-2"
+        );
         let mut again = again;
         assert!(again.remove_cloud("two@x"));
         // the default named the removed cloud: the first one is the default again
         assert_eq!(again.default_cloud().as_deref(), Some("one"));
         assert_eq!(again.global("default_cloud"), None);
-        assert!(again.set_cloud(&KamakiCloud { name: "bad name".into(), url: None, token: None, description: None }).is_err());
+        assert!(again
+            .set_cloud(&KamakiCloud {
+                name: "bad name".into(),
+                url: None,
+                token: None,
+                description: None
+            })
+            .is_err());
     }
 
     #[test]
@@ -640,11 +806,25 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::create_dir_all(d.path().join("home/.config/openstack")).unwrap();
         fs::create_dir_all(d.path().join("cwd")).unwrap();
-        fs::write(d.path().join("home/.kamakirc"), "[cloud \"synnefo\"]\nurl = https://a/identity/v2.0\ntoken = t\n").unwrap();
-        fs::write(d.path().join("home/.config/openstack/clouds.yaml"), "clouds:\n  mycloud:\n    auth:\n      auth_url: http://k:5000/v3\n      username: u\n").unwrap();
-        let f = finder(d.path(), &[("OS_AUTH_URL", "http://e:5000/v3"), ("OS_TOKEN", "x")]);
+        fs::write(
+            d.path().join("home/.kamakirc"),
+            "[cloud \"synnefo\"]\nurl = https://a/identity/v2.0\ntoken = t\n",
+        )
+        .unwrap();
+        fs::write(
+            d.path().join("home/.config/openstack/clouds.yaml"),
+            "clouds:\n  mycloud:\n    auth:\n      auth_url: http://k:5000/v3\n      username: u\n",
+        )
+        .unwrap();
+        let f = finder(
+            d.path(),
+            &[("OS_AUTH_URL", "http://e:5000/v3"), ("OS_TOKEN", "x")],
+        );
         let e = f.find("nope").unwrap_err();
-        assert_eq!(e.to_string(), "cloud `nope' does not exist; available clouds: synnefo, mycloud, envvars");
+        assert_eq!(
+            e.to_string(),
+            "cloud `nope' does not exist; available clouds: synnefo, mycloud, envvars"
+        );
         // mycloud has no password: invalid, and the message does not leak anything
         let e = f.find("mycloud").unwrap_err().to_string();
         assert!(e.contains("exists but is not valid: no password"), "{e}");
@@ -659,7 +839,11 @@ mod tests {
         fs::create_dir_all(d.path().join("cwd")).unwrap();
         fs::create_dir_all(d.path().join("home/.config/openstack")).unwrap();
         // the copy in the working directory wins over the one in ~/.config
-        fs::write(d.path().join("home/.config/openstack/clouds.yaml"), "clouds:\n  c: {auth: {auth_url: http://wrong/v3}}\n").unwrap();
+        fs::write(
+            d.path().join("home/.config/openstack/clouds.yaml"),
+            "clouds:\n  c: {auth: {auth_url: http://wrong/v3}}\n",
+        )
+        .unwrap();
         fs::write(
             d.path().join("cwd/clouds.yaml"),
             "clouds:\n  c:\n    region_name: R2\n    interface: internal\n    identity_api_version: 3\n    auth:\n      auth_url: http://k:5000/v3\n      username: tester\n      project_name: test\n      user_domain_id: default\n      project_domain_name: Default\n  app:\n    auth_type: v3applicationcredential\n    auth:\n      auth_url: http://k:5000\n      application_credential_id: abc\n",
@@ -669,13 +853,22 @@ mod tests {
         let f = finder(d.path(), &[]);
         let a = f.find("c").unwrap();
         assert_eq!(a.auth_url, "http://k:5000/v3");
-        assert_eq!(a.auth, AuthMethod::Password { username: Some("tester".into()), user_id: None, password: Secret::new("pw") });
+        assert_eq!(
+            a.auth,
+            AuthMethod::Password {
+                username: Some("tester".into()),
+                user_id: None,
+                password: Secret::new("pw")
+            }
+        );
         assert_eq!(a.scope.project_name.as_deref(), Some("test"));
         assert_eq!(a.scope.project_domain_name.as_deref(), Some("Default"));
         assert_eq!(a.region.as_deref(), Some("R2"));
         assert_eq!(a.interface, "internal");
         let app = f.find("app").unwrap();
-        assert!(matches!(app.auth, AuthMethod::ApplicationCredential { ref id, .. } if id.as_deref() == Some("abc")));
+        assert!(
+            matches!(app.auth, AuthMethod::ApplicationCredential { ref id, .. } if id.as_deref() == Some("abc"))
+        );
         // OS_CLOUD picks the default account
         let f2 = finder(d.path(), &[("OS_CLOUD", "app")]);
         assert_eq!(f2.default_account().unwrap().unwrap().name, "app");
@@ -701,6 +894,9 @@ mod tests {
         assert_eq!(a.source, AccountSource::Environment);
         assert_eq!(f.find("envvars").unwrap(), a);
         let shown = format!("{a:?}");
-        assert!(!shown.contains("testing"), "the password leaked into Debug: {shown}");
+        assert!(
+            !shown.contains("testing"),
+            "the password leaked into Debug: {shown}"
+        );
     }
 }

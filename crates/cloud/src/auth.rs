@@ -61,13 +61,20 @@ pub struct Session {
 impl Session {
     /// The URL of the `service_type` endpoint for `interface` (and `region` if given;
     /// otherwise the first endpoint with that interface).
-    pub fn endpoint(&self, service_type: &str, interface: &str, region: Option<&str>) -> Result<String> {
+    pub fn endpoint(
+        &self,
+        service_type: &str,
+        interface: &str,
+        region: Option<&str>,
+    ) -> Result<String> {
         let found = self
             .catalog
             .iter()
             .filter(|s| s.service_type == service_type)
             .flat_map(|s| s.endpoints.iter())
-            .find(|e| e.interface == interface && region.is_none_or(|r| e.region.as_deref() == Some(r)));
+            .find(|e| {
+                e.interface == interface && region.is_none_or(|r| e.region.as_deref() == Some(r))
+            });
         match found {
             Some(e) => Ok(e.url.trim_end_matches('/').to_owned()),
             None => Err(CloudError::NoEndpoint {
@@ -114,7 +121,11 @@ fn resolve_identity(http: &Http, account: &Account) -> Result<(IdentityApi, Stri
     if last == "v2.0" || last == "v2" {
         return Ok((IdentityApi::V2, url));
     }
-    match account.identity_api_version.as_deref().map(|v| v.trim_start_matches('v')) {
+    match account
+        .identity_api_version
+        .as_deref()
+        .map(|v| v.trim_start_matches('v'))
+    {
         Some("3") => return Ok((IdentityApi::V3, format!("{url}/v3"))),
         Some("2") | Some("2.0") => return Ok((IdentityApi::V2, format!("{url}/v2.0"))),
         _ => {}
@@ -124,16 +135,33 @@ fn resolve_identity(http: &Http, account: &Account) -> Result<(IdentityApi, Stri
     }
     // A bare URL with a token: ask the server which versions it speaks (Keystone
     // answers 300 with a list); Astakos-style URLs get kamaki's `/v2.0`.
-    let resp = http.send(Request::new("identity", "GET", url.clone(), format!("discovering the identity API versions at {url}")));
+    let resp = http.send(Request::new(
+        "identity",
+        "GET",
+        url.clone(),
+        format!("discovering the identity API versions at {url}"),
+    ));
     if let Ok(r) = resp {
         if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
-            let versions = v.pointer("/versions/values").or_else(|| v.get("versions")).and_then(Value::as_array).cloned().unwrap_or_default();
+            let versions = v
+                .pointer("/versions/values")
+                .or_else(|| v.get("versions"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for ver in versions {
-                if ver.get("id").and_then(Value::as_str).is_some_and(|id| id.starts_with("v3")) {
+                if ver
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| id.starts_with("v3"))
+                {
                     let href = ver
                         .get("links")
                         .and_then(Value::as_array)
-                        .and_then(|l| l.iter().find(|x| x.get("rel").and_then(Value::as_str) == Some("self")))
+                        .and_then(|l| {
+                            l.iter()
+                                .find(|x| x.get("rel").and_then(Value::as_str) == Some("self"))
+                        })
                         .and_then(|x| x.get("href"))
                         .and_then(Value::as_str)
                         .map(|h| h.trim_end_matches('/').to_owned())
@@ -171,10 +199,22 @@ fn authenticate_v2(http: &Http, account: &Account, url: &str) -> Result<Session>
         auth["tenantName"] = json!(p);
     }
     let body = json!({ "auth": auth });
-    let resp = http.send_json(Request::new(service, "POST", format!("{url}/tokens"), action.clone()).token(token).json(&body))?.ok(service, &action)?;
+    let resp = http
+        .send_json(
+            Request::new(service, "POST", format!("{url}/tokens"), action.clone())
+                .token(token)
+                .json(&body),
+        )?
+        .ok(service, &action)?;
     let v: Value = resp.json(service, &action)?;
-    let access = v.get("access").ok_or_else(|| protocol(service, &action, "no `access' in the answer"))?;
-    let tok = access.pointer("/token/id").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| token.expose().to_owned());
+    let access = v
+        .get("access")
+        .ok_or_else(|| protocol(service, &action, "no `access' in the answer"))?;
+    let tok = access
+        .pointer("/token/id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| token.expose().to_owned());
     let user_id = access
         .pointer("/user/id")
         .and_then(Value::as_str)
@@ -182,9 +222,19 @@ fn authenticate_v2(http: &Http, account: &Account, url: &str) -> Result<Session>
         .ok_or_else(|| protocol(service, &action, "no user id in the answer"))?
         .to_owned();
     let mut catalog = Vec::new();
-    for s in access.get("serviceCatalog").and_then(Value::as_array).into_iter().flatten() {
+    for s in access
+        .get("serviceCatalog")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let mut endpoints = Vec::new();
-        for e in s.get("endpoints").and_then(Value::as_array).into_iter().flatten() {
+        for e in s
+            .get("endpoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             for iface in ["public", "internal", "admin"] {
                 if let Some(u) = e.get(format!("{iface}URL")).and_then(Value::as_str) {
                     endpoints.push(Endpoint {
@@ -196,8 +246,16 @@ fn authenticate_v2(http: &Http, account: &Account, url: &str) -> Result<Session>
             }
         }
         catalog.push(CatalogService {
-            service_type: s.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            name: s.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            service_type: s
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            name: s
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             endpoints,
         });
     }
@@ -206,8 +264,14 @@ fn authenticate_v2(http: &Http, account: &Account, url: &str) -> Result<Session>
         api: IdentityApi::V2,
         identity_url: url.to_owned(),
         user_id,
-        user_name: access.pointer("/user/name").and_then(Value::as_str).map(str::to_owned),
-        project_id: access.pointer("/token/tenant/id").and_then(Value::as_str).map(str::to_owned),
+        user_name: access
+            .pointer("/user/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        project_id: access
+            .pointer("/token/tenant/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         catalog,
     })
 }
@@ -236,7 +300,9 @@ fn scope_json(s: &Scope) -> Option<Value> {
 fn user_json(username: &Option<String>, user_id: &Option<String>, s: &Scope) -> Value {
     match (user_id, username) {
         (Some(id), _) => json!({ "id": id }),
-        (None, name) => json!({ "name": name, "domain": domain(&s.user_domain_id, &s.user_domain_name) }),
+        (None, name) => {
+            json!({ "name": name, "domain": domain(&s.user_domain_id, &s.user_domain_name) })
+        }
     }
 }
 
@@ -245,18 +311,38 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
     let tokens_url = format!("{url}/auth/tokens");
     let scope = scope_json(&account.scope);
     let (who, resp) = match &account.auth {
-        AuthMethod::Password { username, user_id, password } => {
+        AuthMethod::Password {
+            username,
+            user_id,
+            password,
+        } => {
             let mut user = user_json(username, user_id, &account.scope);
             user["password"] = json!(password.expose());
-            let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": user}}});
+            let mut auth =
+                json!({"identity": {"methods": ["password"], "password": {"user": user}}});
             if let Some(s) = scope {
                 auth["scope"] = s;
             }
-            let who = format!("user `{}'", username.as_deref().or(user_id.as_deref()).unwrap_or("?"));
+            let who = format!(
+                "user `{}'",
+                username.as_deref().or(user_id.as_deref()).unwrap_or("?")
+            );
             let action = format!("authenticating {who} at {url}");
-            (who, http.send_json(Request::new(service, "POST", tokens_url, action).json(&json!({ "auth": auth })))?)
+            (
+                who,
+                http.send_json(
+                    Request::new(service, "POST", tokens_url, action)
+                        .json(&json!({ "auth": auth })),
+                )?,
+            )
         }
-        AuthMethod::ApplicationCredential { id, name, secret, username, user_id } => {
+        AuthMethod::ApplicationCredential {
+            id,
+            name,
+            secret,
+            username,
+            user_id,
+        } => {
             let mut cred = json!({ "secret": secret.expose() });
             match (id, name) {
                 (Some(i), _) => cred["id"] = json!(i),
@@ -266,20 +352,37 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
                 }
             }
             let auth = json!({"identity": {"methods": ["application_credential"], "application_credential": cred}});
-            let who = format!("application credential `{}'", id.as_deref().or(name.as_deref()).unwrap_or("?"));
+            let who = format!(
+                "application credential `{}'",
+                id.as_deref().or(name.as_deref()).unwrap_or("?")
+            );
             let action = format!("authenticating {who} at {url}");
-            (who, http.send_json(Request::new(service, "POST", tokens_url, action).json(&json!({ "auth": auth })))?)
+            (
+                who,
+                http.send_json(
+                    Request::new(service, "POST", tokens_url, action)
+                        .json(&json!({ "auth": auth })),
+                )?,
+            )
         }
         AuthMethod::Token(token) => match scope {
             Some(s) => {
                 let auth = json!({"identity": {"methods": ["token"], "token": {"id": token.expose()}}, "scope": s});
                 let action = format!("authenticating with a token at {url}");
-                ("the token".to_owned(), http.send_json(Request::new(service, "POST", tokens_url, action).json(&json!({ "auth": auth })))?)
+                (
+                    "the token".to_owned(),
+                    http.send_json(
+                        Request::new(service, "POST", tokens_url, action)
+                            .json(&json!({ "auth": auth })),
+                    )?,
+                )
             }
             None => {
                 // Validating the token returns its own catalog, without re-scoping it.
                 let action = format!("validating the token at {url}");
-                let req = Request::new(service, "GET", tokens_url, action).token(token).header("X-Subject-Token", token.expose().to_owned());
+                let req = Request::new(service, "GET", tokens_url, action)
+                    .token(token)
+                    .header("X-Subject-Token", token.expose().to_owned());
                 ("the token".to_owned(), http.send(req)?)
             }
         },
@@ -292,7 +395,9 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
         _ => return Err(protocol(service, &action, "no X-Subject-Token header")),
     };
     let v: Value = resp.json(service, &action)?;
-    let t = v.get("token").ok_or_else(|| protocol(service, &action, "no `token' in the answer"))?;
+    let t = v
+        .get("token")
+        .ok_or_else(|| protocol(service, &action, "no `token' in the answer"))?;
     let Some(cat) = t.get("catalog").and_then(Value::as_array) else {
         return Err(CloudError::InvalidCloud {
             name: account.name.clone(),
@@ -302,8 +407,16 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
     let catalog = cat
         .iter()
         .map(|s| CatalogService {
-            service_type: s.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            name: s.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            service_type: s
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            name: s
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             endpoints: s
                 .get("endpoints")
                 .and_then(Value::as_array)
@@ -312,7 +425,11 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
                 .filter_map(|e| {
                     Some(Endpoint {
                         interface: e.get("interface")?.as_str()?.to_owned(),
-                        region: e.get("region_id").or_else(|| e.get("region")).and_then(Value::as_str).map(str::to_owned),
+                        region: e
+                            .get("region_id")
+                            .or_else(|| e.get("region"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
                         url: e.get("url")?.as_str()?.to_owned(),
                     })
                 })
@@ -323,13 +440,27 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
         token,
         api: IdentityApi::V3,
         identity_url: url.to_owned(),
-        user_id: t.pointer("/user/id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        user_name: t.pointer("/user/name").and_then(Value::as_str).map(str::to_owned),
-        project_id: t.pointer("/project/id").and_then(Value::as_str).map(str::to_owned),
+        user_id: t
+            .pointer("/user/id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        user_name: t
+            .pointer("/user/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        project_id: t
+            .pointer("/project/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         catalog,
     })
 }
 
 fn protocol(service: &'static str, action: &str, detail: &str) -> CloudError {
-    CloudError::Protocol { service, action: action.to_owned(), detail: detail.to_owned() }
+    CloudError::Protocol {
+        service,
+        action: action.to_owned(),
+        detail: detail.to_owned(),
+    }
 }

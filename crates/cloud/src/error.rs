@@ -186,9 +186,18 @@ mod tests {
             detail: String::new(),
         };
         let m = e.to_string();
-        assert!(m.starts_with("Swift: creating container `images' failed: 401 Unauthorized"), "{m}");
+        assert!(
+            m.starts_with("Swift: creating container `images' failed: 401 Unauthorized"),
+            "{m}"
+        );
         assert!(!m.contains('\n'));
-        let e = CloudError::UnknownCloud { name: "x".into(), available: vec!["a".into(), "b".into()] };
-        assert_eq!(e.to_string(), "cloud `x' does not exist; available clouds: a, b");
+        let e = CloudError::UnknownCloud {
+            name: "x".into(),
+            available: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "cloud `x' does not exist; available clouds: a, b"
+        );
     }
 }

@@ -16,9 +16,31 @@ const SERVICE: &str = "Glance";
 /// Glance's own attributes: a property with one of these names would be refused or
 /// would change the image's meaning.
 const RESERVED: &[&str] = &[
-    "checksum", "container_format", "created_at", "direct_url", "disk_format", "file", "id", "locations", "min_disk",
-    "min_ram", "name", "os_hash_algo", "os_hash_value", "os_hidden", "owner", "protected", "schema", "self", "size",
-    "status", "stores", "tags", "updated_at", "virtual_size", "visibility",
+    "checksum",
+    "container_format",
+    "created_at",
+    "direct_url",
+    "disk_format",
+    "file",
+    "id",
+    "locations",
+    "min_disk",
+    "min_ram",
+    "name",
+    "os_hash_algo",
+    "os_hash_value",
+    "os_hidden",
+    "owner",
+    "protected",
+    "schema",
+    "self",
+    "size",
+    "status",
+    "stores",
+    "tags",
+    "updated_at",
+    "virtual_size",
+    "visibility",
 ];
 /// Glance stores property values of at most this many characters.
 const MAX_PROPERTY_LEN: usize = 255;
@@ -51,7 +73,10 @@ impl Drop for ImageGuard<'_> {
             let url = format!("{}/v2/images/{}", self.glance.url, self.id);
             let action = format!("deleting the unfinished image {}", self.id);
             // best effort: the error that brought us here is the one to report
-            let _ = self.glance.http.send(Request::new(SERVICE, "DELETE", url, action).token(&self.glance.token));
+            let _ = self
+                .glance
+                .http
+                .send(Request::new(SERVICE, "DELETE", url, action).token(&self.glance.token));
         }
     }
 }
@@ -70,14 +95,19 @@ impl Glance {
 
     fn get_image(&self, id: &str) -> Result<Value> {
         let action = format!("reading image {id}");
-        let r = self.http.send(self.req("GET", &format!("/v2/images/{id}"), action.clone()))?.ok(SERVICE, &action)?;
+        let r = self
+            .http
+            .send(self.req("GET", &format!("/v2/images/{id}"), action.clone()))?
+            .ok(SERVICE, &action)?;
         r.json(SERVICE, &action)
     }
 
     fn validate(reg: &Registration<'_>) -> Result<()> {
         for (k, v) in reg.properties {
             if RESERVED.contains(&k.to_ascii_lowercase().as_str()) {
-                return Err(CloudError::Unsupported(format!("image property `{k}' is one of Glance's own attributes; rename it")));
+                return Err(CloudError::Unsupported(format!(
+                    "image property `{k}' is one of Glance's own attributes; rename it"
+                )));
             }
             if v.chars().count() > MAX_PROPERTY_LEN {
                 return Err(CloudError::Unsupported(format!(
@@ -89,14 +119,29 @@ impl Glance {
         Ok(())
     }
 
-    fn send_data(&self, id: &str, import_methods: &str, reg: &Registration<'_>, reporter: &dyn Reporter) -> Result<()> {
+    fn send_data(
+        &self,
+        id: &str,
+        import_methods: &str,
+        reg: &Registration<'_>,
+        reporter: &dyn Reporter,
+    ) -> Result<()> {
         let image = reg.image;
-        let progress = Progress::new(reporter, &format!("Uploading image data to {SERVICE}"), image.size, Unit::Bytes);
+        let progress = Progress::new(
+            reporter,
+            &format!("Uploading image data to {SERVICE}"),
+            image.size,
+            Unit::Bytes,
+        );
         let action = format!("uploading the data of image `{}'", reg.name);
         let r = self.http.send(
             self.req("PUT", &format!("/v2/images/{id}/file"), action.clone())
                 .header("Content-Type", "application/octet-stream")
-                .body(Body::File { path: &image.path, offset: 0, len: image.size })
+                .body(Body::File {
+                    path: &image.path,
+                    offset: 0,
+                    len: image.size,
+                })
                 .progress(&progress),
         )?;
         if r.is_success() {
@@ -106,24 +151,42 @@ impl Glance {
         // Operators may keep direct upload for admins; the interoperable import is
         // then the way in.
         let refused = matches!(r.status, 403 | 405 | 415);
-        if !(refused && import_methods.split(',').any(|m| m.trim() == "glance-direct")) {
+        if !(refused
+            && import_methods
+                .split(',')
+                .any(|m| m.trim() == "glance-direct"))
+        {
             return Err(r.error(SERVICE, &action));
         }
-        reporter.info(&format!("{SERVICE} refuses direct uploads here; using its glance-direct import"));
-        let progress = Progress::new(reporter, &format!("Staging image data in {SERVICE}"), image.size, Unit::Bytes);
+        reporter.info(&format!(
+            "{SERVICE} refuses direct uploads here; using its glance-direct import"
+        ));
+        let progress = Progress::new(
+            reporter,
+            &format!("Staging image data in {SERVICE}"),
+            image.size,
+            Unit::Bytes,
+        );
         let action = format!("staging the data of image `{}'", reg.name);
         self.http
             .send(
                 self.req("PUT", &format!("/v2/images/{id}/stage"), action.clone())
                     .header("Content-Type", "application/octet-stream")
-                    .body(Body::File { path: &image.path, offset: 0, len: image.size })
+                    .body(Body::File {
+                        path: &image.path,
+                        offset: 0,
+                        len: image.size,
+                    })
                     .progress(&progress),
             )?
             .ok(SERVICE, &action)?;
         progress.finish("done");
         let action = format!("importing image `{}'", reg.name);
         self.http
-            .send_json(self.req("POST", &format!("/v2/images/{id}/import"), action.clone()).json(&json!({"method": {"name": "glance-direct"}})))?
+            .send_json(
+                self.req("POST", &format!("/v2/images/{id}/import"), action.clone())
+                    .json(&json!({"method": {"name": "glance-direct"}})),
+            )?
             .ok(SERVICE, &action)?;
         Ok(())
     }
@@ -133,17 +196,35 @@ impl Glance {
         let mut wait = Duration::from_millis(200);
         loop {
             let v = self.get_image(id)?;
-            let status = v.get("status").and_then(Value::as_str).unwrap_or("").to_owned();
+            let status = v
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             match status.as_str() {
                 "active" => return Ok(v),
                 "killed" | "deleted" | "pending_delete" | "deactivated" => {
-                    let detail = v.get("os_glance_failed_import").and_then(Value::as_str).map(|s| format!("import failed in store(s) {s}")).unwrap_or_default();
-                    return Err(CloudError::ImageFailed { service: SERVICE, id: id.into(), status, detail });
+                    let detail = v
+                        .get("os_glance_failed_import")
+                        .and_then(Value::as_str)
+                        .map(|s| format!("import failed in store(s) {s}"))
+                        .unwrap_or_default();
+                    return Err(CloudError::ImageFailed {
+                        service: SERVICE,
+                        id: id.into(),
+                        status,
+                        detail,
+                    });
                 }
                 _ => {}
             }
             if start.elapsed() > ACTIVE_TIMEOUT {
-                return Err(CloudError::ImageFailed { service: SERVICE, id: id.into(), status, detail: "not active after an hour".into() });
+                return Err(CloudError::ImageFailed {
+                    service: SERVICE,
+                    id: id.into(),
+                    status,
+                    detail: "not active after an hour".into(),
+                });
             }
             sleep_cancellable(wait)?;
             wait = (wait * 2).min(Duration::from_secs(5));
@@ -168,25 +249,47 @@ impl ImageRegistry for Glance {
             body[k] = json!(v);
         }
         let action = format!("creating image `{}'", reg.name);
-        let r = self.http.send_json(self.req("POST", "/v2/images", action.clone()).json(&body))?;
+        let r = self
+            .http
+            .send_json(self.req("POST", "/v2/images", action.clone()).json(&body))?;
         if r.status == 403 && reg.public {
-            return Err(CloudError::PublicRefused { service: SERVICE, detail: crate::http::server_message(&r.body) });
+            return Err(CloudError::PublicRefused {
+                service: SERVICE,
+                detail: crate::http::server_message(&r.body),
+            });
         }
         let r = r.ok(SERVICE, &action)?;
         let created: Value = r.json(SERVICE, &action)?;
-        let id = created.get("id").and_then(Value::as_str).ok_or_else(|| CloudError::Protocol {
-            service: SERVICE,
-            action: action.clone(),
-            detail: "no image id in the answer".into(),
-        })?;
-        let mut guard = ImageGuard { glance: self, id: id.to_owned(), armed: true };
+        let id = created
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CloudError::Protocol {
+                service: SERVICE,
+                action: action.clone(),
+                detail: "no image id in the answer".into(),
+            })?;
+        let mut guard = ImageGuard {
+            glance: self,
+            id: id.to_owned(),
+            armed: true,
+        };
         reporter.detail(&format!("{SERVICE} image {id} created"));
-        let methods = r.header("openstack-image-import-methods").unwrap_or_default().to_owned();
+        let methods = r
+            .header("openstack-image-import-methods")
+            .unwrap_or_default()
+            .to_owned();
         self.send_data(id, &methods, reg, reporter)?;
         let v = self.wait_active(id)?;
-        let checksum = v.get("checksum").and_then(Value::as_str).unwrap_or_default();
+        let checksum = v
+            .get("checksum")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if checksum != reg.image.md5 {
-            return Err(CloudError::Integrity { what: format!("image `{}' ({id})", reg.name), expected: reg.image.md5.clone(), actual: checksum.into() });
+            return Err(CloudError::Integrity {
+                what: format!("image `{}' ({id})", reg.name),
+                expected: reg.image.md5.clone(),
+                actual: checksum.into(),
+            });
         }
         let size = v.get("size").and_then(Value::as_u64);
         if size != Some(reg.image.size) {

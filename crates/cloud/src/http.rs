@@ -33,7 +33,12 @@ pub struct HttpOptions {
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        HttpOptions { verify_tls: true, ca_file: None, attempts: 5, backoff: Duration::from_millis(500) }
+        HttpOptions {
+            verify_tls: true,
+            ca_file: None,
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+        }
     }
 }
 
@@ -43,7 +48,11 @@ pub(crate) enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
     /// `len` bytes of the file at `path` from `offset`.
-    File { path: &'a Path, offset: u64, len: u64 },
+    File {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Body<'_> {
@@ -65,7 +74,10 @@ pub(crate) struct Progress {
 
 impl Progress {
     pub(crate) fn new(reporter: &dyn Reporter, title: &str, total: u64, unit: Unit) -> Arc<Self> {
-        Arc::new(Progress { task: reporter.task(title, total, unit), done: AtomicU64::new(0) })
+        Arc::new(Progress {
+            task: reporter.task(title, total, unit),
+            done: AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn add(&self, n: u64) {
@@ -98,7 +110,12 @@ pub(crate) struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(service: &'static str, method: &'static str, url: impl Into<String>, action: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        service: &'static str,
+        method: &'static str,
+        url: impl Into<String>,
+        action: impl Into<String>,
+    ) -> Self {
         Request {
             service,
             action: action.into(),
@@ -128,7 +145,10 @@ impl<'a> Request<'a> {
     }
 
     pub(crate) fn json(self, value: &serde_json::Value) -> JsonRequest<'a> {
-        JsonRequest { req: self.header("Content-Type", "application/json"), data: value.to_string().into_bytes() }
+        JsonRequest {
+            req: self.header("Content-Type", "application/json"),
+            data: value.to_string().into_bytes(),
+        }
     }
 
     pub(crate) fn progress(mut self, p: &'a Progress) -> Self {
@@ -167,7 +187,11 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
-    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, service: &'static str, action: &str) -> Result<T> {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        service: &'static str,
+        action: &str,
+    ) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| CloudError::Protocol {
             service,
             action: action.to_owned(),
@@ -177,7 +201,12 @@ impl Response {
 
     /// The error for this (unsuccessful) answer.
     pub(crate) fn error(&self, service: &'static str, action: &str) -> CloudError {
-        CloudError::Http { service, action: action.to_owned(), status: self.status, detail: server_message(&self.body) }
+        CloudError::Http {
+            service,
+            action: action.to_owned(),
+            status: self.status,
+            detail: server_message(&self.body),
+        }
     }
 
     /// `Ok(self)` for a 2xx answer, the error otherwise.
@@ -210,19 +239,28 @@ impl Http {
     pub fn new(opts: HttpOptions) -> Result<Self> {
         let mut tls = ureq::tls::TlsConfig::builder().disable_verification(!opts.verify_tls);
         if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| CloudError::Io { path: ca.clone(), source })?;
+            let pem = std::fs::read(ca).map_err(|source| CloudError::Io {
+                path: ca.clone(),
+                source,
+            })?;
             let mut certs = Vec::new();
             for item in ureq::tls::parse_pem(&pem) {
                 match item {
                     Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
                     Ok(_) => {}
                     Err(e) => {
-                        return Err(CloudError::Config { path: ca.clone(), reason: format!("not a PEM certificate file ({e})") })
+                        return Err(CloudError::Config {
+                            path: ca.clone(),
+                            reason: format!("not a PEM certificate file ({e})"),
+                        })
                     }
                 }
             }
             if certs.is_empty() {
-                return Err(CloudError::Config { path: ca.clone(), reason: "holds no certificate".into() });
+                return Err(CloudError::Config {
+                    path: ca.clone(),
+                    reason: "holds no certificate".into(),
+                });
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
@@ -242,7 +280,10 @@ impl Http {
             .max_idle_connections_per_host(8)
             .output_buffer_size(256 * 1024)
             .build();
-        Ok(Http { agent: config.new_agent(), opts })
+        Ok(Http {
+            agent: config.new_agent(),
+            opts,
+        })
     }
 
     /// The options this client was made with.
@@ -290,15 +331,22 @@ impl Http {
         }
     }
 
-    fn send_once(&self, req: &Request<'_>, counted: &mut u64) -> std::result::Result<Response, Attempt> {
-        let mut b = ureq::http::Request::builder().method(req.method).uri(&req.url);
+    fn send_once(
+        &self,
+        req: &Request<'_>,
+        counted: &mut u64,
+    ) -> std::result::Result<Response, Attempt> {
+        let mut b = ureq::http::Request::builder()
+            .method(req.method)
+            .uri(&req.url);
         if let Some(t) = req.token {
             b = b.header("X-Auth-Token", t.expose());
         }
         for (k, v) in &req.headers {
             b = b.header(k.as_str(), v.as_str());
         }
-        let has_body = !matches!(req.body, Body::Empty) || matches!(req.method, "PUT" | "POST" | "PATCH");
+        let has_body =
+            !matches!(req.body, Body::Empty) || matches!(req.method, "PUT" | "POST" | "PATCH");
         if has_body {
             b = b.header("Content-Length", req.body.len().to_string());
         }
@@ -309,22 +357,44 @@ impl Http {
                 Body::Bytes(data) => Box::new(data),
                 Body::File { path, offset, len } => {
                     let mut f = File::open(path).map_err(|source| {
-                        Attempt::Fatal(CloudError::Io { path: path.to_path_buf(), source })
+                        Attempt::Fatal(CloudError::Io {
+                            path: path.to_path_buf(),
+                            source,
+                        })
                     })?;
-                    f.seek(SeekFrom::Start(offset))
-                        .map_err(|source| Attempt::Fatal(CloudError::Io { path: path.to_path_buf(), source }))?;
+                    f.seek(SeekFrom::Start(offset)).map_err(|source| {
+                        Attempt::Fatal(CloudError::Io {
+                            path: path.to_path_buf(),
+                            source,
+                        })
+                    })?;
                     Box::new(f.take(len))
                 }
             };
-            let mut counting = Counting { inner: reader, hasher: hasher.as_mut(), progress: req.progress, counted };
+            let mut counting = Counting {
+                inner: reader,
+                hasher: hasher.as_mut(),
+                progress: req.progress,
+                counted,
+            };
             let http_req = b
                 .body(ureq::SendBody::from_reader(&mut counting))
-                .map_err(|e| Attempt::Fatal(CloudError::Unsupported(format!("invalid request to {}: {e}", req.service))))?;
+                .map_err(|e| {
+                    Attempt::Fatal(CloudError::Unsupported(format!(
+                        "invalid request to {}: {e}",
+                        req.service
+                    )))
+                })?;
             self.agent.run(http_req)
         };
         let mut resp = result.map_err(|e| match e {
-            _ if snf_core::cancel::is_requested() => Attempt::Fatal(CloudError::Cancelled(snf_core::Cancelled)),
-            ureq::Error::BadUri(u) => Attempt::Fatal(CloudError::Unsupported(format!("{}: invalid URL {u}", req.service))),
+            _ if snf_core::cancel::is_requested() => {
+                Attempt::Fatal(CloudError::Cancelled(snf_core::Cancelled))
+            }
+            ureq::Error::BadUri(u) => Attempt::Fatal(CloudError::Unsupported(format!(
+                "{}: invalid URL {u}",
+                req.service
+            ))),
             other => Attempt::Transport(describe(&other)),
         })?;
         let status = resp.status().as_u16();
@@ -332,9 +402,18 @@ impl Http {
         let body = if req.method == "HEAD" {
             Vec::new()
         } else {
-            resp.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| Attempt::Transport(describe(&e)))?
+            resp.body_mut()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_vec()
+                .map_err(|e| Attempt::Transport(describe(&e)))?
         };
-        Ok(Response { status, headers, body, sent_md5: hasher.map(|h| hex::encode(h.finalize())) })
+        Ok(Response {
+            status,
+            headers,
+            body,
+            sent_md5: hasher.map(|h| hex::encode(h.finalize())),
+        })
     }
 }
 
@@ -371,10 +450,14 @@ impl Read for Counting<'_, '_> {
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::ConnectionFailed => "could not connect (connection refused or host unreachable)".into(),
+        ureq::Error::ConnectionFailed => {
+            "could not connect (connection refused or host unreachable)".into()
+        }
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::Io(io) => match io.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => {
                 format!("the connection was dropped ({io})")
             }
             io::ErrorKind::UnexpectedEof => "the server closed the connection early".into(),
@@ -405,10 +488,23 @@ pub(crate) fn sleep_cancellable(d: Duration) -> Result<()> {
 pub(crate) fn server_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-        let found = ["/error/message", "/message", "/badRequest/message", "/itemNotFound/message", "/forbidden/message", "/unauthorized/message", "/conflict/message"]
-            .iter()
-            .find_map(|p| v.pointer(p).and_then(|m| m.as_str()).map(str::to_owned))
-            .or_else(|| v.as_object().and_then(|o| o.values().find_map(|x| x.get("message")?.as_str().map(str::to_owned))));
+        let found = [
+            "/error/message",
+            "/message",
+            "/badRequest/message",
+            "/itemNotFound/message",
+            "/forbidden/message",
+            "/unauthorized/message",
+            "/conflict/message",
+        ]
+        .iter()
+        .find_map(|p| v.pointer(p).and_then(|m| m.as_str()).map(str::to_owned))
+        .or_else(|| {
+            v.as_object().and_then(|o| {
+                o.values()
+                    .find_map(|x| x.get("message")?.as_str().map(str::to_owned))
+            })
+        });
         if let Some(m) = found {
             return shorten(&m);
         }
@@ -416,7 +512,10 @@ pub(crate) fn server_message(body: &[u8]) -> String {
     // HTML error pages repeat the status in <title> and <h1>; the status is reported anyway
     let mut text = text.into_owned();
     for tag in ["title", "h1"] {
-        while let (Some(a), Some(b)) = (text.find(&format!("<{tag}>")), text.find(&format!("</{tag}>"))) {
+        while let (Some(a), Some(b)) = (
+            text.find(&format!("<{tag}>")),
+            text.find(&format!("</{tag}>")),
+        ) {
             if b < a {
                 break;
             }
@@ -454,7 +553,9 @@ pub(crate) fn quote(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if keep_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }

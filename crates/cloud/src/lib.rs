@@ -66,7 +66,11 @@ pub struct CloudOptions {
 
 impl Default for CloudOptions {
     fn default() -> Self {
-        CloudOptions { http: HttpOptions::default(), workers: 3, swift: swift::SwiftOptions::default() }
+        CloudOptions {
+            http: HttpOptions::default(),
+            workers: 4,
+            swift: swift::SwiftOptions::default(),
+        }
     }
 }
 
@@ -82,7 +86,10 @@ pub struct Cloud {
 
 impl std::fmt::Debug for Cloud {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cloud").field("account", &self.account.name).field("flavor", &self.flavor).finish()
+        f.debug_struct("Cloud")
+            .field("account", &self.account.name)
+            .field("flavor", &self.flavor)
+            .finish()
     }
 }
 
@@ -95,7 +102,10 @@ pub fn md5sum_text(md5: &str, name: &str) -> String {
 pub fn pretty_json(v: &serde_json::Value) -> String {
     use serde::Serialize;
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut out,
+        serde_json::ser::PrettyFormatter::with_indent(b"    "),
+    );
     // writing a Value into a Vec cannot fail
     let _ = v.serialize(&mut ser);
     String::from_utf8(out).unwrap_or_default()
@@ -108,7 +118,11 @@ impl Cloud {
     }
 
     /// [`Cloud::connect`] with explicit options.
-    pub fn connect_with(account: &Account, mut opts: CloudOptions, reporter: &dyn Reporter) -> Result<Cloud> {
+    pub fn connect_with(
+        account: &Account,
+        mut opts: CloudOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<Cloud> {
         if !account.verify_tls {
             opts.http.verify_tls = false;
         }
@@ -129,14 +143,29 @@ impl Cloud {
             None => session.endpoint("image", iface, region),
         };
         let synnefo = session.api == auth::IdentityApi::V2 && !store_url.contains("/AUTH_");
-        let flavor = if synnefo { Flavor::Synnefo } else { Flavor::OpenStack };
+        let flavor = if synnefo {
+            Flavor::Synnefo
+        } else {
+            Flavor::OpenStack
+        };
         let token = session.token.clone();
         let store: Box<dyn ObjectStore> = match flavor {
-            Flavor::Synnefo => Box::new(pithos::Pithos::new(http.clone(), &store_url, &session.user_id, token.clone(), opts.workers)),
+            Flavor::Synnefo => Box::new(pithos::Pithos::new(
+                http.clone(),
+                &store_url,
+                &session.user_id,
+                token.clone(),
+                opts.workers,
+            )),
             Flavor::OpenStack => {
                 let mut so = opts.swift.clone();
                 so.workers = opts.workers;
-                Box::new(swift::Swift::new(http.clone(), &store_url, token.clone(), so))
+                Box::new(swift::Swift::new(
+                    http.clone(),
+                    &store_url,
+                    token.clone(),
+                    so,
+                ))
             }
         };
         let (registry, registry_error): (Option<Box<dyn ImageRegistry>>, _) = match image_url {
@@ -155,7 +184,14 @@ impl Cloud {
             store.name(),
             registry.as_ref().map_or("no image service", |r| r.name())
         ));
-        Ok(Cloud { account: account.clone(), session, flavor, store, registry, registry_error })
+        Ok(Cloud {
+            account: account.clone(),
+            session,
+            flavor,
+            store,
+            registry,
+            registry_error,
+        })
     }
 
     /// The account this connection uses.
@@ -184,7 +220,9 @@ impl Cloud {
             None => Err(CloudError::Unsupported(format!(
                 "cloud `{}' has no image service: {}",
                 self.account.name,
-                self.registry_error.as_deref().unwrap_or("none in the catalog")
+                self.registry_error
+                    .as_deref()
+                    .unwrap_or("none in the catalog")
             ))),
         }
     }
@@ -192,7 +230,13 @@ impl Cloud {
     /// The remote checks done before any local work: unless `force`, fail if
     /// `container/name` or `name.md5sum` exist (and `name.meta` when `register`);
     /// with `register`, fail now if the cloud has no image service. Changes nothing.
-    pub fn preflight(&self, container: &str, name: &str, register: bool, force: bool) -> Result<()> {
+    pub fn preflight(
+        &self,
+        container: &str,
+        name: &str,
+        register: bool,
+        force: bool,
+    ) -> Result<()> {
         if register {
             self.registry()?;
         }
@@ -205,22 +249,45 @@ impl Cloud {
         }
         for o in objects {
             if self.store.exists(container, &o)? {
-                return Err(CloudError::Exists { container: container.into(), object: o });
+                return Err(CloudError::Exists {
+                    container: container.into(),
+                    object: o,
+                });
             }
         }
         Ok(())
     }
 
     /// Upload the image as `container/name` and its checksum as `name.md5sum`.
-    pub fn upload_image(&self, container: &str, name: &str, image: &ImageSource, reporter: &dyn Reporter) -> Result<UploadStats> {
+    pub fn upload_image(
+        &self,
+        container: &str,
+        name: &str,
+        image: &ImageSource,
+        reporter: &dyn Reporter,
+    ) -> Result<UploadStats> {
         let store = self.store.as_ref();
-        reporter.info(&format!("Uploading image to {} as `{container}/{name}' ...", store.name()));
+        reporter.info(&format!(
+            "Uploading image to {} as `{container}/{name}' ...",
+            store.name()
+        ));
         let stats = store.upload(container, name, image, reporter)?;
         if stats.pieces_skipped > 0 {
-            reporter.detail(&format!("{} of {} pieces were already there and were not sent again", stats.pieces_skipped, stats.pieces_total));
+            reporter.detail(&format!(
+                "{} of {} pieces were already there and were not sent again",
+                stats.pieces_skipped, stats.pieces_total
+            ));
         }
-        store.put_bytes(container, &format!("{name}.md5sum"), md5sum_text(&image.md5, name).as_bytes(), "text/plain")?;
-        reporter.success(&format!("Image uploaded to {}", store.location(container, name)));
+        store.put_bytes(
+            container,
+            &format!("{name}.md5sum"),
+            md5sum_text(&image.md5, name).as_bytes(),
+            "text/plain",
+        )?;
+        reporter.success(&format!(
+            "Image uploaded to {}",
+            store.location(container, name)
+        ));
         Ok(stats)
     }
 
@@ -243,16 +310,35 @@ impl Cloud {
         reporter: &dyn Reporter,
     ) -> Result<serde_json::Value> {
         let registry = self.registry()?;
-        reporter.info(&format!("Registering {} image `{image_name}' with {} ...", if public { "public" } else { "private" }, registry.name()));
-        let reg = Registration { name: image_name, location: self.store.location(container, object), image, properties, public };
+        reporter.info(&format!(
+            "Registering {} image `{image_name}' with {} ...",
+            if public { "public" } else { "private" },
+            registry.name()
+        ));
+        let reg = Registration {
+            name: image_name,
+            location: self.store.location(container, object),
+            image,
+            properties,
+            public,
+        };
         let answer = registry.register(&reg, reporter)?;
         let meta = format!("{object}.meta");
-        self.store.put_bytes(container, &meta, pretty_json(&answer).as_bytes(), "application/json")?;
+        self.store.put_bytes(
+            container,
+            &meta,
+            pretty_json(&answer).as_bytes(),
+            "application/json",
+        )?;
         if public {
             let md5 = format!("{object}.md5sum");
-            self.store.make_public(container, &[md5.as_str(), meta.as_str()], reporter)?;
+            self.store
+                .make_public(container, &[md5.as_str(), meta.as_str()], reporter)?;
         }
-        reporter.success(&format!("Image `{image_name}' registered with {}", registry.name()));
+        reporter.success(&format!(
+            "Image `{image_name}' registered with {}",
+            registry.name()
+        ));
         Ok(answer)
     }
 }

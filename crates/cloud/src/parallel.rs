@@ -25,7 +25,9 @@ where
                 if i >= count {
                     return;
                 }
-                let r = snf_core::cancel::check().map_err(CloudError::from).and_then(|()| job(i));
+                let r = snf_core::cancel::check()
+                    .map_err(CloudError::from)
+                    .and_then(|()| job(i));
                 if let Err(e) = r {
                     failed.store(true, Ordering::SeqCst);
                     let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());

@@ -39,7 +39,11 @@ pub fn block_hash(algorithm: &str, block: &[u8]) -> Result<String> {
         "sha512" => hex::encode(sha2::Sha512::digest(data)),
         "sha384" => hex::encode(sha2::Sha384::digest(data)),
         "sha224" => hex::encode(sha2::Sha224::digest(data)),
-        other => return Err(CloudError::Unsupported(format!("Pithos block hash `{other}' is not supported (sha224/256/384/512 are)"))),
+        other => {
+            return Err(CloudError::Unsupported(format!(
+                "Pithos block hash `{other}' is not supported (sha224/256/384/512 are)"
+            )))
+        }
     })
 }
 
@@ -78,7 +82,10 @@ pub struct Pithos {
 
 impl std::fmt::Debug for Pithos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pithos").field("base", &self.base).field("uuid", &self.uuid).finish()
+        f.debug_struct("Pithos")
+            .field("base", &self.base)
+            .field("uuid", &self.uuid)
+            .finish()
     }
 }
 
@@ -91,7 +98,14 @@ impl Pithos {
         if !(last.starts_with('v') && last[1..].starts_with(|c: char| c.is_ascii_digit())) {
             base.push_str("/v1");
         }
-        Pithos { http, base, uuid: uuid.to_owned(), token, workers, blocks: Mutex::new(HashMap::new()) }
+        Pithos {
+            http,
+            base,
+            uuid: uuid.to_owned(),
+            token,
+            workers,
+            blocks: Mutex::new(HashMap::new()),
+        }
     }
 
     fn account_url(&self) -> String {
@@ -116,11 +130,21 @@ impl Pithos {
             return Ok(b.clone());
         }
         let action = format!("creating container `{c}'");
-        self.http.send(self.req("PUT", self.container_url(c), action.clone()))?.ok(SERVICE, &action)?;
+        self.http
+            .send(self.req("PUT", self.container_url(c), action.clone()))?
+            .ok(SERVICE, &action)?;
         let action = format!("reading the block size of container `{c}'");
-        let r = self.http.send(self.req("HEAD", self.container_url(c), action.clone()))?.ok(SERVICE, &action)?;
-        let size = r.header("x-container-block-size").and_then(|s| s.trim().parse::<u64>().ok()).filter(|&s| s > 0);
-        let hash = r.header("x-container-block-hash").map(|s| s.trim().to_owned());
+        let r = self
+            .http
+            .send(self.req("HEAD", self.container_url(c), action.clone()))?
+            .ok(SERVICE, &action)?;
+        let size = r
+            .header("x-container-block-size")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|&s| s > 0);
+        let hash = r
+            .header("x-container-block-hash")
+            .map(|s| s.trim().to_owned());
         let (Some(size), Some(hash)) = (size, hash) else {
             return Err(CloudError::Protocol {
                 service: SERVICE,
@@ -129,29 +153,49 @@ impl Pithos {
             });
         };
         let info = BlockInfo { size, hash };
-        self.blocks.lock().unwrap_or_else(|p| p.into_inner()).insert(c.to_owned(), info.clone());
+        self.blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(c.to_owned(), info.clone());
         Ok(info)
     }
 
-    fn hashes(&self, data: Data<'_>, info: &BlockInfo, reporter: &dyn Reporter, title: &str) -> Result<Vec<String>> {
+    fn hashes(
+        &self,
+        data: Data<'_>,
+        info: &BlockInfo,
+        reporter: &dyn Reporter,
+        title: &str,
+    ) -> Result<Vec<String>> {
         let count = data.size().div_ceil(info.size) as usize;
         let out: Vec<Mutex<String>> = (0..count).map(|_| Mutex::new(String::new())).collect();
         let progress = Progress::new(reporter, title, data.size(), Unit::Bytes);
         let file = match data {
-            Data::File(p, _) => Some(File::open(p).map_err(|source| CloudError::Io { path: p.to_path_buf(), source })?),
+            Data::File(p, _) => Some(File::open(p).map_err(|source| CloudError::Io {
+                path: p.to_path_buf(),
+                source,
+            })?),
             Data::Mem(_) => None,
         };
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(4);
         parallel::run(count, workers, |i| {
             let offset = i as u64 * info.size;
             let len = info.size.min(data.size() - offset);
             let h = match (data, &file) {
                 (Data::File(p, _), Some(f)) => {
                     let mut buf = vec![0u8; len as usize];
-                    f.read_exact_at(&mut buf, offset).map_err(|source| CloudError::Io { path: p.to_path_buf(), source })?;
+                    f.read_exact_at(&mut buf, offset)
+                        .map_err(|source| CloudError::Io {
+                            path: p.to_path_buf(),
+                            source,
+                        })?;
                     block_hash(&info.hash, &buf)?
                 }
-                (Data::Mem(m), _) => block_hash(&info.hash, &m[offset as usize..(offset + len) as usize])?,
+                (Data::Mem(m), _) => {
+                    block_hash(&info.hash, &m[offset as usize..(offset + len) as usize])?
+                }
                 _ => unreachable!("a file source always has its file open"),
             };
             *out[i].lock().unwrap_or_else(|p| p.into_inner()) = h;
@@ -159,17 +203,31 @@ impl Pithos {
             Ok(())
         })?;
         progress.finish("done");
-        Ok(out.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect())
+        Ok(out
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect())
     }
 
     /// `PUT …?hashmap`: `None` when the object is complete, else the missing hashes.
-    fn put_hashmap(&self, c: &str, o: &str, size: u64, hashes: &[String], content_type: &str) -> Result<Option<Vec<String>>> {
+    fn put_hashmap(
+        &self,
+        c: &str,
+        o: &str,
+        size: u64,
+        hashes: &[String],
+        content_type: &str,
+    ) -> Result<Option<Vec<String>>> {
         let action = format!("writing the hashmap of `{c}/{o}'");
         let body = json!({"bytes": size, "hashes": hashes}).to_string();
         let r = self.http.send(
-            self.req("PUT", format!("{}?format=json&hashmap=True", self.obj_url(c, o)), action.clone())
-                .header("Content-Type", content_type)
-                .body(Body::Bytes(body.as_bytes())),
+            self.req(
+                "PUT",
+                format!("{}?format=json&hashmap=True", self.obj_url(c, o)),
+                action.clone(),
+            )
+            .header("Content-Type", content_type)
+            .body(Body::Bytes(body.as_bytes())),
         )?;
         match r.status {
             201 => Ok(None),
@@ -181,11 +239,31 @@ impl Pithos {
         }
     }
 
-    fn upload_data(&self, c: &str, o: &str, data: Data<'_>, content_type: &str, reporter: &dyn Reporter) -> Result<UploadStats> {
+    fn upload_data(
+        &self,
+        c: &str,
+        o: &str,
+        data: Data<'_>,
+        content_type: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<UploadStats> {
         let info = self.block_info(c)?;
-        let hashes = self.hashes(data, &info, reporter, &format!("Calculating block hashes of {o}"))?;
-        let mut stats = UploadStats { pieces_total: hashes.len() as u64, ..Default::default() };
-        let first_index: HashMap<&str, usize> = hashes.iter().enumerate().rev().map(|(i, h)| (h.as_str(), i)).collect();
+        let hashes = self.hashes(
+            data,
+            &info,
+            reporter,
+            &format!("Calculating block hashes of {o}"),
+        )?;
+        let mut stats = UploadStats {
+            pieces_total: hashes.len() as u64,
+            ..Default::default()
+        };
+        let first_index: HashMap<&str, usize> = hashes
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, h)| (h.as_str(), i))
+            .collect();
         let mut missing = match self.put_hashmap(c, o, data.size(), &hashes, content_type)? {
             None => {
                 stats.pieces_skipped = stats.pieces_total;
@@ -193,7 +271,12 @@ impl Pithos {
             }
             Some(m) => m,
         };
-        let progress = Progress::new(reporter, &format!("Uploading missing blocks of {o}"), data.size(), Unit::Bytes);
+        let progress = Progress::new(
+            reporter,
+            &format!("Uploading missing blocks of {o}"),
+            data.size(),
+            Unit::Bytes,
+        );
         let unique_missing: HashSet<&str> = missing.iter().map(String::as_str).collect();
         let present: u64 = hashes
             .iter()
@@ -202,7 +285,10 @@ impl Pithos {
             .map(|(i, _)| info.size.min(data.size() - i as u64 * info.size))
             .sum();
         progress.add(present);
-        let skipped = hashes.iter().filter(|h| !unique_missing.contains(h.as_str())).count() as u64;
+        let skipped = hashes
+            .iter()
+            .filter(|h| !unique_missing.contains(h.as_str()))
+            .count() as u64;
         let mut idle_rounds = 0;
         let sent = Mutex::new((0u64, 0u64));
         loop {
@@ -212,11 +298,16 @@ impl Pithos {
                     .iter()
                     .filter(|h| seen.insert(h.as_str()))
                     .map(|h| {
-                        let i = *first_index.get(h.as_str()).ok_or_else(|| CloudError::Protocol {
-                            service: SERVICE,
-                            action: format!("writing the hashmap of `{c}/{o}'"),
-                            detail: format!("the server asks for a block we did not send ({h})"),
-                        })?;
+                        let i =
+                            *first_index
+                                .get(h.as_str())
+                                .ok_or_else(|| CloudError::Protocol {
+                                    service: SERVICE,
+                                    action: format!("writing the hashmap of `{c}/{o}'"),
+                                    detail: format!(
+                                        "the server asks for a block we did not send ({h})"
+                                    ),
+                                })?;
                         Ok((h.clone(), i))
                     })
                     .collect::<Result<_>>()?
@@ -228,10 +319,14 @@ impl Pithos {
                 let len = info.size.min(data.size() - offset);
                 let action = format!("uploading block {} of `{c}/{o}'", i + 1);
                 let r = self.http.send(
-                    self.req("POST", format!("{}?update=&format=json", self.container_url(c)), action.clone())
-                        .header("Content-Type", "application/octet-stream")
-                        .body(data.body(offset, len))
-                        .progress(&progress),
+                    self.req(
+                        "POST",
+                        format!("{}?update=&format=json", self.container_url(c)),
+                        action.clone(),
+                    )
+                    .header("Content-Type", "application/octet-stream")
+                    .body(data.body(offset, len))
+                    .progress(&progress),
                 )?;
                 let r = r.ok(SERVICE, &action)?;
                 let stored: Vec<String> = r.json(SERVICE, &action)?;
@@ -250,7 +345,9 @@ impl Pithos {
                 }
             });
             if let Err(e) = result {
-                if matches!(e, CloudError::Cancelled(_)) || idle_rounds + 1 >= MAX_ROUNDS_WITHOUT_PROGRESS {
+                if matches!(e, CloudError::Cancelled(_))
+                    || idle_rounds + 1 >= MAX_ROUNDS_WITHOUT_PROGRESS
+                {
                     return Err(e);
                 }
                 reporter.detail(&format!("{e}; trying the missing blocks again"));
@@ -295,26 +392,65 @@ impl ObjectStore for Pithos {
 
     fn exists(&self, container: &str, object: &str) -> Result<bool> {
         let action = format!("checking object `{container}/{object}'");
-        let r = self.http.send(self.req("HEAD", self.obj_url(container, object), action.clone()))?;
+        let r =
+            self.http
+                .send(self.req("HEAD", self.obj_url(container, object), action.clone()))?;
         match r.status {
             404 => Ok(false),
             _ => r.ok(SERVICE, &action).map(|_| true),
         }
     }
 
-    fn put_bytes(&self, container: &str, object: &str, data: &[u8], content_type: &str) -> Result<()> {
-        self.upload_data(container, object, Data::Mem(data), content_type, &snf_core::report::Quiet).map(|_| ())
+    fn put_bytes(
+        &self,
+        container: &str,
+        object: &str,
+        data: &[u8],
+        content_type: &str,
+    ) -> Result<()> {
+        self.upload_data(
+            container,
+            object,
+            Data::Mem(data),
+            content_type,
+            &snf_core::report::Quiet,
+        )
+        .map(|_| ())
     }
 
-    fn upload(&self, container: &str, object: &str, image: &ImageSource, reporter: &dyn Reporter) -> Result<UploadStats> {
-        self.upload_data(container, object, Data::File(&image.path, image.size), "application/octet-stream", reporter)
+    fn upload(
+        &self,
+        container: &str,
+        object: &str,
+        image: &ImageSource,
+        reporter: &dyn Reporter,
+    ) -> Result<UploadStats> {
+        self.upload_data(
+            container,
+            object,
+            Data::File(&image.path, image.size),
+            "application/octet-stream",
+            reporter,
+        )
     }
 
-    fn make_public(&self, container: &str, objects: &[&str], _reporter: &dyn Reporter) -> Result<()> {
+    fn make_public(
+        &self,
+        container: &str,
+        objects: &[&str],
+        _reporter: &dyn Reporter,
+    ) -> Result<()> {
         for o in objects {
             let action = format!("sharing `{container}/{o}' with everyone");
             self.http
-                .send(self.req("POST", format!("{}?update=&format=json", self.obj_url(container, o)), action.clone()).header("X-Object-Sharing", "read=*"))?
+                .send(
+                    self.req(
+                        "POST",
+                        format!("{}?update=&format=json", self.obj_url(container, o)),
+                        action.clone(),
+                    )
+                    .header("X-Object-Sharing", "read=*"),
+                )?
                 .ok(SERVICE, &action)?;
         }
         Ok(())
@@ -322,7 +458,9 @@ impl ObjectStore for Pithos {
 
     fn delete(&self, container: &str, object: &str) -> Result<()> {
         let action = format!("deleting `{container}/{object}'");
-        let r = self.http.send(self.req("DELETE", self.obj_url(container, object), action.clone()))?;
+        let r =
+            self.http
+                .send(self.req("DELETE", self.obj_url(container, object), action.clone()))?;
         if r.status == 404 {
             return Ok(());
         }
@@ -330,7 +468,12 @@ impl ObjectStore for Pithos {
     }
 
     fn location(&self, container: &str, object: &str) -> String {
-        format!("pithos://{}/{}/{}", quote(&self.uuid, false), quote(container, false), quote(object, true))
+        format!(
+            "pithos://{}/{}/{}",
+            quote(&self.uuid, false),
+            quote(container, false),
+            quote(object, true)
+        )
     }
 }
 
@@ -342,8 +485,14 @@ mod tests {
     fn trailing_zeros_are_not_hashed() {
         let empty = hex::encode(sha2::Sha256::digest(b""));
         assert_eq!(block_hash("sha256", &[0u8; 4096]).unwrap(), empty);
-        assert_eq!(block_hash("sha256", b"ab\0\0").unwrap(), block_hash("sha256", b"ab").unwrap());
-        assert_ne!(block_hash("sha256", b"a\0b").unwrap(), block_hash("sha256", b"ab").unwrap());
+        assert_eq!(
+            block_hash("sha256", b"ab\0\0").unwrap(),
+            block_hash("sha256", b"ab").unwrap()
+        );
+        assert_ne!(
+            block_hash("sha256", b"a\0b").unwrap(),
+            block_hash("sha256", b"ab").unwrap()
+        );
         assert!(block_hash("md4", b"x").is_err());
     }
 }

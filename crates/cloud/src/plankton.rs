@@ -61,12 +61,20 @@ impl ImageRegistry for Plankton {
 
     fn register(&self, reg: &Registration<'_>, _reporter: &dyn Reporter) -> Result<Value> {
         let action = format!("registering image `{}'", reg.name);
-        let mut req = Request::new(SERVICE, "POST", format!("{}/images/", self.url), action.clone())
-            .token(&self.token)
-            .header("X-Image-Meta-Name", quote(reg.name, false))
-            .header("X-Image-Meta-Location", reg.location.clone())
-            .header("X-Image-Meta-Disk-Format", "diskdump")
-            .header("X-Image-Meta-Is-Public", if reg.public { "true" } else { "false" });
+        let mut req = Request::new(
+            SERVICE,
+            "POST",
+            format!("{}/images/", self.url),
+            action.clone(),
+        )
+        .token(&self.token)
+        .header("X-Image-Meta-Name", quote(reg.name, false))
+        .header("X-Image-Meta-Location", reg.location.clone())
+        .header("X-Image-Meta-Disk-Format", "diskdump")
+        .header(
+            "X-Image-Meta-Is-Public",
+            if reg.public { "true" } else { "false" },
+        );
         for (k, v) in reg.properties {
             req = req.header(format!("X-Image-Meta-Property-{k}"), quote(v, false));
         }

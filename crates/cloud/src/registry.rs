@@ -28,5 +28,9 @@ pub trait ImageRegistry: Send + Sync {
     fn name(&self) -> &'static str;
     /// Register the image; the answer is the service's description of it. No image is
     /// left registered when this fails.
-    fn register(&self, reg: &Registration<'_>, reporter: &dyn Reporter) -> Result<serde_json::Value>;
+    fn register(
+        &self,
+        reg: &Registration<'_>,
+        reporter: &dyn Reporter,
+    ) -> Result<serde_json::Value>;
 }

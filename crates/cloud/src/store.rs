@@ -41,12 +41,25 @@ pub trait ObjectStore: Send + Sync {
     /// Whether the object exists.
     fn exists(&self, container: &str, object: &str) -> Result<bool>;
     /// Upload a small object from memory.
-    fn put_bytes(&self, container: &str, object: &str, data: &[u8], content_type: &str) -> Result<()>;
+    fn put_bytes(
+        &self,
+        container: &str,
+        object: &str,
+        data: &[u8],
+        content_type: &str,
+    ) -> Result<()>;
     /// Upload the image: parallel, verified, resumable / deduplicated; the object
     /// appears (or is replaced) only once all of its data is there and verified.
-    fn upload(&self, container: &str, object: &str, image: &ImageSource, reporter: &dyn Reporter) -> Result<UploadStats>;
+    fn upload(
+        &self,
+        container: &str,
+        object: &str,
+        image: &ImageSource,
+        reporter: &dyn Reporter,
+    ) -> Result<UploadStats>;
     /// Make these objects readable by everyone.
-    fn make_public(&self, container: &str, objects: &[&str], reporter: &dyn Reporter) -> Result<()>;
+    fn make_public(&self, container: &str, objects: &[&str], reporter: &dyn Reporter)
+        -> Result<()>;
     /// Delete the object (and a large object's segments); absent is fine.
     fn delete(&self, container: &str, object: &str) -> Result<()>;
     /// How the object is named for an image service (`pithos://…` or the Swift URL).

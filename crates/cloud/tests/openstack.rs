@@ -6,13 +6,20 @@ mod support;
 use std::collections::BTreeMap;
 
 use snf_cloud::{CloudError, Flavor, ObjectStore};
-use support::openstack::{admin, call, connect, delete_image, glance_url, other, swift_url, tester, unique};
+use support::openstack::{
+    admin, call, connect, delete_image, glance_url, other, swift_url, tester, unique,
+};
 use support::{image_file, md5_hex, pseudo_random, Recorder};
 
 fn props() -> BTreeMap<String, String> {
-    [("OSFAMILY", "linux"), ("ROOT_PARTITION", "1"), ("USERS", "root"), ("DESCRIPTION", "Debian 12 (ünïcode)")]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
+    [
+        ("OSFAMILY", "linux"),
+        ("ROOT_PARTITION", "1"),
+        ("USERS", "root"),
+        ("DESCRIPTION", "Debian 12 (ünïcode)"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into()
 }
 
 #[test]
@@ -27,7 +34,9 @@ fn upload_register_private_and_download_back() {
     let rep = Recorder::default();
     let stats = cloud.upload_image(&c, name, &image, &rep).unwrap();
     assert_eq!((stats.pieces_sent, stats.large_object), (1, false));
-    let answer = cloud.register(&c, name, &c, &image, &props(), false, &rep).unwrap();
+    let answer = cloud
+        .register(&c, name, &c, &image, &props(), false, &rep)
+        .unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
     assert_eq!(answer["status"], "active");
     assert_eq!(answer["checksum"], image.md5.as_str());
@@ -38,18 +47,40 @@ fn upload_register_private_and_download_back() {
     assert_eq!(answer["DESCRIPTION"], "Debian 12 (ünïcode)");
 
     // the image downloaded back from Glance is the local dump, byte for byte
-    let (st, body) = call(Some(&cloud), "GET", &format!("{}/v2/images/{id}/file", glance_url(&cloud)));
+    let (st, body) = call(
+        Some(&cloud),
+        "GET",
+        &format!("{}/v2/images/{id}/file", glance_url(&cloud)),
+    );
     assert_eq!(st, 200);
-    assert!(body == data, "Glance returned different bytes ({} bytes, md5 {})", body.len(), md5_hex(&body));
+    assert!(
+        body == data,
+        "Glance returned different bytes ({} bytes, md5 {})",
+        body.len(),
+        md5_hex(&body)
+    );
     // Swift has the image, NAME.md5sum and NAME.meta (the registration answer)
     let base = format!("{}/{c}", swift_url(&cloud));
     assert_eq!(call(Some(&cloud), "GET", &format!("{base}/{name}")).1, data);
-    assert_eq!(String::from_utf8(call(Some(&cloud), "GET", &format!("{base}/{name}.md5sum")).1).unwrap(), format!("{} {name}\n", image.md5));
-    let meta: serde_json::Value = serde_json::from_slice(&call(Some(&cloud), "GET", &format!("{base}/{name}.meta")).1).unwrap();
+    assert_eq!(
+        String::from_utf8(call(Some(&cloud), "GET", &format!("{base}/{name}.md5sum")).1).unwrap(),
+        format!("{} {name}\n", image.md5)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&call(Some(&cloud), "GET", &format!("{base}/{name}.meta")).1)
+            .unwrap();
     assert_eq!(meta["id"], id.as_str());
     // private: another project sees neither the image nor the objects
     let o = connect(&other());
-    assert_eq!(call(Some(&o), "GET", &format!("{}/v2/images/{id}", glance_url(&o))).0, 404);
+    assert_eq!(
+        call(
+            Some(&o),
+            "GET",
+            &format!("{}/v2/images/{id}", glance_url(&o))
+        )
+        .0,
+        404
+    );
     assert_eq!(call(None, "GET", &format!("{base}/{name}.md5sum")).0, 401);
     assert!(!rep.text().contains(cloud.session().token.expose()));
     delete_image(&cloud, &id);
@@ -64,14 +95,21 @@ fn existing_objects_need_force_and_reupload_replaces_them() {
     let first = image_file(&dir.path().join("a"), &pseudo_random(1 << 20, 21));
     cloud.upload_image(&c, name, &first, &rep).unwrap();
     let e = cloud.preflight(&c, name, false, false).unwrap_err();
-    assert!(matches!(&e, CloudError::Exists { object, .. } if object == name), "{e}");
+    assert!(
+        matches!(&e, CloudError::Exists { object, .. } if object == name),
+        "{e}"
+    );
     cloud.preflight(&c, name, true, true).unwrap();
     let data = pseudo_random(2 << 20, 22);
     let second = image_file(&dir.path().join("b"), &data);
     cloud.upload_image(&c, name, &second, &rep).unwrap();
     let base = format!("{}/{c}", swift_url(&cloud));
     assert_eq!(call(Some(&cloud), "GET", &format!("{base}/{name}")).1, data);
-    assert!(String::from_utf8(call(Some(&cloud), "GET", &format!("{base}/{name}.md5sum")).1).unwrap().starts_with(&second.md5));
+    assert!(
+        String::from_utf8(call(Some(&cloud), "GET", &format!("{base}/{name}.md5sum")).1)
+            .unwrap()
+            .starts_with(&second.md5)
+    );
 }
 
 #[test]
@@ -92,11 +130,17 @@ fn large_object_above_the_cluster_limit() {
     let image = image_file(&dir.path().join("img"), &data);
     let stats = cloud.upload_image(&c, name, &image, &rep).unwrap();
     assert!(stats.large_object);
-    assert_eq!((stats.pieces_total, stats.pieces_sent, stats.pieces_skipped), (3, 3, 0));
+    assert_eq!(
+        (stats.pieces_total, stats.pieces_sent, stats.pieces_skipped),
+        (3, 3, 0)
+    );
     let url = format!("{}/{c}/{name}", swift_url(&cloud));
     assert_eq!(call(Some(&cloud), "GET", &url).1, data);
     // a plain PUT of that size is refused by the cluster: the SLO was needed
-    let e = swift.put_bytes(&c, "plain", &data, "application/octet-stream").unwrap_err().to_string();
+    let e = swift
+        .put_bytes(&c, "plain", &data, "application/octet-stream")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("413"), "{e}");
 
     // re-upload of changed content: the new segments replace the old ones
@@ -106,10 +150,16 @@ fn large_object_above_the_cluster_limit() {
     let stats = cloud.upload_image(&c, name, &image2, &rep).unwrap();
     assert_eq!(stats.pieces_sent, 3);
     assert_eq!(call(Some(&cloud), "GET", &url).1, data2);
-    let (_, listing) = call(Some(&cloud), "GET", &format!("{}/{c}_segments?format=json", swift_url(&cloud)));
+    let (_, listing) = call(
+        Some(&cloud),
+        "GET",
+        &format!("{}/{c}_segments?format=json", swift_url(&cloud)),
+    );
     let segs: Vec<serde_json::Value> = serde_json::from_slice(&listing).unwrap();
     assert_eq!(segs.len(), 3, "old segments are deleted: {segs:?}");
-    assert!(segs.iter().all(|s| s["name"].as_str().unwrap().contains(&image2.md5)));
+    assert!(segs
+        .iter()
+        .all(|s| s["name"].as_str().unwrap().contains(&image2.md5)));
     cloud.store().delete(&c, name).unwrap();
     assert_eq!(call(Some(&cloud), "HEAD", &url).0, 404);
 }
@@ -122,14 +172,28 @@ fn public_refused_to_a_member_leaves_no_image() {
     let rep = Recorder::default();
     let image = image_file(&dir.path().join("img"), &pseudo_random(1 << 20, 41));
     cloud.upload_image(&c, name, &image, &rep).unwrap();
-    let e = cloud.register(&c, name, &c, &image, &props(), true, &rep).unwrap_err();
+    let e = cloud
+        .register(&c, name, &c, &image, &props(), true, &rep)
+        .unwrap_err();
     assert!(matches!(e, CloudError::PublicRefused { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("refused to register a public image") && msg.contains("nothing was registered"), "{msg}");
-    let (st, body) = call(Some(&cloud), "GET", &format!("{}/v2/images?name={c}", glance_url(&cloud)));
+    assert!(
+        msg.contains("refused to register a public image")
+            && msg.contains("nothing was registered"),
+        "{msg}"
+    );
+    let (st, body) = call(
+        Some(&cloud),
+        "GET",
+        &format!("{}/v2/images?name={c}", glance_url(&cloud)),
+    );
     assert_eq!(st, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["images"].as_array().unwrap().len(), 0, "no image was left behind");
+    assert_eq!(
+        v["images"].as_array().unwrap().len(),
+        0,
+        "no image was left behind"
+    );
     assert!(!cloud.store().exists(&c, &format!("{name}.meta")).unwrap());
 }
 
@@ -142,21 +206,39 @@ fn public_image_seen_from_a_second_project() {
     let data = pseudo_random(1 << 20, 51);
     let image = image_file(&dir.path().join("img"), &data);
     cloud.upload_image(&c, name, &image, &rep).unwrap();
-    let answer = cloud.register(&c, name, &c, &image, &props(), true, &rep).unwrap();
+    let answer = cloud
+        .register(&c, name, &c, &image, &props(), true, &rep)
+        .unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
     assert_eq!(answer["visibility"], "public");
     let o = connect(&other());
-    let (st, body) = call(Some(&o), "GET", &format!("{}/v2/images/{id}", glance_url(&o)));
+    let (st, body) = call(
+        Some(&o),
+        "GET",
+        &format!("{}/v2/images/{id}", glance_url(&o)),
+    );
     assert_eq!(st, 200);
     let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(seen["checksum"], image.md5.as_str());
-    assert_eq!(call(Some(&o), "GET", &format!("{}/v2/images/{id}/file", glance_url(&o))).1, data);
+    assert_eq!(
+        call(
+            Some(&o),
+            "GET",
+            &format!("{}/v2/images/{id}/file", glance_url(&o))
+        )
+        .1,
+        data
+    );
     // the md5sum and meta objects are readable by everyone, without a token
     let base = format!("{}/{c}", swift_url(&cloud));
     let (st, body) = call(None, "GET", &format!("{base}/{name}.md5sum"));
     assert_eq!(st, 200);
     assert!(String::from_utf8(body).unwrap().starts_with(&image.md5));
     assert_eq!(call(None, "GET", &format!("{base}/{name}.meta")).0, 200);
-    assert!(rep.text().contains("Swift shares whole containers"), "the user is told what was opened: {}", rep.text());
+    assert!(
+        rep.text().contains("Swift shares whole containers"),
+        "the user is told what was opened: {}",
+        rep.text()
+    );
     delete_image(&cloud, &id);
 }

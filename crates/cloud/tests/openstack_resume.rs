@@ -21,7 +21,15 @@ fn interrupted_upload_resumes() {
     let image = image_file(&dir.path().join("img"), &data);
 
     // one worker, interrupted as soon as the second segment has started
-    let one = Cloud::connect_with(&account, CloudOptions { workers: 1, ..Default::default() }, &Recorder::default()).unwrap();
+    let one = Cloud::connect_with(
+        &account,
+        CloudOptions {
+            workers: 1,
+            ..Default::default()
+        },
+        &Recorder::default(),
+    )
+    .unwrap();
     let rep = Recorder {
         on_position: Some(Arc::new(move |title: &str, pos: u64| {
             if title.starts_with("Uploading") && pos > seg + (1 << 20) {
@@ -34,12 +42,21 @@ fn interrupted_upload_resumes() {
     snf_core::cancel::reset();
     assert!(matches!(e, CloudError::Cancelled(_)), "{e}");
     let url = format!("{}/{c}/{name}", swift_url(&plain));
-    assert_eq!(call(Some(&plain), "HEAD", &url).0, 404, "no object exists after an interrupted upload");
+    assert_eq!(
+        call(Some(&plain), "HEAD", &url).0,
+        404,
+        "no object exists after an interrupted upload"
+    );
 
-    let stats = plain.upload_image(&c, name, &image, &Recorder::default()).unwrap();
+    let stats = plain
+        .upload_image(&c, name, &image, &Recorder::default())
+        .unwrap();
     assert!(stats.large_object);
     assert_eq!(stats.pieces_total, 3);
-    assert_eq!(stats.pieces_skipped, 1, "the finished segment is not sent again: {stats:?}");
+    assert_eq!(
+        stats.pieces_skipped, 1,
+        "the finished segment is not sent again: {stats:?}"
+    );
     assert_eq!(stats.pieces_sent, 2);
     assert_eq!(call(Some(&plain), "GET", &url).1, data);
 }

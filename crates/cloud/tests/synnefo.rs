@@ -6,7 +6,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use snf_cloud::{Account, AccountFinder, Cloud, CloudError, CloudOptions, Flavor, HttpOptions, Secret};
+use snf_cloud::{
+    Account, AccountFinder, Cloud, CloudError, CloudOptions, Flavor, HttpOptions, Secret,
+};
 use support::synnefo::{hash_block, Fault, Synnefo};
 use support::{image_file, pseudo_random, Recorder};
 
@@ -14,13 +16,29 @@ const TOKEN: &str = "synnefo-token-Xyz123";
 const BS: u64 = 1 << 20;
 
 fn fast_opts() -> CloudOptions {
-    CloudOptions { http: HttpOptions { backoff: Duration::from_millis(10), ..Default::default() }, ..Default::default() }
+    CloudOptions {
+        http: HttpOptions {
+            backoff: Duration::from_millis(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn kamaki_account(server: &Synnefo, dir: &std::path::Path) -> Account {
     let rc = dir.join("kamakirc");
-    std::fs::write(&rc, format!("[global]\ndefault_cloud = fake\n\n[cloud \"fake\"]\nurl = {}\ntoken = {TOKEN}\n", server.auth_url())).unwrap();
-    let finder = AccountFinder { env: [("KAMAKI_CONFIG".to_owned(), rc.display().to_string())].into(), cwd: dir.to_path_buf() };
+    std::fs::write(
+        &rc,
+        format!(
+            "[global]\ndefault_cloud = fake\n\n[cloud \"fake\"]\nurl = {}\ntoken = {TOKEN}\n",
+            server.auth_url()
+        ),
+    )
+    .unwrap();
+    let finder = AccountFinder {
+        env: [("KAMAKI_CONFIG".to_owned(), rc.display().to_string())].into(),
+        cwd: dir.to_path_buf(),
+    };
     finder.find("fake").unwrap()
 }
 
@@ -32,7 +50,9 @@ fn upload_register_public_in_a_custom_container() {
     let rep = Recorder::default();
     let cloud = Cloud::connect_with(&account, fast_opts(), &rep).unwrap();
     assert_eq!(cloud.flavor(), Flavor::Synnefo);
-    cloud.preflight("custom", "deb.diskdump", true, false).unwrap();
+    cloud
+        .preflight("custom", "deb.diskdump", true, false)
+        .unwrap();
 
     // 5 blocks and a bit: two identical blocks, one all-zero block, one with trailing zeros
     let mut data = pseudo_random(5 * BS as usize + 1000, 1);
@@ -41,28 +61,68 @@ fn upload_register_public_in_a_custom_container() {
     data[2 * BS as usize..3 * BS as usize].fill(0);
     data[4 * BS as usize - 10..4 * BS as usize].fill(0);
     let image = image_file(&dir.path().join("img"), &data);
-    let stats = cloud.upload_image("custom", "deb.diskdump", &image, &rep).unwrap();
+    let stats = cloud
+        .upload_image("custom", "deb.diskdump", &image, &rep)
+        .unwrap();
     assert_eq!(stats.pieces_total, 6);
     // block 1 repeats block 0: five distinct blocks, sent once each
     assert_eq!(stats.pieces_sent, 5, "{stats:?}");
-    assert_eq!(server.block_posts(), 5 + 1, "5 image blocks and the md5sum's one block");
+    assert_eq!(
+        server.block_posts(),
+        5 + 1,
+        "5 image blocks and the md5sum's one block"
+    );
     assert_eq!(server.object_data("custom", "deb.diskdump").unwrap(), data);
     let obj = server.object("custom", "deb.diskdump").unwrap();
-    assert_eq!(obj.hashes[2], hash_block(b""), "an all-zero block hashes as the empty string");
+    assert_eq!(
+        obj.hashes[2],
+        hash_block(b""),
+        "an all-zero block hashes as the empty string"
+    );
     assert_eq!(obj.content_type, "application/octet-stream");
     let md5sum = server.object_data("custom", "deb.diskdump.md5sum").unwrap();
-    assert_eq!(String::from_utf8(md5sum).unwrap(), format!("{} deb.diskdump\n", image.md5));
-    assert_eq!(server.object("custom", "deb.diskdump.md5sum").unwrap().content_type, "text/plain");
+    assert_eq!(
+        String::from_utf8(md5sum).unwrap(),
+        format!("{} deb.diskdump\n", image.md5)
+    );
+    assert_eq!(
+        server
+            .object("custom", "deb.diskdump.md5sum")
+            .unwrap()
+            .content_type,
+        "text/plain"
+    );
 
-    let props: BTreeMap<String, String> =
-        [("OSFAMILY", "linux"), ("DESCRIPTION", "Debian 12 — ünïcode & spaces"), ("ROOT_PARTITION", "1")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
-    let answer = cloud.register("custom", "deb.diskdump", "Debian Image", &image, &props, true, &rep).unwrap();
+    let props: BTreeMap<String, String> = [
+        ("OSFAMILY", "linux"),
+        ("DESCRIPTION", "Debian 12 — ünïcode & spaces"),
+        ("ROOT_PARTITION", "1"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    let answer = cloud
+        .register(
+            "custom",
+            "deb.diskdump",
+            "Debian Image",
+            &image,
+            &props,
+            true,
+            &rep,
+        )
+        .unwrap();
     assert_eq!(answer["name"], "Debian Image");
-    assert_eq!(answer["location"], "pithos://0a1b2c3d-user-uuid/custom/deb.diskdump");
+    assert_eq!(
+        answer["location"],
+        "pithos://0a1b2c3d-user-uuid/custom/deb.diskdump"
+    );
     assert_eq!(answer["is-public"], "True");
     assert_eq!(answer["disk-format"], "diskdump");
     assert_eq!(answer["properties"]["osfamily"], "linux");
-    assert_eq!(answer["properties"]["description"], "Debian 12 — ünïcode & spaces");
+    assert_eq!(
+        answer["properties"]["description"],
+        "Debian 12 — ünïcode & spaces"
+    );
 
     let st = server.state.lock().unwrap();
     let h = &st.registrations[0].headers;
@@ -70,17 +130,51 @@ fn upload_register_public_in_a_custom_container() {
     assert_eq!(h["x-image-meta-disk-format"], "diskdump");
     assert_eq!(h["x-image-meta-is-public"], "true");
     assert_eq!(h["x-image-meta-property-root_partition"], "1");
-    assert!(!h.contains_key("x-image-meta-size") && !h.contains_key("x-image-meta-checksum"), "the reference sends neither");
+    assert!(
+        !h.contains_key("x-image-meta-size") && !h.contains_key("x-image-meta-checksum"),
+        "the reference sends neither"
+    );
     drop(st);
     // the .meta object is the answer; public: md5sum and meta shared with everyone, in
     // the container given (the original shared them in `images')
-    let meta: serde_json::Value = serde_json::from_slice(&server.object_data("custom", "deb.diskdump.meta").unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&server.object_data("custom", "deb.diskdump.meta").unwrap())
+            .unwrap();
     assert_eq!(meta, answer);
-    assert_eq!(server.object("custom", "deb.diskdump.meta").unwrap().content_type, "application/json");
-    assert_eq!(server.object("custom", "deb.diskdump.md5sum").unwrap().sharing.as_deref(), Some("read=*"));
-    assert_eq!(server.object("custom", "deb.diskdump.meta").unwrap().sharing.as_deref(), Some("read=*"));
-    assert_eq!(server.object("custom", "deb.diskdump").unwrap().sharing, None, "the image object itself is not shared");
-    assert!(!server.state.lock().unwrap().containers.contains_key("images"));
+    assert_eq!(
+        server
+            .object("custom", "deb.diskdump.meta")
+            .unwrap()
+            .content_type,
+        "application/json"
+    );
+    assert_eq!(
+        server
+            .object("custom", "deb.diskdump.md5sum")
+            .unwrap()
+            .sharing
+            .as_deref(),
+        Some("read=*")
+    );
+    assert_eq!(
+        server
+            .object("custom", "deb.diskdump.meta")
+            .unwrap()
+            .sharing
+            .as_deref(),
+        Some("read=*")
+    );
+    assert_eq!(
+        server.object("custom", "deb.diskdump").unwrap().sharing,
+        None,
+        "the image object itself is not shared"
+    );
+    assert!(!server
+        .state
+        .lock()
+        .unwrap()
+        .containers
+        .contains_key("images"));
     assert!(!rep.text().contains(TOKEN));
 }
 
@@ -94,15 +188,39 @@ fn existing_objects_need_force() {
     let image = image_file(&dir.path().join("img"), &pseudo_random(3 * BS as usize, 2));
     cloud.upload_image("images", "x", &image, &rep).unwrap();
     let e = cloud.preflight("images", "x", false, false).unwrap_err();
-    assert_eq!(e.to_string(), "remote object `images/x' exists (use --force to overwrite it)");
+    assert_eq!(
+        e.to_string(),
+        "remote object `images/x' exists (use --force to overwrite it)"
+    );
     // only the md5sum there: still refused; with -r the .meta is checked as well
-    server.state.lock().unwrap().containers.get_mut("images").unwrap().remove("x");
-    assert!(matches!(cloud.preflight("images", "x", false, false), Err(CloudError::Exists { object, .. }) if object == "x.md5sum"));
-    server.state.lock().unwrap().containers.get_mut("images").unwrap().remove("x.md5sum");
+    server
+        .state
+        .lock()
+        .unwrap()
+        .containers
+        .get_mut("images")
+        .unwrap()
+        .remove("x");
+    assert!(
+        matches!(cloud.preflight("images", "x", false, false), Err(CloudError::Exists { object, .. }) if object == "x.md5sum")
+    );
+    server
+        .state
+        .lock()
+        .unwrap()
+        .containers
+        .get_mut("images")
+        .unwrap()
+        .remove("x.md5sum");
     cloud.preflight("images", "x", false, false).unwrap();
-    cloud.store().put_bytes("images", "x.meta", b"{}", "application/json").unwrap();
+    cloud
+        .store()
+        .put_bytes("images", "x.meta", b"{}", "application/json")
+        .unwrap();
     cloud.preflight("images", "x", false, false).unwrap();
-    assert!(matches!(cloud.preflight("images", "x", true, false), Err(CloudError::Exists { object, .. }) if object == "x.meta"));
+    assert!(
+        matches!(cloud.preflight("images", "x", true, false), Err(CloudError::Exists { object, .. }) if object == "x.meta")
+    );
     cloud.preflight("images", "x", true, true).unwrap();
 }
 
@@ -121,7 +239,10 @@ fn reupload_with_one_changed_block_sends_one_block() {
     let image = image_file(&dir.path().join("img"), &data);
     let posts = server.block_posts();
     let second = cloud.store().upload("images", "img", &image, &rep).unwrap();
-    println!("blocks sent: {} of {}", second.pieces_sent, second.pieces_total);
+    println!(
+        "blocks sent: {} of {}",
+        second.pieces_sent, second.pieces_total
+    );
     assert_eq!(second.pieces_sent, 1);
     assert_eq!(second.pieces_skipped, 15);
     assert_eq!(server.block_posts() - posts, 1);
@@ -148,24 +269,51 @@ fn transient_failures_are_retried() {
     // a server that keeps failing: a clear error naming the block, after the retries
     server.set_fault(Fault::Unavailable, 10_000);
     let image = image_file(&dir.path().join("img3"), &pseudo_random(BS as usize, 6));
-    let e = cloud.store().upload("images", "c", &image, &rep).unwrap_err().to_string();
-    assert!(e.starts_with("Pithos: uploading block 1 of `images/c' failed: 503 Service Unavailable"), "{e}");
-    assert!(server.object("images", "c").is_none(), "no object for a failed upload");
+    let e = cloud
+        .store()
+        .upload("images", "c", &image, &rep)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("Pithos: uploading block 1 of `images/c' failed: 503 Service Unavailable"),
+        "{e}"
+    );
+    assert!(
+        server.object("images", "c").is_none(),
+        "no object for a failed upload"
+    );
 }
 
 #[test]
 fn bad_token_and_unreachable_server() {
     let server = Synnefo::start(TOKEN, BS);
     let account = Account::from_url_token(&server.auth_url(), Secret::new("wrong-token-123"));
-    let e = Cloud::connect_with(&account, fast_opts(), &Recorder::default()).unwrap_err().to_string();
+    let e = Cloud::connect_with(&account, fast_opts(), &Recorder::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("401 Unauthorized"), "{e}");
     assert!(!e.contains("wrong-token-123"), "{e}");
     // nothing listens there
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     drop(l);
-    let account = Account::from_url_token(&format!("http://127.0.0.1:{port}/identity/v2.0"), Secret::new(TOKEN));
-    let opts = CloudOptions { http: HttpOptions { attempts: 2, backoff: Duration::from_millis(10), ..Default::default() }, ..Default::default() };
-    let e = Cloud::connect_with(&account, opts, &Recorder::default()).unwrap_err().to_string();
-    assert!(e.contains("failed after 2 attempt(s)") && e.contains("could not connect"), "{e}");
+    let account = Account::from_url_token(
+        &format!("http://127.0.0.1:{port}/identity/v2.0"),
+        Secret::new(TOKEN),
+    );
+    let opts = CloudOptions {
+        http: HttpOptions {
+            attempts: 2,
+            backoff: Duration::from_millis(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = Cloud::connect_with(&account, opts, &Recorder::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("failed after 2 attempt(s)") && e.contains("could not connect"),
+        "{e}"
+    );
 }

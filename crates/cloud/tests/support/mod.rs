@@ -13,16 +13,19 @@ use md5::{Digest, Md5};
 use snf_cloud::ImageSource;
 use snf_core::report::{Reporter, Task, Unit};
 
+/// Called with a progress title and position.
+pub type Hook = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
 /// A reporter that keeps every line, and can run a hook on progress positions.
 #[derive(Default, Clone)]
 pub struct Recorder {
     pub lines: Arc<Mutex<Vec<String>>>,
-    pub on_position: Option<Arc<dyn Fn(&str, u64) + Send + Sync>>,
+    pub on_position: Option<Hook>,
 }
 
 struct RecTask {
     title: String,
-    hook: Option<Arc<dyn Fn(&str, u64) + Send + Sync>>,
+    hook: Option<Hook>,
 }
 
 impl Task for RecTask {
@@ -47,7 +50,10 @@ impl Reporter for Recorder {
     }
     fn task(&self, title: &str, _total: u64, _unit: Unit) -> Box<dyn Task> {
         self.lines.lock().unwrap().push(title.to_owned());
-        Box::new(RecTask { title: title.to_owned(), hook: self.on_position.clone() })
+        Box::new(RecTask {
+            title: title.to_owned(),
+            hook: self.on_position.clone(),
+        })
     }
 }
 
@@ -75,7 +81,11 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 pub fn image_file(path: &Path, data: &[u8]) -> ImageSource {
     let mut f = std::fs::File::create(path).unwrap();
     f.write_all(data).unwrap();
-    ImageSource { path: path.to_path_buf(), size: data.len() as u64, md5: hex::encode(Md5::digest(data)) }
+    ImageSource {
+        path: path.to_path_buf(),
+        size: data.len() as u64,
+        md5: hex::encode(Md5::digest(data)),
+    }
 }
 
 pub fn md5_hex(data: &[u8]) -> String {

@@ -78,11 +78,19 @@ struct Resp {
 }
 
 fn resp(status: u16) -> Resp {
-    Resp { status, headers: Vec::new(), body: Vec::new() }
+    Resp {
+        status,
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
 }
 
 fn json_resp(status: u16, v: &serde_json::Value) -> Resp {
-    Resp { status, headers: vec![("Content-Type".into(), "application/json".into())], body: v.to_string().into_bytes() }
+    Resp {
+        status,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: v.to_string().into_bytes(),
+    }
 }
 
 fn unquote(s: &str) -> String {
@@ -91,7 +99,9 @@ fn unquote(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -146,7 +156,13 @@ impl Synnefo {
     }
 
     pub fn object(&self, container: &str, object: &str) -> Option<Object> {
-        self.state.lock().unwrap().containers.get(container)?.get(object).cloned()
+        self.state
+            .lock()
+            .unwrap()
+            .containers
+            .get(container)?
+            .get(object)
+            .cloned()
     }
 
     pub fn block_posts(&self) -> usize {
@@ -177,21 +193,32 @@ fn read_req(r: &mut BufReader<TcpStream>) -> Option<Req> {
         let (k, v) = h.split_once(':')?;
         headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).ok()?;
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), q.to_owned()),
         None => (target, String::new()),
     };
-    Some(Req { method, path, query, headers, body })
+    Some(Req {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
 }
 
 fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, addr: &str) {
     let mut w = conn.try_clone().expect("clone socket");
     let mut r = BufReader::new(conn);
     while let Some(req) = read_req(&mut r) {
-        let is_block_post = req.method == "POST" && req.query.contains("update") && !req.headers.contains_key("x-object-sharing");
+        let is_block_post = req.method == "POST"
+            && req.query.contains("update")
+            && !req.headers.contains_key("x-object-sharing");
         if is_block_post {
             let mut s = st.lock().unwrap();
             if let Some((f, n)) = s.fault {
@@ -209,7 +236,10 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, addr: &str) {
             }
         }
         let out = handle(&req, st, addr);
-        st.lock().unwrap().requests.push(format!("{} {}?{} -> {}", req.method, req.path, req.query, out.status));
+        st.lock().unwrap().requests.push(format!(
+            "{} {}?{} -> {}",
+            req.method, req.path, req.query, out.status
+        ));
         if write_resp(&mut w, &req, out).is_err() {
             return;
         }
@@ -249,9 +279,15 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
     // Astakos
     if req.path == "/identity/v2.0/tokens" && req.method == "POST" {
         let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        let sent = v.pointer("/auth/token/id").and_then(|x| x.as_str()).unwrap_or("");
+        let sent = v
+            .pointer("/auth/token/id")
+            .and_then(|x| x.as_str())
+            .unwrap_or("");
         if !token_ok || sent != s.token {
-            return json_resp(401, &serde_json::json!({"unauthorized": {"code": 401, "message": "Invalid token"}}));
+            return json_resp(
+                401,
+                &serde_json::json!({"unauthorized": {"code": 401, "message": "Invalid token"}}),
+            );
         }
         return json_resp(
             200,
@@ -273,36 +309,74 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
     if req.path == "/image/v1.0/images/" && req.method == "POST" {
         let h = &req.headers;
         let loc = h.get("x-image-meta-location").cloned().unwrap_or_default();
-        let Some(rest) = loc.strip_prefix("pithos://") else { return resp(400) };
+        let Some(rest) = loc.strip_prefix("pithos://") else {
+            return resp(400);
+        };
         let mut it = rest.splitn(3, '/');
-        let (u, c, o) = (it.next().unwrap_or(""), unquote(it.next().unwrap_or("")), unquote(it.next().unwrap_or("")));
-        let Some(obj) = (if u == s.uuid { s.containers.get(&c).and_then(|m| m.get(&o)).cloned() } else { None }) else {
+        let (u, c, o) = (
+            it.next().unwrap_or(""),
+            unquote(it.next().unwrap_or("")),
+            unquote(it.next().unwrap_or("")),
+        );
+        let Some(obj) = (if u == s.uuid {
+            s.containers.get(&c).and_then(|m| m.get(&o)).cloned()
+        } else {
+            None
+        }) else {
             return resp(400);
         };
         s.registrations.push(Registered { headers: h.clone() });
         let id = format!("image-{}", s.registrations.len());
         let mut headers = vec![
             ("X-Image-Meta-Id".to_owned(), id),
-            ("X-Image-Meta-Name".into(), h.get("x-image-meta-name").cloned().unwrap_or_default()),
+            (
+                "X-Image-Meta-Name".into(),
+                h.get("x-image-meta-name").cloned().unwrap_or_default(),
+            ),
             ("X-Image-Meta-Location".into(), loc.clone()),
             ("X-Image-Meta-Status".into(), "available".into()),
-            ("X-Image-Meta-Disk-Format".into(), h.get("x-image-meta-disk-format").cloned().unwrap_or_default()),
+            (
+                "X-Image-Meta-Disk-Format".into(),
+                h.get("x-image-meta-disk-format")
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             ("X-Image-Meta-Container-Format".into(), "bare".into()),
             ("X-Image-Meta-Size".into(), obj.bytes.to_string()),
-            ("X-Image-Meta-Is-Public".into(), h.get("x-image-meta-is-public").map_or("False", |v| if v.eq_ignore_ascii_case("true") { "True" } else { "False" }).into()),
+            (
+                "X-Image-Meta-Is-Public".into(),
+                h.get("x-image-meta-is-public")
+                    .map_or("False", |v| {
+                        if v.eq_ignore_ascii_case("true") {
+                            "True"
+                        } else {
+                            "False"
+                        }
+                    })
+                    .into(),
+            ),
             ("X-Image-Meta-Owner".into(), s.uuid.clone()),
         ];
         for (k, v) in h {
             if let Some(p) = k.strip_prefix("x-image-meta-property-") {
                 // Plankton lower-cases property names and maps punctuation to `_`
-                let name: String = p.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+                let name: String = p
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
                 headers.push((format!("X-Image-Meta-Property-{name}"), v.clone()));
             }
         }
-        return Resp { status: 200, headers, body: Vec::new() };
+        return Resp {
+            status: 200,
+            headers,
+            body: Vec::new(),
+        };
     }
     // Pithos
-    let Some(rest) = req.path.strip_prefix("/object-store/v1/") else { return resp(404) };
+    let Some(rest) = req.path.strip_prefix("/object-store/v1/") else {
+        return resp(404);
+    };
     let parts: Vec<&str> = rest.splitn(3, '/').collect();
     if parts.first().map(|u| unquote(u)) != Some(s.uuid.clone()) {
         return resp(403);
@@ -312,18 +386,21 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
     let bs = s.block_size;
     match (req.method.as_str(), object) {
         ("PUT", None) => {
-            if s.containers.contains_key(&container) {
-                resp(202)
-            } else {
-                s.containers.insert(container, BTreeMap::new());
+            if let std::collections::btree_map::Entry::Vacant(e) = s.containers.entry(container) {
+                e.insert(BTreeMap::new());
                 resp(201)
+            } else {
+                resp(202)
             }
         }
         ("HEAD", None) => {
             if s.containers.contains_key(&container) {
                 Resp {
                     status: 204,
-                    headers: vec![("X-Container-Block-Size".into(), bs.to_string()), ("X-Container-Block-Hash".into(), "sha256".into())],
+                    headers: vec![
+                        ("X-Container-Block-Size".into(), bs.to_string()),
+                        ("X-Container-Block-Hash".into(), "sha256".into()),
+                    ],
                     body: Vec::new(),
                 }
             } else {
@@ -334,7 +411,10 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
             if !s.containers.contains_key(&container) {
                 return resp(404);
             }
-            if req.headers.get("content-type").map(String::as_str) != Some("application/octet-stream") || req.body.len() as u64 > bs {
+            if req.headers.get("content-type").map(String::as_str)
+                != Some("application/octet-stream")
+                || req.body.len() as u64 > bs
+            {
                 return resp(400);
             }
             let h = hash_block(&req.body);
@@ -342,24 +422,34 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
             s.block_posts += 1;
             json_resp(202, &serde_json::json!([h]))
         }
-        ("HEAD", Some(o)) | ("GET", Some(o)) => match s.containers.get(&container).and_then(|m| m.get(&o)) {
-            Some(obj) => {
-                let headers = vec![("Content-Type".to_owned(), obj.content_type.clone())];
-                if req.method == "HEAD" {
-                    Resp { status: 200, headers, body: Vec::new() }
-                } else {
-                    let mut out = Vec::new();
-                    for h in &obj.hashes {
-                        let mut b = s.blocks.get(h).cloned().unwrap_or_default();
-                        b.resize(bs as usize, 0);
-                        out.extend(b);
+        ("HEAD", Some(o)) | ("GET", Some(o)) => {
+            match s.containers.get(&container).and_then(|m| m.get(&o)) {
+                Some(obj) => {
+                    let headers = vec![("Content-Type".to_owned(), obj.content_type.clone())];
+                    if req.method == "HEAD" {
+                        Resp {
+                            status: 200,
+                            headers,
+                            body: Vec::new(),
+                        }
+                    } else {
+                        let mut out = Vec::new();
+                        for h in &obj.hashes {
+                            let mut b = s.blocks.get(h).cloned().unwrap_or_default();
+                            b.resize(bs as usize, 0);
+                            out.extend(b);
+                        }
+                        out.truncate(obj.bytes as usize);
+                        Resp {
+                            status: 200,
+                            headers,
+                            body: out,
+                        }
                     }
-                    out.truncate(obj.bytes as usize);
-                    Resp { status: 200, headers, body: out }
                 }
+                None => resp(404),
             }
-            None => resp(404),
-        },
+        }
         ("PUT", Some(o)) if req.query.contains("hashmap") => {
             if !s.containers.contains_key(&container) {
                 return resp(404);
@@ -369,27 +459,46 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
                 Err(_) => return resp(400),
             };
             let bytes = v.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0);
-            let hashes: Vec<String> = v.get("hashes").and_then(|h| h.as_array()).into_iter().flatten().filter_map(|h| h.as_str().map(str::to_owned)).collect();
+            let hashes: Vec<String> = v
+                .get("hashes")
+                .and_then(|h| h.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h.as_str().map(str::to_owned))
+                .collect();
             if hashes.len() as u64 != bytes.div_ceil(bs) {
                 return resp(400);
             }
-            let missing: Vec<&String> = hashes.iter().filter(|h| !s.blocks.contains_key(*h)).collect();
+            let missing: Vec<&String> = hashes
+                .iter()
+                .filter(|h| !s.blocks.contains_key(*h))
+                .collect();
             if !missing.is_empty() {
                 return json_resp(409, &serde_json::json!(missing));
             }
             let content_type = req.headers.get("content-type").cloned().unwrap_or_default();
-            s.containers.get_mut(&container).unwrap().insert(o, Object { bytes, hashes, content_type, sharing: None });
+            s.containers.get_mut(&container).unwrap().insert(
+                o,
+                Object {
+                    bytes,
+                    hashes,
+                    content_type,
+                    sharing: None,
+                },
+            );
             resp(201)
         }
-        ("POST", Some(o)) if req.query.contains("update") => match s.containers.get_mut(&container).and_then(|m| m.get_mut(&o)) {
-            Some(obj) => {
-                if let Some(sh) = req.headers.get("x-object-sharing") {
-                    obj.sharing = Some(sh.clone());
+        ("POST", Some(o)) if req.query.contains("update") => {
+            match s.containers.get_mut(&container).and_then(|m| m.get_mut(&o)) {
+                Some(obj) => {
+                    if let Some(sh) = req.headers.get("x-object-sharing") {
+                        obj.sharing = Some(sh.clone());
+                    }
+                    resp(202)
                 }
-                resp(202)
+                None => resp(404),
             }
-            None => resp(404),
-        },
+        }
         ("DELETE", Some(o)) => match s.containers.get_mut(&container).and_then(|m| m.remove(&o)) {
             Some(_) => resp(204),
             None => resp(404),
