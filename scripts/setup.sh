@@ -22,4 +22,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq -o DPkg::Lock::Timeout=900 "${missing[@]}" >/dev/null
 fi
 
+# qemu-system-x86 (the boot tests) must match the installed qemu-utils; the script
+# picks the right suite.
+scripts/guest/install-qemu-system.sh
+
 cargo build --release --bins

@@ -15,7 +15,7 @@
 set -euo pipefail
 
 usage() { echo "usage: $0 IMAGE [TIMEOUT_SECONDS]" >&2; exit 2; }
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 IMAGE=$1
 TIMEOUT=${2:-300}
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || usage
@@ -48,7 +48,9 @@ trap 'exit 130' INT TERM
 START=$(date +%s.%N)
 # snapshot=on: qemu keeps all guest writes in a temporary overlay, IMAGE stays as is.
 # -no-reboot turns a kernel panic's reboot into a qemu exit, so we fail fast.
-qemu-system-x86_64 -accel tcg -machine pc -m "$MEM" -smp 1 \
+# timeout(1) is a backstop: should this script be SIGKILLed (no trap runs), qemu still
+# dies shortly after the deadline instead of lingering.
+timeout --kill-after=10 $((TIMEOUT + 30)) qemu-system-x86_64 -accel tcg -machine pc -m "$MEM" -smp 1 \
     -nodefaults -display none -vga none -no-reboot \
     -drive "file=$IMAGE,format=raw,if=$DISK_IF,snapshot=on,cache=unsafe" \
     -nic user,model=virtio-net-pci \

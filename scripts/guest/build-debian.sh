@@ -110,12 +110,16 @@ mount_pseudo() { # mount_pseudo DIR [LOOPDEV]: /proc, /sys and a private /dev
 # ---- 1. debootstrap once ----------------------------------------------------------------
 log "debootstrap bookworm into $ROOTFS (cache $CACHE)"
 mkdir -p "$ROOTFS"
+# Builds into other OUTDIRs may run at the same time: one debootstrap per cache.
+exec 9>"$CACHE/.lock"
+flock 9
 debootstrap --variant=minbase --arch=amd64 --include="$INCLUDE" \
     --cache-dir="$CACHE" bookworm "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
     tail -40 "$WORK/debootstrap.log" >&2
     exit 1
 }
 
+flock -u 9
 log "configuring the guest"
 mount_pseudo "$ROOTFS"
 echo "$HOSTNAME_" >"$ROOTFS/etc/hostname"
@@ -204,9 +208,9 @@ make_image() { # make_image mbr|gpt OUTFILE
     local kind=$1 out=$2 root_uuid swap_uuid rootpart swappart loop mnt
     rm -f "$out"
     truncate -s "$SIZE" "$out"
+    local total_mib=$(($(stat -c %s "$out") / 1048576))
     if [ "$kind" = mbr ]; then
         root_uuid=$MBR_ROOT_UUID swap_uuid=$MBR_SWAP_UUID rootpart=1 swappart=2
-        local total_mib=$(($(stat -c %s "$out") / 1048576))
         sfdisk -q "$out" <<EOF
 label: dos
 label-id: $MBR_LABEL_ID
@@ -220,8 +224,8 @@ EOF
         # No -q: sgdisk 1.0.9 -q silently writes nothing on a disk without a table.
         sgdisk -o -U "$GPT_DISK_GUID" \
             -n 1:2048:+1M -t 1:EF02 -c 1:bios -u "1:${GPT_PART_GUIDS[0]}" \
-            -n 2:0:-$((SWAP_MIB + 1))M -t 2:8300 -c 2:root -u "2:${GPT_PART_GUIDS[1]}" \
-            -n 3:0:-1M -t 3:8200 -c 3:swap -u "3:${GPT_PART_GUIDS[2]}" "$out" >/dev/null
+            -n "2:0:$(((total_mib - 1 - SWAP_MIB) * 2048 - 1))" -t 2:8300 -c 2:root -u "2:${GPT_PART_GUIDS[1]}" \
+            -n "3:0:+${SWAP_MIB}M" -t 3:8200 -c 3:swap -u "3:${GPT_PART_GUIDS[2]}" "$out" >/dev/null
         sgdisk -v "$out" | grep -q 'No problems found' || { echo "build-debian.sh: sgdisk made a bad table" >&2; return 1; }
     fi
     loop=$(attach_loop "$out")

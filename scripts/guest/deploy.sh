@@ -82,7 +82,7 @@ disk_bytes=$(stat -c %s "$OUT")
 dd if="$IMAGE" of="$OUT" bs=4M conv=sparse,notrunc status=none
 N=$((disk_bytes / 512))
 
-LOOP= MNT=
+LOOP='' MNT=''
 cleanup() {
     local rc=$?
     set +e

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the scripts in scripts/guest/ (sourced, not run).
 
 # attach_loop FILE: attach FILE to a free loop device with partition nodes, print it.

@@ -396,7 +396,11 @@ pub fn partitions(disk: &Path) -> Result<(String, Vec<PartitionEntry>)> {
 /// with debugfs (no mount, no root needed). `Ok(None)` when the file does not exist.
 pub fn guest_file(disk: &Path, number: u32, guest_path: &str) -> Result<Option<Vec<u8>>> {
     // debugfs opens "file?offset=N" through unix_io (read-only here: no -w).
-    let spec = format!("{}?offset={}", disk.display(), partition_offset(disk, number)?);
+    let spec = format!(
+        "{}?offset={}",
+        disk.display(),
+        partition_offset(disk, number)?
+    );
     let out = Command::new("debugfs")
         .arg("-R")
         .arg(format!("cat \"{guest_path}\""))
@@ -438,7 +442,11 @@ fn partition_offset(disk: &Path, number: u32) -> Result<u64> {
 /// Names in directory `guest_dir` of the ext filesystem on partition `number` of
 /// `disk` (debugfs `ls -p`; `.` and `..` left out). `Ok(None)` when it does not exist.
 pub fn guest_ls(disk: &Path, number: u32, guest_dir: &str) -> Result<Option<Vec<String>>> {
-    let spec = format!("{}?offset={}", disk.display(), partition_offset(disk, number)?);
+    let spec = format!(
+        "{}?offset={}",
+        disk.display(),
+        partition_offset(disk, number)?
+    );
     let out = command::run(
         Command::new("debugfs")
             .arg("-R")
@@ -461,7 +469,11 @@ pub fn guest_ls(disk: &Path, number: u32, guest_dir: &str) -> Result<Option<Vec<
 /// The superblock fields (`dumpe2fs -h`) of the ext filesystem on partition `number`
 /// of `disk`, e.g. `"Filesystem state"` -> `"clean"`, `"Block count"` -> `"720640"`.
 pub fn ext_superblock(disk: &Path, number: u32) -> Result<BTreeMap<String, String>> {
-    let spec = format!("{}?offset={}", disk.display(), partition_offset(disk, number)?);
+    let spec = format!(
+        "{}?offset={}",
+        disk.display(),
+        partition_offset(disk, number)?
+    );
     let out = command::run(Command::new("dumpe2fs").arg("-h").arg(&spec))?;
     Ok(out
         .stdout

@@ -74,7 +74,13 @@ const FSTAB: &str = "UUID=00000000-0000-0000-0000-000000000001 / ext4 defaults 0
 #[test]
 fn deploy_refuses_a_filesystem_that_is_not_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(dir.path(), 40, "start=2048, size=32M, type=83\n", &[1], FSTAB);
+    let img = fixture(
+        dir.path(),
+        40,
+        "start=2048, size=32M, type=83\n",
+        &[1],
+        FSTAB,
+    );
     // Mark the filesystem as not cleanly unmounted, as a crashed guest leaves it.
     run(Command::new("debugfs")
         .args(["-w", "-R", "ssv state 0"])
@@ -88,16 +94,31 @@ fn deploy_refuses_a_filesystem_that_is_not_clean() {
 fn deploy_refuses_non_persistent_fstab_names() {
     let dir = tempfile::tempdir().unwrap();
     let fstab = format!("{FSTAB}/dev/sda2 /home ext4 defaults 0 2\n");
-    let img = fixture(dir.path(), 40, "start=2048, size=32M, type=83\n", &[1], &fstab);
+    let img = fixture(
+        dir.path(),
+        40,
+        "start=2048, size=32M, type=83\n",
+        &[1],
+        &fstab,
+    );
     let m = meta(dir.path(), r#""OSFAMILY":"linux","ROOT_PARTITION":"1""#);
     let msg = deploy_err(&img, &m, &dir.path().join("vm.raw"), 128 * MIB);
-    assert!(msg.contains("non-persistent block device names: /dev/sda2"), "{msg}");
+    assert!(
+        msg.contains("non-persistent block device names: /dev/sda2"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn deploy_refuses_bad_swap_property_and_missing_root_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(dir.path(), 40, "start=2048, size=32M, type=83\n", &[1], FSTAB);
+    let img = fixture(
+        dir.path(),
+        40,
+        "start=2048, size=32M, type=83\n",
+        &[1],
+        FSTAB,
+    );
     let out = dir.path().join("vm.raw");
     let m = meta(dir.path(), r#""ROOT_PARTITION":"1","SWAP":"2:0""#);
     assert!(deploy_err(&img, &m, &out, 128 * MIB).contains("SWAP property '2:0' is not valid"));
@@ -112,7 +133,13 @@ fn deploy_refuses_bad_swap_property_and_missing_root_partition() {
 #[test]
 fn deploy_puts_logical_swap_in_a_new_extended_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(dir.path(), 40, "start=2048, size=32M, type=83\n", &[1], FSTAB);
+    let img = fixture(
+        dir.path(),
+        40,
+        "start=2048, size=32M, type=83\n",
+        &[1],
+        FSTAB,
+    );
     let m = meta(
         dir.path(),
         r#""OSFAMILY":"linux","ROOT_PARTITION":"1","SWAP":"5:16""#,
@@ -141,12 +168,18 @@ fn deploy_puts_logical_swap_in_a_new_extended_partition() {
     assert_eq!(kind, "swap");
     let fstab = String::from_utf8(guest_file(&out, 1, "/etc/fstab").unwrap().unwrap()).unwrap();
     assert!(fstab.starts_with(FSTAB), "{fstab}");
-    assert!(fstab.ends_with(&format!("UUID={uuid}\tnone\tswap\tsw\t0\t0\n")), "{fstab}");
+    assert!(
+        fstab.ends_with(&format!("UUID={uuid}\tnone\tswap\tsw\t0\t0\n")),
+        "{fstab}"
+    );
     // resize2fs filled the grown partition.
     let sb = ext_superblock(&out, 1).unwrap();
     let blocks: u64 = sb["Block count"].parse().unwrap();
     let bsize: u64 = sb["Block size"].parse().unwrap();
-    assert_eq!(blocks * bsize / MIB, (swap_start - 2049 - 2048 + 1) * 512 / MIB);
+    assert_eq!(
+        blocks * bsize / MIB,
+        (swap_start - 2049 - 2048 + 1) * 512 / MIB
+    );
     assert_eq!(sb["Filesystem state"], "clean");
 }
 
@@ -168,11 +201,15 @@ fn deploy_grows_extended_and_last_logical_partition() {
         .iter()
         .map(|p| (p.number, p.start, p.start + p.size - 1))
         .collect();
-    assert_eq!(got, vec![(1, 2048, 18431), (2, 18432, end), (5, 20480, end)]);
+    assert_eq!(
+        got,
+        vec![(1, 2048, 18431), (2, 18432, end), (5, 20480, end)]
+    );
     let sb = ext_superblock(&out, 5).unwrap();
     let blocks: u64 = sb["Block count"].parse().unwrap();
     let bsize: u64 = sb["Block size"].parse().unwrap();
-    assert_eq!(blocks * bsize / 1024, (end - 20480 + 1) / 2);
+    let part_bytes = (end - 20480 + 1) * 512;
+    assert_eq!(blocks * bsize, part_bytes - part_bytes % bsize);
     // No SWAP property: fstab is left alone.
     let fstab = guest_file(&out, 5, "/etc/fstab").unwrap().unwrap();
     assert_eq!(fstab, FSTAB.as_bytes());
@@ -182,9 +219,21 @@ fn deploy_grows_extended_and_last_logical_partition() {
 #[test]
 fn deploy_leaves_the_image_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(dir.path(), 40, "start=2048, size=32M, type=83\n", &[1], FSTAB);
+    let img = fixture(
+        dir.path(),
+        40,
+        "start=2048, size=32M, type=83\n",
+        &[1],
+        FSTAB,
+    );
     let before = std::fs::read(&img).unwrap();
-    let m = meta(dir.path(), r#""OSFAMILY":"linux","ROOT_PARTITION":"1","SWAP":"2:8""#);
+    let m = meta(
+        dir.path(),
+        r#""OSFAMILY":"linux","ROOT_PARTITION":"1","SWAP":"2:8""#,
+    );
     deploy(&img, &m, &dir.path().join("vm.raw"), 100 * MIB).unwrap();
-    assert!(std::fs::read(&img).unwrap() == before, "deploy modified its input");
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "deploy modified its input"
+    );
 }

@@ -49,13 +49,19 @@ fn guest_images_match_their_description() {
         let lay = guest.layout(table);
         let meta = std::fs::metadata(&img).unwrap();
         assert_eq!(meta.len(), 3 * 1024 * MIB, "{table:?} virtual size");
-        assert!(meta.blocks() * 512 < meta.len() / 3, "{table:?} image is not sparse");
+        assert!(
+            meta.blocks() * 512 < meta.len() / 3,
+            "{table:?} image is not sparse"
+        );
 
         let (label, parts) = partitions(&img).unwrap();
         let last = parts.last().unwrap();
         assert_eq!(last.number, lay.swap_partition);
         assert_eq!(last.size, info.swap_mib * 2048);
-        let root = parts.iter().find(|p| p.number == lay.root_partition).unwrap();
+        let root = parts
+            .iter()
+            .find(|p| p.number == lay.root_partition)
+            .unwrap();
         match table {
             Table::Mbr => {
                 assert_eq!(label, "dos");
@@ -74,16 +80,28 @@ fn guest_images_match_their_description() {
             }
         }
         let r = lay.root_partition;
-        assert_eq!(probe_partition(&img, r).unwrap(), (lay.root_uuid.clone(), "ext4".into()));
+        assert_eq!(
+            probe_partition(&img, r).unwrap(),
+            (lay.root_uuid.clone(), "ext4".into())
+        );
         assert_eq!(
             probe_partition(&img, lay.swap_partition).unwrap(),
             (lay.swap_uuid.clone(), "swap".into())
         );
-        assert_eq!(ext_superblock(&img, r).unwrap()["Filesystem state"], "clean");
+        assert_eq!(
+            ext_superblock(&img, r).unwrap()["Filesystem state"],
+            "clean"
+        );
 
         let fstab = text(&img, r, "/etc/fstab");
-        assert!(fstab.contains(&format!("UUID={} / ext4", lay.root_uuid)), "{fstab}");
-        assert!(fstab.contains(&format!("UUID={} none swap", lay.swap_uuid)), "{fstab}");
+        assert!(
+            fstab.contains(&format!("UUID={} / ext4", lay.root_uuid)),
+            "{fstab}"
+        );
+        assert!(
+            fstab.contains(&format!("UUID={} none swap", lay.swap_uuid)),
+            "{fstab}"
+        );
         let grub = text(&img, r, "/boot/grub/grub.cfg");
         assert!(grub.contains(&format!("root=UUID={}", lay.root_uuid)));
         assert!(grub.contains("console=ttyS0,115200n8"));
@@ -92,7 +110,10 @@ fn guest_images_match_their_description() {
         // Accounts: root and user (uid 1000) with SHA-512 crypt passwords.
         let shadow = text(&img, r, "/etc/shadow");
         for user in info.users.keys() {
-            assert!(shadow.contains(&format!("{user}:$6$")), "{user} has no password");
+            assert!(
+                shadow.contains(&format!("{user}:$6$")),
+                "{user} has no password"
+            );
         }
         assert!(text(&img, r, "/etc/passwd").contains("user:x:1000:1000:"));
         assert_eq!(text(&img, r, "/etc/hostname").trim(), info.hostname);
@@ -117,8 +138,15 @@ fn guest_images_match_their_description() {
 fn assert_boots(img: &Path, hostname: &str) {
     let before = std::fs::metadata(img).unwrap().modified().unwrap();
     let report = boot_check(img, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    assert!(report.console.contains(&format!("{hostname} login:")), "{}", report.console);
-    assert!(report.console.contains("GNU GRUB"), "not booted through GRUB");
+    assert!(
+        report.console.contains(&format!("{hostname} login:")),
+        "{}",
+        report.console
+    );
+    assert!(
+        report.console.contains("GNU GRUB"),
+        "not booted through GRUB"
+    );
     let after = std::fs::metadata(img).unwrap().modified().unwrap();
     assert_eq!(before, after, "boot_check wrote to {}", img.display());
     eprintln!("{} booted in {:.1?}", img.display(), report.elapsed);
@@ -140,8 +168,13 @@ fn gpt_guest_boots() {
 fn boot_check_fails_on_an_unbootable_disk() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("blank.raw");
-    std::fs::File::create(&img).unwrap().set_len(16 * MIB).unwrap();
-    let err = boot_check(&img, Duration::from_secs(5)).unwrap_err().to_string();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    let err = boot_check(&img, Duration::from_secs(5))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no login prompt within 5 s"), "{err}");
 }
 
@@ -166,7 +199,10 @@ fn shrink_like_snf_mkimage(dir: &Path, table: Table) -> (PathBuf, String) {
     let new_fstab = dir.join("fstab");
     std::fs::write(&new_fstab, kept).unwrap();
     let (_, parts) = partitions(&img).unwrap();
-    let root = parts.iter().find(|p| p.number == lay.root_partition).unwrap();
+    let root = parts
+        .iter()
+        .find(|p| p.number == lay.root_partition)
+        .unwrap();
     let cmds = dir.join("debugfs.cmds");
     std::fs::write(
         &cmds,
@@ -221,24 +257,41 @@ fn deploy_and_boot(table: Table) {
     let swap_end = n - 2049;
     let swap_start = swap_end - guest.info.swap_mib * 2048 + 1;
     let (_, parts) = partitions(&vm).unwrap();
-    let root = parts.iter().find(|p| p.number == lay.root_partition).unwrap();
+    let root = parts
+        .iter()
+        .find(|p| p.number == lay.root_partition)
+        .unwrap();
     let last = parts.last().unwrap();
     assert_eq!(root.start + root.size, swap_start);
-    assert_eq!((last.number, last.start, last.start + last.size - 1),
-               (lay.swap_partition, swap_start, swap_end));
+    assert_eq!(
+        (last.number, last.start, last.start + last.size - 1),
+        (lay.swap_partition, swap_start, swap_end)
+    );
     if table == Table::Gpt {
-        assert_eq!(root.name.as_deref(), Some("root"), "resize lost the GPT name");
+        assert_eq!(
+            root.name.as_deref(),
+            Some("root"),
+            "resize lost the GPT name"
+        );
         assert_eq!(last.kind, GPT_SWAP);
     }
     let sb = ext_superblock(&vm, lay.root_partition).unwrap();
-    let fs_bytes: u64 = sb["Block count"].parse::<u64>().unwrap() * sb["Block size"].parse::<u64>().unwrap();
-    assert_eq!(fs_bytes, root.size * 512, "filesystem not grown to its partition");
+    let fs_bytes: u64 =
+        sb["Block count"].parse::<u64>().unwrap() * sb["Block size"].parse::<u64>().unwrap();
+    assert_eq!(
+        fs_bytes,
+        root.size * 512,
+        "filesystem not grown to its partition"
+    );
     let (swap_uuid, kind) = probe_partition(&vm, lay.swap_partition).unwrap();
     assert_eq!(kind, "swap");
     assert_ne!(swap_uuid, lay.swap_uuid);
     let fstab = text(&vm, lay.root_partition, "/etc/fstab");
     let swaps: Vec<_> = fstab.lines().filter(|l| l.contains("swap")).collect();
-    assert_eq!(swaps, vec![format!("UUID={swap_uuid}\tnone\tswap\tsw\t0\t0")]);
+    assert_eq!(
+        swaps,
+        vec![format!("UUID={swap_uuid}\tnone\tswap\tsw\t0\t0")]
+    );
 
     assert_boots(&vm, &guest.info.hostname);
 }
