@@ -164,11 +164,6 @@ impl RunOptions {
     /// when the feature lands.
     pub fn unsupported(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
-        if self.cloud.any() {
-            missing.push(
-                "uploading and registering images (-u, -r, -c, -a, -t, --public, --container) is not supported yet",
-            );
-        }
         if !self.host_run.is_empty() {
             missing.push("--host-run is not supported yet");
         }

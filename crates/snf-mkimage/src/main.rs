@@ -131,6 +131,12 @@ fn run(
         session.prepare()?;
         print_reports(cli, &session)?;
         session.finish()?;
+        if let Some(answer) = session.registration() {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", image_creator::cloud::pretty_json(answer))
+                .and_then(|()| out.flush())
+                .context("cannot write the registration result to stdout")?;
+        }
         Ok(())
     })();
     console.info("cleaning up ...");
