@@ -28,11 +28,15 @@ use snf_disk::{
 use crate::inspect::{self, InspectError, Inspection};
 use crate::metadata::Metadata;
 use crate::options::{self, OptionsError, RunOptions};
+use crate::shrink::{self, ShrinkError, ShrinkOptions};
 use crate::sysprep::{self, GuestOs, MountedFs, OpReport, Params, Registry, SysprepContext, SysprepError};
 
 /// One step of a run, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
+    /// Authenticate to the cloud and check the remote objects (only with `-u`), before
+    /// any local work, so a bad account or an existing object stops the run at once.
+    ConnectCloud,
     /// What the source is: format, size.
     ExamineSource,
     /// The private scratch directory.
@@ -61,7 +65,8 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 13] = [
+        Stage::ConnectCloud,
         Stage::ExamineSource,
         Stage::CreateWorkDir,
         Stage::OpenWorkingDisk,
@@ -87,6 +92,7 @@ impl Stage {
     /// A short name for messages.
     pub fn name(self) -> &'static str {
         match self {
+            Stage::ConnectCloud => "connecting to the cloud",
             Stage::ExamineSource => "examining the source",
             Stage::CreateWorkDir => "creating the work directory",
             Stage::OpenWorkingDisk => "opening the working disk",
@@ -150,6 +156,12 @@ pub enum SessionError {
     /// A system preparation operation (or its selection or parameters) failed.
     #[error(transparent)]
     Sysprep(#[from] SysprepError),
+    /// Shrinking the image failed.
+    #[error(transparent)]
+    Shrink(#[from] ShrinkError),
+    /// Authentication, upload or registration failed.
+    #[error(transparent)]
+    Cloud(#[from] snf_cloud::CloudError),
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
@@ -172,6 +184,7 @@ impl SessionError {
             SessionError::Snapshot(e) => e.is_cancelled(),
             SessionError::Dump(e) => e.is_cancelled(),
             SessionError::Sysprep(e) => matches!(e, SysprepError::Cancelled(_)),
+            SessionError::Shrink(e) => e.is_cancelled(),
             _ => false,
         }
     }
@@ -213,6 +226,10 @@ pub struct Session {
     /// Byte ranges of the working disk known to be free (never read by the dump).
     free: Vec<Range<u64>>,
     written: Option<WrittenImage>,
+    /// The authenticated cloud, once [`Stage::ConnectCloud`] ran with `-u`.
+    cloud: Option<snf_cloud::Cloud>,
+    /// The image service's answer, once the image is registered.
+    registration: Option<serde_json::Value>,
     next: usize,
 }
 
@@ -245,6 +262,8 @@ impl Session {
             image_size: None,
             free: Vec::new(),
             written: None,
+            cloud: None,
+            registration: None,
             next: 0,
         })
     }
@@ -302,6 +321,12 @@ impl Session {
             && (self.opts.sysprep || !self.opts.host_run.is_empty())
     }
 
+    /// The registration answer of the image service (printed by the CLI on stdout),
+    /// once the image is registered.
+    pub fn registration(&self) -> Option<&serde_json::Value> {
+        self.registration.as_ref()
+    }
+
     /// The image written by [`Stage::Dump`], if any.
     pub fn written_image(&self) -> Option<&WrittenImage> {
         self.written.as_ref()
@@ -317,8 +342,19 @@ impl Session {
         let Some(stage) = self.next_stage() else {
             return Ok(None);
         };
+        self.run_stage(stage)?;
+        self.next = stage.index() + 1;
+        Ok(Some(stage))
+    }
+
+    /// Run `stage` now, whatever ran before, without moving [`next_stage`](Self::next_stage).
+    /// The interactive UI runs [`Stage::Sysprep`] and [`Stage::Shrink`] on demand, as
+    /// often as the user asks (operations that ran are not offered again); each stage's
+    /// own checks apply.
+    pub fn run_stage(&mut self, stage: Stage) -> Result<(), SessionError> {
         cancel::check()?;
         match stage {
+            Stage::ConnectCloud => self.connect_cloud()?,
             Stage::ExamineSource => self.examine_source()?,
             Stage::CreateWorkDir => self.create_workdir()?,
             Stage::OpenWorkingDisk => self.open_working_disk()?,
@@ -332,8 +368,7 @@ impl Session {
             Stage::Dump => self.dump()?,
             Stage::Upload => self.upload()?,
         }
-        self.next = stage.index() + 1;
-        Ok(Some(stage))
+        Ok(())
     }
 
     /// Run every stage up to and including `last`.
@@ -363,6 +398,35 @@ impl Session {
 
     fn given(&self) -> &Path {
         &self.opts.source
+    }
+
+    /// With `-u`: authenticate (`-a`/`-t` win over `-c`, as in the original) and, unless
+    /// `--force`, refuse remote objects that already exist.
+    fn connect_cloud(&mut self) -> Result<(), SessionError> {
+        let opts = &self.opts.cloud;
+        let Some(upload) = &opts.upload else {
+            return Ok(());
+        };
+        let account = match (&opts.auth_url, &opts.token, &opts.cloud) {
+            (Some(url), Some(token), _) => {
+                snf_cloud::Account::from_url_token(url, snf_cloud::Secret::new(token.clone()))
+            }
+            (_, _, Some(name)) => snf_cloud::Account::find(name)?,
+            _ => {
+                return Err(not_supported(
+                    "uploading needs an authentication URL and token pair (-a, -t) or a cloud name (-c)",
+                ))
+            }
+        };
+        let cloud = snf_cloud::Cloud::connect(&account, self.reporter.as_ref())?;
+        cloud.preflight(
+            opts.container(),
+            upload,
+            opts.register.is_some(),
+            self.opts.force,
+        )?;
+        self.cloud = Some(cloud);
+        Ok(())
     }
 
     fn examine_source(&mut self) -> Result<(), SessionError> {
@@ -407,7 +471,7 @@ impl Session {
         };
         let mut disk = WorkingDisk::open(source, workdir, mode, self.reporter.as_ref())?;
         if self.changes_guest() {
-            disk.make_writable(self.reporter.as_ref())?;
+            make_private_copy(&mut disk, self.reporter.as_ref())?;
         }
         self.image_size = Some(disk.size());
         self.disk = Some(disk);
@@ -421,14 +485,7 @@ impl Session {
                 needs: "the working disk",
             });
         };
-        let mut file = disk.file();
-        let read = if disk.source().kind() == SourceKind::BlockDevice {
-            Ok(disk.sector_size())
-        } else {
-            partition::detect_sector_size_of(&mut file)
-        }
-        .and_then(|sector_size| Layout::read(&mut file, disk.size(), sector_size));
-        match read {
+        match read_layout(disk) {
             Ok(layout) => {
                 for warning in layout.warnings() {
                     self.reporter.warn(&format!("partition table: {warning}"));
@@ -580,12 +637,52 @@ impl Session {
         Ok(())
     }
 
-    /// SEAM (shrink): part of system preparation in the original (skipped with
-    /// `--no-sysprep` and for unsupported media). It shrinks the last filesystem and
-    /// partition, rewrites the table (`Layout::write_file`), sets `self.image_size`
-    /// (`Layout::shrunk_disk_size`), `WorkingDisk::set_size`, may set `SWAP`, and may
-    /// fill `self.free` with known-free byte ranges the dump need not read.
+    /// Shrink (part of system preparation, as in the original: it runs when the
+    /// `shrink` operation ran in [`Stage::Sysprep`], so not with `--no-sysprep`, when
+    /// disabled, or for unsupported media), then list the bytes no filesystem uses so
+    /// that the dump writes them as holes. The guest tree is closed (flushed) first:
+    /// e2fsck and resize2fs must be alone on the disk.
     fn shrink(&mut self) -> Result<(), SessionError> {
+        if let Some(mut guest) = self.inspection.as_mut().and_then(|i| i.guest.take()) {
+            guest.sync().map_err(SysprepError::from)?;
+        }
+        let asked = self.sysprep_reports.iter().any(|r| r.name == "shrink");
+        if self.opts.sysprep && self.metadata.contains("UNSUPPORTED") {
+            self.reporter
+                .warn("Shrinking is disabled for unsupported images");
+        } else if asked && !self.opts.dry_run {
+            let (Some(disk), Some(layout), Some(workdir)) =
+                (&mut self.disk, &mut self.layout, &self.workdir)
+            else {
+                return Err(SessionError::OutOfOrder {
+                    stage: Stage::Shrink,
+                    needs: "the working disk and its partition table",
+                });
+            };
+            if !disk.is_writable() {
+                return Err(SessionError::OutOfOrder {
+                    stage: Stage::Shrink,
+                    needs: "a writable working disk",
+                });
+            }
+            let opts = ShrinkOptions {
+                workdir,
+                method: shrink::Method::from_env()?,
+            };
+            let done = shrink::shrink(disk.path(), layout, &opts, self.reporter.as_ref())?;
+            if disk.is_copy() {
+                disk.set_size(done.new_size)?;
+            }
+            self.image_size = Some(done.new_size);
+            if let Some(swap) = &done.swap {
+                self.set_detected("SWAP", swap);
+            }
+        }
+        if self.opts.produces_image() && !self.opts.dry_run {
+            if let (Some(disk), Some(layout)) = (&self.disk, &self.layout) {
+                self.free = shrink::free_ranges(disk.path(), layout, self.reporter.as_ref());
+            }
+        }
         Ok(())
     }
 
@@ -633,20 +730,156 @@ impl Session {
         Ok(())
     }
 
-    /// SEAM (cloud): authenticate (`opts.cloud`), check remote objects unless
-    /// `opts.force`, upload `[0, image_size)` of `self.disk` as `opts.cloud.upload` (the
-    /// MD5 is `self.written`'s, or `snf_disk::md5_of` when there is no `-o`), then
-    /// register and report the registration result for the front-end to print on
-    /// stdout. Authentication must move before [`Stage::ExamineSource`] (the original
-    /// authenticates before touching the media).
+    /// With `-u`: upload the image and `NAME.md5sum`; with `-r`, register it, upload
+    /// `NAME.meta` and (with `--public`) share the side files. The data sent is the
+    /// written image, or, without `-o`, a dump made in the work directory (so that free
+    /// space never travels).
     fn upload(&mut self) -> Result<(), SessionError> {
-        if self.opts.cloud.upload.is_some() {
-            return Err(not_supported(
-                "uploading and registering images is not supported yet",
-            ));
+        let Some(upload) = self.opts.cloud.upload.clone() else {
+            return Ok(());
+        };
+        let Some(cloud) = &self.cloud else {
+            return Err(SessionError::OutOfOrder {
+                stage: Stage::Upload,
+                needs: "the cloud connection",
+            });
+        };
+        if self.opts.dry_run {
+            self.reporter
+                .info(&format!("Dry run: not uploading `{upload}'"));
+            return Ok(());
+        }
+        let image = match &self.written {
+            Some(w) => snf_cloud::ImageSource {
+                path: w.path.clone(),
+                size: w.size,
+                md5: w.md5_hex.clone(),
+            },
+            None => {
+                let (Some(disk), Some(workdir), Some(size)) =
+                    (&self.disk, &self.workdir, self.image_size)
+                else {
+                    return Err(SessionError::OutOfOrder {
+                        stage: Stage::Upload,
+                        needs: "the working disk",
+                    });
+                };
+                let path = workdir.path().join("upload.diskdump");
+                let summary = snf_disk::dump(disk, size, &self.free, &path, self.reporter.as_ref())?;
+                snf_cloud::ImageSource {
+                    path,
+                    size,
+                    md5: summary.md5_hex,
+                }
+            }
+        };
+        let container = self.opts.cloud.container().to_string();
+        cloud.upload_image(&container, &upload, &image, self.reporter.as_ref())?;
+        if let Some(name) = &self.opts.cloud.register {
+            let answer = cloud.register(
+                &container,
+                &upload,
+                name,
+                &image,
+                self.metadata.as_map(),
+                self.opts.cloud.public,
+                self.reporter.as_ref(),
+            )?;
+            self.registration = Some(answer);
         }
         Ok(())
     }
+}
+
+/// Access for a front-end that changes the run between stages (the interactive UI,
+/// through [`crate::interactive`]): the user edits properties, chooses and runs system
+/// preparation operations and writes the image whenever they like.
+impl Session {
+    /// Make the working disk writable now (a private copy unless `--no-snapshot`), as
+    /// [`Stage::OpenWorkingDisk`] does for runs that change the guest. Call it before
+    /// [`Stage::Inspect`], so that the guest tree opens writable.
+    pub fn make_writable(&mut self) -> Result<(), SessionError> {
+        if let Some(disk) = &mut self.disk {
+            make_private_copy(disk, self.reporter.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// The image properties, for a front-end that edits them (the key rules apply
+    /// through [`Metadata`]'s own methods).
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
+    }
+
+    /// The system preparation selection, to change before running [`Stage::Sysprep`].
+    pub fn syspreps_mut(&mut self) -> Option<&mut Registry> {
+        self.syspreps.as_mut()
+    }
+
+    /// The system preparation parameters, to change before running [`Stage::Sysprep`].
+    pub fn sysprep_params_mut(&mut self) -> Option<&mut Params> {
+        self.sysprep_params.as_mut()
+    }
+
+    /// The image is bytes `[0, image_size)` of the working disk (smaller after shrink).
+    pub fn image_size(&self) -> Option<u64> {
+        self.image_size
+    }
+
+    /// Byte ranges of the working disk known to be free (the dump writes them as
+    /// holes without reading them).
+    pub fn free_ranges(&self) -> &[Range<u64>] {
+        &self.free
+    }
+
+    /// Find the free byte ranges again (after the guest changed), as [`Stage::Shrink`]
+    /// does before a dump. The guest tree is flushed first.
+    pub fn update_free_ranges(&mut self) -> Result<(), SessionError> {
+        if let Some(guest) = self.inspection.as_mut().and_then(|i| i.guest.as_mut()) {
+            guest.sync().map_err(SysprepError::from)?;
+        }
+        if let (Some(disk), Some(layout)) = (&self.disk, &self.layout) {
+            self.free = shrink::free_ranges(disk.path(), layout, self.reporter.as_ref());
+        }
+        Ok(())
+    }
+
+    /// The private work directory, once [`Stage::CreateWorkDir`] ran (removed with the
+    /// session, with everything in it).
+    pub fn work_dir(&self) -> Option<&Path> {
+        self.workdir.as_ref().map(|w| w.path())
+    }
+
+    /// The guest tree's slot, so that a front-end can lend the tree out (a FUSE mount
+    /// takes it by value) and put it back. `None` before inspection.
+    pub fn guest_slot(&mut self) -> Option<&mut Option<snf_guestfs::GuestFs>> {
+        self.inspection.as_mut().map(|i| &mut i.guest)
+    }
+}
+
+/// Make `disk` a writable private copy (unless it is writable already); the copy need
+/// not hold what no filesystem uses.
+fn make_private_copy(disk: &mut WorkingDisk, reporter: &dyn snf_core::Reporter) -> Result<(), SessionError> {
+    if disk.is_writable() {
+        return Ok(());
+    }
+    let free = read_layout(disk)
+        .map(|l| shrink::free_ranges(disk.path(), &l, reporter))
+        .unwrap_or_default();
+    disk.make_writable_skipping(&free, reporter)?;
+    Ok(())
+}
+
+/// The partition table of the working disk (sector size from the device for block
+/// devices, detected for image files).
+fn read_layout(disk: &WorkingDisk) -> Result<Layout, PartitionError> {
+    let mut file = disk.file();
+    let sector_size = if disk.source().kind() == SourceKind::BlockDevice {
+        disk.sector_size()
+    } else {
+        partition::detect_sector_size_of(&mut file)?
+    };
+    Layout::read(&mut file, disk.size(), sector_size)
 }
 
 fn not_supported(what: &'static str) -> SessionError {
