@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 dir=${1:-/var/tmp/snf-example}
 mkdir -p "$dir"
 scripts/make-example.sh "$dir/example.raw" >/dev/null
-target/release/snf-mkimage --force --no-sysprep --print-metadata \
+target/release/snf-mkimage --force --print-metadata \
     -o "$dir/example.diskdump" "$dir/example.raw"
 ls -ls "$dir"
