@@ -287,6 +287,72 @@ impl GuestFs {
         Ok(())
     }
 
+    /// Read up to `buf.len()` bytes of regular file `path` (following symlinks) at
+    /// `offset`; returns the count, 0 at or past the end of the file. For partial I/O
+    /// (the FUSE view) where [`GuestFs::read`] would load the whole file.
+    pub fn read_at(&mut self, path: &Path, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let loc = self.regular_file(path, "reading a special file")?;
+        self.fs(loc)
+            .read_at(loc.node, offset, buf)
+            .map_err(|e| e.at(path))
+    }
+
+    /// Write all of `data` into existing regular file `path` (following symlinks) at
+    /// `offset`, extending the file if needed; the rest of the file is kept.
+    pub fn write_at(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        let loc = self.regular_file(path, "writing a special file")?;
+        self.fs(loc)
+            .write_at(loc.node, offset, data)
+            .map_err(|e| e.at(path))
+    }
+
+    /// The location of regular file `path` (following symlinks); `what` names the
+    /// refused operation for other special files.
+    fn regular_file(&mut self, path: &Path, what: &str) -> Result<Loc> {
+        let loc = self.resolve(path, true)?.target();
+        let meta = self.meta(loc).map_err(|e| e.at(path))?;
+        match meta.file_type {
+            FileType::Regular => Ok(loc),
+            FileType::Directory => Err(Error::IsADirectory(path.to_path_buf())),
+            _ => Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: what.into(),
+            }),
+        }
+    }
+
+    /// Create the empty regular file `path`; it must not exist (as `O_CREAT|O_EXCL`).
+    pub fn create_file(&mut self, path: &Path, attr: NewNode) -> Result<()> {
+        let (dir, name) = self.resolve_parent(path)?;
+        if self.lookup(dir, &name).map_err(|e| e.at(path))?.is_some() {
+            return Err(Error::AlreadyExists(path.to_path_buf()));
+        }
+        self.fs(dir)
+            .create_file(dir.node, &name, attr)
+            .map(|_| ())
+            .map_err(|e| e.at(path))
+    }
+
+    /// Make `new` another name (a hard link) of the existing non-directory `existing`
+    /// (a final symlink is linked, not followed). Both must be on the same filesystem.
+    pub fn hard_link(&mut self, existing: &Path, new: &Path) -> Result<()> {
+        let src = self.resolve(existing, false)?;
+        let loc = src.target();
+        if self.meta(loc).map_err(|e| e.at(existing))?.is_dir() {
+            return Err(Error::IsADirectory(existing.to_path_buf()));
+        }
+        let (dir, name) = self.resolve_parent(new)?;
+        if self.lookup(dir, &name).map_err(|e| e.at(new))?.is_some() {
+            return Err(Error::AlreadyExists(new.to_path_buf()));
+        }
+        if dir.mount != loc.mount {
+            return Err(Error::CrossDevice(new.to_path_buf()));
+        }
+        self.fs(dir)
+            .hard_link(loc.node, dir.node, &name)
+            .map_err(|e| e.at(new))
+    }
+
     /// Overwrite the data of regular file `path` in place with zeros, so that it cannot
     /// be recovered from the disk; the file keeps its size. Only ranges that hold
     /// non-zero data are written, so holes of sparse files stay holes. A final symlink is
@@ -484,7 +550,9 @@ impl GuestFs {
     pub fn set_attr(&mut self, path: &Path, attr: SetAttr) -> Result<()> {
         let r = self.resolve(path, false)?;
         let loc = r.target();
-        self.fs(loc).set_attr(loc.node, attr).map_err(|e| e.at(path))
+        self.fs(loc)
+            .set_attr(loc.node, attr)
+            .map_err(|e| e.at(path))
     }
 
     /// Every object below `path` (not `path` itself), depth first, parents before

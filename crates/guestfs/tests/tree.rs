@@ -66,12 +66,22 @@ fn mounts_are_crossed_in_both_directions() {
     fs::create_dir_all(root.join("etc")).unwrap();
     symlink("/boot/grub/grub.cfg", root.join("etc/grub.cfg")).unwrap();
     let mut g = guest(&root);
-    g.mount(p("/boot"), Box::new(DirFs::open(&boot, true).unwrap()), "boot")
-        .unwrap();
+    g.mount(
+        p("/boot"),
+        Box::new(DirFs::open(&boot, true).unwrap()),
+        "boot",
+    )
+    .unwrap();
     assert_eq!(g.read(p("/etc/grub.cfg")).unwrap(), b"set timeout=5\n");
-    assert_eq!(g.read(p("/boot/grub/../grub/grub.cfg")).unwrap(), b"set timeout=5\n");
+    assert_eq!(
+        g.read(p("/boot/grub/../grub/grub.cfg")).unwrap(),
+        b"set timeout=5\n"
+    );
     assert!(!g.exists(p("/boot/hidden")));
-    assert_eq!(g.read(p("/boot/../etc/grub.cfg")).unwrap(), b"set timeout=5\n");
+    assert_eq!(
+        g.read(p("/boot/../etc/grub.cfg")).unwrap(),
+        b"set timeout=5\n"
+    );
     let names: Vec<_> = g.read_dir(p("/boot")).unwrap();
     assert_eq!(names, vec![("grub".into(), FileType::Directory)]);
     // A walk descends into the mount and reports paths in guest terms.
@@ -83,12 +93,25 @@ fn mounts_are_crossed_in_both_directions() {
         .collect();
     assert_eq!(
         walked,
-        ["/boot", "/boot/grub", "/boot/grub/grub.cfg", "/etc", "/etc/grub.cfg"]
+        [
+            "/boot",
+            "/boot/grub",
+            "/boot/grub/grub.cfg",
+            "/etc",
+            "/etc/grub.cfg"
+        ]
     );
     // Writing through the tree lands in the mounted filesystem.
-    g.write(p("/boot/grub/grub.cfg"), b"set timeout=1\n", NewNode::root(0o644))
-        .unwrap();
-    assert_eq!(fs::read(boot.join("grub/grub.cfg")).unwrap(), b"set timeout=1\n");
+    g.write(
+        p("/boot/grub/grub.cfg"),
+        b"set timeout=1\n",
+        NewNode::root(0o644),
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read(boot.join("grub/grub.cfg")).unwrap(),
+        b"set timeout=1\n"
+    );
     // Mount points cannot be removed or moved, but remove_all empties them.
     assert!(g.rmdir(p("/boot")).is_err());
     assert!(g.rename(p("/boot"), p("/boot2")).is_err());
@@ -115,9 +138,21 @@ fn write_keeps_inode_owner_and_mode() {
     g.write(p("/f"), b"new", NewNode::root(0o600)).unwrap();
     let m = fs::metadata(&f).unwrap();
     assert_eq!(fs::read(&f).unwrap(), b"new");
-    assert_eq!((m.ino(), m.mode() & 0o7777, m.uid(), m.gid()), (ino, 0o640, 12, 34));
+    assert_eq!(
+        (m.ino(), m.mode() & 0o7777, m.uid(), m.gid()),
+        (ino, 0o640, 12, 34)
+    );
     // A missing file is created with the attributes given.
-    g.write(p("/g"), b"g", NewNode { mode: 0o600, uid: 5, gid: 6 }).unwrap();
+    g.write(
+        p("/g"),
+        b"g",
+        NewNode {
+            mode: 0o600,
+            uid: 5,
+            gid: 6,
+        },
+    )
+    .unwrap();
     let m = fs::metadata(host.path().join("g")).unwrap();
     assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o600, 5, 6));
 }
@@ -135,7 +170,11 @@ fn scrub_overwrites_data_and_keeps_holes() {
     g.scrub_data(p("/secret")).unwrap();
     let m = fs::metadata(&f).unwrap();
     assert_eq!(m.len(), (64 << 20) + 10);
-    assert!(m.blocks() * 512 < 4 << 20, "the hole was filled: {}", m.blocks());
+    assert!(
+        m.blocks() * 512 < 4 << 20,
+        "the hole was filled: {}",
+        m.blocks()
+    );
     assert!(fs::read(&f).unwrap().iter().all(|&b| b == 0));
     // Scrubbing never follows a symlink.
     symlink("/secret", host.path().join("link")).unwrap();
@@ -171,20 +210,32 @@ fn directories_files_and_attributes() {
         g.mkdir(p("/a/b"), NewNode::root(0o755)),
         Err(Error::AlreadyExists(_))
     ));
-    g.write(p("/a/b/c/file"), b"0123456789", NewNode::root(0o644)).unwrap();
+    g.write(p("/a/b/c/file"), b"0123456789", NewNode::root(0o644))
+        .unwrap();
     g.truncate(p("/a/b/c/file"), 4).unwrap();
     assert_eq!(g.read(p("/a/b/c/file")).unwrap(), b"0123");
-    g.symlink("c/file".as_ref(), p("/a/b/link"), NewNode::root(0o777)).unwrap();
+    g.symlink("c/file".as_ref(), p("/a/b/link"), NewNode::root(0o777))
+        .unwrap();
     assert_eq!(g.read_link(p("/a/b/link")).unwrap(), "c/file");
     assert_eq!(g.read(p("/a/b/link")).unwrap(), b"0123");
     g.rename(p("/a/b"), p("/a/moved")).unwrap();
     assert_eq!(g.read(p("/a/moved/c/file")).unwrap(), b"0123");
     assert!(matches!(g.rmdir(p("/a/moved")), Err(Error::NotEmpty(_))));
-    g.set_attr(p("/a/moved/c/file"), SetAttr { mode: Some(0o600), mtime: Some(1000), ..Default::default() })
-        .unwrap();
+    g.set_attr(
+        p("/a/moved/c/file"),
+        SetAttr {
+            mode: Some(0o600),
+            mtime: Some(1000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let m = g.stat(p("/a/moved/link")).unwrap();
     assert_eq!((m.mode, m.mtime), (0o600, 1000));
-    assert!(matches!(g.unlink(p("/a/moved")), Err(Error::IsADirectory(_))));
+    assert!(matches!(
+        g.unlink(p("/a/moved")),
+        Err(Error::IsADirectory(_))
+    ));
     g.remove_all(p("/a")).unwrap();
     assert!(!g.lexists(p("/a")));
     assert!(matches!(g.read(p("/")), Err(Error::IsADirectory(_))));
@@ -197,4 +248,87 @@ fn read_only_backends_refuse_writes() {
     let err = g.write(p("/x"), b"x", NewNode::root(0o644)).unwrap_err();
     assert!(matches!(err, Error::ReadOnly(_)), "{err}");
     assert!(!g.is_writable(p("/")).unwrap());
+}
+
+#[test]
+fn partial_reads_and_writes_keep_the_rest_of_the_file() {
+    let host = tempfile::tempdir().unwrap();
+    fs::create_dir(host.path().join("etc")).unwrap();
+    fs::write(host.path().join("etc/data"), "0123456789").unwrap();
+    symlink("data", host.path().join("etc/link")).unwrap();
+    let mut g = guest(host.path());
+    let mut buf = [0u8; 4];
+    assert_eq!(g.read_at(p("/etc/link"), 3, &mut buf).unwrap(), 4);
+    assert_eq!(&buf, b"3456");
+    assert_eq!(g.read_at(p("/etc/data"), 10, &mut buf).unwrap(), 0);
+    g.write_at(p("/etc/data"), 8, b"ABCD").unwrap();
+    assert_eq!(g.read(p("/etc/data")).unwrap(), b"01234567ABCD");
+    assert!(matches!(
+        g.write_at(p("/etc"), 0, b"x"),
+        Err(Error::IsADirectory(_))
+    ));
+    let err = g.read_at(p("/etc/missing"), 0, &mut buf).unwrap_err();
+    assert_eq!(err.to_string(), "/etc/missing: no such file or directory");
+}
+
+#[test]
+fn create_file_is_exclusive_and_sets_owner_and_mode() {
+    let host = tempfile::tempdir().unwrap();
+    let mut g = guest(host.path());
+    g.create_file(
+        p("/new"),
+        NewNode {
+            mode: 0o640,
+            uid: 7,
+            gid: 8,
+        },
+    )
+    .unwrap();
+    let m = g.lstat(p("/new")).unwrap();
+    assert_eq!((m.size, m.mode, m.uid, m.gid), (0, 0o640, 7, 8));
+    assert!(matches!(
+        g.create_file(p("/new"), NewNode::root(0o644)),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(g
+        .create_file(p("/no/dir/f"), NewNode::root(0o644))
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[test]
+fn hard_links_share_data_and_stay_on_one_filesystem() {
+    let host = tempfile::tempdir().unwrap();
+    let root = host.path().join("root");
+    let boot = host.path().join("boot");
+    fs::create_dir_all(root.join("boot")).unwrap();
+    fs::create_dir_all(&boot).unwrap();
+    fs::write(root.join("a"), "shared").unwrap();
+    let mut g = guest(&root);
+    g.mount(
+        p("/boot"),
+        Box::new(DirFs::open(&boot, true).unwrap()),
+        "boot",
+    )
+    .unwrap();
+    g.hard_link(p("/a"), p("/b")).unwrap();
+    assert_eq!(g.lstat(p("/a")).unwrap().nlink, 2);
+    g.write_at(p("/b"), 0, b"SH").unwrap();
+    assert_eq!(g.read(p("/a")).unwrap(), b"SHared");
+    assert_eq!(
+        fs::metadata(root.join("b")).unwrap().ino(),
+        fs::metadata(root.join("a")).unwrap().ino()
+    );
+    assert!(matches!(
+        g.hard_link(p("/a"), p("/b")),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        g.hard_link(p("/a"), p("/boot/a")),
+        Err(Error::CrossDevice(_))
+    ));
+    assert!(matches!(
+        g.hard_link(p("/boot"), p("/c")),
+        Err(Error::IsADirectory(_))
+    ));
 }

@@ -164,9 +164,6 @@ impl RunOptions {
     /// when the feature lands.
     pub fn unsupported(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
-        if !self.host_run.is_empty() {
-            missing.push("--host-run is not supported yet");
-        }
         if self.install_virtio.is_some() {
             missing.push("--install-virtio (Windows images only) is not supported yet");
         }

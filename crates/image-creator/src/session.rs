@@ -159,6 +159,9 @@ pub enum SessionError {
     /// Shrinking the image failed.
     #[error(transparent)]
     Shrink(#[from] ShrinkError),
+    /// A `--host-run` script failed, or the guest could not be mounted for it.
+    #[error(transparent)]
+    HostRun(#[from] crate::hostrun::HostRunError),
     /// Authentication, upload or registration failed.
     #[error(transparent)]
     Cloud(#[from] snf_cloud::CloudError),
@@ -184,6 +187,7 @@ impl SessionError {
             SessionError::Snapshot(e) => e.is_cancelled(),
             SessionError::Dump(e) => e.is_cancelled(),
             SessionError::Sysprep(e) => matches!(e, SysprepError::Cancelled(_)),
+            SessionError::HostRun(e) => matches!(e, crate::hostrun::HostRunError::Cancelled(_)),
             SessionError::Shrink(e) => e.is_cancelled(),
             _ => false,
         }
@@ -247,6 +251,9 @@ impl Session {
         if let Some(dir) = &opts.tmpdir {
             options::check_tmpdir(dir)?;
         }
+        // Bad scripts are refused before any work, not after a long copy.
+        let mut opts = opts;
+        opts.host_run = crate::hostrun::check_scripts(&opts.host_run)?;
         Ok(Session {
             inspection: None,
             disk: None,
@@ -582,12 +589,31 @@ impl Session {
         Ok(())
     }
 
-    /// SEAM (--host-run): mount the guest tree on the host, export every property as
-    /// `SNF_IMAGE_CREATOR_METADATA_<KEY>`, run each `opts.host_run` script in it.
-    /// Needs `self.disk` made writable (`WorkingDisk::make_writable`).
+    /// Run the `--host-run` scripts with the guest tree mounted read-write (through
+    /// FUSE) as their working directory and every property in the environment.
     fn host_run(&mut self) -> Result<(), SessionError> {
-        if !self.opts.host_run.is_empty() {
-            return Err(not_supported("--host-run is not supported yet"));
+        if self.opts.host_run.is_empty() {
+            return Ok(());
+        }
+        if self.opts.dry_run {
+            self.reporter
+                .info("Dry run: not running the --host-run scripts");
+            return Ok(());
+        }
+        let guest = self.inspection.as_mut().and_then(|i| i.guest.take());
+        let Some(guest) = guest else {
+            return Err(not_supported(
+                "--host-run needs a guest that can be mounted, and this media is not supported",
+            ));
+        };
+        let guest = crate::hostrun::run_scripts(
+            guest,
+            &self.opts.host_run,
+            &self.metadata,
+            self.reporter.as_ref(),
+        )?;
+        if let Some(inspection) = self.inspection.as_mut() {
+            inspection.guest = Some(guest);
         }
         Ok(())
     }
@@ -859,7 +885,10 @@ impl Session {
 
 /// Make `disk` a writable private copy (unless it is writable already); the copy need
 /// not hold what no filesystem uses.
-fn make_private_copy(disk: &mut WorkingDisk, reporter: &dyn snf_core::Reporter) -> Result<(), SessionError> {
+fn make_private_copy(
+    disk: &mut WorkingDisk,
+    reporter: &dyn snf_core::Reporter,
+) -> Result<(), SessionError> {
     if disk.is_writable() {
         return Ok(());
     }

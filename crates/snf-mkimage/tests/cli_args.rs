@@ -197,10 +197,6 @@ fn features_not_available_yet_fail_with_exit_1_and_write_nothing() {
         (vec!["--container", "c"], cloud),
         (vec!["-c", "cloud"], cloud),
         (
-            vec!["--host-run", "/bin/true"],
-            "--host-run is not supported yet",
-        ),
-        (
             vec!["--install-virtio", "/tmp"],
             "--install-virtio (Windows images only) is not supported yet",
         ),
@@ -516,7 +512,10 @@ fn sysprep_selection_printing_and_typos() {
         .split("Disabled system preparation operations:")
         .next()
         .unwrap();
-    assert!(text.starts_with("Enabled system preparation operations:\n"), "{text}");
+    assert!(
+        text.starts_with("Enabled system preparation operations:\n"),
+        "{text}"
+    );
     assert!(enabled.contains("    cleanup-mail:\n"), "{text}");
     assert!(!enabled.contains("    cleanup-log:\n"), "{text}");
     assert!(text.contains("System preparation parameters:"), "{text}");
@@ -532,12 +531,20 @@ fn sysprep_selection_printing_and_typos() {
     // A typo must not silently leave an image unprepared.
     for args in [
         vec!["--disable-sysprep", "cleanup-logs", "--print-syspreps", src],
-        vec!["--sysprep-param", "bootmenu_timeot=3", "--print-syspreps", src],
+        vec![
+            "--sysprep-param",
+            "bootmenu_timeot=3",
+            "--print-syspreps",
+            src,
+        ],
     ] {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(err.contains("cleanup-log") || err.contains("bootmenu_timeout"), "{err}");
+        assert!(
+            err.contains("cleanup-log") || err.contains("bootmenu_timeout"),
+            "{err}"
+        );
         assert_eq!(err.matches("Error:").count(), 1, "{err}");
     }
 }

@@ -1,0 +1,447 @@
+//! The guest tree through FUSE: ordinary host tools change the guest (directory and
+//! ext4 backends), the results are seen through the guest-tree interface afterwards, the
+//! ext4 image stays consistent (`e2fsck -fn`), and no mount is ever left behind.
+//!
+//! Needs `/dev/fuse` and root (or `fusermount3`, package fuse3).
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use snf_guestfs::fuse::MountError;
+use snf_guestfs::{DirFs, ExtFs, GuestFs, GuestMount};
+
+fn p(s: &str) -> &Path {
+    Path::new(s)
+}
+
+/// Whether `/proc/self/mountinfo` lists a mount at `dir`.
+fn is_mounted(dir: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = dir.to_str().unwrap();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
+}
+
+/// Run `script` with `sh -e` in `dir`; panics with its stderr on failure.
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-e", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "script failed ({}): {script}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn populate(tree: &Path) {
+    for d in ["etc", "var/cache/apt/archives", "data", "home/user"] {
+        fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    fs::write(tree.join("etc/hostname"), "old-name\n").unwrap();
+    fs::write(tree.join("etc/app.conf"), "a=1\nb=2\n").unwrap();
+    fs::write(tree.join("data/log"), "first\n").unwrap();
+    for i in 0..50 {
+        fs::write(
+            tree.join(format!("var/cache/apt/archives/pkg{i}.deb")),
+            vec![i as u8; 3000],
+        )
+        .unwrap();
+    }
+    fs::write(tree.join("home/user/notes"), "keep me\n").unwrap();
+}
+
+fn mke2fs(tree: &Path, img: &Path) {
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(tree)
+        .arg(img)
+        .arg("64M")
+        .output()
+        .expect("mke2fs (package e2fsprogs) must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn e2fsck_clean(img: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(img)
+        .output()
+        .expect("e2fsck (package e2fsprogs) must be installed");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mount(guest: GuestFs, dir: &Path) -> GuestMount {
+    match GuestMount::mount(guest, dir) {
+        Ok(m) => m,
+        Err((e, _)) => panic!("{e} (FUSE needs /dev/fuse and root or fusermount3)"),
+    }
+}
+
+/// What a `--host-run` script typically does, through the shell.
+const EDITS: &str = r#"
+echo new-name > etc/hostname
+echo second >> data/log
+sed -i 's/a=1/a=9/' etc/app.conf
+mkdir -p opt/deep/dir
+mv data/log opt/deep/dir/log
+rm -rf var/cache/apt
+ln -s ../../etc/hostname opt/deep/hostname-link
+chmod 0640 etc/app.conf
+chown 123:456 etc/app.conf
+printf 'abcdefghij' > etc/trunc
+truncate -s 4 etc/trunc
+cat opt/deep/hostname-link
+"#;
+
+/// The guest tree after [`EDITS`].
+fn check_edits(g: &mut GuestFs) {
+    assert_eq!(g.read(p("/etc/hostname")).unwrap(), b"new-name\n");
+    assert_eq!(g.read(p("/etc/app.conf")).unwrap(), b"a=9\nb=2\n");
+    let conf = g.lstat(p("/etc/app.conf")).unwrap();
+    assert_eq!((conf.mode, conf.uid, conf.gid), (0o640, 123, 456));
+    assert_eq!(g.read(p("/opt/deep/dir/log")).unwrap(), b"first\nsecond\n");
+    assert!(!g.lexists(p("/data/log")));
+    assert!(!g.lexists(p("/var/cache/apt")));
+    assert!(g.is_dir(p("/var/cache")));
+    assert_eq!(
+        g.read_link(p("/opt/deep/hostname-link")).unwrap(),
+        "../../etc/hostname"
+    );
+    assert_eq!(g.read(p("/etc/trunc")).unwrap(), b"abcd");
+    assert_eq!(g.read(p("/home/user/notes")).unwrap(), b"keep me\n");
+    // sed -i leaves no temporary file behind.
+    let etc: Vec<_> = g
+        .read_dir(p("/etc"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(etc, ["app.conf", "hostname", "trunc"]);
+}
+
+#[test]
+fn shell_edits_reach_a_directory_backed_guest() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    let guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    let m = mount(guest, &mnt);
+    assert!(is_mounted(&mnt));
+    let out = sh(&mnt, EDITS);
+    assert_eq!(out, "new-name\n");
+    // Ordinary std::fs calls see the same.
+    let meta = fs::metadata(mnt.join("etc/app.conf")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), (123, 456));
+    assert_eq!(
+        fs::read_link(mnt.join("opt/deep/hostname-link")).unwrap(),
+        p("../../etc/hostname")
+    );
+    let mut g = m.unmount().unwrap();
+    assert!(!is_mounted(&mnt));
+    check_edits(&mut g);
+    // The backing directory holds the changes too.
+    assert_eq!(fs::read(tree.join("etc/hostname")).unwrap(), b"new-name\n");
+}
+
+#[test]
+fn shell_edits_reach_an_ext4_guest_and_leave_it_consistent() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let img = host.path().join("disk.img");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    mke2fs(&tree, &img);
+    let guest = GuestFs::new(Box::new(ExtFs::open(&img, 0, true).unwrap()), "disk");
+    let m = mount(guest, &mnt);
+    sh(&mnt, EDITS);
+    // Hard links, renames over existing files, deep trees removed at once.
+    sh(
+        &mnt,
+        "ln etc/hostname etc/hostname.hard
+         echo replaced > new; mv -f new etc/app.conf.bak
+         echo x > etc/app.conf.bak2; mv -f etc/app.conf.bak etc/app.conf.bak2
+         test \"$(cat etc/app.conf.bak2)\" = replaced; test ! -e etc/app.conf.bak
+         rm etc/app.conf.bak2
+         mkdir -p t/a/b/c t/d; for i in 1 2 3 4 5 6 7 8; do echo $i > t/a/b/c/f$i; done
+         rm -rf t
+         rm etc/hostname.hard",
+    );
+    let mut g = m.unmount().unwrap();
+    check_edits(&mut g);
+    assert!(!g.lexists(p("/t")));
+    assert_eq!(g.lstat(p("/etc/hostname")).unwrap().nlink, 1);
+    drop(g.into_filesystems().unwrap());
+    e2fsck_clean(&img);
+}
+
+#[test]
+fn large_files_are_written_and_read_at_every_offset() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let img = host.path().join("disk.img");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    mke2fs(&tree, &img);
+    let data: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let m = mount(
+        GuestFs::new(Box::new(ExtFs::open(&img, 0, true).unwrap()), "disk"),
+        &mnt,
+    );
+    fs::write(mnt.join("big"), &data).unwrap();
+    // Overwrite a range in the middle through a seek, as editors and databases do.
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(mnt.join("big"))
+        .unwrap();
+    f.seek(SeekFrom::Start(1_234_567)).unwrap();
+    f.write_all(b"MIDDLE").unwrap();
+    f.seek(SeekFrom::Start(4_999_990)).unwrap();
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, data[4_999_990..]);
+    drop(f);
+    let mut expect = data.clone();
+    expect[1_234_567..1_234_573].copy_from_slice(b"MIDDLE");
+    assert_eq!(fs::read(mnt.join("big")).unwrap(), expect);
+    let mut g = m.unmount().unwrap();
+    assert_eq!(g.read(p("/big")).unwrap(), expect);
+    drop(g.into_filesystems().unwrap());
+    e2fsck_clean(&img);
+}
+
+#[test]
+fn absolute_symlinks_keep_their_target_but_resolve_on_the_host() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    let marker = host.path().join("host-only");
+    fs::write(&marker, "host file\n").unwrap();
+    let mut guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    guest
+        .symlink(
+            marker.as_os_str(),
+            p("/abs-link"),
+            snf_guestfs::NewNode::root(0o777),
+        )
+        .unwrap();
+    let m = mount(guest, &mnt);
+    // The link's text is the guest's; following it is the host kernel's business, so
+    // it reaches the host file. This is why scripts must use relative paths.
+    assert_eq!(fs::read_link(mnt.join("abs-link")).unwrap(), marker);
+    assert_eq!(fs::read(mnt.join("abs-link")).unwrap(), b"host file\n");
+    drop(m);
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
+fn a_busy_mount_is_reported_and_can_be_retried() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    let mut m = mount(
+        GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree"),
+        &mnt,
+    );
+    let open = fs::File::open(mnt.join("etc/hostname")).unwrap();
+    let err = m.try_unmount().unwrap_err();
+    assert!(err.is_busy(), "{err}");
+    assert!(err.to_string().contains("busy"), "{err}");
+    assert!(is_mounted(&mnt));
+    // Still served while busy.
+    assert_eq!(fs::read(mnt.join("etc/hostname")).unwrap(), b"old-name\n");
+    drop(open);
+    m.try_unmount().unwrap();
+    assert!(!is_mounted(&mnt));
+    let mut g = m.unmount().unwrap();
+    assert_eq!(g.read(p("/etc/hostname")).unwrap(), b"old-name\n");
+}
+
+#[test]
+fn dropping_a_busy_mount_still_unmounts() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    let m = mount(
+        GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree"),
+        &mnt,
+    );
+    let mut open = fs::File::open(mnt.join("etc/hostname")).unwrap();
+    drop(m);
+    assert!(!is_mounted(&mnt));
+    // The descriptor opened before is cut off (the connection is aborted) rather than
+    // left reaching the tree.
+    let mut s = String::new();
+    let err = open.read_to_string(&mut s).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(107), "ENOTCONN expected: {err}");
+}
+
+#[test]
+fn a_read_only_guest_refuses_writes() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let img = host.path().join("disk.img");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    mke2fs(&tree, &img);
+    let before = fs::read(&img).unwrap();
+    let m = mount(
+        GuestFs::new(Box::new(ExtFs::open(&img, 0, false).unwrap()), "disk"),
+        &mnt,
+    );
+    assert_eq!(fs::read(mnt.join("etc/hostname")).unwrap(), b"old-name\n");
+    let err = fs::write(mnt.join("etc/hostname"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS expected: {err}");
+    let err = fs::create_dir(mnt.join("newdir")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS expected: {err}");
+    drop(m.unmount().unwrap());
+    assert!(
+        fs::read(&img).unwrap() == before,
+        "a read-only guest was changed"
+    );
+}
+
+#[test]
+fn mounting_on_a_missing_directory_gives_the_tree_back() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    populate(&tree);
+    let missing: PathBuf = host.path().join("no-such-dir");
+    let guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    let (err, mut guest) = GuestMount::mount(guest, &missing).unwrap_err();
+    assert!(matches!(err, MountError::Mount { .. }));
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert_eq!(guest.read(p("/etc/hostname")).unwrap(), b"old-name\n");
+}
+
+#[test]
+fn guest_mount_points_are_crossed_and_cannot_be_removed() {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let boot = host.path().join("boot");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    fs::create_dir(tree.join("boot")).unwrap();
+    fs::create_dir_all(boot.join("grub")).unwrap();
+    fs::write(boot.join("grub/grub.cfg"), "timeout=5\n").unwrap();
+    let mut guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    guest
+        .mount(
+            p("/boot"),
+            Box::new(DirFs::open(&boot, true).unwrap()),
+            "boot",
+        )
+        .unwrap();
+    let m = mount(guest, &mnt);
+    sh(&mnt, "sed -i 's/5/1/' boot/grub/grub.cfg");
+    // Moving across guest filesystems is EXDEV, which mv turns into copy and delete.
+    let err = fs::rename(mnt.join("boot/grub/grub.cfg"), mnt.join("etc/grub.cfg")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(18), "EXDEV expected: {err}");
+    sh(&mnt, "mv boot/grub/grub.cfg etc/grub.cfg");
+    let err = fs::remove_dir(mnt.join("boot")).unwrap_err();
+    assert!(
+        matches!(err.raw_os_error(), Some(16) | Some(39)),
+        "EBUSY or ENOTEMPTY expected: {err}"
+    );
+    let err = fs::rename(mnt.join("boot"), mnt.join("boot2")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(16), "EBUSY expected: {err}");
+    let mut g = m.unmount().unwrap();
+    assert_eq!(g.read(p("/etc/grub.cfg")).unwrap(), b"timeout=1\n");
+    assert!(!g.lexists(p("/boot/grub/grub.cfg")));
+    assert!(boot.join("grub").is_dir());
+    assert!(!boot.join("grub/grub.cfg").exists());
+}
+
+/// Set by [`an_unprivileged_user_mounts_through_fusermount`] for its child.
+const UNPRIV_DIR: &str = "SNF_TEST_FUSE_UNPRIV_DIR";
+
+#[test]
+fn an_unprivileged_user_mounts_through_fusermount() {
+    let host = tempfile::tempdir().unwrap();
+    fs::set_permissions(host.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tree = host.path().join("tree");
+    let mnt = host.path().join("mnt");
+    populate(&tree);
+    fs::create_dir(&mnt).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&tree)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "unprivileged_child", "--ignored", "--nocapture"])
+        .env(UNPRIV_DIR, host.path())
+        .output()
+        .expect("setpriv (package util-linux) must be installed");
+    assert!(
+        out.status.success(),
+        "the unprivileged child failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    assert_eq!(
+        fs::read(tree.join("etc/hostname")).unwrap(),
+        b"set-by-nobody\n"
+    );
+    assert!(!is_mounted(&mnt));
+}
+
+/// The unprivileged half of the test above: mounts with `fusermount3`, writes, unmounts.
+#[test]
+#[ignore = "run as an unprivileged user by an_unprivileged_user_mounts_through_fusermount"]
+fn unprivileged_child() {
+    let dir = PathBuf::from(std::env::var_os(UNPRIV_DIR).expect("run by the parent test"));
+    assert_ne!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "must run unprivileged"
+    );
+    let guest = GuestFs::new(
+        Box::new(DirFs::open(&dir.join("tree"), true).unwrap()),
+        "tree",
+    );
+    let mnt = dir.join("mnt");
+    let m = mount(guest, &mnt);
+    assert!(is_mounted(&mnt));
+    sh(&mnt, "echo set-by-nobody > etc/hostname; rm -rf var/cache");
+    let mut g = m.unmount().unwrap();
+    assert!(!is_mounted(&mnt));
+    assert!(!g.lexists(p("/var/cache")));
+}

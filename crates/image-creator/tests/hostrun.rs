@@ -1,0 +1,281 @@
+//! `--host-run`: scripts run with their working directory at the guest root of a real
+//! ext4 image mounted through FUSE, see the image properties in their environment, and
+//! their changes land in the image (which `e2fsck -fn` finds clean). A failing script
+//! stops the run with its name and code, and the mount never outlives the call.
+//!
+//! Needs `/dev/fuse` and root (or `fusermount3`, package fuse3).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use image_creator::hostrun::{self, HostRunError};
+use image_creator::metadata::Metadata;
+use snf_core::report::{Reporter, Task, Unit};
+use snf_guestfs::{ExtFs, GuestFs};
+
+/// Records every message.
+#[derive(Default)]
+struct Record(Mutex<Vec<String>>);
+
+struct NoTask;
+impl Task for NoTask {
+    fn inc(&self, _n: u64) {}
+    fn set_position(&self, _pos: u64) {}
+    fn finish(&self, _result: &str) {}
+}
+
+impl Reporter for Record {
+    fn info(&self, msg: &str) {
+        self.0.lock().unwrap().push(msg.to_string());
+    }
+    fn warn(&self, msg: &str) {
+        self.0.lock().unwrap().push(format!("warning: {msg}"));
+    }
+    fn task(&self, _title: &str, _total: u64, _unit: Unit) -> Box<dyn Task> {
+        Box::new(NoTask)
+    }
+}
+
+impl Record {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn p(s: &str) -> &Path {
+    Path::new(s)
+}
+
+/// An ext4 image of a small Linux-like tree, opened writable as a guest tree.
+fn ext_guest(dir: &Path) -> (PathBuf, GuestFs) {
+    let tree = dir.join("tree");
+    for d in ["etc", "var/cache/apt/archives", "root"] {
+        fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    fs::write(tree.join("etc/hostname"), "builder\n").unwrap();
+    for i in 0..20 {
+        fs::write(
+            tree.join(format!("var/cache/apt/archives/p{i}.deb")),
+            [i; 2000],
+        )
+        .unwrap();
+    }
+    let img = dir.join("disk.img");
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg("64M")
+        .output()
+        .expect("mke2fs (package e2fsprogs) must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guest = GuestFs::new(Box::new(ExtFs::open(&img, 0, true).unwrap()), "disk");
+    (img, guest)
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn metadata() -> Metadata {
+    let mut m = Metadata::new();
+    m.insert("OSFAMILY", "linux").unwrap();
+    m.insert("OS", "debian").unwrap();
+    m.insert("DESCRIPTION", "Debian 12 with spaces & symbols $HOME")
+        .unwrap();
+    m
+}
+
+/// Whether `/proc/self/mountinfo` lists a mount at `dir`.
+fn is_mounted(dir: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = dir.to_str().unwrap();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
+}
+
+fn e2fsck_clean(img: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(img)
+        .output()
+        .expect("e2fsck (package e2fsprogs) must be installed");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn found problems:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn scripts_change_the_guest_with_metadata_in_their_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, guest) = ext_guest(dir.path());
+    let cwd_file = dir.path().join("cwd");
+    let first = script(
+        dir.path(),
+        "first.sh",
+        &format!(
+            r#"pwd > {cwd}
+test -f etc/hostname
+printf '%s\n' "$SNF_IMAGE_CREATOR_METADATA_OSFAMILY" > etc/osfamily
+printf '%s\n' "$SNF_IMAGE_CREATOR_METADATA_DESCRIPTION" > root/description
+echo "$#" > root/argc
+sed -i 's/builder/golden-image/' etc/hostname
+rm -rf var/cache/apt
+echo "first done""#,
+            cwd = cwd_file.display()
+        ),
+    );
+    let second = script(
+        dir.path(),
+        "second.sh",
+        "test ! -e var/cache/apt\necho appended >> etc/hostname\necho oops >&2",
+    );
+    let rec = Record::default();
+    let mut guest =
+        hostrun::run_scripts(guest, &[first.clone(), second.clone()], &metadata(), &rec).unwrap();
+    assert_eq!(guest.read(p("/etc/osfamily")).unwrap(), b"linux\n");
+    assert_eq!(
+        guest.read(p("/root/description")).unwrap(),
+        b"Debian 12 with spaces & symbols $HOME\n"
+    );
+    assert_eq!(guest.read(p("/root/argc")).unwrap(), b"0\n");
+    assert_eq!(
+        guest.read(p("/etc/hostname")).unwrap(),
+        b"golden-image\nappended\n"
+    );
+    assert!(!guest.lexists(p("/var/cache/apt")));
+    assert!(guest.is_dir(p("/var/cache")));
+    // Progress in the original's words, and the scripts' output passed on.
+    let lines = rec.lines();
+    assert!(
+        lines.contains(&format!("(1/2)  Running `{}'", first.display())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("(2/2)  Running `{}'", second.display())),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"first done".to_string()), "{lines:?}");
+    assert!(lines.contains(&"oops".to_string()), "{lines:?}");
+    // The mount point was a fresh directory of the temp dir, and is gone.
+    let mnt = PathBuf::from(fs::read_to_string(&cwd_file).unwrap().trim());
+    assert!(mnt.starts_with(std::env::temp_dir()), "{}", mnt.display());
+    assert!(!is_mounted(&mnt));
+    assert!(!mnt.exists(), "{} was left behind", mnt.display());
+    drop(guest.into_filesystems().unwrap());
+    e2fsck_clean(&img);
+}
+
+#[test]
+fn a_failing_script_stops_the_run_and_unmounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, guest) = ext_guest(dir.path());
+    let cwd_file = dir.path().join("cwd");
+    let marker = dir.path().join("second-ran");
+    let fail = script(
+        dir.path(),
+        "fail.sh",
+        &format!(
+            "pwd > {}\necho partial > etc/partial\n# a background job must not keep the \
+             mount busy\nsleep 60 &\nexit 3",
+            cwd_file.display()
+        ),
+    );
+    let second = script(
+        dir.path(),
+        "second.sh",
+        &format!("touch {}", marker.display()),
+    );
+    let rec = Record::default();
+    let err = hostrun::run_scripts(guest, &[fail.clone(), second], &metadata(), &rec)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(err, HostRunError::Failed { code: 3, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("Script: `{}' failed (rc=3)", fail.display())
+    );
+    assert!(!marker.exists(), "the script after the failing one ran");
+    let mnt = PathBuf::from(fs::read_to_string(&cwd_file).unwrap().trim());
+    assert!(!is_mounted(&mnt));
+    assert!(!mnt.exists(), "{} was left behind", mnt.display());
+    // What the script did before failing was written consistently.
+    e2fsck_clean(&img);
+}
+
+#[test]
+fn scripts_are_checked_before_anything_is_mounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.sh");
+    fs::write(&plain, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o644)).unwrap();
+    let missing = dir.path().join("missing.sh");
+    let good = script(dir.path(), "good.sh", "true");
+    for bad in [&plain, &missing, &dir.path().to_path_buf()] {
+        let err = hostrun::check_scripts(&[good.clone(), bad.clone()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("Script `{}' is not an executable file", bad.display())
+        );
+    }
+    // Relative names are made absolute (the scripts run from the mount point).
+    let depth = std::env::current_dir().unwrap().components().count();
+    let mut rel = PathBuf::new();
+    for _ in 0..depth {
+        rel.push("..");
+    }
+    rel.push(good.strip_prefix("/").unwrap());
+    let checked = hostrun::check_scripts(&[rel.clone()]).unwrap();
+    assert!(checked[0].is_absolute(), "{}", checked[0].display());
+    assert_eq!(
+        fs::canonicalize(&checked[0]).unwrap(),
+        fs::canonicalize(&good).unwrap()
+    );
+    // A bad script fails the run without mounting the tree.
+    let (_img, guest) = ext_guest(dir.path());
+    let rec = Record::default();
+    let err = hostrun::run_scripts(guest, std::slice::from_ref(&plain), &metadata(), &rec)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, HostRunError::NotExecutable(_)), "{err:?}");
+    assert!(rec.lines().is_empty(), "{:?}", rec.lines());
+}
+
+#[test]
+fn no_scripts_give_the_tree_back_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_img, guest) = ext_guest(dir.path());
+    let rec = Record::default();
+    let mut guest = hostrun::run_scripts(guest, &[], &metadata(), &rec).unwrap();
+    assert_eq!(guest.read(p("/etc/hostname")).unwrap(), b"builder\n");
+    assert!(rec.lines().is_empty());
+}
+
+#[test]
+fn every_property_becomes_one_variable() {
+    let env = hostrun::script_env(&metadata());
+    let names: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "SNF_IMAGE_CREATOR_METADATA_DESCRIPTION",
+            "SNF_IMAGE_CREATOR_METADATA_OS",
+            "SNF_IMAGE_CREATOR_METADATA_OSFAMILY"
+        ]
+    );
+}
