@@ -29,7 +29,9 @@ use crate::inspect::{self, InspectError, Inspection};
 use crate::metadata::Metadata;
 use crate::options::{self, OptionsError, RunOptions};
 use crate::shrink::{self, ShrinkError, ShrinkOptions};
-use crate::sysprep::{self, GuestOs, MountedFs, OpReport, Params, Registry, SysprepContext, SysprepError};
+use crate::sysprep::{
+    self, GuestOs, MountedFs, OpReport, Params, Registry, SysprepContext, SysprepError,
+};
 
 /// One step of a run, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -250,6 +252,9 @@ impl Session {
         }
         if let Some(dir) = &opts.tmpdir {
             options::check_tmpdir(dir)?;
+        }
+        for unused in opts.ineffective() {
+            reporter.warn(unused);
         }
         // Bad scripts are refused before any work, not after a long copy.
         let mut opts = opts;
@@ -539,11 +544,14 @@ impl Session {
             return Ok(());
         };
         let partitions = inspect::partitions_from_layout(layout);
+        // Opened writable only when this run changes the guest: even a clean open and
+        // close for writing rewrites the superblock, and a run that only dumps must give
+        // back the disk as it is.
         let found = inspect::inspect(
             disk.path(),
             &partitions,
             layout.kind().as_str(),
-            disk.is_writable(),
+            disk.is_writable() && self.changes_guest(),
             self.reporter.as_ref(),
         )?;
         self.metadata.merge(&found.metadata);
@@ -791,7 +799,8 @@ impl Session {
                     });
                 };
                 let path = workdir.path().join("upload.diskdump");
-                let summary = snf_disk::dump(disk, size, &self.free, &path, self.reporter.as_ref())?;
+                let summary =
+                    snf_disk::dump(disk, size, &self.free, &path, self.reporter.as_ref())?;
                 snf_cloud::ImageSource {
                     path,
                     size,

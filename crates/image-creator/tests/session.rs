@@ -127,11 +127,12 @@ fn unsupported_features_are_refused_before_anything_happens() {
     let mut opts = RunOptions::new(dir.path().join("missing.raw"));
     opts.outfile = Some(dir.path().join("out.raw"));
     opts.tmpdir = Some(dir.path().to_path_buf());
+    opts.install_virtio = Some(dir.path().to_path_buf());
     let err = Session::new(opts, quiet()).err().unwrap();
     assert!(matches!(err, SessionError::Options(_)));
     assert_eq!(
         err.to_string(),
-        "system preparation is not available yet: use --no-sysprep"
+        "--install-virtio (Windows images only) is not supported yet"
     );
     assert!(workdirs(dir.path()).is_empty());
 }
