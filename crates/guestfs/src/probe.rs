@@ -218,6 +218,27 @@ fn label_text(b: &[u8]) -> Option<String> {
     }
 }
 
+/// Whether the ext3/ext4 filesystem starting at `offset` of `image` has a journal that
+/// needs recovery (it was not unmounted cleanly). Anything that is not ext: `false`.
+pub fn ext_needs_recovery(image: &Path, offset: u64) -> io::Result<bool> {
+    let file = File::open(image)?;
+    let mut sb = [0u8; 2048];
+    let mut done = 0usize;
+    while done < sb.len() {
+        let n = file.read_at(&mut sb[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    const SB: usize = 1024;
+    const HAS_JOURNAL: u32 = 0x4;
+    const RECOVER: u32 = 0x4;
+    Ok(le16(&sb, SB + 56) == Some(0xEF53)
+        && le32(&sb, SB + 92).is_some_and(|c| c & HAS_JOURNAL != 0)
+        && le32(&sb, SB + 96).is_some_and(|i| i & RECOVER != 0))
+}
+
 fn probe_ext(data: &[u8]) -> Option<Probe> {
     const SB: usize = 1024;
     if le16(data, SB + 56)? != 0xEF53 {

@@ -161,6 +161,9 @@ pub enum SessionError {
     /// Shrinking the image failed.
     #[error(transparent)]
     Shrink(#[from] ShrinkError),
+    /// Replaying the journal of an uncleanly unmounted filesystem failed.
+    #[error("cannot recover the journal of partition {0}: {1}")]
+    Recovery(u32, #[source] snf_guestfs::Error),
     /// A `--host-run` script failed, or the guest could not be mounted for it.
     #[error(transparent)]
     HostRun(#[from] crate::hostrun::HostRunError),
@@ -540,10 +543,14 @@ impl Session {
     /// The guest tree is opened writable only when the working disk already is: system
     /// preparation (SEAM below) must call `WorkingDisk::make_writable` before this stage.
     fn inspect(&mut self) -> Result<(), SessionError> {
-        let (Some(disk), Some(layout)) = (&self.disk, &self.layout) else {
+        let (Some(_), Some(layout)) = (&self.disk, &self.layout) else {
             return Ok(());
         };
         let partitions = inspect::partitions_from_layout(layout);
+        let recover = self.recover_journals(&partitions)?;
+        let (Some(disk), Some(layout)) = (&self.disk, &self.layout) else {
+            return Ok(());
+        };
         // Opened writable only when this run changes the guest: even a clean open and
         // close for writing rewrites the superblock, and a run that only dumps must give
         // back the disk as it is.
@@ -551,12 +558,62 @@ impl Session {
             disk.path(),
             &partitions,
             layout.kind().as_str(),
-            disk.is_writable() && self.changes_guest(),
+            disk.is_writable() && (self.changes_guest() || recover),
             self.reporter.as_ref(),
         )?;
         self.metadata.merge(&found.metadata);
         self.inspection = Some(found);
         Ok(())
+    }
+
+    /// A filesystem whose journal needs recovery (the guest was not shut down cleanly)
+    /// can only be read after replaying its journal, which writes to it. Make sure that
+    /// happens on the private copy (or, with `--no-snapshot`, say that the source itself
+    /// is written). Returns whether any journal must be replayed.
+    fn recover_journals(
+        &mut self,
+        partitions: &[snf_guestfs::assemble::PartitionDesc],
+    ) -> Result<bool, SessionError> {
+        let Some(disk) = &mut self.disk else {
+            return Ok(false);
+        };
+        let pending: Vec<u32> = partitions
+            .iter()
+            .filter(|p| {
+                snf_guestfs::probe::ext_needs_recovery(disk.path(), p.offset).unwrap_or(false)
+            })
+            .map(|p| p.number)
+            .collect();
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let list = pending
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !self.opts.snapshot {
+            self.reporter.warn(&format!(
+                "the journal of partition(s) {list} needs recovery: replaying it on {} itself (--no-snapshot)",
+                self.opts.source.display()
+            ));
+        } else {
+            self.reporter.info(&format!(
+                "The journal of partition(s) {list} needs recovery (the guest was not shut down cleanly): \
+                 replaying it on the private working copy"
+            ));
+        }
+        if !disk.is_writable() {
+            disk.make_writable(self.reporter.as_ref())?;
+        }
+        for p in partitions.iter().filter(|p| pending.contains(&p.number)) {
+            // Opening for writing replays the journal; closing writes the result back.
+            let fs = snf_guestfs::ExtFs::open(disk.path(), p.offset, true)
+                .map_err(|e| SessionError::Recovery(p.number, e))?;
+            fs.close()
+                .map_err(|e| SessionError::Recovery(p.number, e))?;
+        }
+        Ok(true)
     }
 
     fn merge_metadata(&mut self) -> Result<(), SessionError> {
