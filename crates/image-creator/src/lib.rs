@@ -3,7 +3,9 @@
 //! media → snapshot → partition table → guest filesystems → inspection/metadata →
 //! system preparation → shrink → diskdump → cloud.
 
+pub mod hostrun;
 pub mod inspect;
+pub mod interactive;
 pub mod metadata;
 pub mod options;
 pub mod session;

@@ -240,6 +240,8 @@ pub struct Session {
     /// The image service's answer, once the image is registered.
     registration: Option<serde_json::Value>,
     next: usize,
+    /// Set by [`Session::make_writable`]: a front-end may change the guest at any time.
+    interactive: bool,
 }
 
 impl Session {
@@ -280,6 +282,7 @@ impl Session {
             cloud: None,
             registration: None,
             next: 0,
+            interactive: false,
         })
     }
 
@@ -331,7 +334,8 @@ impl Session {
     /// Whether this run will change the guest (so the working disk must be a private,
     /// writable copy before the guest is opened).
     fn changes_guest(&self) -> bool {
-        self.opts.produces_image()
+        self.interactive
+            || self.opts.produces_image()
             && !self.opts.dry_run
             && (self.opts.sysprep || !self.opts.host_run.is_empty())
     }
@@ -891,6 +895,7 @@ impl Session {
     /// [`Stage::OpenWorkingDisk`] does for runs that change the guest. Call it before
     /// [`Stage::Inspect`], so that the guest tree opens writable.
     pub fn make_writable(&mut self) -> Result<(), SessionError> {
+        self.interactive = true;
         if let Some(disk) = &mut self.disk {
             make_private_copy(disk, self.reporter.as_ref())?;
         }

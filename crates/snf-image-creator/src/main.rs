@@ -1,14 +1,236 @@
-//! The dialog-style terminal UI. Not built yet: it drives the same library as
-//! `snf-mkimage` and will arrive with its own issue.
+//! `snf-image-creator`: create a cloud image from a disk, interactively.
+//!
+//! This binary parses the options, sets up the log, the terminal and the signal
+//! handlers, and runs [`App`]. The terminal is restored on every way out: a normal
+//! exit, a fatal error (exit 1, the log is kept and named), Ctrl-C or a signal (exit
+//! 130/143 after cleanup) and a crash (exit 3, the log is kept and named).
 
-fn main() {
-    if std::env::args().any(|a| a == "--version") {
-        println!("snf-image-creator {}", image_creator::VERSION);
-        return;
-    }
-    eprintln!(
-        "snf-image-creator {}: the interactive UI is not built yet; use snf-mkimage",
-        image_creator::VERSION
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use clap::Parser;
+use image_creator::core::cancel;
+use image_creator::VERSION;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::{execute, terminal};
+use ratatui::Terminal;
+use snf_image_creator::app::{App, Exit, Settings};
+use snf_image_creator::report::{LogFile, Syslog, UiReporter};
+use snf_image_creator::ui::{TerminalEvents, Ui, UiError};
+
+const EXIT_FATAL: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_CRASH: u8 = 3;
+
+/// Create a cloud image from a disk, interactively.
+#[derive(Debug, Parser)]
+#[command(name = "snf-image-creator", version = VERSION)]
+struct Cli {
+    /// Log all messages to FILE (truncated); without it, a temporary log is kept only
+    /// after a fatal error
+    #[arg(short = 'l', long = "logfile", value_name = "FILE")]
+    logfile: Option<PathBuf>,
+    /// Work on the source itself instead of a private copy (the source is changed)
+    #[arg(long = "no-snapshot")]
+    no_snapshot: bool,
+    /// Also send the log to syslog
+    #[arg(long)]
+    syslog: bool,
+    /// Create the large temporary files under DIR
+    #[arg(long, value_name = "DIR")]
+    tmpdir: Option<PathBuf>,
+    /// The disk image file or block device (asked for when missing or unusable)
+    #[arg(value_name = "SOURCE")]
+    source: Option<PathBuf>,
+}
+
+/// The log, reachable from the panic hook.
+static LOG: OnceLock<Arc<LogFile>> = OnceLock::new();
+/// The panic message, for the crash report printed after the terminal is restored.
+static CRASH: Mutex<Option<String>> = Mutex::new(None);
+
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        terminal::LeaveAlternateScreen,
+        ratatui::crossterm::cursor::Show
     );
-    std::process::exit(1);
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Some(dir) = &cli.tmpdir {
+        if !dir.is_dir() {
+            eprintln!(
+                "Error: The directory `{}' specified with --tmpdir is not valid",
+                dir.display()
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        eprintln!("Error: snf-image-creator needs a terminal; use snf-mkimage for scripts");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let log = match LogFile::open(cli.logfile.as_deref()) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            let what = cli
+                .logfile
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "a temporary log file".into());
+            eprintln!("Error: cannot create {what}: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let _ = LOG.set(Arc::clone(&log));
+    log.write_line(&format!("snf-image-creator {VERSION} started"));
+
+    // Signals quit the UI in order (the work is cancelled, the session dropped).
+    let quit = Arc::new(AtomicBool::new(false));
+    let sigterm = Arc::new(AtomicBool::new(false));
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&quit))
+                .and_then(|_| signal_hook::flag::register(sig, cancel::flag()))
+            {
+                eprintln!("Error: cannot install the signal handlers: {e}");
+                return ExitCode::from(EXIT_FATAL);
+            }
+        }
+        let _ = signal_hook::flag::register(SIGTERM, Arc::clone(&sigterm));
+    }
+
+    let syslog = if cli.syslog {
+        match Syslog::connect() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log.write_line(&format!("Warning: not logging to syslog: /dev/log: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let reporter = Arc::new(UiReporter::new(Arc::clone(&log), syslog));
+
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        let msg = info.to_string();
+        if let Some(log) = LOG.get() {
+            log.write_line(&format!("CRASH: {msg}"));
+            log.write_line(&format!("{}", std::backtrace::Backtrace::force_capture()));
+            log.keep();
+        }
+        *CRASH.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+        let _ = &default_hook;
+    }));
+
+    if let Err(e) = terminal::enable_raw_mode()
+        .and_then(|()| execute!(std::io::stdout(), terminal::EnterAlternateScreen))
+    {
+        restore_terminal();
+        eprintln!("Error: cannot set up the terminal: {e}");
+        return ExitCode::from(EXIT_FATAL);
+    }
+    let term = match Terminal::new(CrosstermBackend::new(std::io::stdout())) {
+        Ok(t) => t,
+        Err(e) => {
+            restore_terminal();
+            eprintln!("Error: cannot set up the terminal: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let settings = Settings {
+        source: cli.source.clone(),
+        no_snapshot: cli.no_snapshot,
+        tmpdir: cli.tmpdir.clone(),
+    };
+    let ui = Ui::new(term, Box::new(TerminalEvents), Arc::clone(&quit));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut app = App::new(ui, Arc::clone(&reporter), settings);
+        let result = app.run();
+        if let Ok(Exit::Fatal(msg)) = &result {
+            reporter.error(msg);
+            log.keep();
+            let _ = app_fatal_box(&mut app, msg, log.path());
+        }
+        // Cleanup (work directory, private copy) before the terminal is given back.
+        app.close();
+        result
+    }));
+    restore_terminal();
+    match outcome {
+        Ok(Ok(Exit::Done)) => {
+            log.write_line("snf-image-creator exited without errors");
+            log.discard();
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(Exit::Fatal(msg))) => {
+            eprintln!(
+                "Error: {msg}\nA fatal error occurred. See {} for a full log.",
+                log.path().display()
+            );
+            ExitCode::from(EXIT_FATAL)
+        }
+        Ok(Err(UiError::Quit)) => {
+            log.write_line("interrupted by the user");
+            log.discard();
+            eprintln!("snf-image-creator: interrupted by the user");
+            ExitCode::from(if sigterm.load(Ordering::SeqCst) {
+                143
+            } else {
+                130
+            })
+        }
+        Ok(Err(UiError::Io(e))) => {
+            log.write_line(&format!("Error: terminal: {e}"));
+            log.keep();
+            eprintln!(
+                "Error: terminal: {e}\nA fatal error occurred. See {} for a full log.",
+                log.path().display()
+            );
+            ExitCode::from(EXIT_FATAL)
+        }
+        Err(_) => {
+            let msg = CRASH
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| "unknown error".into());
+            log.keep();
+            let mut err = std::io::stderr();
+            let _ = writeln!(
+                err,
+                "snf-image-creator crashed: {msg}\nSee {} for a full log.",
+                log.path().display()
+            );
+            ExitCode::from(EXIT_CRASH)
+        }
+    }
+}
+
+fn app_fatal_box<B: ratatui::backend::Backend>(
+    app: &mut App<B>,
+    msg: &str,
+    log: &std::path::Path,
+) -> Result<(), UiError> {
+    app.fatal_box(&format!(
+        "A fatal error occurred:\n\n{msg}\n\nSee {} for a full log.",
+        log.display()
+    ))
 }

@@ -1,0 +1,593 @@
+//! What an interactive front-end does with a [`Session`] beyond the linear run of
+//! `snf-mkimage`: the user inspects the image, changes properties, chooses and runs system
+//! preparation operations, excludes deployment tasks, writes the image and uploads it,
+//! in any order and as often as they like.
+//!
+//! Every decision stays in the library: this module only sequences the session's own
+//! stages ([`Session::run_stage`]) and the disk and cloud layers' functions, so the
+//! files an interactive run writes are those `snf-mkimage` writes for the same choices.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use snf_cloud::{Cloud, CloudError, ImageSource};
+use snf_core::report::Reporter;
+use snf_disk::DumpError;
+
+use crate::metadata::Metadata;
+use crate::session::{Session, SessionError, Stage, WrittenImage};
+use crate::sysprep::OsFamily;
+
+/// What can go wrong in an interactive action.
+#[derive(Debug, thiserror::Error)]
+pub enum InteractiveError {
+    /// A session stage failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// Writing or hashing the image failed.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    /// Talking to the cloud failed.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// The chosen output path cannot be used.
+    #[error("{0}")]
+    BadOutput(String),
+    /// The session has not been initialized (no working disk yet).
+    #[error("the media has not been initialized yet")]
+    NotReady,
+}
+
+impl InteractiveError {
+    /// Whether the action stopped because the user cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            InteractiveError::Session(e) => e.is_cancelled(),
+            InteractiveError::Dump(e) => e.is_cancelled(),
+            InteractiveError::Cloud(CloudError::Cancelled(_)) => true,
+            _ => snf_core::cancel::is_requested(),
+        }
+    }
+}
+
+/// Everything before the first question: examine the source, create the work
+/// directory, open the working disk *writable* (the user may prepare the guest later),
+/// read the partition table, inspect and merge the metadata.
+///
+/// Unsupported media are not an error here: the front-end shows
+/// [`Session::metadata`]'s `UNSUPPORTED` reason and lets the user decide, so the
+/// session must be created with `allow_unsupported`.
+pub fn initialize(session: &mut Session) -> Result<(), SessionError> {
+    session.run_until(Stage::OpenWorkingDisk)?;
+    session.make_writable()?;
+    session.run_until(Stage::LAST_PREPARE)
+}
+
+/// Why the media cannot be prepared, if it cannot.
+pub fn unsupported_reason(session: &Session) -> Option<&str> {
+    session.metadata().get("UNSUPPORTED")
+}
+
+/// What the front-end shows of the image at all times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// `OSFAMILY` (or `unsupported`).
+    pub os: String,
+    /// The distribution (`OS`), `unknown` if none.
+    pub distro: String,
+    /// Size of the image in MiB (rounded up).
+    pub size_mib: u64,
+    /// Whether shrinking made the image smaller than the source.
+    pub shrunk: bool,
+    /// The source, as an absolute path.
+    pub source: PathBuf,
+}
+
+impl Summary {
+    /// The original's background title:
+    /// `OS: <os>, Distro: <distro>, Size: <N>MB[ (shrunk)], Source: <path>`.
+    pub fn title(&self) -> String {
+        format!(
+            "OS: {}, Distro: {}, Size: {}MB{}, Source: {}",
+            self.os,
+            self.distro,
+            self.size_mib,
+            if self.shrunk { " (shrunk)" } else { "" },
+            self.source.display()
+        )
+    }
+
+    /// `Ostype` or `Ostype (Distro)`, as the welcome question names the system.
+    pub fn os_text(&self) -> String {
+        if self.distro.is_empty() || self.distro == "unknown" || self.distro == self.os {
+            self.os.clone()
+        } else {
+            format!("{} ({})", self.os, self.distro)
+        }
+    }
+}
+
+/// The summary of an initialized session.
+pub fn summary(session: &Session) -> Summary {
+    let meta = session.metadata();
+    let unsupported = meta.contains("UNSUPPORTED");
+    let (os, distro) = match session.inspection() {
+        Some(i) if !i.os.is_unknown() => (i.os.family.clone(), i.os.distro.clone()),
+        _ => (
+            meta.get("OSFAMILY")
+                .unwrap_or(if unsupported {
+                    "unsupported"
+                } else {
+                    "unknown"
+                })
+                .to_string(),
+            meta.get("OS").unwrap_or("unknown").to_string(),
+        ),
+    };
+    let source_size = session.source().map(|s| s.size());
+    let size = session.image_size().or(source_size).unwrap_or(0);
+    let given = &session.options().source;
+    Summary {
+        os,
+        distro,
+        size_mib: size.div_ceil(1 << 20),
+        shrunk: source_size.is_some_and(|s| size < s),
+        source: std::path::absolute(given).unwrap_or_else(|_| given.clone()),
+    }
+}
+
+/// Whether shrinking already made the image smaller (running system preparation on a
+/// shrunk image is dangerous).
+pub fn is_shrunk(session: &Session) -> bool {
+    summary(session).shrunk
+}
+
+/// Whether the guest's files can still be changed (system preparation, Mount): not
+/// after shrinking, and not for unsupported media.
+pub fn guest_is_open(session: &Session) -> bool {
+    session.inspection().is_some_and(|i| i.guest.is_some())
+}
+
+/// The default image name: the distribution, or the OS family when it is unknown.
+pub fn default_image_name(session: &Session) -> String {
+    let s = summary(session);
+    if s.distro.is_empty() || s.distro == "unknown" {
+        s.os
+    } else {
+        s.distro
+    }
+}
+
+/// One snf-image deployment task the user may exclude.
+#[derive(Debug)]
+pub struct DeployTask {
+    /// What the user sees.
+    pub label: &'static str,
+    /// The properties set to `yes` when it is excluded.
+    pub properties: &'static [&'static str],
+    /// The `OSFAMILY` values it applies to (`None`: every family).
+    pub families: Option<&'static [&'static str]>,
+    /// Families it never applies to.
+    pub except: &'static [&'static str],
+}
+
+impl DeployTask {
+    /// Whether the task applies to an image of `osfamily`.
+    pub fn applies_to(&self, osfamily: &str) -> bool {
+        let f = osfamily.to_ascii_lowercase();
+        self.families.is_none_or(|fams| fams.contains(&f.as_str()))
+            && !self.except.contains(&f.as_str())
+    }
+}
+
+/// The deployment tasks of snf-image that can be excluded, in the original's order.
+pub static DEPLOY_TASKS: &[DeployTask] = &[
+    DeployTask {
+        label: "Partition table manipulation",
+        properties: &["EXCLUDE_TASK_FixPartitionTable"],
+        families: None,
+        except: &[],
+    },
+    DeployTask {
+        label: "File system resize",
+        properties: &[
+            "EXCLUDE_TASK_FilesystemResizeUnmounted",
+            "EXCLUDE_TASK_FilesystemResizeMounted",
+        ],
+        families: None,
+        except: &[],
+    },
+    DeployTask {
+        label: "Swap partition configuration",
+        properties: &["EXCLUDE_TASK_AddSwap"],
+        families: Some(&["linux"]),
+        except: &[],
+    },
+    DeployTask {
+        label: "SSH keys removal",
+        properties: &["EXCLUDE_TASK_DeleteSSHKeys"],
+        families: None,
+        except: &["windows"],
+    },
+    DeployTask {
+        label: "Temporal RDP disabling",
+        properties: &["EXCLUDE_TASK_DisableRemoteDesktopConnections"],
+        families: Some(&["windows"]),
+        except: &[],
+    },
+    DeployTask {
+        label: "SELinux relabeling at next boot",
+        properties: &["EXCLUDE_TASK_SELinuxAutorelabel"],
+        families: Some(&["linux"]),
+        except: &[],
+    },
+    DeployTask {
+        label: "Hostname/Computer Name assignment",
+        properties: &["EXCLUDE_TASK_AssignHostname"],
+        families: None,
+        except: &[],
+    },
+    DeployTask {
+        label: "Password change",
+        properties: &["EXCLUDE_TASK_ChangePassword"],
+        families: None,
+        except: &[],
+    },
+    DeployTask {
+        label: "Network configuration",
+        properties: &["EXCLUDE_TASK_ConfigureNetwork"],
+        families: None,
+        except: &["windows"],
+    },
+    DeployTask {
+        label: "File injection",
+        properties: &["EXCLUDE_TASK_EnforcePersonality"],
+        families: None,
+        except: &[],
+    },
+];
+
+/// The tasks that apply to an image of `osfamily`.
+pub fn deploy_tasks_for(osfamily: &str) -> Vec<&'static DeployTask> {
+    DEPLOY_TASKS
+        .iter()
+        .filter(|t| t.applies_to(osfamily))
+        .collect()
+}
+
+/// The deployment tasks the user excluded. Kept apart from the properties (the user
+/// does not edit them as properties) and added when the image is written or registered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclusions {
+    /// Labels of the excluded tasks (see [`DEPLOY_TASKS`]).
+    pub tasks: BTreeSet<&'static str>,
+    /// "No Config": exclude every task (`EXCLUDE_ALL_TASKS`).
+    pub all: bool,
+}
+
+impl Exclusions {
+    /// The properties these exclusions add.
+    pub fn properties(&self) -> Metadata {
+        let mut meta = Metadata::new();
+        if self.all {
+            // Constant, valid keys.
+            let _ = meta.insert("EXCLUDE_ALL_TASKS", "yes");
+        }
+        for task in DEPLOY_TASKS.iter().filter(|t| self.tasks.contains(t.label)) {
+            for key in task.properties {
+                let _ = meta.insert(key, "yes");
+            }
+        }
+        meta
+    }
+}
+
+/// The properties written to `.meta`/`.variant` and sent to the image service: the
+/// session's, plus the excluded deployment tasks.
+pub fn export_metadata(session: &Session, exclusions: &Exclusions) -> Metadata {
+    let mut meta = session.metadata().clone();
+    meta.merge(&exclusions.properties());
+    meta
+}
+
+/// How the properties changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataChanges {
+    /// Keys that appeared, with their values.
+    pub added: Vec<(String, String)>,
+    /// Keys whose value changed: key, old value, new value.
+    pub changed: Vec<(String, String, String)>,
+    /// Keys that disappeared.
+    pub removed: Vec<String>,
+}
+
+impl MetadataChanges {
+    /// The changes from `before` to `after`.
+    pub fn between(before: &Metadata, after: &Metadata) -> Self {
+        let mut c = MetadataChanges::default();
+        for (k, v) in after.iter() {
+            match before.get(k) {
+                None => c.added.push((k.to_string(), v.to_string())),
+                Some(old) if old != v => {
+                    c.changed
+                        .push((k.to_string(), old.to_string(), v.to_string()))
+                }
+                Some(_) => {}
+            }
+        }
+        c.removed = before
+            .iter()
+            .filter(|(k, _)| !after.contains(k))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        c
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Run exactly the operations named in `selected` (the others are disabled) through
+/// the session's own [`Stage::Sysprep`], then, when `shrink` was among them,
+/// [`Stage::Shrink`] (which closes the guest tree: nothing can change the files after
+/// it). Operations that ran are not offered again. Returns how the properties changed.
+pub fn run_syspreps(
+    session: &mut Session,
+    selected: &[&str],
+) -> Result<MetadataChanges, SessionError> {
+    let before = session.metadata().clone();
+    if let Some(registry) = session.syspreps_mut() {
+        let names: Vec<&'static str> = registry.descriptors().iter().map(|d| d.name).collect();
+        for name in names {
+            if selected.contains(&name) {
+                registry.enable(name)?;
+            } else {
+                registry.disable(name)?;
+            }
+        }
+    }
+    session.run_stage(Stage::Sysprep)?;
+    if selected.contains(&"shrink") {
+        session.run_stage(Stage::Shrink)?;
+    }
+    Ok(MetadataChanges::between(&before, session.metadata()))
+}
+
+/// The names of the operations enabled by default that have not run yet (what the
+/// wizard runs).
+pub fn default_syspreps(session: &Session) -> Vec<&'static str> {
+    session
+        .syspreps()
+        .map(|r| r.enabled().iter().map(|d| d.name).collect())
+        .unwrap_or_default()
+}
+
+/// The files an extraction to `out` writes, that exist already.
+pub fn existing_outputs(out: &Path) -> Vec<PathBuf> {
+    snf_disk::output_files(out)
+        .into_iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
+/// Check a path chosen for extraction: its directory exists, it is not a directory,
+/// and none of its side files is a directory.
+pub fn check_extract_path(out: &Path) -> Result<(), InteractiveError> {
+    let bad = |msg: String| Err(InteractiveError::BadOutput(msg));
+    if out.as_os_str().is_empty() || out.is_dir() || out.file_name().is_none() {
+        return bad(format!("`{}' is not a valid file name", out.display()));
+    }
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return bad(format!("`{}' is not an existing directory", dir.display()));
+    }
+    for side in snf_disk::output_files(out).iter().skip(1) {
+        if side.is_dir() {
+            return bad(format!("`{}' is a directory", side.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Write the image to `out` with its `.meta`, `.md5sum` and `.variant` files (the
+/// properties include the exclusions). The variant's `IMG_ID` is the file's name, as
+/// the original dialog wrote it; the files are those `snf-mkimage -o NAME` writes when
+/// run in `out`'s directory. Free filesystem blocks are written as zeros, as the
+/// session's own dump does.
+pub fn extract(
+    session: &mut Session,
+    out: &Path,
+    exclusions: &Exclusions,
+    reporter: &dyn Reporter,
+) -> Result<WrittenImage, InteractiveError> {
+    check_extract_path(out)?;
+    session.update_free_ranges()?;
+    let (Some(disk), Some(size)) = (session.working_disk(), session.image_size()) else {
+        return Err(InteractiveError::NotReady);
+    };
+    let summary = snf_disk::dump(disk, size, session.free_ranges(), out, reporter)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = export_metadata(session, exclusions);
+    snf_disk::write_side_files(out, &name, &summary.md5_hex, meta.as_map())?;
+    reporter.success(&format!(
+        "Image file {} was successfully created (md5sum {})",
+        out.display(),
+        summary.md5_hex
+    ));
+    Ok(WrittenImage {
+        path: out.to_path_buf(),
+        md5_hex: summary.md5_hex,
+        size,
+    })
+}
+
+/// The image as it is now, ready to upload: dumped (free blocks as zeros, so that they
+/// never travel) into the work directory, with its MD5. The file goes with the session.
+pub fn prepare_upload(
+    session: &mut Session,
+    reporter: &dyn Reporter,
+) -> Result<ImageSource, InteractiveError> {
+    session.update_free_ranges()?;
+    let (Some(disk), Some(size), Some(dir)) = (
+        session.working_disk(),
+        session.image_size(),
+        session.work_dir(),
+    ) else {
+        return Err(InteractiveError::NotReady);
+    };
+    let path = dir.join("upload.diskdump");
+    let summary = snf_disk::dump(disk, size, session.free_ranges(), &path, reporter)?;
+    Ok(ImageSource {
+        path,
+        size,
+        md5: summary.md5_hex,
+    })
+}
+
+/// An image uploaded to one cloud (kept per cloud by the front-end, for registering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The container.
+    pub container: String,
+    /// The object name.
+    pub object: String,
+    /// What was uploaded.
+    pub image: ImageSource,
+}
+
+/// Upload `image` (from [`prepare_upload`]) as `container/object` with its `.md5sum`.
+pub fn upload(
+    cloud: &Cloud,
+    container: &str,
+    object: &str,
+    image: &ImageSource,
+    reporter: &dyn Reporter,
+) -> Result<Uploaded, InteractiveError> {
+    cloud.store().ensure_container(container)?;
+    cloud.upload_image(container, object, image, reporter)?;
+    Ok(Uploaded {
+        container: container.to_string(),
+        object: object.to_string(),
+        image: image.clone(),
+    })
+}
+
+/// The remote objects an upload of `object` (and a registration, with `register`)
+/// would overwrite.
+pub fn existing_remote(
+    cloud: &Cloud,
+    container: &str,
+    object: &str,
+    register: bool,
+) -> Result<Vec<String>, InteractiveError> {
+    let mut names = vec![object.to_string(), format!("{object}.md5sum")];
+    if register {
+        names.push(format!("{object}.meta"));
+    }
+    let mut found = Vec::new();
+    for n in names {
+        if cloud.store().exists(container, &n)? {
+            found.push(n);
+        }
+    }
+    Ok(found)
+}
+
+/// Register an uploaded image as `name` (private unless `public`), with the session's
+/// properties plus the exclusions; returns the image service's answer.
+pub fn register(
+    session: &Session,
+    cloud: &Cloud,
+    uploaded: &Uploaded,
+    name: &str,
+    public: bool,
+    exclusions: &Exclusions,
+    reporter: &dyn Reporter,
+) -> Result<serde_json::Value, InteractiveError> {
+    let meta = export_metadata(session, exclusions);
+    Ok(cloud.register(
+        &uploaded.container,
+        &uploaded.object,
+        name,
+        &uploaded.image,
+        meta.as_map(),
+        public,
+        reporter,
+    )?)
+}
+
+/// The OS family system preparation uses for this session.
+pub fn os_family(session: &Session) -> OsFamily {
+    crate::sysprep::GuestOs::from_metadata(session.metadata()).family
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_tasks_are_filtered_by_family() {
+        let linux: Vec<_> = deploy_tasks_for("linux").iter().map(|t| t.label).collect();
+        assert_eq!(linux.len(), 9);
+        assert!(!linux.contains(&"Temporal RDP disabling"));
+        let windows: Vec<_> = deploy_tasks_for("windows")
+            .iter()
+            .map(|t| t.label)
+            .collect();
+        assert_eq!(
+            windows,
+            vec![
+                "Partition table manipulation",
+                "File system resize",
+                "Temporal RDP disabling",
+                "Hostname/Computer Name assignment",
+                "Password change",
+                "File injection"
+            ]
+        );
+        assert_eq!(deploy_tasks_for("freebsd").len(), 7);
+    }
+
+    #[test]
+    fn exclusions_become_properties() {
+        let mut e = Exclusions::default();
+        e.tasks.insert("File system resize");
+        let p = e.properties();
+        let keys: Vec<_> = p.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "EXCLUDE_TASK_FILESYSTEMRESIZEMOUNTED",
+                "EXCLUDE_TASK_FILESYSTEMRESIZEUNMOUNTED"
+            ]
+        );
+        e.all = true;
+        assert_eq!(e.properties().get("EXCLUDE_ALL_TASKS"), Some("yes"));
+    }
+
+    #[test]
+    fn metadata_changes_list_added_changed_removed() {
+        let mut a = Metadata::new();
+        a.insert("OS", "debian").unwrap();
+        a.insert("USERS", "root user").unwrap();
+        let mut b = a.clone();
+        b.insert("USERS", "root").unwrap();
+        b.insert("SWAP", "2:72").unwrap();
+        b.remove("OS");
+        let c = MetadataChanges::between(&a, &b);
+        assert_eq!(c.added, vec![("SWAP".into(), "2:72".into())]);
+        assert_eq!(
+            c.changed,
+            vec![("USERS".into(), "root user".into(), "root".into())]
+        );
+        assert_eq!(c.removed, vec!["OS".to_string()]);
+    }
+}

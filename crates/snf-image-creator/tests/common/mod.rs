@@ -1,0 +1,244 @@
+//! Driving the real `snf-image-creator` binary in a real terminal (tmux): keys in with
+//! `send-keys`, the screen out with `capture-pane`. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How long to wait for a screen.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_snf-image-creator")
+}
+
+/// A tool the test needs; fails with a hint when it is missing.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is missing: run scripts/setup.sh (scripts/apt-packages.txt)"
+    );
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `snf-mkimage`, built now if needed (it is another package of the workspace).
+pub fn snf_mkimage() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", "snf-mkimage", "--bin", "snf-mkimage"])
+        .current_dir(root())
+        .status()
+        .expect("cannot run cargo to build snf-mkimage");
+    assert!(st.success(), "building snf-mkimage failed");
+    // target/debug/deps/<test> -> target/debug/snf-mkimage
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("snf-mkimage");
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// The example Debian-like disk of scripts/make-example.sh, in `dir`.
+pub fn example_disk(dir: &Path) -> PathBuf {
+    for t in ["sfdisk", "mke2fs", "mkswap"] {
+        require(t);
+    }
+    let out = dir.join("ex.raw");
+    let st = Command::new("bash")
+        .arg(root().join("scripts/make-example.sh"))
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("cannot run scripts/make-example.sh");
+    assert!(st.success(), "scripts/make-example.sh failed");
+    out
+}
+
+/// MD5 of a file, with md5sum.
+pub fn md5(path: &Path) -> String {
+    let out = Command::new("md5sum").arg(path).output().expect("md5sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether a work directory of the tool is left in `dir`.
+pub fn workdir_left(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with(".snf_image_creator.")
+    })
+}
+
+/// Whether two files hold the same bytes.
+pub fn same_bytes(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+/// One tmux session running the program; killed on drop.
+pub struct Tmux {
+    pub name: String,
+    /// The program's exit status is written here when it ends.
+    pub status_file: PathBuf,
+}
+
+fn tmux(args: &[&str]) -> std::process::Output {
+    Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("cannot run tmux")
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Tmux {
+    /// Run `snf-image-creator ARGS` in a `width`x`height` terminal, in `cwd`, with `env`.
+    pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)], width: u16, height: u16) -> Tmux {
+        Self::start_with(&[], cwd, args, env, width, height)
+    }
+
+    /// [`Tmux::start`] through `runner` (e.g. `setpriv ...` to drop root).
+    pub fn start_with(
+        runner: &[&str],
+        cwd: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        width: u16,
+        height: u16,
+    ) -> Tmux {
+        require("tmux");
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "snf-tui-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let status_file = cwd.join("exit-status");
+        let _ = std::fs::remove_file(&status_file);
+        let mut cmd = String::new();
+        for (k, v) in env {
+            cmd.push_str(&format!("export {k}={}; ", quote(v)));
+        }
+        cmd.push_str(&format!("cd {}; ", quote(&cwd.display().to_string())));
+        for r in runner {
+            cmd.push_str(&quote(r));
+            cmd.push(' ');
+        }
+        cmd.push_str(&quote(bin()));
+        for a in args {
+            cmd.push(' ');
+            cmd.push_str(&quote(a));
+        }
+        cmd.push_str(&format!(
+            "; echo $? > {}; sleep 600",
+            quote(&status_file.display().to_string())
+        ));
+        let out = tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "sh",
+            "-c",
+            &cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmux { name, status_file }
+    }
+
+    /// The screen as text.
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &self.name]).stdout)
+            .into_owned()
+    }
+
+    /// Press keys (tmux key names: Enter, Down, Escape, C-u ...).
+    pub fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = tmux(&["send-keys", "-t", &self.name, k]);
+            assert!(out.status.success(), "tmux send-keys {k}");
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    /// Type text literally.
+    pub fn type_text(&self, text: &str) {
+        let out = tmux(&["send-keys", "-t", &self.name, "-l", text]);
+        assert!(out.status.success(), "tmux send-keys -l");
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    /// Wait until the screen shows `text`; returns the screen.
+    pub fn wait_for(&self, text: &str) -> String {
+        self.wait_for_within(text, TIMEOUT)
+    }
+
+    /// [`Tmux::wait_for`] with another timeout.
+    pub fn wait_for_within(&self, text: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                // Let the rest of the frame arrive.
+                std::thread::sleep(Duration::from_millis(100));
+                return self.screen();
+            }
+            if let Ok(code) = std::fs::read_to_string(&self.status_file) {
+                panic!(
+                    "the program exited ({}) while waiting for {text:?}; screen:\n{s}",
+                    code.trim()
+                );
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {text:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait for the program to exit; its status.
+    pub fn wait_exit(&self) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Ok(code) = std::fs::read_to_string(&self.status_file) {
+                if code.ends_with('\n') {
+                    return code.trim().parse().expect("exit status");
+                }
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "the program did not exit; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = tmux(&["kill-session", "-t", &self.name]);
+    }
+}

@@ -1,0 +1,387 @@
+//! Every screen rendered with ratatui's test backend, at 80x24 and 120x40, compared with
+//! the stored snapshots under tests/snapshots/ (regenerate with SNF_UPDATE_SNAPSHOTS=1
+//! and review the diff). Also the screens' key handling, driven by scripted keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use image_creator::interactive::{Exclusions, MetadataChanges};
+use image_creator::metadata::Metadata;
+use image_creator::sysprep::{OsFamily, Params, Registry};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+use snf_image_creator::app::{App, Exit, Settings};
+use snf_image_creator::report::{LogFile, UiReporter};
+use snf_image_creator::screens::{self, CloudItem};
+use snf_image_creator::ui::{ScriptedEvents, Ui};
+use snf_image_creator::widgets::{render_progress, render_screen, Dialog, Gauge, Outcome};
+
+const BACKTITLE: &str = "OS: linux, Distro: debian, Size: 320MB, Source: /srv/images/debian.raw";
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+fn text_of(term: &Terminal<TestBackend>) -> String {
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn snapshot(name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("SNF_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {} (create it with SNF_UPDATE_SNAPSHOTS=1); the screen:\n{text}",
+            path.display()
+        )
+    });
+    assert!(
+        stored == text,
+        "screen {name} differs from its snapshot {}:\n{text}",
+        path.display()
+    );
+}
+
+fn render(dialog: &Dialog, w: u16, h: u16) -> String {
+    let term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut ui = Ui::new(
+        term,
+        Box::new(ScriptedEvents::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    ui.backtitle = BACKTITLE.into();
+    let mut d = dialog.clone();
+    ui.draw(&mut d).unwrap();
+    text_of(ui.terminal())
+}
+
+fn check(name: &str, dialog: Dialog) {
+    for (w, h) in SIZES {
+        let text = render(&dialog, w, h);
+        // Every screen fits: the dialog's bottom border and its buttons are shown.
+        assert!(text.contains('┘'), "{name} at {w}x{h} is cut:\n{text}");
+        assert!(
+            text.contains('<'),
+            "{name} at {w}x{h} shows no button:\n{text}"
+        );
+        snapshot(&format!("{name}-{w}x{h}"), &text);
+    }
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+/// A directory with fixed contents at a fixed path, for the file selectors.
+fn fixed_dir() -> PathBuf {
+    let d = PathBuf::from("/tmp/snf-image-creator-screens");
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    std::fs::write(d.join("debian.raw"), b"").unwrap();
+    std::fs::write(d.join("windows.qcow2"), b"").unwrap();
+    d
+}
+
+fn debian_metadata() -> Metadata {
+    let mut m = Metadata::new();
+    for (k, v) in [
+        ("DESCRIPTION", "Debian GNU/Linux 12 (bookworm)"),
+        ("KERNEL", "6.1.0-28-amd64"),
+        ("OS", "debian"),
+        ("OSFAMILY", "linux"),
+        ("PARTITION_TABLE", "msdos"),
+        ("ROOT_PARTITION", "1"),
+        ("SORTORDER", "7701208"),
+        ("USERS", "root user"),
+    ] {
+        m.insert(k, v).unwrap();
+    }
+    m
+}
+
+#[test]
+fn media_selector_and_its_exit_question() {
+    check("media-selector", screens::media_selector(&fixed_dir()));
+    check("media-cancelled", screens::media_cancelled());
+}
+
+#[test]
+fn start_up_questions() {
+    check(
+        "unsupported",
+        screens::unsupported_warning("Unable to detect any operating system on the media."),
+    );
+    check("welcome", screens::welcome("linux (debian)"));
+    check("confirm-exit", screens::confirm_exit());
+}
+
+#[test]
+fn wizard_pages_and_confirmation() {
+    let clouds = vec![
+        CloudItem {
+            name: "envvars".into(),
+            description: "OpenStack (OS_* environment variables)".into(),
+        },
+        CloudItem {
+            name: "grnet".into(),
+            description: "~okeanos".into(),
+        },
+    ];
+    check(
+        "wizard-clouds",
+        screens::wizard_clouds(&clouds, Some("grnet")),
+    );
+    check("wizard-no-clouds", screens::no_clouds());
+    check("wizard-name", screens::wizard_name("debian"));
+    check(
+        "wizard-description",
+        screens::wizard_description("Debian GNU/Linux 12 (bookworm)"),
+    );
+    check("wizard-registration", screens::wizard_registration(false));
+    check(
+        "wizard-confirm",
+        screens::wizard_confirm(&[
+            ("Cloud", "grnet".into()),
+            ("Image Name", "debian".into()),
+            ("Image Description", "Debian GNU/Linux 12 (bookworm)".into()),
+            ("Registration Type", "Private".into()),
+        ]),
+    );
+    check("wizard-keep-copy", screens::keep_local_copy("debian"));
+    check(
+        "cloud-form",
+        screens::cloud_form(
+            "Add Cloud",
+            "grnet",
+            "",
+            "https://accounts.example.org/identity/v2.0",
+            "secret",
+        ),
+    );
+}
+
+#[test]
+fn expert_menus() {
+    check("expert-menu", screens::expert_menu());
+    check("customize-menu", screens::customize_menu(true));
+    check("register-menu", screens::register_menu(Some("grnet")));
+    check("help", screens::help());
+    check("confirm-reset", screens::confirm_reset());
+}
+
+#[test]
+fn sysprep_screens() {
+    let registry = Registry::for_family(OsFamily::Linux);
+    check("sysprep-checklist", screens::sysprep_checklist(&registry));
+    check("sysprep-help", screens::sysprep_help(&registry));
+    check(
+        "sysprep-params",
+        screens::params_menu(&Params::for_family(OsFamily::Linux)),
+    );
+    let mut changes = MetadataChanges::default();
+    changes.added.push(("SWAP".into(), "2:71".into()));
+    changes
+        .changed
+        .push(("USERS".into(), "root user".into(), "root".into()));
+    check("sysprep-changes", screens::property_changes(&changes));
+}
+
+#[test]
+fn properties_screens() {
+    check("properties", screens::properties_menu(&debian_metadata()));
+    check("property-edit", screens::property_edit("OS", "debian"));
+    check("property-add", screens::property_add());
+}
+
+#[test]
+fn exclude_screens() {
+    let mut e = Exclusions::default();
+    e.tasks.insert("File system resize");
+    check("exclude-linux", screens::exclude_checklist("linux", &e));
+    e.all = true;
+    check(
+        "exclude-windows-noconfig",
+        screens::exclude_checklist("windows", &e),
+    );
+}
+
+#[test]
+fn extract_screens() {
+    let d = fixed_dir();
+    check(
+        "extract-selector",
+        screens::extract_selector(&d, "/tmp/snf-image-creator-screens/debian.diskdump"),
+    );
+    check(
+        "extract-overwrite",
+        screens::confirm_overwrite(&[
+            "/tmp/out/debian.diskdump".into(),
+            "/tmp/out/debian.diskdump.meta".into(),
+        ]),
+    );
+}
+
+#[test]
+fn log_viewer_shows_the_end_and_scrolls() {
+    let text: String = (1..=60)
+        .map(|i| format!("2026-11-25 10:00:{:02} line {i}\n", i % 60))
+        .collect();
+    let mut d = screens::log_viewer(Path::new("/tmp/fatal-abc123"), &text);
+    check("log-viewer", d.clone());
+    let shown = render(&d, 80, 24);
+    assert!(
+        shown.contains("line 1\n") || shown.contains("line 1 "),
+        "{shown}"
+    );
+    for _ in 0..100 {
+        d.handle(key(KeyCode::PageDown));
+    }
+    let end = render(&d, 80, 24);
+    assert!(end.contains("line 60") && !end.contains("line 1 "), "{end}");
+    assert!(end.contains("100%"), "{end}");
+    assert_eq!(d.handle(key(KeyCode::Right)), None);
+    assert_eq!(
+        d.handle(key(KeyCode::Enter)),
+        Some(Outcome::Button(1)),
+        "Save"
+    );
+}
+
+#[test]
+fn progress_screen() {
+    for (w, h) in SIZES {
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| {
+            let rest = render_screen(BACKTITLE, f.area(), f.buffer_mut());
+            let log = vec![
+                "Examining source media `debian.raw' ... a raw image file of 320.0 MiB".to_string(),
+                "Reading the partition table ... msdos, 2 partition(s)".to_string(),
+            ];
+            let gauge = Gauge {
+                title: "Dumping image file".into(),
+                position: 96 << 20,
+                total: 320 << 20,
+                bytes: true,
+            };
+            render_progress(
+                "Image Extraction",
+                &log,
+                Some(&gauge),
+                false,
+                rest,
+                f.buffer_mut(),
+            );
+        })
+        .unwrap();
+        let text = text_of(&term);
+        assert!(
+            text.contains("30%") && text.contains("96/320 MiB"),
+            "{text}"
+        );
+        snapshot(&format!("progress-{w}x{h}"), &text);
+    }
+}
+
+#[test]
+fn screens_fit_a_tiny_terminal_without_panicking() {
+    let registry = Registry::for_family(OsFamily::Linux);
+    for (w, h) in [(40, 12), (20, 6), (3, 3)] {
+        for d in [
+            screens::sysprep_checklist(&registry),
+            screens::welcome("linux (debian)"),
+            screens::property_add(),
+            screens::media_selector(&fixed_dir()),
+        ] {
+            let _ = render(&d, w, h);
+        }
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| {
+            render_progress(
+                "x",
+                &["y".into()],
+                None,
+                true,
+                Rect::new(0, 0, w, h),
+                f.buffer_mut(),
+            )
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn sysprep_checklist_keys_toggle_operations() {
+    let registry = Registry::for_family(OsFamily::Linux);
+    let mut d = screens::sysprep_checklist(&registry);
+    let before = d.checked();
+    assert!(before.contains(&"Cleanup userdata".to_string()));
+    assert!(!before.contains(&"Remove user accounts".to_string()));
+    d.handle(key(KeyCode::Char(' '))); // off: Cleanup userdata
+    d.handle(key(KeyCode::Down));
+    d.handle(key(KeyCode::Char(' '))); // on: Remove user accounts
+    let after = d.checked();
+    assert!(!after.contains(&"Cleanup userdata".to_string()));
+    assert!(after.contains(&"Remove user accounts".to_string()));
+    d.handle(key(KeyCode::Right));
+    assert_eq!(
+        d.handle(key(KeyCode::Enter)),
+        Some(Outcome::Button(1)),
+        "Params"
+    );
+}
+
+#[test]
+fn app_without_source_shows_the_selector_and_exits_on_request() {
+    let log = Arc::new(LogFile::open(None).unwrap());
+    let reporter = Arc::new(UiReporter::new(log, None));
+    let term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let keys = ScriptedEvents::new([key(KeyCode::Esc), key(KeyCode::Enter)]);
+    let ui = Ui::new(term, Box::new(keys), Arc::new(AtomicBool::new(false)));
+    let settings = Settings {
+        source: Some("/nonexistent/disk.raw".into()),
+        ..Settings::default()
+    };
+    let mut app = App::new(ui, reporter, settings);
+    assert_eq!(app.run().unwrap(), Exit::Done);
+    let screen = text_of(app.ui().terminal());
+    assert!(
+        screen.contains("You canceled the media selection dialog box"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn app_refuses_a_directory_and_bundle_host() {
+    let log = Arc::new(LogFile::open(None).unwrap());
+    let reporter = Arc::new(UiReporter::new(log, None));
+    let term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let mut keys = vec![key(KeyCode::Tab), key(KeyCode::Right), key(KeyCode::Enter)]; // Bundle Host
+    keys.push(key(KeyCode::Enter)); // OK on the message
+    keys.push(key(KeyCode::Esc)); // cancel the selector
+                                  // the scripted keys run out on the exit question: the UI reports it
+    let ui = Ui::new(
+        term,
+        Box::new(ScriptedEvents::new(keys)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut app = App::new(ui, reporter, Settings::default());
+    let err = app.run().unwrap_err();
+    assert!(err.to_string().contains("scripted keys ran out"), "{err}");
+    let screen = text_of(app.ui().terminal());
+    assert!(screen.contains("Do you want to exit?"), "{screen}");
+}

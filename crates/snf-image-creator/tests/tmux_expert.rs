@@ -1,0 +1,239 @@
+//! End to end in a real terminal (tmux): expert mode through System Preparation,
+//! Properties and Extract, checked byte for byte against `snf-mkimage` on the same
+//! source with the same operations and property; and Ctrl-C leaving nothing behind.
+
+mod common;
+
+use std::process::Command;
+
+use common::{example_disk, md5, same_bytes, snf_mkimage, workdir_left, Tmux};
+
+/// libext2fs and e2fsck stamp the current time into the filesystem; fixed times make
+/// two runs comparable byte for byte.
+const FIXED_TIME: [(&str, &str); 2] = [
+    ("E2FSPROGS_FAKE_TIME", "1767225600"),
+    ("E2FSCK_TIME", "1767225600"),
+];
+
+#[test]
+fn expert_sysprep_properties_extract_match_snf_mkimage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = example_disk(d);
+    let source_md5 = md5(&source);
+    std::fs::create_dir(d.join("tui")).unwrap();
+    std::fs::create_dir(d.join("cli")).unwrap();
+    let tmp = d.display().to_string();
+    let log = d.join("tui.log").display().to_string();
+    let mut env = FIXED_TIME.to_vec();
+    env.push(("TMPDIR", &tmp));
+    let t = Tmux::start(d, &["-l", &log, "--tmpdir", &tmp, "ex.raw"], &env, 80, 24);
+
+    let s = t.wait_for("Welcome");
+    assert!(
+        s.contains("OS: linux, Distro: debian, Size: 320MB, Source: "),
+        "{s}"
+    );
+    assert!(s.contains("detected a linux (debian) system"), "{s}");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    // Customize > Sysprep: run the default selection.
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("System Preparation");
+    assert!(
+        s.contains("[*] Cleanup userdata") && s.contains("[ ] Remove user accounts"),
+        "{s}"
+    );
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Image Property Changes");
+    assert!(s.contains("SWAP: 2:71"), "{s}");
+    assert!(
+        s.contains("(shrunk)"),
+        "the title tells the image was shrunk:\n{s}"
+    );
+    t.keys(&["Enter"]);
+    // Customize > Properties > Add.
+    t.wait_for("Image Customization Menu");
+    t.keys(&["Down", "Enter"]);
+    t.wait_for("Image Properties");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Add Property");
+    t.type_text("my-prop");
+    t.keys(&["Tab"]);
+    t.type_text("hello world");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Error");
+    assert!(s.contains("is not valid"), "a bad key is refused:\n{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("Add Property");
+    t.keys(&["Up", "C-u"]);
+    t.type_text("myprop");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("MYPROP");
+    assert!(s.contains("hello world"), "{s}");
+    t.keys(&["Escape"]);
+    t.wait_for("Image Customization Menu");
+    t.keys(&["Escape"]);
+    t.wait_for("Image Creator for Synnefo");
+    // Extract.
+    t.keys(&["Down", "Down", "Enter"]);
+    t.wait_for("Save image as...");
+    t.keys(&["C-u"]);
+    t.type_text(&d.join("tui/img.diskdump").display().to_string());
+    t.keys(&["Enter"]);
+    let s = t.wait_for("was successfully created");
+    assert!(s.contains("img.diskdump"), "{s}");
+    t.keys(&["Enter"]);
+    // Exit.
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Do you want to exit?");
+    t.keys(&["Enter"]);
+    assert_eq!(t.wait_exit(), 0);
+    assert!(!workdir_left(d), "the work directory was removed");
+    assert_eq!(md5(&source), source_md5, "the source is untouched");
+    let fatal_logs = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("fatal-"));
+    assert!(!fatal_logs, "no temporary log is left after a normal exit");
+
+    // The same with snf-mkimage, run in its output directory.
+    let out = Command::new(snf_mkimage())
+        .current_dir(d.join("cli"))
+        .envs(FIXED_TIME)
+        .args([
+            "-m",
+            "myprop=hello world",
+            "--tmpdir",
+            &tmp,
+            "-o",
+            "img.diskdump",
+            "../ex.raw",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "snf-mkimage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "img.diskdump",
+        "img.diskdump.meta",
+        "img.diskdump.md5sum",
+        "img.diskdump.variant",
+    ] {
+        let (a, b) = (d.join("tui").join(name), d.join("cli").join(name));
+        assert!(a.is_file(), "{name} was written by the UI");
+        assert!(same_bytes(&a, &b), "{name} differs from snf-mkimage's");
+    }
+    let meta = std::fs::read_to_string(d.join("tui/img.diskdump.meta")).unwrap();
+    assert!(
+        meta.starts_with("{\"properties\":{") && meta.contains("\"MYPROP\":\"hello world\""),
+        "{meta}"
+    );
+    let variant = std::fs::read_to_string(d.join("tui/img.diskdump.variant")).unwrap();
+    assert!(variant.contains("IMG_ID='img.diskdump'"), "{variant}");
+}
+
+#[test]
+fn ctrl_c_during_initialization_restores_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A qcow2 source takes a conversion at start-up: long enough to interrupt.
+    let raw = example_disk(d);
+    let qcow = d.join("ex.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["convert", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&qcow)
+        .status()
+        .expect("qemu-img is missing (scripts/setup.sh)");
+    assert!(st.success());
+    let source_md5 = md5(&qcow);
+    let tmp = d.display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, "ex.qcow2"],
+        &[("TMPDIR", &tmp)],
+        100,
+        30,
+    );
+    // Either the progress screen or the first question: Ctrl-C quits from both.
+    let start = std::time::Instant::now();
+    loop {
+        let s = t.screen();
+        if s.contains("Initialization") || s.contains("Welcome") {
+            break;
+        }
+        assert!(start.elapsed() < common::TIMEOUT, "no screen:\n{s}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    t.keys(&["C-c"]);
+    assert_eq!(t.wait_exit(), 130);
+    let s = t.screen();
+    assert!(
+        s.contains("interrupted by the user"),
+        "the message is printed on the restored terminal:\n{s}"
+    );
+    assert!(!s.contains("┌"), "the dialog screen is gone:\n{s}");
+    assert!(!workdir_left(d), "the work directory was removed");
+    assert_eq!(md5(&qcow), source_md5, "the source is untouched");
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fatal-"))
+        .collect();
+    assert!(left.is_empty(), "temporary logs left: {left:?}");
+}
+
+#[test]
+fn runs_without_root_on_an_image_file() {
+    common::require("setpriv");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example_disk(d);
+    // Everything the unprivileged user needs: the directory and the image, readable.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(d.join("ex.raw"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let source_md5 = md5(&d.join("ex.raw"));
+    let tmp = d.display().to_string();
+    let runner = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let env = [("TMPDIR", tmp.as_str()), ("HOME", tmp.as_str())];
+    let t = Tmux::start_with(&runner, d, &["--tmpdir", &tmp, "ex.raw"], &env, 80, 24);
+    let s = t.wait_for("Welcome");
+    assert!(s.contains("detected a linux (debian) system"), "{s}");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Down", "Down", "Enter"]);
+    t.wait_for("Save image as...");
+    t.keys(&["C-u"]);
+    t.type_text(&d.join("nobody.diskdump").display().to_string());
+    t.keys(&["Enter"]);
+    t.wait_for("was successfully created");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Escape"]);
+    t.wait_for("Do you want to exit?");
+    t.keys(&["Enter"]);
+    assert_eq!(t.wait_exit(), 0);
+    let meta = std::fs::metadata(d.join("nobody.diskdump")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.uid(), 65534, "written by the unprivileged user");
+    assert!(!workdir_left(d));
+    assert_eq!(
+        md5(&d.join("ex.raw")),
+        source_md5,
+        "the source is untouched"
+    );
+}
