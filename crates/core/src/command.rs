@@ -155,8 +155,8 @@ mod tests {
 
     #[test]
     fn failure_names_program_and_last_stderr_line() {
-        let err = run(Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]))
-            .unwrap_err();
+        let err =
+            run(Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"])).unwrap_err();
         assert_eq!(err.exit_code(), Some(3));
         let msg = err.to_string();
         assert!(msg.starts_with("sh failed"), "{msg}");

@@ -79,8 +79,13 @@ pub trait Filesystem: Send {
     fn mkdir(&mut self, dir: NodeId, name: &OsStr, attr: NewNode) -> Result<NodeId>;
 
     /// Create symlink `name` in `dir` pointing to `target`.
-    fn symlink(&mut self, dir: NodeId, name: &OsStr, target: &OsStr, attr: NewNode)
-        -> Result<NodeId>;
+    fn symlink(
+        &mut self,
+        dir: NodeId,
+        name: &OsStr,
+        target: &OsStr,
+        attr: NewNode,
+    ) -> Result<NodeId>;
 
     /// Add a hard link `name` in `dir` to the existing non-directory `node`.
     fn hard_link(&mut self, node: NodeId, dir: NodeId, name: &OsStr) -> Result<()> {

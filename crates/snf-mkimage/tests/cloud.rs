@@ -21,7 +21,11 @@ fn example(dir: &Path) -> std::path::PathBuf {
     let img = dir.join("example.raw");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-example.sh");
     let st = Command::new(script).arg(&img).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     img
 }
 
@@ -58,7 +62,10 @@ fn upload_and_register_in_one_command() {
     assert!(text.contains("EXTRA"), "{text}");
     let md5 = std::fs::read_to_string(out.with_extension("diskdump.md5sum")).unwrap();
     let md5 = md5.split_whitespace().next().unwrap();
-    assert!(text.contains(md5), "the registered checksum is ours: {text}");
+    assert!(
+        text.contains(md5),
+        "the registered checksum is ours: {text}"
+    );
     assert!(!stderr(&run1).contains(&std::env::var("OS_PASSWORD").unwrap_or_default()));
 
     // The same names again without -f are refused before any local work.
