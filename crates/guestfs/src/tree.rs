@@ -354,9 +354,10 @@ impl GuestFs {
     }
 
     /// Overwrite the data of regular file `path` in place with zeros, so that it cannot
-    /// be recovered from the disk; the file keeps its size. Only ranges that hold
-    /// non-zero data are written, so holes of sparse files stay holes. A final symlink is
-    /// not followed (scrubbing must never reach a file outside the one named).
+    /// be recovered from the disk once the filesystem is flushed; the file keeps its
+    /// size. Only ranges that hold non-zero data are written, so holes of sparse files
+    /// stay holes. A final symlink is not followed (scrubbing must never reach a file
+    /// outside the one named).
     pub fn scrub_data(&mut self, path: &Path) -> Result<()> {
         let r = self.resolve(path, false)?;
         let loc = r.target();
@@ -386,7 +387,9 @@ impl GuestFs {
             }
             offset += n as u64;
         }
-        self.fs(loc).sync().map_err(|e| e.at(path))
+        // No flush here: the zeros reach the disk with the filesystem's next flush, before
+        // any later write could reuse the blocks, and a flush per file costs fsyncs.
+        Ok(())
     }
 
     /// Truncate or extend regular file `path` (following symlinks) to `size` bytes.
