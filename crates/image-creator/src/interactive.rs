@@ -142,10 +142,32 @@ pub fn is_shrunk(session: &Session) -> bool {
     summary(session).shrunk
 }
 
-/// Whether the guest's files can still be changed (system preparation, Mount): not
-/// after shrinking, and not for unsupported media.
+/// Whether the guest's files are open for changing (system preparation, Mount): not
+/// for unsupported media, and not after shrinking until [`open_guest`] opens them again.
 pub fn guest_is_open(session: &Session) -> bool {
     session.inspection().is_some_and(|i| i.guest.is_some())
+}
+
+/// Whether the shrink operation already ran. The last filesystem then has no free
+/// space left, so running more system preparation on it is dangerous (the original
+/// warned and let the user go on).
+pub fn shrink_ran(session: &Session) -> bool {
+    session.syspreps().is_some_and(|r| {
+        r.get("shrink").is_err()
+            && crate::sysprep::Registry::for_family(r.family())
+                .get("shrink")
+                .is_ok()
+    })
+}
+
+/// Make sure the guest's files are open for changing: open them again if shrinking
+/// closed them (the metadata is kept). Returns whether they are open; never for
+/// unsupported media.
+pub fn open_guest(session: &mut Session) -> Result<bool, SessionError> {
+    if guest_is_open(session) {
+        return Ok(true);
+    }
+    session.reopen_guest()
 }
 
 /// The default image name: the distribution, or the OS family when it is unknown.

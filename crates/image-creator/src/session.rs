@@ -336,8 +336,8 @@ impl Session {
     fn changes_guest(&self) -> bool {
         self.interactive
             || self.opts.produces_image()
-            && !self.opts.dry_run
-            && (self.opts.sysprep || !self.opts.host_run.is_empty())
+                && !self.opts.dry_run
+                && (self.opts.sysprep || !self.opts.host_run.is_empty())
     }
 
     /// The registration answer of the image service (printed by the CLI on stdout),
@@ -951,6 +951,37 @@ impl Session {
     /// takes it by value) and put it back. `None` before inspection.
     pub fn guest_slot(&mut self) -> Option<&mut Option<snf_guestfs::GuestFs>> {
         self.inspection.as_mut().map(|i| &mut i.guest)
+    }
+
+    /// Open the guest tree again on the working disk after [`Stage::Shrink`] closed it,
+    /// so that a front-end can change the files once more. Only the filesystems are
+    /// assembled again (the guest tree, its mounts and the partitions as they are now):
+    /// the metadata and the detected system stay as they are.
+    /// Returns whether the guest tree is open (never for unsupported media, nor before
+    /// inspection or on a read-only working disk).
+    pub fn reopen_guest(&mut self) -> Result<bool, SessionError> {
+        if self.metadata.contains("UNSUPPORTED") {
+            return Ok(false);
+        }
+        let (Some(disk), Some(layout), Some(inspection)) =
+            (&self.disk, &self.layout, &mut self.inspection)
+        else {
+            return Ok(false);
+        };
+        if inspection.guest.is_some() {
+            return Ok(true);
+        }
+        if !disk.is_writable() {
+            return Ok(false);
+        }
+        let partitions = inspect::partitions_from_layout(layout);
+        let asm =
+            snf_guestfs::assemble::assemble(disk.path(), &partitions, true, self.reporter.as_ref())
+                .map_err(InspectError::from)?;
+        inspection.mounts = asm.mounts;
+        inspection.partitions = asm.partitions;
+        inspection.guest = asm.guest;
+        Ok(inspection.guest.is_some())
     }
 }
 

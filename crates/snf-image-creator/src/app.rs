@@ -15,7 +15,7 @@ use image_creator::guestfs::fuse::GuestMount;
 use image_creator::interactive::{self, Exclusions, InteractiveError, Uploaded};
 use image_creator::options::RunOptions;
 use image_creator::session::{Session, SessionError};
-use image_creator::sysprep::OsFamily;
+use image_creator::sysprep::{OsFamily, ParamKind, ParamSpec, Params, SysprepError};
 use ratatui::backend::Backend;
 
 use crate::report::{compact_timestamp, UiReporter};
@@ -98,6 +98,11 @@ impl<B: Backend> App<B> {
     /// The UI (tests read its screen).
     pub fn ui(&self) -> &Ui<B> {
         &self.ui
+    }
+
+    /// The session, once the media is initialized (tests read what the screens changed).
+    pub fn current_session(&self) -> Option<&Session> {
+        self.session.as_ref()
     }
 
     /// Tell the user about a fatal error.
@@ -647,13 +652,38 @@ impl<B: Backend> App<B> {
         }
     }
 
+    /// Mount needs FUSE and a supported guest (whose files may have to be opened again
+    /// after shrinking).
     fn can_mount(&self) -> bool {
         Path::new("/dev/fuse").exists()
-            && self
-                .session
-                .as_ref()
-                .and_then(|s| s.inspection())
-                .is_some_and(|i| i.guest.is_some())
+            && self.session.as_ref().is_some_and(|s| {
+                s.inspection().is_some() && interactive::unsupported_reason(s).is_none()
+            })
+    }
+
+    /// Make sure the guest's files are open for changing (shrinking closes them);
+    /// tells the user when they cannot be.
+    fn open_guest(&mut self) -> Res<bool> {
+        if interactive::guest_is_open(self.session()) {
+            return Ok(true);
+        }
+        let reporter = self.reporter.clone();
+        let session = self.session.as_mut().expect("initialized");
+        let result = self.ui.work("Opening the image", &reporter, || {
+            reporter.info("Opening the file systems of the image again ...");
+            interactive::open_guest(session)
+        })?;
+        let problem = match result {
+            Ok(true) => return Ok(true),
+            Ok(false) => "The files of this image cannot be opened for changing.".to_string(),
+            Err(e) => {
+                cancel::reset();
+                self.reporter.error(&e.to_string());
+                format!("The files of the image could not be opened again:\n\n{e}")
+            }
+        };
+        self.ui.msgbox("Error", &problem)?;
+        Ok(false)
     }
 
     fn customize(&mut self) -> Res<()> {
@@ -679,12 +709,13 @@ impl<B: Backend> App<B> {
                 "System preparation is disabled for unsupported media.",
             );
         }
-        if !interactive::guest_is_open(self.session()) {
-            return self.ui.msgbox(
-                "System Preparation",
-                "The image has been shrunk: its files are closed and no more system \
-                 preparation tasks can run on it.",
-            );
+        if interactive::shrink_ran(self.session())
+            && self.ui.show(&mut screens::sysprep_after_shrink())? != Outcome::Button(0)
+        {
+            return Ok(());
+        }
+        if !self.open_guest()? {
+            return Ok(());
         }
         loop {
             let Some(registry) = self.session().syspreps().cloned() else {
@@ -759,51 +790,190 @@ impl<B: Backend> App<B> {
             let mut menu = screens::params_menu(&params);
             if menu.selected_tag().is_none() {
                 return self.ui.msgbox(
-                    "Parameters",
-                    "This image has no system preparation parameters.",
+                    "System Preparation Parameters",
+                    "No customization parameters available.",
                 );
             }
             menu.select(selected);
             let outcome = self.ui.show(&mut menu)?;
             selected = menu.selected();
-            let Some(name) = menu.selected_tag().map(str::to_string) else {
+            let Some(spec) = menu
+                .selected_tag()
+                .and_then(|name| params.specs().into_iter().find(|s| s.name == name))
+            else {
                 return Ok(());
             };
-            let spec = params.specs().into_iter().find(|s| s.name == name);
+            match outcome {
+                Outcome::Button(0) if spec.list => self.update_param_list(spec)?,
+                Outcome::Button(0) => self.update_param(spec)?,
+                Outcome::Button(1) => {
+                    self.ui.msgbox(
+                        spec.name,
+                        &format!("{}\n\nType: {}", spec.description, spec.type_name()),
+                    )?;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// The items of parameter `name` now.
+    fn param_items(&self, name: &str) -> Vec<String> {
+        self.session()
+            .sysprep_params()
+            .map(|p| p.get_list(name).to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Change the session's parameters with `change`; a refused value is shown as
+    /// "Error: <reason>". Returns whether the change was made.
+    fn apply_param(
+        &mut self,
+        change: impl FnOnce(&mut Params) -> Result<(), SysprepError>,
+    ) -> Res<bool> {
+        let Some(params) = self.session.as_mut().and_then(|s| s.sysprep_params_mut()) else {
+            return Ok(false);
+        };
+        match change(params) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let reason = match e {
+                    SysprepError::InvalidParamValue { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                self.ui.msgbox("Error", &format!("Error: {reason}"))?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Ask for a value of `spec` (of its item `index`, from 1, or a new item with
+    /// `None`, for lists): `file` and `dir` values through the file selector, others
+    /// through an input box. `None` when the user cancels.
+    fn ask_param_value(
+        &mut self,
+        spec: &'static ParamSpec,
+        index: Option<usize>,
+        current: &str,
+    ) -> Res<Option<String>> {
+        if matches!(spec.kind, ParamKind::File | ParamKind::Dir) {
+            return self.select_param_path(spec, current);
+        }
+        let mut d = if spec.list {
+            screens::param_item_input(spec, index, current)
+        } else {
+            screens::param_input(spec, current)
+        };
+        if self.ui.show(&mut d)? != Outcome::Button(0) {
+            return Ok(None);
+        }
+        Ok(Some(d.value().trim().to_string()))
+    }
+
+    /// The file selector for a `file` or `dir` value: directories navigate for files
+    /// and are the answer for directories; the parameter's own check judges the rest.
+    fn select_param_path(
+        &mut self,
+        spec: &'static ParamSpec,
+        current: &str,
+    ) -> Res<Option<String>> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let current = Path::new(current);
+        let (dir, path) = if current.is_dir() {
+            (current.to_path_buf(), current.display().to_string())
+        } else {
+            match current.parent().filter(|p| p.is_dir()) {
+                Some(p) if !current.as_os_str().is_empty() => {
+                    (p.to_path_buf(), current.display().to_string())
+                }
+                _ => (
+                    cwd.clone(),
+                    format!("{}/", cwd.display()).replace("//", "/"),
+                ),
+            }
+        };
+        let mut d = screens::param_selector(spec, &dir, &path);
+        loop {
+            if self.ui.show(&mut d)? != Outcome::Button(0) {
+                return Ok(None);
+            }
+            let value = d.value().trim().to_string();
+            let chosen = PathBuf::from(&value);
+            if spec.kind == ParamKind::File && chosen.is_dir() {
+                let shown = format!("{}/", chosen.display()).replace("//", "/");
+                d.chdir(&chosen, &shown);
+                continue;
+            }
+            // `dir/` and `dir` name the same directory; keep the value tidy.
+            let tidy = if value.len() > 1 {
+                value.trim_end_matches('/').to_string()
+            } else {
+                value
+            };
+            return Ok(Some(tidy));
+        }
+    }
+
+    /// Update a parameter holding one value; asks again after a refused value.
+    fn update_param(&mut self, spec: &'static ParamSpec) -> Res<()> {
+        let mut current = self
+            .session()
+            .sysprep_params()
+            .map(|p| p.get(spec.name).to_string())
+            .unwrap_or_default();
+        loop {
+            let Some(value) = self.ask_param_value(spec, None, &current)? else {
+                return Ok(());
+            };
+            if self.apply_param(|p| p.set(spec.name, &value))? {
+                return Ok(());
+            }
+            current = value;
+        }
+    }
+
+    /// The Edit/Add/Delete menu of a list parameter. An empty list goes straight to
+    /// adding an item, as in the original.
+    fn update_param_list(&mut self, spec: &'static ParamSpec) -> Res<()> {
+        let mut selected = 0;
+        let mut first = true;
+        loop {
+            let mut items = self.param_items(spec.name);
+            if items.is_empty() {
+                if !first {
+                    return Ok(());
+                }
+                first = false;
+                if let Some(v) = self.ask_param_value(spec, None, "")? {
+                    self.apply_param(|p| p.set_list(spec.name, &[v]))?;
+                    continue;
+                }
+                return Ok(());
+            }
+            first = false;
+            let mut menu = screens::param_list_menu(spec, &items);
+            menu.select(selected);
+            let outcome = self.ui.show(&mut menu)?;
+            selected = menu.selected().min(items.len() - 1);
             match outcome {
                 Outcome::Button(0) => {
-                    let current = screens::param_value(&params, &name);
-                    let current = if current == "<not_set>" {
-                        String::new()
-                    } else {
-                        current
-                    };
-                    let mut d = Dialog::inputbox(
-                        "Update Parameter",
-                        &format!(
-                            "Please provide a new value for `{name}' ({}):",
-                            spec.map(|s| s.type_name()).unwrap_or_default()
-                        ),
-                        &current,
-                        &["OK", "Cancel"],
-                    );
-                    if self.ui.show(&mut d)? == Outcome::Button(0) {
-                        let value = d.value();
-                        let set = self
-                            .session
-                            .as_mut()
-                            .and_then(|s| s.sysprep_params_mut())
-                            .map(|p| p.set(&name, &value));
-                        if let Some(Err(e)) = set {
-                            self.ui.msgbox("Error", &format!("Error: {e}"))?;
-                        }
+                    let current = items[selected].clone();
+                    if let Some(v) = self.ask_param_value(spec, Some(selected + 1), &current)? {
+                        items[selected] = v;
+                        self.apply_param(|p| p.set_list(spec.name, &items))?;
                     }
                 }
                 Outcome::Button(1) => {
-                    let text = spec
-                        .map(|s| format!("{}\n\nType: {}", s.description, s.type_name()))
-                        .unwrap_or_default();
-                    self.ui.msgbox(&name, &text)?;
+                    if let Some(v) = self.ask_param_value(spec, None, "")? {
+                        items.push(v);
+                        if self.apply_param(|p| p.set_list(spec.name, &items))? {
+                            selected = items.len() - 1;
+                        }
+                    }
+                }
+                Outcome::Button(2) => {
+                    items.remove(selected);
+                    self.apply_param(|p| p.set_list(spec.name, &items))?;
                 }
                 _ => return Ok(()),
             }
@@ -959,6 +1129,9 @@ impl<B: Backend> App<B> {
     }
 
     fn mount(&mut self) -> Res<()> {
+        if !self.open_guest()? {
+            return Ok(());
+        }
         let Some(slot) = self.session.as_mut().and_then(|s| s.guest_slot()) else {
             return Ok(());
         };
@@ -988,29 +1161,26 @@ impl<B: Backend> App<B> {
                     .msgbox("Error", &format!("The image could not be mounted:\n\n{e}"));
             }
         };
+        // From here on the files may change: the prepared upload is stale.
+        self.prepared = None;
         self.reporter
             .info(&format!("Image mounted under {}", dir.path().display()));
-        let mut text = format!(
-            "The image was mounted successfully. You may access it under {} . Press <OK> when \
-             you have finished accessing it.",
-            dir.path().display()
-        );
+        let mut dialog = screens::mounted(dir.path());
+        // As the original: ask again until the kernel lets go of the mount.
         let outcome = loop {
-            match self.ui.msgbox("Mount", &text) {
-                Ok(()) => {}
-                Err(e) => break Err(e),
+            if let Err(e) = self.ui.show(&mut dialog) {
+                break Err(e);
             }
             match mounted.try_unmount() {
                 Ok(()) => break Ok(()),
-                Err(_) => {
-                    text = format!(
-                        "Umount failed. Make sure no process is using any files under {} and \
-                         press <OK>.",
-                        dir.path().display()
-                    );
+                Err(e) => {
+                    self.reporter.warn(&e.to_string());
+                    let why = (!e.is_busy()).then(|| e.to_string());
+                    dialog = screens::umount_failed(dir.path(), why.as_deref());
                 }
             }
         };
+        // A quit (Ctrl-C, a signal) while mounted must still leave nothing mounted.
         let guest = match outcome {
             Ok(()) => mounted.unmount(),
             Err(_) => mounted.force_unmount(),
@@ -1020,7 +1190,8 @@ impl<B: Backend> App<B> {
                 if let Some(slot) = self.session.as_mut().and_then(|s| s.guest_slot()) {
                     *slot = Some(g);
                 }
-                self.prepared = None;
+                self.reporter
+                    .info(&format!("Image unmounted from {}", dir.path().display()));
             }
             Err(e) => {
                 self.reporter.error(&e.to_string());

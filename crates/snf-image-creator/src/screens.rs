@@ -6,7 +6,7 @@ use std::path::Path;
 
 use image_creator::interactive::{deploy_tasks_for, Exclusions};
 use image_creator::metadata::Metadata;
-use image_creator::sysprep::{registry::wrap as wrap_text, Params, Registry};
+use image_creator::sysprep::{registry::wrap as wrap_text, ParamKind, ParamSpec, Params, Registry};
 use image_creator::VERSION;
 
 use crate::widgets::{Dialog, Field};
@@ -281,16 +281,14 @@ pub fn sysprep_help(registry: &Registry) -> Dialog {
     Dialog::textbox("System Preparation Tasks", &text, &["OK"])
 }
 
-/// The shown value of a parameter (lists comma-separated).
+/// The shown value of a parameter: list items joined by `|` (as the original shows
+/// them), `<not_set>` when empty.
 pub fn param_value(params: &Params, name: &str) -> String {
     let v = params.get_list(name);
     if v.iter().all(String::is_empty) {
         "<not_set>".into()
     } else {
-        v.iter()
-            .map(|i| i.replace(',', "\\,"))
-            .collect::<Vec<_>>()
-            .join(",")
+        v.join("|")
     }
 }
 
@@ -307,10 +305,119 @@ pub fn params_menu(params: &Params) -> Dialog {
         .collect();
     Dialog::menu(
         "System Preparation Parameters",
-        "Choose a parameter and press <Update> to change its value, or <Details> to read \
-         about it. List values are separated by commas (\\, for a comma).",
+        "These parameters are used by the system preparation tasks. Choose one and press \
+         <Update> to change its value or <Details> to read about it. Press <Back> when done.",
         items,
         &PARAMS_BUTTONS,
+    )
+}
+
+/// A new value for a parameter holding one value.
+pub fn param_input(spec: &ParamSpec, value: &str) -> Dialog {
+    Dialog::inputbox(
+        spec.name,
+        &format!(
+            "Please provide a new value for the `{}' parameter ({}):",
+            spec.name,
+            spec.type_name()
+        ),
+        value,
+        &["OK", "Cancel"],
+    )
+}
+
+/// Buttons of a list parameter's menu.
+pub const PARAM_LIST_BUTTONS: [&str; 4] = ["Edit", "Add", "Delete", "Back"];
+
+/// The items of a list parameter, numbered from 1.
+pub fn param_list_menu(spec: &ParamSpec, items: &[String]) -> Dialog {
+    let entries = items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ((i + 1).to_string(), v.clone()))
+        .collect();
+    Dialog::menu(
+        spec.name,
+        &format!(
+            "The `{}' parameter is a list ({}). Press <Edit> to change the highlighted \
+             item, <Add> to add a new one or <Delete> to remove the highlighted one. Press \
+             <Back> when done.",
+            spec.name,
+            spec.type_name()
+        ),
+        entries,
+        &PARAM_LIST_BUTTONS,
+    )
+}
+
+/// One item of a list parameter: item `index` (from 1) changed, or a new one (`None`).
+pub fn param_item_input(spec: &ParamSpec, index: Option<usize>, value: &str) -> Dialog {
+    let text = match index {
+        Some(i) => format!(
+            "Please provide a new value for item {i} of the `{}' parameter ({}):",
+            spec.name,
+            spec.kind.name()
+        ),
+        None => format!(
+            "Please provide a new item for the `{}' parameter ({}):",
+            spec.name,
+            spec.kind.name()
+        ),
+    };
+    Dialog::inputbox(spec.name, &text, value, &["OK", "Cancel"])
+}
+
+/// The file selector for a `file` or `dir` parameter (or list item), listing `dir`.
+pub fn param_selector(spec: &ParamSpec, dir: &Path, path: &str) -> Dialog {
+    let what = if spec.kind == ParamKind::Dir {
+        "directory"
+    } else {
+        "file"
+    };
+    Dialog::fselect(
+        &format!(
+            "Please select a {what} to use for the `{}' parameter",
+            spec.name
+        ),
+        dir,
+        path,
+        &["OK", "Cancel"],
+    )
+}
+
+/// Run system preparation on an image that was shrunk?
+pub fn sysprep_after_shrink() -> Dialog {
+    Dialog::yesno(
+        "System Preparation",
+        "The image has been shrunk. Running system preparation tasks on a shrunk image is \
+         dangerous: its last file system has no free space left, so a task that writes \
+         files may fail.\n\nDo you really want to continue?",
+        true,
+    )
+}
+
+/// The guest is mounted under `dir`.
+pub fn mounted(dir: &Path) -> Dialog {
+    Dialog::msgbox(
+        "Mount Image",
+        &format!(
+            "The image was mounted successfully. You may access it under {} . Press <OK> \
+             when you have finished accessing it.",
+            dir.display()
+        ),
+    )
+}
+
+/// Unmounting `dir` failed (`why`: the error when it is not that the mount is busy).
+pub fn umount_failed(dir: &Path, why: Option<&str>) -> Dialog {
+    let why = why.map(|w| format!("{w}\n\n")).unwrap_or_default();
+    Dialog::msgbox(
+        "Mount Image",
+        &format!(
+            "{why}Umount failed. Make sure no process is using any files under {} and press \
+             <OK>.",
+            dir.display()
+        ),
     )
 }
 

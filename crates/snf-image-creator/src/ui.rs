@@ -31,6 +31,12 @@ pub enum UiError {
 pub trait Events {
     /// The next event, waiting at most `timeout`; `None` when none came.
     fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>>;
+
+    /// The next event while work runs behind the progress screen (Esc or Enter cancel
+    /// it); by default the same as [`Events::next`].
+    fn next_during_work(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+        self.next(timeout)
+    }
 }
 
 /// The real terminal's events.
@@ -46,7 +52,9 @@ impl Events for TerminalEvents {
     }
 }
 
-/// Events from a list (tests); when the list runs out, the UI quits.
+/// Events from a list (tests); when the list runs out, the UI quits. The keys answer
+/// dialogs only: work behind the progress screen runs to its end undisturbed, however
+/// long it takes, so a script does not depend on timing.
 #[derive(Default)]
 pub struct ScriptedEvents {
     keys: VecDeque<Event>,
@@ -70,6 +78,11 @@ impl Events for ScriptedEvents {
                 "the scripted keys ran out",
             )),
         }
+    }
+
+    fn next_during_work(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+        std::thread::sleep(timeout.min(Duration::from_millis(20)));
+        Ok(None)
     }
 }
 
@@ -201,7 +214,7 @@ impl<B: Backend> Ui<B> {
                 if handle.is_finished() {
                     break;
                 }
-                match self.events.next(Duration::from_millis(100)) {
+                match self.events.next_during_work(Duration::from_millis(100)) {
                     Ok(Some(Event::Key(key))) if key.kind != KeyEventKind::Release => {
                         if is_ctrl_c(&key) {
                             quitting = true;

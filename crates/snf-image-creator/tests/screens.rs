@@ -2,13 +2,15 @@
 //! the stored snapshots under tests/snapshots/ (regenerate with SNF_UPDATE_SNAPSHOTS=1
 //! and review the diff). Also the screens' key handling, driven by scripted keys.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use image_creator::interactive::{Exclusions, MetadataChanges};
 use image_creator::metadata::Metadata;
-use image_creator::sysprep::{OsFamily, Params, Registry};
+use image_creator::sysprep::{OsFamily, ParamSpec, Params, Registry};
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
@@ -199,6 +201,73 @@ fn sysprep_screens() {
         .changed
         .push(("USERS".into(), "root user".into(), "root".into()));
     check("sysprep-changes", screens::property_changes(&changes));
+    check("sysprep-after-shrink", screens::sysprep_after_shrink());
+}
+
+fn spec(family: OsFamily, name: &str) -> &'static ParamSpec {
+    Params::for_family(family)
+        .specs()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+}
+
+#[test]
+fn sysprep_parameter_screens() {
+    let list = spec(OsFamily::Linux, "sensitive_userdata");
+    let params = Params::for_family(OsFamily::Linux);
+    let menu = screens::param_list_menu(list, params.get_list(list.name));
+    let shown = render(&menu, 80, 24);
+    assert!(
+        shown.contains("1  .history") && shown.contains("< Delete >"),
+        "{shown}"
+    );
+    check("sysprep-param-list", menu);
+    check(
+        "sysprep-param-item",
+        screens::param_item_input(list, Some(3), ".bash_history"),
+    );
+    check(
+        "sysprep-param-new-item",
+        screens::param_item_input(list, None, ""),
+    );
+    check(
+        "sysprep-param-input",
+        screens::param_input(spec(OsFamily::Linux, "bootmenu_timeout"), "10"),
+    );
+    let d = fixed_dir();
+    let selector = screens::param_selector(
+        spec(OsFamily::Windows, "virtio"),
+        &d,
+        "/tmp/snf-image-creator-screens/",
+    );
+    assert!(
+        render(&selector, 80, 24).contains("Please select a directory to use for the `virtio'"),
+        "file and dir parameters use the file selector"
+    );
+    check("sysprep-param-dir-selector", selector);
+    // Lists are shown joined by `|`, as the original shows them.
+    let mut p = Params::for_family(OsFamily::Linux);
+    p.set_list("sensitive_userdata", &[".ssh".into(), ".gnupg".into()])
+        .unwrap();
+    assert_eq!(
+        screens::param_value(&p, "sensitive_userdata"),
+        ".ssh|.gnupg"
+    );
+    p.set_list("sensitive_userdata", &[]).unwrap();
+    assert_eq!(screens::param_value(&p, "sensitive_userdata"), "<not_set>");
+}
+
+#[test]
+fn mount_screens() {
+    let dir = Path::new("/tmp/snf-image-creator-mount.AbC123");
+    let shown = render(&screens::mounted(dir), 80, 24);
+    assert!(
+        shown.contains("/tmp/snf-image-creator-mount.AbC123 ."),
+        "the directory is shown whole, apart from the full stop:\n{shown}"
+    );
+    check("mount-message", screens::mounted(dir));
+    check("umount-busy", screens::umount_failed(dir, None));
 }
 
 #[test]
@@ -384,4 +453,91 @@ fn app_refuses_a_directory_and_bundle_host() {
     assert!(err.to_string().contains("scripted keys ran out"), "{err}");
     let screen = text_of(app.ui().terminal());
     assert!(screen.contains("Do you want to exit?"), "{screen}");
+}
+
+fn typed(text: &str) -> Vec<KeyEvent> {
+    text.chars().map(|c| key(KeyCode::Char(c))).collect()
+}
+
+/// The real flow on the example disk, driven by scripted keys: Customize > Sysprep >
+/// Params > sensitive_userdata, then Add, Delete and Edit items of the list and a
+/// refused empty item; the session's parameters hold exactly the edited list.
+#[test]
+fn app_edits_a_list_parameter_item_by_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = common::example_disk(dir.path());
+    let log = Arc::new(LogFile::open(None).unwrap());
+    let reporter = Arc::new(UiReporter::new(log, None));
+    let term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let mut keys = vec![
+        key(KeyCode::Right), // Welcome: Expert
+        key(KeyCode::Enter),
+        key(KeyCode::Enter), // Customize
+        key(KeyCode::Enter), // Sysprep
+        key(KeyCode::Right), // the checklist's Params
+        key(KeyCode::Enter),
+        key(KeyCode::End),   // sensitive_userdata, the last parameter
+        key(KeyCode::Enter), // Update: the list's own menu
+        key(KeyCode::Right), // Add
+        key(KeyCode::Enter),
+    ];
+    keys.extend(typed(".myhistory"));
+    keys.extend([
+        key(KeyCode::Enter),
+        key(KeyCode::Home), // item 1, `.history'
+        key(KeyCode::Right),
+        key(KeyCode::Right), // Delete
+        key(KeyCode::Enter),
+        key(KeyCode::Enter), // Edit item 1, now `.sh_history'
+        KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL),
+    ]);
+    keys.extend(typed(".sh_hist"));
+    keys.extend([
+        key(KeyCode::Enter),
+        key(KeyCode::Right), // Add an empty item: refused
+        key(KeyCode::Enter),
+        key(KeyCode::Enter),
+    ]);
+    // The keys run out on the error message.
+    let ui = Ui::new(
+        term,
+        Box::new(ScriptedEvents::new(keys)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let settings = Settings {
+        source: Some(source),
+        tmpdir: Some(dir.path().to_path_buf()),
+        ..Settings::default()
+    };
+    let mut app = App::new(ui, reporter, settings);
+    let err = app.run().unwrap_err();
+    assert!(err.to_string().contains("scripted keys ran out"), "{err}");
+    let screen = text_of(app.ui().terminal());
+    assert!(
+        screen.contains("Error: Filename cannot be empty"),
+        "an invalid item is refused with the parameter's reason:\n{screen}"
+    );
+    let params = app
+        .current_session()
+        .and_then(|s| s.sysprep_params())
+        .expect("initialized");
+    assert_eq!(
+        params.get_list("sensitive_userdata"),
+        [
+            ".sh_hist",
+            ".bash_history",
+            ".zsh_history",
+            ".gnupg",
+            ".ssh",
+            ".kamakirc",
+            ".kamaki.history",
+            ".kamaki.log",
+            ".myhistory",
+        ]
+    );
+    app.close();
+    assert!(
+        !common::workdir_left(dir.path()),
+        "the work directory went with the session"
+    );
 }

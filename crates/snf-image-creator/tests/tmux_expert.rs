@@ -237,3 +237,246 @@ fn runs_without_root_on_an_image_file() {
         "the source is untouched"
     );
 }
+
+/// The FUSE mounts under `dir` (from /proc/self/mountinfo: the mount point is the
+/// fifth field).
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A process kept inside a directory (so that it cannot be unmounted); killed on drop.
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Customize > Mount: the guest is served read-write under the directory the message
+/// names; changes made there by other processes land in the extracted image; a
+/// process inside the directory makes the unmount fail with the original's message
+/// until it is gone; nothing stays mounted.
+#[test]
+fn mount_serves_the_guest_and_waits_until_it_is_free() {
+    assert!(
+        std::path::Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: the Mount entry needs FUSE (modprobe fuse)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = example_disk(d);
+    let source_md5 = md5(&source);
+    let tmp = d.display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, "ex.raw"],
+        &[("TMPDIR", &tmp)],
+        80,
+        24,
+    );
+    t.wait_for("Welcome");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Image Customization Menu");
+    assert!(s.contains("Mount "), "{s}");
+    t.keys(&["Down", "Down", "Down", "Enter"]);
+    let s = t.wait_for("You may access it under");
+    let mnt = s
+        .split_whitespace()
+        .find(|w| w.contains("snf-image-creator-mount."))
+        .unwrap_or_else(|| panic!("no mount directory in the message:\n{s}"))
+        .trim_matches('│')
+        .to_string();
+    let mnt = std::path::PathBuf::from(mnt);
+    assert!(
+        mnt.starts_with(d),
+        "mounted under TMPDIR: {}",
+        mnt.display()
+    );
+    let ours = mounts_under(d);
+    assert!(
+        ours.len() == 1
+            && ours[0].contains(&format!(" {} ", mnt.display()))
+            && (ours[0].contains(" - fuse snf-image-creator ")
+                || ours[0].contains(" - fuse.snf-image-creator snf-image-creator ")),
+        "one FUSE mount of ours at the named directory: {ours:?}"
+    );
+
+    // Work on the guest from outside, as a user would.
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("etc/hostname")).unwrap(),
+        "example\n"
+    );
+    std::fs::write(mnt.join("etc/hostname"), "mounted\n").unwrap();
+    std::fs::write(mnt.join("root/made-on-the-host"), "hello from the host\n").unwrap();
+    let holder = Holder(
+        Command::new("sh")
+            .args(["-c", "exec sleep 600"])
+            .current_dir(&mnt)
+            .spawn()
+            .expect("cannot start a shell"),
+    );
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Umount failed.");
+    assert!(
+        s.contains("Make sure no process is using any files under")
+            && s.contains(&mnt.display().to_string())
+            && s.contains("and press <OK>."),
+        "{s}"
+    );
+    assert_eq!(mounts_under(d).len(), 1, "still mounted while busy");
+    drop(holder);
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    assert!(
+        mounts_under(d).is_empty(),
+        "unmounted: {:?}",
+        mounts_under(d)
+    );
+    assert!(!mnt.exists(), "the mount directory was removed");
+
+    // Extract and read the image back.
+    t.keys(&["Escape"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Down", "Down", "Enter"]);
+    t.wait_for("Save image as...");
+    t.keys(&["C-u"]);
+    let img = d.join("mounted.diskdump");
+    t.type_text(&img.display().to_string());
+    t.keys(&["Enter"]);
+    t.wait_for("was successfully created");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Escape"]);
+    t.wait_for("Do you want to exit?");
+    t.keys(&["Enter"]);
+    assert_eq!(t.wait_exit(), 0);
+
+    assert_eq!(
+        snf_testkit::guest_file(&img, 1, "/etc/hostname").unwrap(),
+        Some(b"mounted\n".to_vec()),
+        "the edit made through the mount is in the image"
+    );
+    assert_eq!(
+        snf_testkit::guest_file(&img, 1, "/root/made-on-the-host").unwrap(),
+        Some(b"hello from the host\n".to_vec()),
+        "the file made through the mount is in the image"
+    );
+    fsck_clean(&img, 1);
+    assert!(mounts_under(d).is_empty(), "nothing of ours stays mounted");
+    assert!(!workdir_left(d), "the work directory was removed");
+    assert_eq!(md5(&source), source_md5, "the source is untouched");
+}
+
+/// `e2fsck -fn` finds partition `number` of `disk` clean.
+fn fsck_clean(disk: &std::path::Path, number: u32) {
+    let (_, parts) = snf_testkit::partitions(disk).unwrap();
+    let part = parts.iter().find(|p| p.number == number).unwrap();
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(format!("{}?offset={}", disk.display(), part.start * 512))
+        .output()
+        .expect("e2fsck is missing (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "e2fsck on partition {number}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// After Shrink, Sysprep warns as the original did ("dangerous"), No goes back, Yes
+/// opens the guest's files again and runs the remaining operations on the shrunk
+/// image, whose filesystem stays consistent.
+#[test]
+fn sysprep_after_shrink_warns_then_runs_on_the_reopened_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = example_disk(d);
+    let source_len = std::fs::metadata(&source).unwrap().len();
+    let tmp = d.display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, "ex.raw"],
+        &[("TMPDIR", &tmp)],
+        80,
+        24,
+    );
+    t.wait_for("Welcome");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    // The default selection, Shrink included.
+    t.keys(&["Enter"]);
+    let s = t.wait_for("System Preparation");
+    assert!(s.contains("[*] Shrink") || s.contains("(+)"), "{s}");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Image Property Changes");
+    assert!(s.contains("(shrunk)"), "{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    // No (the default) changes nothing.
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Do you really want to continue?");
+    assert!(
+        s.contains("The image has been shrunk. Running system preparation tasks on a shrunk"),
+        "{s}"
+    );
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    t.keys(&["Enter"]);
+    t.wait_for("Do you really want to continue?");
+    t.keys(&["Left", "Enter"]);
+    let s = t.wait_for("Choose which system preparation tasks");
+    assert!(
+        s.contains("[ ] Remove user accounts")
+            && !s.contains("Shrink")
+            && !s.contains("Cleanup log"),
+        "only the operations that did not run are offered:\n{s}"
+    );
+    t.keys(&["Space", "Enter"]);
+    let s = t.wait_for("Image Property Changes");
+    assert!(s.contains("USERS: root user -> root"), "{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    t.keys(&["Escape"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Down", "Down", "Enter"]);
+    t.wait_for("Save image as...");
+    t.keys(&["C-u"]);
+    let img = d.join("again.diskdump");
+    t.type_text(&img.display().to_string());
+    t.keys(&["Enter"]);
+    t.wait_for("was successfully created");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Escape"]);
+    t.wait_for("Do you want to exit?");
+    t.keys(&["Enter"]);
+    assert_eq!(t.wait_exit(), 0);
+
+    assert!(
+        std::fs::metadata(&img).unwrap().len() < source_len,
+        "the image is shrunk"
+    );
+    let passwd = snf_testkit::guest_file(&img, 1, "/etc/passwd")
+        .unwrap()
+        .expect("/etc/passwd");
+    let passwd = String::from_utf8(passwd).unwrap();
+    assert!(
+        passwd.starts_with("root:") && !passwd.contains("\nuser:"),
+        "the user account was removed after shrinking:\n{passwd}"
+    );
+    fsck_clean(&img, 1);
+    assert!(!workdir_left(d), "the work directory was removed");
+}

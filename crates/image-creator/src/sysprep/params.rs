@@ -340,14 +340,33 @@ impl Params {
     /// Set parameter `name` (case-insensitive) from its text form, checking its type.
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
         let spec = self.spec(name)?;
-        let invalid = |reason: String| SysprepError::InvalidParamValue {
-            name: spec.name.to_string(),
-            reason,
-        };
         let raw = if spec.list {
             split_list(value)
         } else {
             vec![value.to_string()]
+        };
+        self.store(spec, raw)
+    }
+
+    /// Set list parameter `name` (case-insensitive) to exactly `items` (no comma
+    /// splitting, and an empty list is allowed), each checked as [`Params::set`] does.
+    /// A front-end editing the list item by item uses this.
+    pub fn set_list(&mut self, name: &str, items: &[String]) -> Result<()> {
+        let spec = self.spec(name)?;
+        if !spec.list {
+            return Err(SysprepError::InvalidParamValue {
+                name: spec.name.to_string(),
+                reason: format!("it holds one {} value, not a list", spec.kind.name()),
+            });
+        }
+        self.store(spec, items.to_vec())
+    }
+
+    /// Check every item of `raw` against `spec` and store them.
+    fn store(&mut self, spec: &'static ParamSpec, raw: Vec<String>) -> Result<()> {
+        let invalid = |reason: String| SysprepError::InvalidParamValue {
+            name: spec.name.to_string(),
+            reason,
         };
         let mut items = Vec::with_capacity(raw.len());
         for item in raw {
@@ -501,6 +520,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("Reason: Filename cannot be empty"), "{e}");
+    }
+
+    #[test]
+    fn set_list_takes_items_as_they_are() {
+        let mut p = Params::for_family(OsFamily::Linux);
+        let items = vec![r"a\".to_string(), "b,c".to_string()];
+        p.set_list("Sensitive_Userdata", &items).unwrap();
+        assert_eq!(p.get_list("sensitive_userdata"), items.as_slice());
+        p.set_list("sensitive_userdata", &[]).unwrap();
+        assert!(p.get_list("sensitive_userdata").is_empty());
+        let e = p
+            .set_list("sensitive_userdata", &["".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("Reason: Filename cannot be empty"), "{e}");
+        assert!(p.set_list("bootmenu_timeout", &["3".to_string()]).is_err());
     }
 
     #[test]

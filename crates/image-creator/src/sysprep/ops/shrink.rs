@@ -1,19 +1,18 @@
 use super::super::registry::{Descriptor, Scope};
 use super::super::{Changes, Result, SysprepContext};
 
-/// The warning printed until shrinking is implemented.
-pub const NOT_IMPLEMENTED: &str = "shrinking is not implemented yet; the image keeps its full size";
-
 pub static OP: Descriptor = Descriptor {
     name: "shrink",
     heading: "Shrinking image (may take a while)",
     display: "Shrink",
     description: "Shrink the last file system and update the partition table.",
-    effect: "Runs after every other operation, on the whole disk with the guest unmounted: \
-             the last ext2/3/4 filesystem is shrunk to its minimum plus a margin, its \
-             partition ends there, a trailing swap partition is removed (property SWAP), and \
-             the image ends 1 MiB after the last partition. Not implemented yet: the run \
-             says so and the image keeps its full size.",
+    effect: "Runs after every other operation, on the whole disk once the guest filesystems \
+             are closed: trailing swap partitions are removed (property SWAP=<number>:<MiB>) \
+             and so is an emptied extended partition; the last ext2/3/4 filesystem is \
+             checked (e2fsck -fy), shrunk to its minimum plus 8 MiB and its partition ends \
+             there (GPT type GUID, PARTUUID and name kept); the image ends 1 MiB after the \
+             last partition (plus the GPT backup). Other filesystems are not shrunk (a \
+             warning says why) but the image is still cut after the last partition.",
     default_enabled: true,
     order: 1000,
     families: super::ALL_OS,
@@ -21,7 +20,11 @@ pub static OP: Descriptor = Descriptor {
     run,
 };
 
+/// The work is whole-disk and needs the guest closed, so the session's shrink stage
+/// does it when this operation ran (see `session::Stage::Shrink`); here it only says so.
 fn run(ctx: &mut SysprepContext<'_>) -> Result<Changes> {
-    ctx.warn(NOT_IMPLEMENTED);
+    if ctx.is_dry_run() {
+        ctx.note("the image would be shrunk once the guest filesystems are closed");
+    }
     Ok(ctx.finish())
 }

@@ -1,0 +1,323 @@
+//! Shrinking end to end through the binary: as an unprivileged user (the filesystem
+//! is resized in an extracted copy), with each method forced, and on the real Debian
+//! guest: clean filesystems, right metadata, a small image that boots, and that deploys
+//! to a bigger disk as snf-image does it and boots again.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use image_creator::disk::partition::{Layout, MIB};
+use snf_testkit::{boot_check, debian_guest_info, deploy, partitions, Table};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn sh_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {:?} (scripts/setup.sh): {e}", cmd.get_program()));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An MBR disk: p1 (63 MiB) ext4 holding a minimal Debian root and 2 MiB of data, p2
+/// (16 MiB) swap.
+fn root_and_swap(dir: &Path, name: &str) -> PathBuf {
+    require("mkswap");
+    let img = dir.join(name);
+    let tree = dir.join(format!("{name}.tree"));
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::create_dir_all(tree.join("tmp")).unwrap();
+    fs::write(
+        tree.join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    fs::write(tree.join("etc/debian_version"), "12.5\n").unwrap();
+    fs::write(tree.join("etc/fstab"), "/dev/sda1 / ext4 defaults 0 1\n").unwrap();
+    fs::write(
+        tree.join("etc/shadow"),
+        "root:$6$salt$hash:19000:0:99999:7:::\nuser:$6$salt$hash2:19000:0:99999:7:::\n",
+    )
+    .unwrap();
+    fs::write(tree.join("data.bin"), pseudo_random(2 << 20, 3)).unwrap();
+    fs::File::create(&img).unwrap().set_len(80 * MIB).unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["-q", img.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sfdisk is missing (scripts/setup.sh)");
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2048, size=63M, type=83\nsize=16M, type=82\n")
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    sh_ok(
+        Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-E", "offset=1048576", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("64512k"),
+    );
+    let swap = dir.join(format!("{name}.swap"));
+    fs::File::create(&swap).unwrap().set_len(16 * MIB).unwrap();
+    sh_ok(Command::new("mkswap").arg(&swap));
+    sh_ok(Command::new("dd").args([
+        &format!("if={}", swap.display()),
+        &format!("of={}", img.display()),
+        "bs=1M",
+        "seek=64",
+        "conv=notrunc,sparse",
+        "status=none",
+    ]));
+    fs::remove_file(&swap).unwrap();
+    fs::remove_dir_all(&tree).unwrap();
+    img
+}
+
+fn meta_of(out: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(format!("{}.meta", out.display())).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["properties"].clone()
+}
+
+fn e2fsck_clean(img: &Path, offset: u64) {
+    sh_ok(Command::new("e2fsck").args(["-fn", &format!("{}?offset={offset}", img.display())]));
+    let tune =
+        sh_ok(Command::new("tune2fs").args(["-l", &format!("{}?offset={offset}", img.display())]));
+    assert!(tune.contains("Filesystem state:         clean"), "{tune}");
+}
+
+fn assert_shrunk(out: &Path, swap: &str) {
+    let layout = Layout::read_file(out, 512).unwrap();
+    assert_eq!(layout.partitions().len(), 1);
+    let p1 = layout.partition(1).unwrap();
+    assert_eq!(fs::metadata(out).unwrap().len(), p1.end_offset() + MIB);
+    assert!(
+        p1.size() < 63 * MIB,
+        "partition 1 not shrunk: {} bytes",
+        p1.size()
+    );
+    e2fsck_clean(out, p1.offset());
+    let meta = meta_of(out);
+    assert_eq!(meta["SWAP"], swap);
+    assert_eq!(meta["OSFAMILY"], "linux");
+    let sfdisk = sh_ok(Command::new("sfdisk").arg("--verify").arg(out));
+    assert!(sfdisk.contains("No errors detected"), "{sfdisk}");
+}
+
+/// Copy the binary where uid 65534 can run it whatever the target dir's permissions.
+fn binary_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("snf-mkimage");
+    fs::copy(bin(), &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
+#[test]
+fn an_unprivileged_user_gets_a_shrunk_image_through_an_extracted_copy() {
+    require("setpriv");
+    let dir = tempdir();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let exe = binary_copy(dir.path());
+    let img = root_and_swap(dir.path(), "disk.raw");
+    let work = dir.path().join("work");
+    fs::create_dir(&work).unwrap();
+    for p in [&img, &work] {
+        sh_ok(Command::new("chown").arg("65534:65534").arg(p));
+    }
+    let out = dir.path().join("out.raw");
+    let run = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["-v", "--tmpdir"])
+        .arg(&work)
+        .arg("-o")
+        .arg(&out)
+        .arg(&img)
+        .env("HOME", "/nonexistent")
+        .env_remove("SNF_SHRINK_METHOD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&run);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("(extract)"), "{err}");
+    assert_eq!(fs::metadata(&out).unwrap().uid(), 65534);
+    assert_shrunk(&out, "2:16");
+    assert!(
+        fs::read_dir(&work).unwrap().next().is_none(),
+        "work dir not cleaned"
+    );
+}
+
+fn forced(method: &str) -> (Output, tempfile::TempDir, PathBuf) {
+    let dir = tempdir();
+    let img = root_and_swap(dir.path(), "disk.raw");
+    let out = dir.path().join("out.raw");
+    let run = Command::new(bin())
+        .args(["-v", "--tmpdir"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(&out)
+        .arg(&img)
+        .env("SNF_SHRINK_METHOD", method)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (run, dir, out)
+}
+
+#[test]
+fn each_shrink_method_can_be_forced_and_gives_the_same_layout() {
+    let mut layouts = Vec::new();
+    for method in ["loop", "extract"] {
+        let (run, _dir, out) = forced(method);
+        let err = stderr(&run);
+        assert!(run.status.success(), "{method}: {err}");
+        assert!(err.contains(&format!("({method})")), "{err}");
+        assert_shrunk(&out, "2:16");
+        layouts.push(Layout::read_file(&out, 512).unwrap().partitions().to_vec());
+    }
+    assert_eq!(layouts[0], layouts[1]);
+}
+
+#[test]
+fn an_unknown_shrink_method_is_an_error() {
+    let (run, _dir, out) = forced("magic");
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains("SNF_SHRINK_METHOD=magic"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!out.exists());
+}
+
+// ---- the real Debian guest ----------------------------------------------------------------
+
+/// `snf-mkimage -o out.raw` with the defaults on the guest image `table`.
+fn image_guest(dir: &Path, table: Table) -> PathBuf {
+    let guest = debian_guest_info();
+    let out = dir.join("out.raw");
+    let run = Command::new(bin())
+        .args(["--tmpdir"])
+        .arg(dir)
+        .arg("-o")
+        .arg(&out)
+        .arg(guest.image(table))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let lay = guest.layout(table);
+    let meta = meta_of(&out);
+    assert_eq!(meta["OSFAMILY"], "linux");
+    assert_eq!(meta["OS"], "debian");
+    assert_eq!(meta["ROOT_PARTITION"], lay.root_partition.to_string());
+    assert_eq!(meta["USERS"], "root user");
+    assert_eq!(
+        meta["SWAP"],
+        format!("{}:{}", lay.swap_partition, guest.info.swap_mib)
+    );
+    // Every filesystem clean, the swap gone, the image cut after the root.
+    let (label, parts) = partitions(&out).unwrap();
+    assert!(parts.iter().all(|p| p.number != lay.swap_partition));
+    let root = parts
+        .iter()
+        .find(|p| p.number == lay.root_partition)
+        .unwrap();
+    e2fsck_clean(&out, root.start * 512);
+    let tail = if label == "gpt" {
+        MIB.max(33 * 512)
+    } else {
+        MIB
+    };
+    assert_eq!(
+        fs::metadata(&out).unwrap().len(),
+        (root.start + root.size) * 512 + tail
+    );
+    if label == "gpt" {
+        let v = sh_ok(Command::new("sgdisk").arg("-v").arg(&out));
+        assert!(v.contains("No problems found"), "{v}");
+    }
+    // A fraction of what the source allocates.
+    let src_alloc = fs::metadata(guest.image(table)).unwrap().blocks() * 512;
+    let out_alloc = fs::metadata(&out).unwrap().blocks() * 512;
+    assert!(
+        out_alloc * 10 < src_alloc * 9,
+        "output allocates {out_alloc} bytes, the source {src_alloc}"
+    );
+    out
+}
+
+fn assert_boots(img: &Path) {
+    let guest = debian_guest_info();
+    let report = boot_check(img, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report
+            .console
+            .contains(&format!("{} login:", guest.info.hostname)),
+        "{}",
+        report.console
+    );
+    eprintln!("{} booted in {:.1?}", img.display(), report.elapsed);
+}
+
+#[test]
+fn the_debian_mbr_guest_is_shrunk_clean_and_boots() {
+    let dir = tempfile::tempdir_in(snf_testkit::target_dir()).unwrap();
+    let out = image_guest(dir.path(), Table::Mbr);
+    assert_boots(&out);
+}
+
+#[test]
+fn the_debian_gpt_guest_is_shrunk_deploys_to_a_bigger_disk_and_boots() {
+    let guest = debian_guest_info();
+    let lay = guest.layout(Table::Gpt);
+    let dir = tempfile::tempdir_in(snf_testkit::target_dir()).unwrap();
+    let out = image_guest(dir.path(), Table::Gpt);
+    let (_, parts) = partitions(&out).unwrap();
+    let root = parts
+        .iter()
+        .find(|p| p.number == lay.root_partition)
+        .unwrap();
+    assert_eq!(root.name.as_deref(), Some("root"), "the GPT name was lost");
+
+    let vm = dir.path().join("vm.raw");
+    let size = 4096 * MIB;
+    deploy(
+        &out,
+        Path::new(&format!("{}.meta", out.display())),
+        &vm,
+        size,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (_, parts) = partitions(&vm).unwrap();
+    let grown = parts
+        .iter()
+        .find(|p| p.number == lay.root_partition)
+        .unwrap();
+    let swap = parts
+        .iter()
+        .find(|p| p.number == lay.swap_partition)
+        .unwrap();
+    assert_eq!(grown.start + grown.size, swap.start);
+    assert_eq!(swap.size, guest.info.swap_mib * 2048);
+    assert_eq!(grown.uuid, root.uuid, "PARTUUID changed");
+    assert_boots(&vm);
+}
