@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-/var/tmp/snf-example}
 mkdir -p "$dir"
+cargo build --release --bins
 scripts/make-example.sh "$dir/example.raw" >/dev/null
 target/release/snf-mkimage --force --print-metadata \
     -o "$dir/example.diskdump" "$dir/example.raw"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything snf-image-creator needs to build and to run its tests on a fresh
-# Debian 12 machine, then build the binaries. Safe to run again: it only installs what
-# is missing. Must run as root (it uses apt-get).
+# Debian 12 machine. Safe to run again: it only installs what is missing. Must run as
+# root (it uses apt-get). scripts/example.sh and the benchmarks build what they run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,5 +25,3 @@ fi
 # qemu-system-x86 (the boot tests) must match the installed qemu-utils; the script
 # picks the right suite.
 scripts/guest/install-qemu-system.sh
-
-cargo build --release --bins
