@@ -22,6 +22,9 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -530,8 +533,194 @@ static errcode_t require_regular(ext2_filsys fs, ext2_ino_t ino)
 /* ------------------------------------------------------------------ */
 /* Opening, closing, superblock                                         */
 
+/*
+ * Handles opened with durable == 0 never fsync.  unix_io fsyncs the file
+ * when it opens it and on every io_channel_flush, which on a freshly
+ * written private copy forces hundreds of megabytes of dirty page cache to
+ * disk for nothing: the copy is a temporary file read back by this same
+ * process.  Such handles use scratch_io below: plain pread/pwrite at the
+ * channel's offset, no block cache (the kernel's page cache serves
+ * repeats), so every write reaches the kernel at once and other readers
+ * (e2fsck, the dump) see it without a flush; its flush does nothing.
+ */
+struct scratch_data {
+	int fd;
+	uint64_t offset;
+};
+
+static errcode_t scratch_close(io_channel ch);
+
+static errcode_t scratch_open(const char *name, int flags, io_channel *out);
+
+static errcode_t scratch_set_blksize(io_channel ch, int blksize)
+{
+	ch->block_size = blksize;
+	return 0;
+}
+
+static errcode_t scratch_rw(io_channel ch, uint64_t pos, size_t size,
+			    void *rbuf, const void *wbuf)
+{
+	struct scratch_data *d = ch->private_data;
+	size_t done = 0;
+
+	while (done < size) {
+		ssize_t n = rbuf ? pread(d->fd, (char *)rbuf + done,
+					 size - done,
+					 (off_t)(d->offset + pos + done))
+				 : pwrite(d->fd, (const char *)wbuf + done,
+					  size - done,
+					  (off_t)(d->offset + pos + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0) {
+			if (!rbuf)
+				return EXT2_ET_SHORT_WRITE;
+			/* Past the end of the file reads as zeros, as in unix_io. */
+			memset((char *)rbuf + done, 0, size - done);
+			return EXT2_ET_SHORT_READ;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static size_t scratch_size(io_channel ch, int count)
+{
+	return count < 0 ? (size_t)-(int64_t)count
+			 : (size_t)count * (size_t)ch->block_size;
+}
+
+static errcode_t scratch_read_blk64(io_channel ch, unsigned long long block,
+				    int count, void *data)
+{
+	return scratch_rw(ch, block * (uint64_t)ch->block_size,
+			  scratch_size(ch, count), data, NULL);
+}
+
+static errcode_t scratch_write_blk64(io_channel ch, unsigned long long block,
+				     int count, const void *data)
+{
+	return scratch_rw(ch, block * (uint64_t)ch->block_size,
+			  scratch_size(ch, count), NULL, data);
+}
+
+static errcode_t scratch_read_blk(io_channel ch, unsigned long block,
+				  int count, void *data)
+{
+	return scratch_read_blk64(ch, block, count, data);
+}
+
+static errcode_t scratch_write_blk(io_channel ch, unsigned long block,
+				   int count, const void *data)
+{
+	return scratch_write_blk64(ch, block, count, data);
+}
+
+static errcode_t scratch_write_byte(io_channel ch, unsigned long offset,
+				    int count, const void *data)
+{
+	if (count < 0)
+		return EINVAL;
+	return scratch_rw(ch, offset, (size_t)count, NULL, data);
+}
+
+static errcode_t scratch_flush(io_channel ch)
+{
+	(void)ch;
+	return 0;
+}
+
+static errcode_t scratch_set_option(io_channel ch, const char *option,
+				    const char *arg)
+{
+	struct scratch_data *d = ch->private_data;
+	unsigned long long v;
+	char *end;
+
+	if (strcmp(option, "offset") != 0)
+		return EXT2_ET_INVALID_ARGUMENT;
+	if (!arg)
+		return EXT2_ET_INVALID_ARGUMENT;
+	errno = 0;
+	v = strtoull(arg, &end, 0);
+	if (errno || *end || end == arg)
+		return EXT2_ET_INVALID_ARGUMENT;
+	d->offset = v;
+	return 0;
+}
+
+static struct struct_io_manager scratch_io = {
+	.magic = EXT2_ET_MAGIC_IO_MANAGER,
+	.name = "snf scratch I/O manager",
+	.open = scratch_open,
+	.close = scratch_close,
+	.set_blksize = scratch_set_blksize,
+	.read_blk = scratch_read_blk,
+	.write_blk = scratch_write_blk,
+	.flush = scratch_flush,
+	.write_byte = scratch_write_byte,
+	.set_option = scratch_set_option,
+	.read_blk64 = scratch_read_blk64,
+	.write_blk64 = scratch_write_blk64,
+};
+
+static errcode_t scratch_open(const char *name, int flags, io_channel *out)
+{
+	io_channel ch = NULL;
+	struct scratch_data *d = NULL;
+	errcode_t err;
+
+	if (!name)
+		return EXT2_ET_BAD_DEVICE_NAME;
+	err = ext2fs_get_memzero(sizeof(*ch), &ch);
+	if (!err)
+		err = ext2fs_get_memzero(sizeof(*d), &d);
+	if (!err)
+		err = ext2fs_get_mem(strlen(name) + 1, &ch->name);
+	if (err)
+		goto fail;
+	strcpy(ch->name, name);
+	d->fd = open(name, ((flags & IO_FLAG_RW) ? O_RDWR : O_RDONLY) |
+				   O_CLOEXEC);
+	if (d->fd < 0) {
+		err = errno;
+		goto fail;
+	}
+	ch->magic = EXT2_ET_MAGIC_IO_CHANNEL;
+	ch->manager = &scratch_io;
+	ch->block_size = 1024;
+	ch->refcount = 1;
+	ch->private_data = d;
+	*out = ch;
+	return 0;
+fail:
+	if (ch)
+		ext2fs_free_mem(&ch->name);
+	ext2fs_free_mem(&d);
+	ext2fs_free_mem(&ch);
+	return err;
+}
+
+static errcode_t scratch_close(io_channel ch)
+{
+	struct scratch_data *d = ch->private_data;
+	errcode_t err = 0;
+
+	if (--ch->refcount > 0)
+		return 0;
+	if (close(d->fd) < 0)
+		err = errno;
+	ext2fs_free_mem(&d);
+	ext2fs_free_mem(&ch->name);
+	ext2fs_free_mem(&ch);
+	return err;
+}
+
 errcode_t snf_open(const char *path, const char *io_options, int writable,
-		   ext2_filsys *out)
+		   int durable, ext2_filsys *out)
 {
 	ext2_filsys fs = NULL;
 	int flags = EXT2_FLAG_64BITS | (writable ? EXT2_FLAG_RW : 0);
@@ -539,7 +728,8 @@ errcode_t snf_open(const char *path, const char *io_options, int writable,
 
 	pthread_once(&tables_once, init_tables);
 	*out = NULL;
-	err = ext2fs_open2(path, io_options, flags, 0, 0, unix_io_manager, &fs);
+	err = ext2fs_open2(path, io_options, flags, 0, 0,
+			   durable ? unix_io_manager : &scratch_io, &fs);
 	if (err)
 		return err;
 	if (writable) {

@@ -4,6 +4,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::ptr::{self, NonNull};
+use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::info::SuperInfo;
@@ -162,6 +163,34 @@ pub struct OpenOptions {
     pub writable: bool,
     /// Open even if the superblock records errors (normally refused).
     pub allow_errors: bool,
+    /// Never `fsync`: libext2fs' unix I/O manager syncs the file when it opens it and
+    /// on every flush; this uses plain `pread`/`pwrite` instead, so writes reach the
+    /// kernel at once (other readers see them) but nothing forces them to disk. For scratch copies only, such as the
+    /// private working copy this process reads back itself; a disk changed in place
+    /// must stay durable. [`Ext2Fs::open`] sets it for files under the
+    /// [`set_scratch_dir`] directory.
+    pub no_sync: bool,
+}
+
+/// The directory (if any) whose files [`Ext2Fs::open`] writes without `fsync`.
+static SCRATCH_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Declare `dir` (or nothing) as scratch space: filesystems in files below it are
+/// temporary copies, so [`Ext2Fs::open`] opens them with [`OpenOptions::no_sync`].
+/// Everything else (a source disk changed in place) keeps `fsync` on flush and close.
+pub fn set_scratch_dir(dir: Option<&Path>) {
+    let dir = dir.map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()));
+    *SCRATCH_DIR.lock().unwrap_or_else(|e| e.into_inner()) = dir;
+}
+
+/// Whether `path` lies under the scratch directory.
+fn is_scratch(path: &Path) -> bool {
+    let guard = SCRATCH_DIR.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dir) = guard.as_ref() else {
+        return false;
+    };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    path.starts_with(dir)
 }
 
 /// An open ext2/3/4 filesystem inside an image file or block device.
@@ -282,13 +311,14 @@ impl Ext2Fs {
             OpenOptions {
                 writable,
                 allow_errors: false,
+                no_sync: is_scratch(path),
             },
         )
     }
 
     /// [`Ext2Fs::open`] with all options.
     pub fn open_with(path: &Path, offset: u64, options: OpenOptions) -> Result<Ext2Fs> {
-        let ro = Ext2Fs::open_raw(path, offset, false)?;
+        let ro = Ext2Fs::open_raw(path, offset, false, options.no_sync)?;
         let state = ro.recovery_check();
         if state.needs_recovery {
             drop(ro);
@@ -299,7 +329,7 @@ impl Ext2Fs {
                 });
             }
             replay_journal(path, offset)?;
-            let again = Ext2Fs::open_raw(path, offset, false)?;
+            let again = Ext2Fs::open_raw(path, offset, false, options.no_sync)?;
             if again.recovery_check().needs_recovery {
                 return Err(Error::NeedsRecovery {
                     path: path.to_path_buf(),
@@ -329,7 +359,7 @@ impl Ext2Fs {
         }
         let (path, offset) = (ro.path.clone(), ro.offset);
         drop(ro);
-        Ext2Fs::open_raw(&path, offset, true)
+        Ext2Fs::open_raw(&path, offset, true, options.no_sync)
     }
 
     fn recovery_check(&self) -> RecoveryCheck {
@@ -340,7 +370,7 @@ impl Ext2Fs {
         }
     }
 
-    fn open_raw(path: &Path, offset: u64, writable: bool) -> Result<Ext2Fs> {
+    fn open_raw(path: &Path, offset: u64, writable: bool, no_sync: bool) -> Result<Ext2Fs> {
         let open_err = |kind: ErrorKind, code: i64, msg: String| Error::Open {
             path: path.to_path_buf(),
             offset,
@@ -364,6 +394,7 @@ impl Ext2Fs {
                 cpath.as_ptr(),
                 options.as_ptr(),
                 c_int::from(writable),
+                c_int::from(!no_sync),
                 &mut raw,
             )
         };
@@ -937,7 +968,7 @@ fn replay_journal(path: &Path, offset: u64) -> Result<()> {
         source,
     };
     let out = snf_core::command::run_unchecked(&mut cmd).map_err(fail)?;
-    let mut fs = Ext2Fs::open_raw(path, offset, true)?;
+    let mut fs = Ext2Fs::open_raw(path, offset, true, false)?;
     let mut empty: c_int = 0;
     // SAFETY: open handle; valid out-pointer.
     let code = unsafe { sys::snf_journal_is_empty(fs.fs(), &mut empty) };

@@ -115,6 +115,7 @@ extern "C" {
         path: *const c_char,
         io_options: *const c_char,
         writable: c_int,
+        durable: c_int,
         out: *mut *mut RawFs,
     ) -> Errcode;
     pub fn snf_close(fs: *mut RawFs) -> Errcode;

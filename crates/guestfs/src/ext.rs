@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use ext2fs::{ErrorKind, Ext2Fs, ExtKind, Ino, SuperInfo};
 
+/// Files under this directory are scratch copies written without `fsync`; see
+/// [`ext2fs::set_scratch_dir`].
+pub use ext2fs::set_scratch_dir;
+
 use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
 use crate::node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};

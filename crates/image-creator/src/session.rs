@@ -468,6 +468,9 @@ impl Session {
         let workdir = WorkDir::create(self.opts.tmpdir.as_deref())?;
         self.reporter
             .detail(&format!("Work directory: {}", workdir.path().display()));
+        // The private copy lives here and is read back by this process: its guest
+        // filesystems need no fsync. A disk changed in place (--no-snapshot) is elsewhere.
+        snf_guestfs::ext::set_scratch_dir(Some(workdir.path()));
         self.workdir = Some(workdir);
         Ok(())
     }

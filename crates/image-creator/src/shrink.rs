@@ -326,6 +326,13 @@ pub fn shrink(
         zero_range(&file, payload_end..new_size.min(old_size))?;
     }
     next.write_file(disk, new_size).map_err(table_err)?;
+    // A private copy in the work directory needs no durability; the user's own disk
+    // (--no-snapshot) does.
+    if !disk.starts_with(opts.workdir.path()) {
+        open_rw(disk)?
+            .sync_all()
+            .map_err(io_err(format!("sync {}", disk.display())))?;
+    }
     *layout = next;
     reporter.info(&format!("Image size is {} MiB", new_size.div_ceil(MIB)));
     Ok(ShrinkOutcome {

@@ -573,9 +573,9 @@ impl Layout {
             .write(true)
             .open(path)
             .map_err(|e| PartitionError::io(format!("open {} for writing", path.display()), e))?;
-        self.write(&mut file, new_disk_size)?;
-        file.sync_all()
-            .map_err(|e| PartitionError::io(format!("sync {}", path.display()), e))
+        // No fsync: on a freshly written private copy it would force the whole copy to
+        // disk for nothing. Callers that write a user's own disk sync it themselves.
+        self.write(&mut file, new_disk_size)
     }
 
     /// Checks what must hold whatever the disk size: no overlaps, logical partitions and
