@@ -43,6 +43,7 @@ fn scripts_edit_the_guest_before_the_system_preparation() {
     let d = dir.path();
     let src = example(d);
     let before = sha256(&src);
+    let mounts_before = mounts_of_ours();
     let edit = script(
         d,
         "edit.sh",
@@ -74,7 +75,11 @@ fn scripts_edit_the_guest_before_the_system_preparation() {
         None
     );
     assert_eq!(sha256(&src), before, "the source is untouched");
-    assert_eq!(mounts_of_ours(), 0);
+    assert_eq!(
+        mounts_of_ours(),
+        mounts_before,
+        "a FUSE mount was left behind"
+    );
     assert!(entries(&tmp).is_empty(), "{:?}", entries(&tmp));
 }
 
@@ -84,6 +89,7 @@ fn a_failing_script_stops_the_run_and_releases_the_mount() {
     let d = dir.path();
     let src = example(d);
     let before = sha256(&src);
+    let mounts_before = mounts_of_ours();
     let fail = script(d, "fail.sh", "touch etc/half-done\nexit 3");
     let out = d.join("out.raw");
     let tmp = d.join("tmp");
@@ -108,7 +114,11 @@ fn a_failing_script_stops_the_run_and_releases_the_mount() {
     );
     assert!(!out.exists());
     assert_eq!(sha256(&src), before);
-    assert_eq!(mounts_of_ours(), 0);
+    assert_eq!(
+        mounts_of_ours(),
+        mounts_before,
+        "a FUSE mount was left behind"
+    );
     assert!(entries(&tmp).is_empty(), "{:?}", entries(&tmp));
 
     // A script that cannot be run is refused before any work.
