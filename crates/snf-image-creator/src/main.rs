@@ -52,6 +52,13 @@ static LOG: OnceLock<Arc<LogFile>> = OnceLock::new();
 /// The panic message, for the crash report printed after the terminal is restored.
 static CRASH: Mutex<Option<String>> = Mutex::new(None);
 
+/// A line on standard error that may be a terminal already gone: nothing to do then.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn restore_terminal() {
     let _ = terminal::disable_raw_mode();
     let _ = execute!(
@@ -72,7 +79,7 @@ fn main() -> ExitCode {
     };
     if let Some(dir) = &cli.tmpdir {
         if !dir.is_dir() {
-            eprintln!(
+            say!(
                 "Error: The directory `{}' specified with --tmpdir is not valid",
                 dir.display()
             );
@@ -80,7 +87,7 @@ fn main() -> ExitCode {
         }
     }
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        eprintln!("Error: snf-image-creator needs a terminal; use snf-mkimage for scripts");
+        say!("Error: snf-image-creator needs a terminal; use snf-mkimage for scripts");
         return ExitCode::from(EXIT_USAGE);
     }
     let log = match LogFile::open(cli.logfile.as_deref()) {
@@ -91,7 +98,7 @@ fn main() -> ExitCode {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "a temporary log file".into());
-            eprintln!("Error: cannot create {what}: {e}");
+            say!("Error: cannot create {what}: {e}");
             return ExitCode::from(EXIT_FATAL);
         }
     };
@@ -107,7 +114,7 @@ fn main() -> ExitCode {
             if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&quit))
                 .and_then(|_| signal_hook::flag::register(sig, cancel::flag()))
             {
-                eprintln!("Error: cannot install the signal handlers: {e}");
+                say!("Error: cannot install the signal handlers: {e}");
                 return ExitCode::from(EXIT_FATAL);
             }
         }
@@ -144,14 +151,14 @@ fn main() -> ExitCode {
         .and_then(|()| execute!(std::io::stdout(), terminal::EnterAlternateScreen))
     {
         restore_terminal();
-        eprintln!("Error: cannot set up the terminal: {e}");
+        say!("Error: cannot set up the terminal: {e}");
         return ExitCode::from(EXIT_FATAL);
     }
     let term = match Terminal::new(CrosstermBackend::new(std::io::stdout())) {
         Ok(t) => t,
         Err(e) => {
             restore_terminal();
-            eprintln!("Error: cannot set up the terminal: {e}");
+            say!("Error: cannot set up the terminal: {e}");
             return ExitCode::from(EXIT_FATAL);
         }
     };
@@ -160,7 +167,7 @@ fn main() -> ExitCode {
         no_snapshot: cli.no_snapshot,
         tmpdir: cli.tmpdir.clone(),
     };
-    let ui = Ui::new(term, Box::new(TerminalEvents), Arc::clone(&quit));
+    let ui = Ui::new(term, Box::new(TerminalEvents::start()), Arc::clone(&quit));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut app = App::new(ui, Arc::clone(&reporter), settings);
         let result = app.run();
@@ -181,7 +188,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Ok(Exit::Fatal(msg))) => {
-            eprintln!(
+            say!(
                 "Error: {msg}\nA fatal error occurred. See {} for a full log.",
                 log.path().display()
             );
@@ -190,7 +197,7 @@ fn main() -> ExitCode {
         Ok(Err(UiError::Quit)) => {
             log.write_line("interrupted by the user");
             log.discard();
-            eprintln!("snf-image-creator: interrupted by the user");
+            say!("snf-image-creator: interrupted by the user");
             ExitCode::from(if sigterm.load(Ordering::SeqCst) {
                 143
             } else {
@@ -200,7 +207,7 @@ fn main() -> ExitCode {
         Ok(Err(UiError::Io(e))) => {
             log.write_line(&format!("Error: terminal: {e}"));
             log.keep();
-            eprintln!(
+            say!(
                 "Error: terminal: {e}\nA fatal error occurred. See {} for a full log.",
                 log.path().display()
             );

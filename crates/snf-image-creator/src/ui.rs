@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use image_creator::core::cancel;
@@ -39,15 +39,79 @@ pub trait Events {
     }
 }
 
-/// The real terminal's events.
-pub struct TerminalEvents;
+/// The real terminal's events, read on a thread of their own.
+///
+/// crossterm's reader loops forever, at full speed, once the terminal hangs up (a read
+/// that fails with EIO or returns 0 is neither "would block" nor "interrupted" to it),
+/// and then never returns to check the quit flag. So the reader thread waits for the
+/// terminal itself and hands over to crossterm only input that is really there; a
+/// hang-up ends the thread and reaches the UI as an error, which cancels the work and
+/// quits in order. The UI thread never blocks in crossterm, so even if a hang-up lands
+/// inside crossterm's read, the UI still notices it (and the signal) and exits.
+pub struct TerminalEvents {
+    events: mpsc::Receiver<io::Result<Event>>,
+}
+
+impl TerminalEvents {
+    /// Start reading the terminal (standard input).
+    pub fn start() -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || read_terminal(&tx));
+        TerminalEvents { events: rx }
+    }
+}
+
+fn terminal_gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the terminal went away")
+}
+
+/// The reader thread: one event per message until the terminal fails.
+fn read_terminal(tx: &mpsc::Sender<io::Result<Event>>) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = rustix::stdio::stdin();
+    let gone = PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL;
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    loop {
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        match poll(&mut fds, Some(&tick)) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                let _ = tx.send(Err(e.into()));
+                return;
+            }
+        }
+        let ready = fds[0].revents();
+        let message = if ready.intersects(gone) {
+            Err(terminal_gone())
+        } else if ready.contains(PollFlags::IN) {
+            // Only what is buffered now: a partial escape sequence waits for the
+            // next round instead of blocking inside crossterm.
+            match event::poll(Duration::ZERO) {
+                Ok(true) => event::read(),
+                Ok(false) => continue,
+                Err(e) => Err(e),
+            }
+        } else {
+            continue;
+        };
+        let failed = message.is_err();
+        if tx.send(message).is_err() || failed {
+            return;
+        }
+    }
+}
 
 impl Events for TerminalEvents {
     fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
-        if event::poll(timeout)? {
-            Ok(Some(event::read()?))
-        } else {
-            Ok(None)
+        match self.events.recv_timeout(timeout) {
+            Ok(Ok(e)) => Ok(Some(e)),
+            Ok(Err(e)) => Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(terminal_gone()),
         }
     }
 }
@@ -227,8 +291,12 @@ impl<B: Backend> Ui<B> {
                         let _ = self.terminal.autoresize();
                     }
                     Ok(_) => {}
-                    // Scripted events ran out: let the work finish undisturbed.
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    // The terminal is gone: nobody can see the result, stop the work.
+                    Err(e) => {
+                        cancel::request();
+                        let _ = handle.join();
+                        return Err(UiError::Io(e));
+                    }
                 }
             }
             match handle.join() {

@@ -192,6 +192,60 @@ fn ctrl_c_during_initialization_restores_and_cleans_up() {
 }
 
 #[test]
+fn a_closed_terminal_ends_the_program_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example_disk(d);
+    let source_md5 = md5(&d.join("ex.raw"));
+    let tmp = d.display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, "ex.raw"],
+        &[("TMPDIR", &tmp)],
+        80,
+        24,
+    );
+    t.wait_for("Welcome");
+    let pid = t.pid();
+    t.hang_up();
+    assert!(
+        common::wait_ended(pid, common::TIMEOUT),
+        "snf-image-creator (pid {pid}) kept running after its terminal closed"
+    );
+    assert!(!workdir_left(d), "the work directory was removed");
+    assert_eq!(
+        md5(&d.join("ex.raw")),
+        source_md5,
+        "the source is untouched"
+    );
+}
+
+#[test]
+fn sigterm_in_a_dialog_exits_143_after_cleanup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example_disk(d);
+    let tmp = d.display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, "ex.raw"],
+        &[("TMPDIR", &tmp)],
+        80,
+        24,
+    );
+    t.wait_for("Welcome");
+    let st = Command::new("kill")
+        .args(["-TERM", &t.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(t.wait_exit(), 143);
+    let s = t.screen();
+    assert!(s.contains("interrupted by the user"), "{s}");
+    assert!(!workdir_left(d), "the work directory was removed");
+}
+
+#[test]
 fn runs_without_root_on_an_image_file() {
     common::require("setpriv");
     let dir = tempfile::tempdir().unwrap();

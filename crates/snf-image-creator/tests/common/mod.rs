@@ -91,6 +91,8 @@ pub struct Tmux {
     pub name: String,
     /// The program's exit status is written here when it ends.
     pub status_file: PathBuf,
+    /// The program's pid, once [`Tmux::pid`] looked it up.
+    pid: std::cell::Cell<Option<u32>>,
 }
 
 fn tmux(args: &[&str]) -> std::process::Output {
@@ -164,7 +166,11 @@ impl Tmux {
             "tmux new-session: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Tmux { name, status_file }
+        Tmux {
+            name,
+            status_file,
+            pid: Default::default(),
+        }
     }
 
     /// The screen as text.
@@ -237,8 +243,73 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// The program's process id (the child of the pane's shell), once it runs.
+    pub fn pid(&self) -> u32 {
+        let start = Instant::now();
+        loop {
+            let out = tmux(&["list-panes", "-t", &self.name, "-F", "#{pane_pid}"]);
+            let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if let Ok(children) =
+                std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            {
+                if let Some(pid) = children.split_whitespace().next() {
+                    let pid = pid.parse().expect("pid");
+                    self.pid.set(Some(pid));
+                    return pid;
+                }
+            }
+            assert!(start.elapsed() < TIMEOUT, "the program did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Close the terminal as a closed window does (the pane's tty hangs up).
+    pub fn hang_up(&self) {
+        let _ = tmux(&["kill-session", "-t", &self.name]);
+    }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting for its parent).
+pub fn process_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// Wait (bounded) for process `pid` to end; whether it did.
+pub fn wait_ended(pid: u32, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if process_ended(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // A program that outlives its terminal must not run on after the test.
+        let out = tmux(&["list-panes", "-t", &self.name, "-F", "#{pane_pid}"]);
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
         let _ = tmux(&["kill-session", "-t", &self.name]);
+        let pids = children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .chain(self.pid.get());
+        for pid in pids {
+            if !wait_ended(pid, Duration::from_secs(10)) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
     }
 }
