@@ -12,8 +12,8 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use md5::{Digest, Md5};
 use snf_cloud::{pretty_json, Account, AccountFinder, Cloud, CloudOptions, ImageSource, Secret};
+use snf_core::md5::Md5;
 use snf_core::report::{Reporter, Task, Unit};
 
 struct Stderr;
@@ -115,7 +115,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let image = ImageSource {
         path: file.into(),
         size,
-        md5: hex::encode(h.finalize()),
+        md5: h.finalize_hex(),
     };
 
     let t = Instant::now();

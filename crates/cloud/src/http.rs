@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
+use snf_core::md5::Md5;
 use snf_core::report::{Reporter, Task, Unit};
 use ureq::http::HeaderMap;
 
@@ -412,7 +412,7 @@ impl Http {
             status,
             headers,
             body,
-            sent_md5: hasher.map(|h| hex::encode(h.finalize())),
+            sent_md5: hasher.map(Md5::finalize_hex),
         })
     }
 }

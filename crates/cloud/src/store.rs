@@ -68,6 +68,5 @@ pub trait ObjectStore: Send + Sync {
 
 /// MD5 of `data`, lower-case hex.
 pub(crate) fn md5_hex(data: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    hex::encode(Md5::digest(data))
+    snf_core::md5::to_hex(&snf_core::md5::Md5::digest(data))
 }

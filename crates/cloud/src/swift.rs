@@ -7,8 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use md5::{Digest, Md5};
 use serde_json::{json, Value};
+use snf_core::md5::Md5;
 use snf_core::report::{Reporter, Unit};
 
 use crate::error::{CloudError, Result};
@@ -412,7 +412,7 @@ fn md5_of_range(path: &Path, offset: u64, len: u64) -> Result<String> {
         h.update(&buf[..want]);
         done += want as u64;
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(h.finalize_hex())
 }
 
 impl ObjectStore for Swift {

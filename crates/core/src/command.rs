@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::Duration;
@@ -62,8 +63,16 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// The program a command runs; for a wrapper that runs another (`eatmydata resize2fs`),
+/// the program wrapped, which is the one whose failure matters.
 fn program_name(cmd: &Command) -> String {
-    cmd.get_program().to_string_lossy().into_owned()
+    let program = cmd.get_program();
+    if Path::new(program).file_name() == Some(OsStr::new("eatmydata")) {
+        if let Some(wrapped) = cmd.get_args().next() {
+            return wrapped.to_string_lossy().into_owned();
+        }
+    }
+    program.to_string_lossy().into_owned()
 }
 
 /// Run `cmd` to completion, capturing stdout and stderr, and fail unless it exits 0.

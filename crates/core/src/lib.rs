@@ -7,9 +7,11 @@
 //!   `Drop` guards remove temporary state.
 //! * [`command`]: running external programs (qemu-img, e2fsck, resize2fs ...) with
 //!   typed errors that name the program and its stderr, and that honour cancellation.
+//! * [`md5`]: the checksum of the diskdump format and of Swift's ETags.
 
 pub mod cancel;
 pub mod command;
+pub mod md5;
 pub mod report;
 
 pub use cancel::Cancelled;

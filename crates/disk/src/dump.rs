@@ -181,21 +181,7 @@ pub fn dump(
     if is_dev_null(out) {
         return hash_only(disk, size, free, reporter, "Calculating md5sum");
     }
-    if let Ok(meta) = std::fs::metadata(out) {
-        if !meta.is_file() {
-            return Err(DumpError::NotRegular {
-                path: out.to_path_buf(),
-            });
-        }
-        let same = |p: &Path| {
-            std::fs::metadata(p).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
-        };
-        if same(disk.path()) || same(disk.source().path()) {
-            return Err(DumpError::SameAsSource {
-                path: out.to_path_buf(),
-            });
-        }
-    }
+    check_output(disk, out)?;
     let dir = parent_dir(out);
     let partial = partial_name(out, "");
     let file = OpenOptions::new()
@@ -215,6 +201,8 @@ pub fn dump(
         free,
         dst: Some(&file),
         md5: true,
+        punch_zeros: false,
+        kernel_copy: false,
         task: task.as_ref(),
     };
     let md5 = sparse::run(&job).map_err(|e| engine_error(disk, &dir, out, e))?;
@@ -237,6 +225,149 @@ pub fn dump(
         md5_hex: md5.unwrap_or_default(),
         bytes: size,
     })
+}
+
+/// Refuses an output that exists but is not a regular file, or that is the source.
+fn check_output(disk: &WorkingDisk, out: &Path) -> Result<(), DumpError> {
+    if let Ok(meta) = std::fs::metadata(out) {
+        if !meta.is_file() {
+            return Err(DumpError::NotRegular {
+                path: out.to_path_buf(),
+            });
+        }
+        let same = |p: &Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+        };
+        if same(disk.path()) || same(disk.source().path()) {
+            return Err(DumpError::SameAsSource {
+                path: out.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether [`finish_in_place`] can make `out` from `disk`: the disk is a private copy,
+/// `out` is not `/dev/null` nor an existing non-regular file, its directory is on the
+/// same filesystem as the copy (a rename moves it there), and that filesystem can punch
+/// holes.
+pub fn can_finish_in_place(disk: &WorkingDisk, out: &Path) -> bool {
+    if !disk.is_copy() || is_dev_null(out) {
+        return false;
+    }
+    if std::fs::metadata(out).is_ok_and(|m| !m.is_file()) {
+        return false;
+    }
+    let same_fs = match (std::fs::metadata(parent_dir(out)), disk.file().metadata()) {
+        (Ok(dir), Ok(copy)) => dir.dev() == copy.dev(),
+        _ => false,
+    };
+    // Punching past the end changes nothing, but says whether holes can be punched.
+    same_fs
+        && rustix::fs::fallocate(
+            disk.file(),
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            disk.size(),
+            4096,
+        )
+        .is_ok()
+}
+
+/// Make the private copy `disk` itself the image `out` (see [`can_finish_in_place`];
+/// otherwise this is [`dump`]): the byte ranges in `free` are punched out so that they
+/// read as zeros and hold nothing, the copy is cut to `size`, its MD5 is computed (holes
+/// hashed without being read) and it is renamed to `out` with the permissions a new
+/// file gets. The data is not written a second time and no copy is left to delete.
+///
+/// Progress "Dumping image file" (bytes). On error or cancellation the copy is removed
+/// and an existing `out` is left untouched: `out` appears only complete.
+pub fn finish_in_place(
+    disk: WorkingDisk,
+    size: u64,
+    free: &[Range<u64>],
+    out: &Path,
+    reporter: &dyn Reporter,
+) -> Result<DumpSummary, DumpError> {
+    if !can_finish_in_place(&disk, out) {
+        return dump(&disk, size, free, out, reporter);
+    }
+    check_size(&disk, size)?;
+    check_output(&disk, out)?;
+    let (file, copy) = match disk.into_private_copy() {
+        Ok(parts) => parts,
+        Err(disk) => return dump(&disk, size, free, out, reporter),
+    };
+    let copy_dir = parent_dir(&copy);
+    let write_err = |source| {
+        DumpError::from(WriteError::new(
+            &copy_dir,
+            format!("the image {} in the working copy", out.display()),
+            source,
+        ))
+    };
+    let task = reporter.task("Dumping image file", size, Unit::Bytes);
+    for r in free {
+        let (start, end) = (r.start.min(size), r.end.min(size));
+        if start < end {
+            snf_core::cancel::check()?;
+            rustix::fs::fallocate(
+                &file,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                start,
+                end - start,
+            )
+            .map_err(|e| write_err(e.into()))?;
+        }
+    }
+    file.set_len(size).map_err(write_err)?;
+    let job = sparse::Job {
+        src: &file,
+        size,
+        free: &[],
+        dst: None,
+        md5: true,
+        punch_zeros: true,
+        kernel_copy: false,
+        task: task.as_ref(),
+    };
+    let md5 = sparse::run(&job)
+        .map_err(|e| match e {
+            EngineError::Read { offset, source } => DumpError::Read {
+                path: copy.to_path_buf(),
+                offset,
+                source,
+            },
+            EngineError::Write(source) => write_err(source),
+            EngineError::Cancelled => Cancelled.into(),
+        })?
+        .unwrap_or_default();
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o666 & !umask()))
+        .map_err(write_err)?;
+    drop(file);
+    copy.persist(out).map_err(|e| DumpError::Rename {
+        from: e.path.to_path_buf(),
+        to: out.to_path_buf(),
+        source: e.error,
+    })?;
+    task.finish("done");
+    Ok(DumpSummary {
+        md5_hex: md5,
+        bytes: size,
+    })
+}
+
+/// The process's file mode creation mask (from /proc: reading it with umask(2) would
+/// change it for a moment under other threads); 022 when unknown.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// MD5 of bytes `[0, size)` of `disk` without writing anything (for runs that upload
@@ -276,6 +407,8 @@ fn hash_only(
         free,
         dst: None,
         md5: true,
+        punch_zeros: false,
+        kernel_copy: false,
         task: task.as_ref(),
     };
     let md5 = sparse::run(&job)

@@ -25,7 +25,10 @@ pub mod snapshot;
 mod sparse;
 pub mod workdir;
 
-pub use dump::{dump, md5_of, output_files, write_side_files, DumpError, DumpSummary};
+pub use dump::{
+    dump, finish_in_place, md5_of, output_files, write_side_files, DumpError, DumpSummary,
+};
 pub use media::{MediaError, Source, SourceKind};
 pub use snapshot::{SnapshotError, SnapshotMode, WorkingDisk};
+pub use sparse::kernel_copy;
 pub use workdir::{WorkDir, WorkDirError, WriteError};

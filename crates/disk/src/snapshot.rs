@@ -264,6 +264,17 @@ impl WorkingDisk {
             reporter.detail(&format!("{what}: cloned with a reflink"));
         } else {
             let block = self.source.kind() == SourceKind::BlockDevice;
+            let allocated = self
+                .file
+                .metadata()
+                .map(|m| m.blocks() * 512)
+                .unwrap_or(self.size)
+                .min(self.size);
+            // A sparse image file was written by something that leaves zeros out (qemu-img,
+            // cp --sparse, a hypervisor): its data extents hold data and are copied inside
+            // the kernel. A device or a fully allocated file is read, so that its zero
+            // blocks stay holes of the copy.
+            let sparse_file = !block && allocated < self.size;
             if block {
                 // A device's allocation is unknowable without reading it all; zero
                 // blocks will be skipped, so the copy is often much smaller.
@@ -277,12 +288,6 @@ impl WorkingDisk {
                     ));
                 }
             } else {
-                let allocated = self
-                    .file
-                    .metadata()
-                    .map(|m| m.blocks() * 512)
-                    .unwrap_or(self.size)
-                    .min(self.size);
                 self.workdir.ensure_space(allocated, &what)?;
             }
             let task = reporter.task(
@@ -299,6 +304,8 @@ impl WorkingDisk {
                 free,
                 dst: Some(&dst),
                 md5: false,
+                punch_zeros: false,
+                kernel_copy: sparse_file,
                 task: task.as_ref(),
             };
             sparse::run(&job).map_err(|e| match e {
@@ -319,6 +326,21 @@ impl WorkingDisk {
         self.copy = Some(temp);
         self.state = State::Copy;
         Ok(())
+    }
+
+    /// Give up the private copy so that it can become the image itself: its open file
+    /// and its path (dropping the [`tempfile::TempPath`] removes it; `persist` renames
+    /// it). The disk back (`Err`) when it is not a private copy.
+    pub fn into_private_copy(self) -> Result<(File, tempfile::TempPath), Box<WorkingDisk>> {
+        match self {
+            WorkingDisk {
+                state: State::Copy,
+                copy: Some(copy),
+                file,
+                ..
+            } => Ok((file, copy)),
+            other => Err(Box::new(other)),
+        }
     }
 
     /// Change the size of the private copy (shrink truncates the disk after the last

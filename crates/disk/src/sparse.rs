@@ -14,8 +14,8 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
 
-use md5::{Digest, Md5};
 use rustix::fs::SeekFrom;
+use snf_core::md5::Md5;
 use snf_core::Task;
 
 /// Largest data read, write or hash update.
@@ -202,6 +202,59 @@ fn write_sparse(out: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Punch out the all-zero 4 KiB blocks of `buf`, which was read from `file` at
+/// `offset` (block-aligned).
+fn punch_zero_grains(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    if !offset.is_multiple_of(ZERO_GRAIN as u64) {
+        return Ok(());
+    }
+    let mut i = 0;
+    while i + ZERO_GRAIN <= buf.len() {
+        if !is_zero(&buf[i..i + ZERO_GRAIN]) {
+            i += ZERO_GRAIN;
+            continue;
+        }
+        let start = i;
+        while i + ZERO_GRAIN <= buf.len() && is_zero(&buf[i..i + ZERO_GRAIN]) {
+            i += ZERO_GRAIN;
+        }
+        rustix::fs::fallocate(
+            file,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            offset + start as u64,
+            (i - start) as u64,
+        )?;
+    }
+    Ok(())
+}
+
+/// Copy `len` bytes of `src` at `from` to `dst` at `to` inside the kernel
+/// (`copy_file_range`: no trip through user space, a reflink where the filesystem
+/// can). `Ok(false)` when the kernel cannot copy between these files and nothing was
+/// copied: the caller copies by hand. Bytes past the end of `src` are left as they are
+/// in `dst`.
+pub fn kernel_copy(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<bool> {
+    let (mut off_in, mut off_out) = (from, to);
+    let end = from + len;
+    while off_in < end {
+        let want = (end - off_in).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::BADF,
+            ) if off_in == from => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
 /// What a run of the engine does.
 pub(crate) struct Job<'a> {
     /// The input, read with `pread` (its file offset is used for `SEEK_DATA` only).
@@ -214,6 +267,13 @@ pub(crate) struct Job<'a> {
     pub dst: Option<&'a File>,
     /// Compute the MD5 of `[0, size)`.
     pub md5: bool,
+    /// Copy data segments inside the kernel (`copy_file_range`) instead of reading them:
+    /// for an input whose data extents are known to hold data (a sparse file), so that
+    /// no all-zero block needs finding. Without it, all-zero blocks are left as holes.
+    pub kernel_copy: bool,
+    /// Punch out the all-zero blocks of the input as they are read (the input is a
+    /// private copy becoming the image: it stays as sparse as a dump would be).
+    pub punch_zeros: bool,
     /// Progress, in bytes of input position.
     pub task: &'a dyn Task,
 }
@@ -227,9 +287,17 @@ enum Msg {
 pub(crate) fn run(job: &Job<'_>) -> Result<Option<String>, EngineError> {
     if !job.md5 {
         let mut buf = vec![0u8; CHUNK];
+        let mut in_kernel = job.kernel_copy && job.dst.is_some();
         walk(job, |seg| match seg {
             Segment::Zero(_) => Ok(()),
             Segment::Data(r) => {
+                if let (true, Some(dst)) = (in_kernel, job.dst) {
+                    match kernel_copy(job.src, r.start, dst, r.start, r.end - r.start) {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => in_kernel = false,
+                        Err(e) => return Err(EngineError::Write(e)),
+                    }
+                }
                 let len = (r.end - r.start) as usize;
                 read_full_at(job.src, &mut buf[..len], r.start).map_err(|source| {
                     EngineError::Read {
@@ -268,7 +336,7 @@ pub(crate) fn run(job: &Job<'_>) -> Result<Option<String>, EngineError> {
                     }
                 }
             }
-            hex::encode(md5.finalize())
+            md5.finalize_hex()
         });
 
         let mut pool: Vec<Vec<u8>> = (0..BUFFERS).map(|_| vec![0u8; CHUNK]).collect();
@@ -297,6 +365,10 @@ pub(crate) fn run(job: &Job<'_>) -> Result<Option<String>, EngineError> {
                     })?;
                     if let Some(dst) = job.dst {
                         write_sparse(dst, &buf[..len], r.start).map_err(EngineError::Write)?;
+                    }
+                    if job.punch_zeros {
+                        punch_zero_grains(job.src, &buf[..len], r.start)
+                            .map_err(EngineError::Write)?;
                     }
                     work_tx
                         .send(Msg::Data(buf, len))

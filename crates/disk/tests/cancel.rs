@@ -63,6 +63,27 @@ fn cancelling_leaves_nothing_behind() {
         "a partial file is left"
     );
 
+    // Finishing a private copy in place: the copy goes, the older image stays.
+    let mut copy_disk = WorkingDisk::open(&source, &wd, SnapshotMode::Snapshot, &quiet).unwrap();
+    copy_disk.make_writable(&quiet).unwrap();
+    let same_fs_out = parent.join("image.img");
+    std::fs::write(&same_fs_out, b"older image").unwrap();
+    assert!(snf_disk::dump::can_finish_in_place(
+        &copy_disk,
+        &same_fs_out
+    ));
+    let err = snf_disk::finish_in_place(copy_disk, DISK, &[], &same_fs_out, &CancelAt(4 << 20))
+        .unwrap_err();
+    assert!(err.is_cancelled(), "{err}");
+    cancel::reset();
+    assert_eq!(std::fs::read(&same_fs_out).unwrap(), b"older image");
+    assert_eq!(
+        std::fs::read_dir(wd.path()).unwrap().count(),
+        0,
+        "the private copy is left behind"
+    );
+    std::fs::remove_file(&same_fs_out).unwrap();
+
     // The private copy of a raw source.
     let mut disk = disk;
     let err = disk.make_writable(&CancelAt(4 << 20)).unwrap_err();

@@ -301,3 +301,103 @@ fn failed_side_files_remove_everything_this_run_wrote() {
         "only the obstacle remains"
     );
 }
+
+/// The process's umask (from /proc, without changing it).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn finishing_in_place_makes_the_private_copy_the_image() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = raw_fixture(dir.path(), "disk.raw");
+    // An allocated all-zero MiB inside the data: the image must not allocate it.
+    open_rw(&raw)
+        .write_all_at(&vec![0u8; 1 << 20], 21 << 20)
+        .unwrap();
+    let wd = WorkDir::create(Some(dir.path())).unwrap();
+    let mut disk = open(&raw, &wd);
+    disk.make_writable(&Quiet).unwrap();
+    let copy = disk.path().to_path_buf();
+    assert!(snf_disk::dump::can_finish_in_place(
+        &disk,
+        &dir.path().join("x")
+    ));
+    let out = dir.path().join("image.diskdump");
+    std::fs::write(&out, b"an older image (-f)").unwrap();
+    let free = [
+        (20 << 20) + 4096..(20 << 20) + 65536,
+        (40 << 20)..(41 << 20),
+    ];
+    let size = DISK - (4 << 20);
+    let s = snf_disk::finish_in_place(disk, size, &free, &out, &Quiet).unwrap();
+
+    assert!(!copy.exists(), "the copy became the image");
+    assert!(names(wd.path()).is_empty(), "nothing left in the work dir");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
+    let mut expected = read_all(&raw);
+    expected.truncate(size as usize);
+    for r in &free {
+        expected[r.start as usize..r.end as usize].fill(0);
+    }
+    assert!(read_all(&out) == expected, "bytes differ from the dump's");
+    assert_eq!(s.md5_hex, md5sum(&out));
+    let data: u64 = EXTENTS.iter().map(|e| e.1).sum::<u64>() - (1 << 20) - (60 << 10);
+    assert!(
+        allocated(&out) <= data,
+        "output allocates {} for {data} bytes of data",
+        allocated(&out)
+    );
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666 & !umask(), "a new file's permissions");
+}
+
+#[test]
+fn an_output_elsewhere_is_dumped_and_the_copy_removed() {
+    // /dev/shm is a tmpfs: another filesystem than the work directory's.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = raw_fixture(dir.path(), "disk.raw");
+    let wd = WorkDir::create(Some(dir.path())).unwrap();
+    let mut disk = open(&raw, &wd);
+    disk.make_writable(&Quiet).unwrap();
+    let copy = disk.path().to_path_buf();
+    let elsewhere = tempfile::tempdir_in("/dev/shm").unwrap();
+    let out = elsewhere.path().join("image.diskdump");
+    assert!(!snf_disk::dump::can_finish_in_place(&disk, &out));
+    let s = snf_disk::finish_in_place(disk, DISK, &[], &out, &Quiet).unwrap();
+    assert_eq!(s.md5_hex, md5sum(&raw));
+    assert_eq!(md5sum(&out), md5sum(&raw));
+    assert!(!copy.exists());
+    // Neither a source view nor /dev/null qualifies.
+    let view = open(&raw, &wd);
+    assert!(!snf_disk::dump::can_finish_in_place(
+        &view,
+        &dir.path().join("y")
+    ));
+    let mut own = open(&raw, &wd);
+    own.make_writable(&Quiet).unwrap();
+    assert!(!snf_disk::dump::can_finish_in_place(
+        &own,
+        Path::new("/dev/null")
+    ));
+}
+
+#[test]
+fn finishing_in_place_refuses_the_source_as_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = raw_fixture(dir.path(), "disk.raw");
+    let before = md5sum(&raw);
+    let wd = WorkDir::create(Some(dir.path())).unwrap();
+    let mut disk = open(&raw, &wd);
+    disk.make_writable(&Quiet).unwrap();
+    let err = snf_disk::finish_in_place(disk, DISK, &[], &raw, &Quiet).unwrap_err();
+    assert!(matches!(err, DumpError::SameAsSource { .. }), "{err}");
+    assert_eq!(md5sum(&raw), before);
+    assert!(names(wd.path()).is_empty());
+}

@@ -788,7 +788,7 @@ impl Session {
         let Some(out) = self.opts.outfile.clone() else {
             return Ok(());
         };
-        let (Some(disk), Some(size)) = (&self.disk, self.image_size) else {
+        let (Some(_), Some(size)) = (&self.disk, self.image_size) else {
             return Err(SessionError::OutOfOrder {
                 stage: Stage::Dump,
                 needs: "the working disk",
@@ -806,7 +806,7 @@ impl Session {
             ));
             return Ok(());
         }
-        let summary = snf_disk::dump(disk, size, &self.free, &out, self.reporter.as_ref())?;
+        let summary = self.write_image(size, &out)?;
         snf_disk::write_side_files(
             &out,
             &out.to_string_lossy(),
@@ -828,6 +828,39 @@ impl Session {
         Ok(())
     }
 
+    /// Write the image (bytes `[0, size)` of the working disk) to `out`. A run that is not
+    /// interactive uses the working disk for nothing else afterwards, so a private copy
+    /// on the same filesystem as `out` becomes the image itself (no second write of the
+    /// data); otherwise the disk is dumped.
+    fn write_image(
+        &mut self,
+        size: u64,
+        out: &Path,
+    ) -> Result<snf_disk::DumpSummary, SessionError> {
+        let in_place = !self.interactive
+            && self
+                .disk
+                .as_ref()
+                .is_some_and(|d| snf_disk::dump::can_finish_in_place(d, out));
+        let summary = match (in_place, self.disk.take()) {
+            (true, Some(disk)) => {
+                snf_disk::finish_in_place(disk, size, &self.free, out, self.reporter.as_ref())
+            }
+            (false, Some(disk)) => {
+                let done = snf_disk::dump(&disk, size, &self.free, out, self.reporter.as_ref());
+                self.disk = Some(disk);
+                done
+            }
+            (_, None) => {
+                return Err(SessionError::OutOfOrder {
+                    stage: Stage::Dump,
+                    needs: "the working disk",
+                })
+            }
+        };
+        Ok(summary?)
+    }
+
     /// With `-u`: upload the image and `NAME.md5sum`; with `-r`, register it, upload
     /// `NAME.meta` and (with `--public`) share the side files. The data sent is the
     /// written image, or, without `-o`, a dump made in the work directory (so that free
@@ -836,12 +869,12 @@ impl Session {
         let Some(upload) = self.opts.cloud.upload.clone() else {
             return Ok(());
         };
-        let Some(cloud) = &self.cloud else {
+        if self.cloud.is_none() {
             return Err(SessionError::OutOfOrder {
                 stage: Stage::Upload,
                 needs: "the cloud connection",
             });
-        };
+        }
         if self.opts.dry_run {
             self.reporter
                 .info(&format!("Dry run: not uploading `{upload}'"));
@@ -854,7 +887,7 @@ impl Session {
                 md5: w.md5_hex.clone(),
             },
             None => {
-                let (Some(disk), Some(workdir), Some(size)) =
+                let (Some(_), Some(workdir), Some(size)) =
                     (&self.disk, &self.workdir, self.image_size)
                 else {
                     return Err(SessionError::OutOfOrder {
@@ -863,8 +896,7 @@ impl Session {
                     });
                 };
                 let path = workdir.path().join("upload.diskdump");
-                let summary =
-                    snf_disk::dump(disk, size, &self.free, &path, self.reporter.as_ref())?;
+                let summary = self.write_image(size, &path)?;
                 snf_cloud::ImageSource {
                     path,
                     size,
@@ -873,6 +905,12 @@ impl Session {
             }
         };
         let container = self.opts.cloud.container().to_string();
+        let Some(cloud) = &self.cloud else {
+            return Err(SessionError::OutOfOrder {
+                stage: Stage::Upload,
+                needs: "the cloud connection",
+            });
+        };
         cloud.upload_image(&container, &upload, &image, self.reporter.as_ref())?;
         if let Some(name) = &self.opts.cloud.register {
             let answer = cloud.register(

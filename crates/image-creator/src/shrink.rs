@@ -18,7 +18,13 @@
 //! * [`Method::Extract`]: the partition's used blocks copied to their own sparse file in
 //!   the work directory, checked and resized there at offset 0 (where truncating the
 //!   file to the filesystem size is resize2fs's documented, correct behaviour), and the
-//!   result's used blocks copied back; no privileges needed.
+//!   result's used blocks copied back; no privileges needed. e2fsck and resize2fs run
+//!   under `eatmydata` when it is installed: the file is scratch, and their syncs would
+//!   write it all back to the disk for nothing.
+//!
+//! The default is extraction for a private copy when `eatmydata` is there (the copy was
+//! just written: a loop device or a sync would first write all of it back, which costs
+//! more than the extraction), else a loop device as root, else extraction.
 //!
 //! [`free_ranges`] lists the bytes of a disk that no filesystem uses (free blocks of
 //! every clean ext2/3/4 filesystem, all of a swap area but its header page), so that the
@@ -63,8 +69,8 @@ pub enum Method {
 }
 
 impl Method {
-    /// The method named by [`METHOD_ENV`], if set; `None` means: a loop device when
-    /// running as root and one can be attached, else extraction.
+    /// The method named by [`METHOD_ENV`], if set; `None` means the default (see the
+    /// module documentation).
     pub fn from_env() -> Result<Option<Method>, ShrinkError> {
         match std::env::var(METHOD_ENV) {
             Err(_) => Ok(None),
@@ -219,7 +225,7 @@ pub struct ShrinkOutcome {
 pub struct ShrinkOptions<'a> {
     /// Where extracted filesystems go.
     pub workdir: &'a WorkDir,
-    /// `None`: a loop device when possible, else extraction.
+    /// `None`: the default (see the module documentation).
     pub method: Option<Method>,
 }
 
@@ -388,8 +394,15 @@ fn shrink_ext(
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<ShrunkFs, ShrinkError> {
+    // A private copy was just written: attaching a loop device to it, or e2fsck and
+    // resize2fs syncing it, would first write all of it back to the disk, which costs
+    // more than extracting the filesystem to a scratch file whose syncs eatmydata
+    // turns off. The user's own disk (--no-snapshot) is not dirty: a loop device is
+    // cheapest there.
+    let private_copy = disk.starts_with(opts.workdir.path());
     let method = match opts.method {
         Some(m) => m,
+        None if private_copy && command::exists(NO_SYNC_WRAPPER) => Method::Extract,
         None if loop_devices_usable() => Method::Loop,
         None => Method::Extract,
     };
@@ -424,13 +437,22 @@ fn shrink_ext(
     };
     let dev = target.path().to_path_buf();
     let n = p.number;
+    // The extracted file is scratch: nothing in it needs to reach the platter.
+    let tools = E2fsTools {
+        no_sync: matches!(target, Target::Extract(_)) && command::exists(NO_SYNC_WRAPPER),
+    };
     reporter.detail(&format!(
-        "partition {n}: resizing through {} ({})",
+        "partition {n}: resizing through {} ({}{})",
         dev.display(),
-        method.name()
+        method.name(),
+        if tools.no_sync {
+            ", without syncs: eatmydata"
+        } else {
+            ""
+        }
     ));
 
-    fsck(&dev, n, reporter)?;
+    tools.fsck(&dev, n, reporter)?;
     let info = ExtFs::open(&dev, 0, false)
         .map_err(|source| ShrinkError::Ext {
             partition: n,
@@ -445,11 +467,11 @@ fn shrink_ext(
     let mut wanted = old_blocks;
     for _ in 0..ESTIMATE_ROUNDS {
         cancel::check()?;
-        let target = min_blocks(&dev, n)?.saturating_add(HEADROOM / bs);
+        let target = tools.min_blocks(&dev, n)?.saturating_add(HEADROOM / bs);
         if target >= wanted || wanted - target < wanted / 100 {
             break;
         }
-        resize2fs(&dev, n, target)?;
+        tools.resize2fs(&dev, n, target)?;
         wanted = target;
     }
     // The partition ends on a sector boundary; the filesystem fills it exactly.
@@ -457,7 +479,7 @@ fn shrink_ext(
     let part_bytes = part_bytes.min(p.size());
     let fill = part_bytes / bs;
     if fill != wanted {
-        resize2fs(&dev, n, fill)?;
+        tools.resize2fs(&dev, n, fill)?;
     }
     let after = ExtFs::open(&dev, 0, false)
         .map_err(|source| ShrinkError::Ext {
@@ -494,23 +516,66 @@ fn loop_devices_usable() -> bool {
     rustix::process::geteuid().is_root() && Path::new("/dev/loop-control").exists()
 }
 
-/// `e2fsck -fy`: exit codes 0 (clean) and 1 (errors corrected) are fine.
-fn fsck(dev: &Path, partition: u32, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
-    let out = command::run_unchecked(Command::new("e2fsck").arg("-fy").arg(dev))
-        .map_err(|source| ShrinkError::Tool { partition, source })?;
-    match out.status.code() {
-        Some(0) => Ok(()),
-        Some(1) => {
-            reporter.detail(&format!(
-                "partition {partition}: e2fsck corrected errors in the filesystem"
-            ));
-            Ok(())
+/// The wrapper that runs a program with its syncs turned off (Debian's `eatmydata`).
+pub const NO_SYNC_WRAPPER: &str = "eatmydata";
+
+/// e2fsprogs' programs, run on a scratch file without syncs when `no_sync`.
+struct E2fsTools {
+    no_sync: bool,
+}
+
+impl E2fsTools {
+    fn command(&self, program: &str) -> Command {
+        if self.no_sync {
+            let mut c = Command::new(NO_SYNC_WRAPPER);
+            c.arg(program);
+            c
+        } else {
+            Command::new(program)
         }
-        code => Err(ShrinkError::Fsck {
-            partition,
-            code: code.unwrap_or(-1),
-            detail: last_lines(&out.stdout, &out.stderr),
-        }),
+    }
+
+    /// `e2fsck -fy`: exit codes 0 (clean) and 1 (errors corrected) are fine.
+    fn fsck(&self, dev: &Path, partition: u32, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
+        let out = command::run_unchecked(self.command("e2fsck").arg("-fy").arg(dev))
+            .map_err(|source| ShrinkError::Tool { partition, source })?;
+        match out.status.code() {
+            Some(0) => Ok(()),
+            Some(1) => {
+                reporter.detail(&format!(
+                    "partition {partition}: e2fsck corrected errors in the filesystem"
+                ));
+                Ok(())
+            }
+            code => Err(ShrinkError::Fsck {
+                partition,
+                code: code.unwrap_or(-1),
+                detail: last_lines(&out.stdout, &out.stderr),
+            }),
+        }
+    }
+
+    /// `resize2fs -P`: the estimated minimum size, in filesystem blocks.
+    fn min_blocks(&self, dev: &Path, partition: u32) -> Result<u64, ShrinkError> {
+        let out = command::run(self.command("resize2fs").arg("-P").arg(dev))
+            .map_err(|source| ShrinkError::Tool { partition, source })?;
+        out.stdout
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Estimated minimum size of the filesystem:")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .ok_or_else(|| ShrinkError::Estimate {
+                partition,
+                output: last_lines(&out.stdout, &out.stderr),
+            })
+    }
+
+    /// `resize2fs DEV BLOCKS` (a size without unit is in filesystem blocks).
+    fn resize2fs(&self, dev: &Path, partition: u32, blocks: u64) -> Result<(), ShrinkError> {
+        command::run(self.command("resize2fs").arg(dev).arg(blocks.to_string()))
+            .map(|_| ())
+            .map_err(|source| ShrinkError::Tool { partition, source })
     }
 }
 
@@ -522,29 +587,6 @@ fn last_lines(stdout: &str, stderr: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect();
     lines[lines.len().saturating_sub(3)..].join(" / ")
-}
-
-/// `resize2fs -P`: the estimated minimum size, in filesystem blocks.
-fn min_blocks(dev: &Path, partition: u32) -> Result<u64, ShrinkError> {
-    let out = command::run(Command::new("resize2fs").arg("-P").arg(dev))
-        .map_err(|source| ShrinkError::Tool { partition, source })?;
-    out.stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Estimated minimum size of the filesystem:")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .ok_or_else(|| ShrinkError::Estimate {
-            partition,
-            output: last_lines(&out.stdout, &out.stderr),
-        })
-}
-
-/// `resize2fs DEV BLOCKS` (a size without unit is in filesystem blocks).
-fn resize2fs(dev: &Path, partition: u32, blocks: u64) -> Result<(), ShrinkError> {
-    command::run(Command::new("resize2fs").arg(dev).arg(blocks.to_string()))
-        .map(|_| ())
-        .map_err(|source| ShrinkError::Tool { partition, source })
 }
 
 enum Target {
@@ -741,7 +783,8 @@ impl CopyError {
     }
 }
 
-/// Copies `len` bytes, leaving all-zero chunks unwritten (holes stay holes).
+/// Copies `len` bytes: inside the kernel where it can, else by hand, leaving all-zero
+/// chunks unwritten (holes stay holes).
 fn copy_range(
     src: &File,
     from: u64,
@@ -750,6 +793,14 @@ fn copy_range(
     len: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<(), CopyError> {
+    if cancel::is_requested() {
+        return Err(CopyError::Cancelled);
+    }
+    // Inside the kernel where it can: no trip of the data through user space.
+    if snf_disk::kernel_copy(src, from, dst, to, len).map_err(CopyError::Write)? {
+        progress(len);
+        return Ok(());
+    }
     const CHUNK: u64 = 1 << 20;
     let mut buf = vec![0u8; CHUNK.min(len) as usize];
     let mut done = 0;

@@ -155,7 +155,7 @@ fn an_unprivileged_user_gets_a_shrunk_image_through_an_extracted_copy() {
         .unwrap();
     let err = stderr(&run);
     assert!(run.status.success(), "{err}");
-    assert!(err.contains("(extract)"), "{err}");
+    assert!(err.contains("(extract"), "{err}");
     assert_eq!(fs::metadata(&out).unwrap().uid(), 65534);
     assert_shrunk(&out, "2:16");
     assert!(
@@ -188,11 +188,47 @@ fn each_shrink_method_can_be_forced_and_gives_the_same_layout() {
         let (run, _dir, out) = forced(method);
         let err = stderr(&run);
         assert!(run.status.success(), "{method}: {err}");
-        assert!(err.contains(&format!("({method})")), "{err}");
+        assert!(err.contains(&format!("({method}")), "{err}");
         assert_shrunk(&out, "2:16");
         layouts.push(Layout::read_file(&out, 512).unwrap().partitions().to_vec());
     }
     assert_eq!(layouts[0], layouts[1]);
+}
+
+/// The default: a private copy (just written) is extracted and resized without syncs
+/// when eatmydata is there; the user's own disk (--no-snapshot) goes through a loop
+/// device as root.
+#[test]
+fn the_default_method_depends_on_whether_the_disk_is_a_private_copy() {
+    require("eatmydata");
+    let dir = tempdir();
+    let img = root_and_swap(dir.path(), "disk.raw");
+    let run = |extra: &[&str], out: &Path| {
+        Command::new(bin())
+            .args(["-v", "--tmpdir"])
+            .arg(dir.path())
+            .args(extra)
+            .arg("-o")
+            .arg(out)
+            .arg(&img)
+            .env_remove("SNF_SHRINK_METHOD")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let copy_out = dir.path().join("copy.raw");
+    let copy = run(&[], &copy_out);
+    let err = stderr(&copy);
+    assert!(copy.status.success(), "{err}");
+    assert!(err.contains("(extract, without syncs: eatmydata)"), "{err}");
+    assert_shrunk(&copy_out, "2:16");
+
+    let own_out = dir.path().join("own.raw");
+    let own = run(&["--no-snapshot"], &own_out);
+    let err = stderr(&own);
+    assert!(own.status.success(), "{err}");
+    assert!(err.contains("(loop)"), "{err}");
+    assert_shrunk(&own_out, "2:16");
 }
 
 #[test]

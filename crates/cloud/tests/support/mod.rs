@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use md5::{Digest, Md5};
 use snf_cloud::ImageSource;
+use snf_core::md5::{to_hex, Md5};
 use snf_core::report::{Reporter, Task, Unit};
 
 /// Called with a progress title and position.
@@ -84,10 +84,10 @@ pub fn image_file(path: &Path, data: &[u8]) -> ImageSource {
     ImageSource {
         path: path.to_path_buf(),
         size: data.len() as u64,
-        md5: hex::encode(Md5::digest(data)),
+        md5: to_hex(&Md5::digest(data)),
     }
 }
 
 pub fn md5_hex(data: &[u8]) -> String {
-    hex::encode(Md5::digest(data))
+    to_hex(&Md5::digest(data))
 }
