@@ -191,10 +191,9 @@ fn ctrl_c_during_initialization_restores_and_cleans_up() {
     assert!(left.is_empty(), "temporary logs left: {left:?}");
 }
 
-#[test]
-fn a_closed_terminal_ends_the_program_and_cleans_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// The program on the example disk in `d` (work files in `d`), at its first question;
+/// the disk's MD5.
+fn welcome_on_the_example(d: &std::path::Path) -> (Tmux, String) {
     example_disk(d);
     let source_md5 = md5(&d.join("ex.raw"));
     let tmp = d.display().to_string();
@@ -206,6 +205,14 @@ fn a_closed_terminal_ends_the_program_and_cleans_up() {
         24,
     );
     t.wait_for("Welcome");
+    (t, source_md5)
+}
+
+#[test]
+fn a_closed_terminal_ends_the_program_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (t, source_md5) = welcome_on_the_example(d);
     let pid = t.pid();
     t.hang_up();
     assert!(
@@ -224,16 +231,7 @@ fn a_closed_terminal_ends_the_program_and_cleans_up() {
 fn sigterm_in_a_dialog_exits_143_after_cleanup() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    example_disk(d);
-    let tmp = d.display().to_string();
-    let t = Tmux::start(
-        d,
-        &["--tmpdir", &tmp, "ex.raw"],
-        &[("TMPDIR", &tmp)],
-        80,
-        24,
-    );
-    t.wait_for("Welcome");
+    let (t, _) = welcome_on_the_example(d);
     let st = Command::new("kill")
         .args(["-TERM", &t.pid().to_string()])
         .status()
@@ -326,17 +324,8 @@ fn mount_serves_the_guest_and_waits_until_it_is_free() {
     );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let source = example_disk(d);
-    let source_md5 = md5(&source);
-    let tmp = d.display().to_string();
-    let t = Tmux::start(
-        d,
-        &["--tmpdir", &tmp, "ex.raw"],
-        &[("TMPDIR", &tmp)],
-        80,
-        24,
-    );
-    t.wait_for("Welcome");
+    let source = d.join("ex.raw");
+    let (t, source_md5) = welcome_on_the_example(d);
     t.keys(&["Right", "Enter"]);
     t.wait_for("Image Creator for Synnefo");
     t.keys(&["Enter"]);
@@ -455,17 +444,9 @@ fn fsck_clean(disk: &std::path::Path, number: u32) {
 fn sysprep_after_shrink_warns_then_runs_on_the_reopened_guest() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let source = example_disk(d);
+    let (t, _) = welcome_on_the_example(d);
+    let source = d.join("ex.raw");
     let source_len = std::fs::metadata(&source).unwrap().len();
-    let tmp = d.display().to_string();
-    let t = Tmux::start(
-        d,
-        &["--tmpdir", &tmp, "ex.raw"],
-        &[("TMPDIR", &tmp)],
-        80,
-        24,
-    );
-    t.wait_for("Welcome");
     t.keys(&["Right", "Enter"]);
     t.wait_for("Image Creator for Synnefo");
     t.keys(&["Enter"]);
