@@ -451,39 +451,15 @@ static errcode_t replace_entry(ext2_filsys fs, ext2_ino_t dir, const char *name,
 	return c.done ? 0 : EXT2_ET_FILE_NOT_FOUND;
 }
 
-struct dotdot_ctx {
-	ext2_ino_t parent;
-	int done;
-};
-
 /*
- * Matched by name, not by the DIRENT_DOT_DOT_FILE position flag: the inline-data
- * iterator reports ".." as an ordinary entry.
+ * Matched by name (replace_entry), not by the DIRENT_DOT_DOT_FILE position flag: the
+ * inline-data iterator reports ".." as an ordinary entry.
  */
-static int dotdot_proc(struct ext2_dir_entry *d, int offset, int blocksize,
-		       char *buf, void *priv)
-{
-	struct dotdot_ctx *c = priv;
-
-	(void)offset;
-	(void)blocksize;
-	(void)buf;
-	if (ext2fs_dirent_name_len(d) != 2 || d->name[0] != '.' ||
-	    d->name[1] != '.')
-		return 0;
-	d->inode = c->parent;
-	c->done = 1;
-	return DIRENT_CHANGED | DIRENT_ABORT;
-}
-
 static errcode_t set_dotdot(ext2_filsys fs, ext2_ino_t dir, ext2_ino_t parent)
 {
-	struct dotdot_ctx c = { parent, 0 };
-	errcode_t err = ext2fs_dir_iterate(fs, dir, 0, NULL, dotdot_proc, &c);
+	errcode_t err = replace_entry(fs, dir, "..", parent, EXT2_FT_DIR);
 
-	if (err)
-		return err;
-	return c.done ? 0 : EXT2_ET_DIR_CORRUPTED;
+	return err == EXT2_ET_FILE_NOT_FOUND ? EXT2_ET_DIR_CORRUPTED : err;
 }
 
 /*
