@@ -306,11 +306,19 @@ fn user_json(username: &Option<String>, user_id: &Option<String>, s: &Scope) -> 
     }
 }
 
+/// What Keystone is asked: a token for this identity, or to validate a token.
+enum Ask<'a> {
+    Post(Value),
+    Validate(&'a Secret),
+}
+
 fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session> {
     let service = "Keystone";
     let tokens_url = format!("{url}/auth/tokens");
     let scope = scope_json(&account.scope);
-    let (who, resp) = match &account.auth {
+    // What to send: the identity (and scope) to POST, or, for an unscoped token, nothing:
+    // validating it returns its own catalog without re-scoping it.
+    let (who, ask) = match &account.auth {
         AuthMethod::Password {
             username,
             user_id,
@@ -318,22 +326,13 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
         } => {
             let mut user = user_json(username, user_id, &account.scope);
             user["password"] = json!(password.expose());
-            let mut auth =
-                json!({"identity": {"methods": ["password"], "password": {"user": user}}});
-            if let Some(s) = scope {
-                auth["scope"] = s;
-            }
             let who = format!(
                 "user `{}'",
                 username.as_deref().or(user_id.as_deref()).unwrap_or("?")
             );
-            let action = format!("authenticating {who} at {url}");
             (
                 who,
-                http.send_json(
-                    Request::new(service, "POST", tokens_url, action)
-                        .json(&json!({ "auth": auth })),
-                )?,
+                Ask::Post(json!({"methods": ["password"], "password": {"user": user}})),
             )
         }
         AuthMethod::ApplicationCredential {
@@ -351,41 +350,46 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
                     cred["user"] = user_json(username, user_id, &account.scope);
                 }
             }
-            let auth = json!({"identity": {"methods": ["application_credential"], "application_credential": cred}});
             let who = format!(
                 "application credential `{}'",
                 id.as_deref().or(name.as_deref()).unwrap_or("?")
             );
-            let action = format!("authenticating {who} at {url}");
             (
                 who,
-                http.send_json(
-                    Request::new(service, "POST", tokens_url, action)
-                        .json(&json!({ "auth": auth })),
-                )?,
+                Ask::Post(
+                    json!({"methods": ["application_credential"], "application_credential": cred}),
+                ),
             )
         }
-        AuthMethod::Token(token) => match scope {
-            Some(s) => {
-                let auth = json!({"identity": {"methods": ["token"], "token": {"id": token.expose()}}, "scope": s});
-                let action = format!("authenticating with a token at {url}");
-                (
-                    "the token".to_owned(),
-                    http.send_json(
-                        Request::new(service, "POST", tokens_url, action)
-                            .json(&json!({ "auth": auth })),
-                    )?,
-                )
+        AuthMethod::Token(token) => (
+            "the token".to_owned(),
+            match scope {
+                Some(_) => {
+                    Ask::Post(json!({"methods": ["token"], "token": {"id": token.expose()}}))
+                }
+                None => Ask::Validate(token),
+            },
+        ),
+    };
+    let resp = match ask {
+        Ask::Post(identity) => {
+            let mut auth = json!({ "identity": identity });
+            if let Some(s) = scope {
+                auth["scope"] = s;
             }
-            None => {
-                // Validating the token returns its own catalog, without re-scoping it.
-                let action = format!("validating the token at {url}");
-                let req = Request::new(service, "GET", tokens_url, action)
+            let action = format!("authenticating {who} at {url}");
+            http.send_json(
+                Request::new(service, "POST", tokens_url, action).json(&json!({ "auth": auth })),
+            )?
+        }
+        Ask::Validate(token) => {
+            let action = format!("validating the token at {url}");
+            http.send(
+                Request::new(service, "GET", tokens_url, action)
                     .token(token)
-                    .header("X-Subject-Token", token.expose().to_owned());
-                ("the token".to_owned(), http.send(req)?)
-            }
-        },
+                    .header("X-Subject-Token", token.expose().to_owned()),
+            )?
+        }
     };
     let action = format!("authenticating {who} at {url}");
     let resp = resp.ok(service, &action)?;

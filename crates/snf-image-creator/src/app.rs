@@ -70,15 +70,20 @@ enum Flow {
     Reset,
 }
 
-fn is_cancelled_msg<E: std::fmt::Display>(cancelled: bool, what: &str, err: &E) -> String {
-    if cancelled {
-        format!("{what} was cancelled.")
-    } else {
-        format!("{what} failed:\n\n{err}")
-    }
-}
-
 impl<B: Backend> App<B> {
+    /// Tell the user that `what` failed with `err` (or was cancelled), after logging it;
+    /// the cancellation request is cleared for what comes next.
+    fn failed(&mut self, what: &str, cancelled: bool, err: &dyn std::fmt::Display) -> Res<()> {
+        cancel::reset();
+        self.reporter.error(&err.to_string());
+        let text = if cancelled {
+            format!("{what} was cancelled.")
+        } else {
+            format!("{what} failed:\n\n{err}")
+        };
+        self.ui.msgbox("Error", &text)
+    }
+
     /// The app on `ui`, logging through `reporter`.
     pub fn new(ui: Ui<B>, reporter: Arc<UiReporter>, settings: Settings) -> Self {
         App {
@@ -612,11 +617,7 @@ impl<B: Backend> App<B> {
                 Ok(Flow::Exit)
             }
             Err(e) => {
-                let cancelled = e.is_cancelled();
-                cancel::reset();
-                self.reporter.error(&e.to_string());
-                self.ui
-                    .msgbox("Error", &is_cancelled_msg(cancelled, "Image creation", &e))?;
+                self.failed("Image creation", e.is_cancelled(), &e)?;
                 Ok(Flow::Back)
             }
         }
@@ -761,13 +762,7 @@ impl<B: Backend> App<B> {
                             }
                         }
                         Err(e) => {
-                            let cancelled = e.is_cancelled();
-                            cancel::reset();
-                            self.reporter.error(&e.to_string());
-                            self.ui.msgbox(
-                                "Error",
-                                &is_cancelled_msg(cancelled, "System preparation", &e),
-                            )?;
+                            self.failed("System preparation", e.is_cancelled(), &e)?;
                         }
                     }
                     return Ok(());
@@ -1250,14 +1245,7 @@ impl<B: Backend> App<B> {
                     );
                 }
                 Err(e) => {
-                    let cancelled = e.is_cancelled();
-                    cancel::reset();
-                    self.reporter.error(&e.to_string());
-                    self.ui.msgbox(
-                        "Error",
-                        &is_cancelled_msg(cancelled, "Image extraction", &e),
-                    )?;
-                    return Ok(());
+                    return self.failed("Image extraction", e.is_cancelled(), &e);
                 }
             }
         }
@@ -1520,12 +1508,7 @@ impl<B: Backend> App<B> {
                     );
                 }
                 Err(e) => {
-                    let cancelled = e.is_cancelled();
-                    cancel::reset();
-                    self.reporter.error(&e.to_string());
-                    self.ui
-                        .msgbox("Error", &is_cancelled_msg(cancelled, "The upload", &e))?;
-                    return Ok(());
+                    return self.failed("The upload", e.is_cancelled(), &e);
                 }
             }
         }
@@ -1601,14 +1584,7 @@ impl<B: Backend> App<B> {
                     );
                 }
                 Err(e) => {
-                    let cancelled = e.is_cancelled();
-                    cancel::reset();
-                    self.reporter.error(&e.to_string());
-                    self.ui.msgbox(
-                        "Error",
-                        &is_cancelled_msg(cancelled, "The registration", &e),
-                    )?;
-                    return Ok(());
+                    return self.failed("The registration", e.is_cancelled(), &e);
                 }
             }
         }
