@@ -308,7 +308,12 @@ fn user_json(username: &Option<String>, user_id: &Option<String>, s: &Scope) -> 
 
 /// What Keystone is asked: a token for this identity, or to validate a token.
 enum Ask<'a> {
-    Post(Value),
+    /// POST this identity, with the account's scope when `scoped` (an application
+    /// credential carries its own: Keystone refuses one with a scope).
+    Post {
+        identity: Value,
+        scoped: bool,
+    },
     Validate(&'a Secret),
 }
 
@@ -332,7 +337,10 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
             );
             (
                 who,
-                Ask::Post(json!({"methods": ["password"], "password": {"user": user}})),
+                Ask::Post {
+                    identity: json!({"methods": ["password"], "password": {"user": user}}),
+                    scoped: true,
+                },
             )
         }
         AuthMethod::ApplicationCredential {
@@ -356,25 +364,27 @@ fn authenticate_v3(http: &Http, account: &Account, url: &str) -> Result<Session>
             );
             (
                 who,
-                Ask::Post(
-                    json!({"methods": ["application_credential"], "application_credential": cred}),
-                ),
+                Ask::Post {
+                    identity: json!({"methods": ["application_credential"], "application_credential": cred}),
+                    scoped: false,
+                },
             )
         }
         AuthMethod::Token(token) => (
             "the token".to_owned(),
             match scope {
-                Some(_) => {
-                    Ask::Post(json!({"methods": ["token"], "token": {"id": token.expose()}}))
-                }
+                Some(_) => Ask::Post {
+                    identity: json!({"methods": ["token"], "token": {"id": token.expose()}}),
+                    scoped: true,
+                },
                 None => Ask::Validate(token),
             },
         ),
     };
     let resp = match ask {
-        Ask::Post(identity) => {
+        Ask::Post { identity, scoped } => {
             let mut auth = json!({ "identity": identity });
-            if let Some(s) = scope {
+            if let (true, Some(s)) = (scoped, scope) {
                 auth["scope"] = s;
             }
             let action = format!("authenticating {who} at {url}");

@@ -242,3 +242,71 @@ fn public_image_seen_from_a_second_project() {
     );
     delete_image(&cloud, &id);
 }
+
+/// POST `body` to Keystone with `cloud`'s token; the answer as JSON.
+fn keystone_post(
+    cloud: &snf_cloud::Cloud,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let url = format!("{}{path}", cloud.session().identity_url);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(&url)
+        .header("X-Auth-Token", cloud.session().token.expose())
+        .header("Content-Type", "application/json")
+        .send(serde_json::to_vec(&body).unwrap().as_slice())
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    assert!((200..300).contains(&status), "POST {url}: {status} {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn application_credentials_and_tokens_authenticate_too() {
+    use snf_cloud::{AuthMethod, Secret};
+    let password = tester();
+    let cloud = connect(&password);
+    let user = cloud.session().user_id.clone();
+
+    // An application credential, by id and by name + user: it carries its project, and
+    // Keystone refuses a scope beside it, so the account's project must not be sent.
+    let name = unique("appcred");
+    let made = keystone_post(
+        &cloud,
+        &format!("/users/{user}/application_credentials"),
+        serde_json::json!({"application_credential": {"name": name, "secret": "s3cret-Appcred"}}),
+    );
+    let id = made["application_credential"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (by_id, by_name) in [(Some(id.clone()), None), (None, Some(name.clone()))] {
+        let mut a = password.clone();
+        a.auth = AuthMethod::ApplicationCredential {
+            id: by_id,
+            name: by_name,
+            secret: Secret::new("s3cret-Appcred"),
+            username: None,
+            user_id: Some(user.clone()),
+        };
+        assert!(a.scope.project_name.is_some() || a.scope.project_id.is_some());
+        let c = connect(&a);
+        assert_eq!(c.session().user_id, user);
+        assert!(c.session().endpoint("object-store", "public", None).is_ok());
+    }
+
+    // A token: re-scoped to the account's project, or (no project) validated as it is.
+    let mut a = password.clone();
+    a.auth = AuthMethod::Token(cloud.session().token.clone());
+    let c = connect(&a);
+    assert_eq!(c.session().user_id, user);
+    a.scope = Default::default();
+    let c = connect(&a);
+    assert_eq!(c.session().token.expose(), cloud.session().token.expose());
+    assert!(c.session().endpoint("image", "public", None).is_ok());
+}
