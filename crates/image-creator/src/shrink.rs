@@ -22,9 +22,12 @@
 //!   under `eatmydata` when it is installed: the file is scratch, and their syncs would
 //!   write it all back to the disk for nothing.
 //!
-//! The default is extraction for a private copy when `eatmydata` is there (the copy was
-//! just written: a loop device or a sync would first write all of it back, which costs
-//! more than the extraction), else a loop device as root, else extraction.
+//! The default without root is extraction. As root it is extraction for a private copy
+//! whose filesystem fits in a quarter of the available memory when `eatmydata` is there
+//! (the copy was just written and is still dirty in the page cache: a loop device or a
+//! sync would first write all of it back, which costs more than extracting it in
+//! memory), else a loop device (a larger copy is mostly on the disk already, where
+//! extracting would double the I/O; the user's own disk is not dirty at all).
 //!
 //! [`free_ranges`] lists the bytes of a disk that no filesystem uses (free blocks of
 //! every clean ext2/3/4 filesystem, all of a swap area but its header page), so that the
@@ -394,17 +397,25 @@ fn shrink_ext(
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<ShrunkFs, ShrinkError> {
-    // A private copy was just written: attaching a loop device to it, or e2fsck and
-    // resize2fs syncing it, would first write all of it back to the disk, which costs
-    // more than extracting the filesystem to a scratch file whose syncs eatmydata
-    // turns off. The user's own disk (--no-snapshot) is not dirty: a loop device is
-    // cheapest there.
+    // A private copy was just written and, while it fits in memory, sits dirty in the
+    // page cache: attaching a loop device to it, or e2fsck and resize2fs syncing it,
+    // would first write all of it back to the disk, which costs more than extracting the
+    // filesystem (a copy in memory) to a scratch file whose syncs eatmydata turns off.
+    // A copy larger than that is mostly on the disk already, where extracting it would
+    // double the I/O; and the user's own disk (--no-snapshot) is not dirty: a loop
+    // device is cheapest for both.
     let private_copy = disk.starts_with(opts.workdir.path());
+    let loop_usable = loop_devices_usable();
     let method = match opts.method {
         Some(m) => m,
-        None if private_copy && command::exists(NO_SYNC_WRAPPER) => Method::Extract,
-        None if loop_devices_usable() => Method::Loop,
-        None => Method::Extract,
+        None if !loop_usable => Method::Extract,
+        None if private_copy
+            && command::exists(NO_SYNC_WRAPPER)
+            && fits_in_page_cache(used_bytes(disk, p)) =>
+        {
+            Method::Extract
+        }
+        None => Method::Loop,
     };
     reporter.info(&format!(
         "Shrinking the {} filesystem on partition {} ...",
@@ -509,6 +520,27 @@ fn shrink_ext(
         partition_bytes: part_bytes,
         method,
     })
+}
+
+/// Bytes the ext filesystem on `p` uses (all of the partition when it cannot be read).
+fn used_bytes(disk: &Path, p: &Partition) -> u64 {
+    ExtFs::open(disk, p.offset(), false)
+        .map(|fs| {
+            let info = fs.info();
+            info.blocks_count.saturating_sub(info.free_blocks) * u64::from(info.block_size)
+        })
+        .unwrap_or(p.size())
+}
+
+/// Whether `bytes` of freshly written data are likely still in the page cache: they
+/// take at most a quarter of the memory available now (`MemAvailable`).
+fn fits_in_page_cache(bytes: u64) -> bool {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    available.is_some_and(|kib| bytes <= kib * 1024 / 4)
 }
 
 /// Whether a loop device may be attached here: root, and the loop control device.
