@@ -38,7 +38,7 @@ fn cancelling_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("disk.raw");
     let f = File::create(&raw).unwrap();
-    f.write_all_at(&pattern(8, 32 << 20), 0).unwrap();
+    f.write_all_at(&pseudo_random(32 << 20, 8), 0).unwrap();
     f.set_len(DISK).unwrap();
     drop(f);
     let quiet = snf_core::report::Quiet;

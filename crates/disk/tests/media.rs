@@ -50,7 +50,7 @@ fn fixed_vhd_is_vpc_although_qemu_img_probes_raw() {
         "subformat=fixed,force_size=on",
     );
     // The trap this guards against is real: qemu-img alone says raw.
-    let probed = sh(Command::new("qemu-img")
+    let probed = run(Command::new("qemu-img")
         .args(["info", "--output=json"])
         .arg(&vhd));
     assert!(probed.contains("\"format\": \"raw\""), "{probed}");
@@ -64,13 +64,13 @@ fn block_device_size_and_logical_sector_size() {
     let dir = tempfile::tempdir().unwrap();
     let raw = raw_fixture(dir.path(), "disk.raw");
     for sector in [512u32, 4096] {
-        let lo = Loop::attach(&raw, sector);
-        let s = Source::examine(&lo.dev).unwrap();
+        let lo = Loop::attach(&raw, sector, false);
+        let s = Source::examine(lo.path()).unwrap();
         assert_eq!(s.kind(), SourceKind::BlockDevice);
         assert_eq!(s.format(), "raw");
         assert!(s.is_raw());
         assert_eq!(s.size(), DISK);
-        assert_eq!(s.sector_size(), sector, "{}", lo.dev.display());
+        assert_eq!(s.sector_size(), sector, "{}", lo.path().display());
     }
 }
 
@@ -90,7 +90,7 @@ fn root_is_the_host_and_other_directories_are_refused() {
 fn other_file_types_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    sh(Command::new("mkfifo").arg(&fifo));
+    run(Command::new("mkfifo").arg(&fifo));
     let err = Source::examine(&fifo).unwrap_err();
     assert!(matches!(err, MediaError::InvalidType { .. }), "{err}");
     assert!(
@@ -126,7 +126,7 @@ fn garbage_is_not_an_image() {
     // A qcow2 magic followed by garbage: qemu-img's own reason is reported.
     let fake = dir.path().join("fake.qcow2");
     let mut bytes = b"QFI\xfb".to_vec();
-    bytes.extend(pattern(7, 65536));
+    bytes.extend(pseudo_random(65536, 7));
     std::fs::write(&fake, &bytes).unwrap();
     let err = Source::examine(&fake).unwrap_err();
     assert!(matches!(err, MediaError::NotAnImage { .. }), "{err}");
@@ -134,7 +134,7 @@ fn garbage_is_not_an_image() {
 
     // Random bytes that are not even whole sectors.
     let junk = dir.path().join("junk.bin");
-    std::fs::write(&junk, pattern(9, 1000)).unwrap();
+    std::fs::write(&junk, pseudo_random(1000, 9)).unwrap();
     let err = Source::examine(&junk).unwrap_err();
     assert!(matches!(err, MediaError::NotAnImage { .. }), "{err}");
     assert!(err.to_string().contains("not a multiple of 512"), "{err}");

@@ -42,7 +42,7 @@ fn working_disk_equals_qemu_img_raw_conversion_for_every_format() {
         // And the fixture content itself survived the round trip.
         let mut b = vec![0u8; EXTENTS[1].1 as usize];
         disk.file().read_exact_at(&mut b, EXTENTS[1].0).unwrap();
-        assert_eq!(b, pattern(2, b.len()), "{label}");
+        assert_eq!(b, pseudo_random(b.len(), 2), "{label}");
     }
 }
 
@@ -107,12 +107,12 @@ fn block_device_copy_leaves_the_device_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let raw = raw_fixture(dir.path(), "disk.raw");
     let before = sha256(&raw);
-    let lo = Loop::attach(&raw, 512);
+    let lo = Loop::attach(&raw, 512, false);
     let wd = WorkDir::create(Some(dir.path())).unwrap();
-    let source = Source::examine(&lo.dev).unwrap();
+    let source = Source::examine(lo.path()).unwrap();
     let mut disk = WorkingDisk::open(&source, &wd, SnapshotMode::Snapshot, &Quiet).unwrap();
     assert!(!disk.is_writable());
-    assert_eq!(disk.path(), lo.dev.as_path());
+    assert_eq!(disk.path(), lo.path());
     disk.make_writable(&Quiet).unwrap();
     assert!(disk.is_copy());
     assert_same_bytes(disk.file(), &File::open(&raw).unwrap(), DISK, "device copy");
@@ -123,7 +123,7 @@ fn block_device_copy_leaves_the_device_untouched() {
         allocated(disk.path())
     );
     disk.file().write_all_at(&[0xEE; 512], 0).unwrap();
-    assert_eq!(sha256(&lo.dev), before, "the device changed");
+    assert_eq!(sha256(lo.path()), before, "the device changed");
     drop(lo);
     assert_eq!(sha256(&raw), before, "the backing file changed");
 }
@@ -224,7 +224,7 @@ fn not_enough_space_is_reported_up_front_and_nothing_is_left() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("big.raw");
     let f = File::create(&raw).unwrap();
-    f.write_all_at(&pattern(3, 16 << 20), 0).unwrap();
+    f.write_all_at(&pseudo_random(16 << 20, 3), 0).unwrap();
     f.set_len(DISK).unwrap();
     f.sync_all().unwrap();
     let source = Source::examine(&raw).unwrap();
@@ -271,13 +271,13 @@ fn running_out_of_space_midway_names_the_directory_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("big.raw");
     let f = File::create(&raw).unwrap();
-    f.write_all_at(&pattern(4, 16 << 20), 0).unwrap();
+    f.write_all_at(&pseudo_random(16 << 20, 4), 0).unwrap();
     f.set_len(DISK).unwrap();
     f.sync_all().unwrap();
     // A block device has no known allocation, so only a warning is given up front and
     // the copy runs into ENOSPC.
-    let lo = Loop::attach(&raw, 512);
-    let source = Source::examine(&lo.dev).unwrap();
+    let lo = Loop::attach(&raw, 512, false);
+    let source = Source::examine(lo.path()).unwrap();
     {
         let wd = WorkDir::create(Some(small.path())).unwrap();
         let mut disk = WorkingDisk::open(&source, &wd, SnapshotMode::Snapshot, &Quiet).unwrap();
@@ -305,9 +305,9 @@ fn reflink_clone_costs_no_space_where_supported() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("btrfs.img");
     File::create(&img).unwrap().set_len(512 << 20).unwrap();
-    sh(std::process::Command::new("mkfs.btrfs").arg("-q").arg(&img));
+    run(std::process::Command::new("mkfs.btrfs").arg("-q").arg(&img));
     let mnt = tempfile::tempdir().unwrap();
-    sh(std::process::Command::new("mount")
+    run(std::process::Command::new("mount")
         .args(["-o", "loop"])
         .arg(&img)
         .arg(mnt.path()));
@@ -320,18 +320,18 @@ fn reflink_clone_costs_no_space_where_supported() {
     let _umount = Umount(mnt.path());
     let raw = mnt.path().join("disk.raw");
     let f = File::create(&raw).unwrap();
-    f.write_all_at(&pattern(5, 64 << 20), 0).unwrap();
+    f.write_all_at(&pseudo_random(64 << 20, 5), 0).unwrap();
     f.set_len(128 << 20).unwrap();
     f.sync_all().unwrap();
     let before = sha256(&raw);
     let wd = WorkDir::create(Some(mnt.path())).unwrap();
     let source = Source::examine(&raw).unwrap();
     let mut disk = WorkingDisk::open(&source, &wd, SnapshotMode::Snapshot, &Quiet).unwrap();
-    sh(&mut std::process::Command::new("sync"));
+    run(&mut std::process::Command::new("sync"));
     let free_before = snf_disk::workdir::free_bytes(mnt.path()).unwrap();
     disk.make_writable(&Quiet).unwrap();
     disk.file().sync_all().unwrap();
-    sh(&mut std::process::Command::new("sync"));
+    run(&mut std::process::Command::new("sync"));
     let free_after = snf_disk::workdir::free_bytes(mnt.path()).unwrap();
     assert!(
         free_before.saturating_sub(free_after) < 16 << 20,

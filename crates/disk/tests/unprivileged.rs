@@ -17,7 +17,7 @@ fn example_binary(dir: &Path) -> PathBuf {
     let built = profile_dir.join("examples").join("disk_dump");
     if !built.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        sh(Command::new(cargo).args(["build", "-p", "snf-disk", "--example", "disk_dump"]));
+        run(Command::new(cargo).args(["build", "-p", "snf-disk", "--example", "disk_dump"]));
     }
     let copy = dir.join("disk_dump");
     std::fs::copy(&built, &copy).unwrap();
@@ -27,7 +27,7 @@ fn example_binary(dir: &Path) -> PathBuf {
 
 fn as_nobody(exe: &Path, args: &[&std::ffi::OsStr]) -> String {
     require("setpriv");
-    sh(Command::new("setpriv")
+    run(Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(exe)
         .args(args)

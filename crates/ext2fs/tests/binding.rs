@@ -7,56 +7,12 @@ use std::path::Path;
 use std::process::Command;
 
 use ext2fs::{ErrorKind, Ext2Fs, ExtKind, NewInode, ROOT_INO};
-
-fn require(program: &str) {
-    assert!(
-        snf_core::command::exists(program),
-        "{program} is not installed; run scripts/setup.sh (packages in scripts/apt-packages.txt)"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use snf_testkit::fixture::{assert_e2fsck_clean, require, Mke2fs};
 
 fn mkfs(dir: &Path, src: &Path, args: &[&str], offset: u64) -> std::path::PathBuf {
-    require("mke2fs");
     let img = dir.join("disk.img");
-    run(Command::new("mke2fs")
-        .args(["-q", "-F"])
-        .args(args)
-        .arg("-d")
-        .arg(src)
-        .arg("-E")
-        .arg(format!("offset={offset}"))
-        .arg(&img)
-        .arg("16M"));
+    Mke2fs::with_args(args).tree(src).make(&img, offset, "16M");
     img
-}
-
-fn assert_clean(img: &Path, offset: u64) {
-    require("e2fsck");
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(ext2fs::e2fsprogs_spec(img, offset))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck -fn: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const CHILD_ENV: &str = "EXT2FS_UNPRIVILEGED_CHILD_IMAGE";
@@ -131,7 +87,7 @@ fn image_files_need_no_root() {
         text.contains("1 passed"),
         "the child test did not run:\n{text}"
     );
-    assert_clean(&img, 8192);
+    assert_e2fsck_clean(&img, 8192, "the test image");
     let mut fs = Ext2Fs::open(&img, 8192, false).unwrap();
     assert!(fs.lookup(ROOT_INO, b"hello").unwrap().is_none());
     let f = fs.lookup(ROOT_INO, b"written-by-nobody").unwrap().unwrap();
@@ -159,7 +115,7 @@ fn xattrs_can_be_set_and_removed() {
         assert_eq!(got.len(), 3, "{args:?}");
         assert_eq!(got[2], (b"user.small".to_vec(), b"v".to_vec()));
         fs.flush().unwrap();
-        assert_clean(&img, 0);
+        assert_e2fsck_clean(&img, 0, "the test image");
         fs.remove_xattr(f, b"user.large").unwrap();
         fs.remove_xattr(f, b"security.selinux").unwrap();
         let err = fs.remove_xattr(f, b"user.absent").unwrap_err();
@@ -169,7 +125,7 @@ fn xattrs_can_be_set_and_removed() {
             vec![(b"user.small".to_vec(), b"v".to_vec())]
         );
         fs.close().unwrap();
-        assert_clean(&img, 0);
+        assert_e2fsck_clean(&img, 0, "the test image");
     }
 }
 
@@ -198,7 +154,7 @@ fn used_block_ranges_match_the_bitmap() {
     assert!(after + 290 < used, "{after} vs {used}");
     assert_eq!(after, fs.info().blocks_count - fs.info().free_blocks);
     fs.close().unwrap();
-    assert_clean(&img, 0);
+    assert_e2fsck_clean(&img, 0, "the test image");
 }
 
 #[test]
@@ -248,7 +204,7 @@ fn scratch_copies_are_consistent_without_fsync() {
         fs.write_at(f, 0, &data).unwrap();
         fs.set_xattr(f, b"user.k", b"v").unwrap();
         fs.flush().unwrap();
-        assert_clean(&img, offset);
+        assert_e2fsck_clean(&img, offset, "the test image");
         let mut other = Ext2Fs::open(&img, offset, false).unwrap();
         let mut buf = vec![0u8; data.len() + 10];
         let n = other.read_at(f, 0, &mut buf).unwrap();
@@ -256,7 +212,7 @@ fn scratch_copies_are_consistent_without_fsync() {
         drop(other);
         fs.unlink(ROOT_INO, b"f").unwrap();
         fs.close().unwrap();
-        assert_clean(&img, offset);
+        assert_e2fsck_clean(&img, offset, "the test image");
         let mut fs = Ext2Fs::open(&img, offset, false).unwrap();
         assert_eq!(fs.lookup(ROOT_INO, b"f").unwrap(), None, "{args:?}");
     }

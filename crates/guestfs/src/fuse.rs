@@ -164,7 +164,19 @@ impl GuestMount {
         if self.session.is_none() {
             return Ok(());
         }
-        unmount_path(&self.mountpoint, false)?;
+        // A file closed a moment ago may still be held: the kernel releases it after
+        // close() returns, and a child forked meanwhile by any thread of the process
+        // holds a copy until it execs. Only a use that lasts is "busy".
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match unmount_path(&self.mountpoint, false) {
+                Err(MountError::Busy { .. }) if pause <= Duration::from_millis(160) => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+                other => break other?,
+            }
+        }
         self.wait_server(None)
     }
 

@@ -2,46 +2,26 @@
 //! with mtools, read and changed through the guest tree, then checked by fsck.fat and
 //! read back with mtools.
 
-use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
 use snf_guestfs::fat::FatFs;
 use snf_guestfs::{FileType, GuestFs, NewNode};
+use snf_testkit::fixture::{run, sfdisk, sparse_file};
 
 const MIB: u64 = 1024 * 1024;
 const OFFSET: u64 = MIB;
 const PART: u64 = 64 * MIB;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {:?} (install it with scripts/setup.sh): {e}",
-            cmd.get_program()
-        )
-    });
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}{}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A 48 MiB disk with a 32 MiB FAT filesystem at 1 MiB holding EFI/debian/grub.cfg and
 /// a long-named file.
 fn make_disk(dir: &Path, fat_bits: &str) -> std::path::PathBuf {
     let img = dir.join("disk.img");
-    File::create(&img).unwrap().set_len(80 * MIB).unwrap();
-    run(Command::new("sfdisk")
-        .arg("-q")
-        .arg(&img)
-        .env("LANG", "C")
-        .stdin_file(
-            "label: gpt\nstart=2048, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n",
-        ));
+    sparse_file(&img, 80 * MIB);
+    sfdisk(
+        &img,
+        "label: gpt\nstart=2048, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n",
+    );
     // Enough clusters for FAT32, not too many for FAT16.
     let per_cluster = if fat_bits == "32" { "1" } else { "4" };
     run(Command::new("mkfs.fat")
@@ -69,20 +49,6 @@ fn make_disk(dir: &Path, fat_bits: &str) -> std::path::PathBuf {
         .arg("::/")
         .env("MTOOLS_SKIP_CHECK", "1"));
     img
-}
-
-trait StdinFile {
-    fn stdin_file(&mut self, text: &str) -> &mut Self;
-}
-
-impl StdinFile for Command {
-    fn stdin_file(&mut self, text: &str) -> &mut Self {
-        let path = std::env::temp_dir().join(format!("snf-fat-test-{}.sfdisk", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        self.stdin(File::open(&path).unwrap());
-        let _ = std::fs::remove_file(&path);
-        self
-    }
 }
 
 fn fsck_clean(img: &Path) {

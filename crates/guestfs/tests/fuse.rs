@@ -12,17 +12,10 @@ use std::process::Command;
 
 use snf_guestfs::fuse::MountError;
 use snf_guestfs::{DirFs, ExtFs, GuestFs, GuestMount};
+use snf_testkit::fixture::{assert_e2fsck_clean, is_mounted, write_file, Mke2fs};
 
 fn p(s: &str) -> &Path {
     Path::new(s)
-}
-
-/// Whether `/proc/self/mountinfo` lists a mount at `dir`.
-fn is_mounted(dir: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let want = dir.to_str().unwrap();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
 }
 
 /// Run `script` with `sh -e` in `dir`; panics with its stderr on failure.
@@ -42,49 +35,44 @@ fn sh(dir: &Path, script: &str) -> String {
 }
 
 fn populate(tree: &Path) {
-    for d in ["etc", "var/cache/apt/archives", "data", "home/user"] {
-        fs::create_dir_all(tree.join(d)).unwrap();
-    }
-    fs::write(tree.join("etc/hostname"), "old-name\n").unwrap();
-    fs::write(tree.join("etc/app.conf"), "a=1\nb=2\n").unwrap();
-    fs::write(tree.join("data/log"), "first\n").unwrap();
+    write_file(tree, "/etc/hostname", "old-name\n");
+    write_file(tree, "/etc/app.conf", "a=1\nb=2\n");
+    write_file(tree, "/data/log", "first\n");
     for i in 0..50 {
-        fs::write(
-            tree.join(format!("var/cache/apt/archives/pkg{i}.deb")),
+        write_file(
+            tree,
+            &format!("/var/cache/apt/archives/pkg{i}.deb"),
             vec![i as u8; 3000],
-        )
-        .unwrap();
+        );
     }
-    fs::write(tree.join("home/user/notes"), "keep me\n").unwrap();
+    write_file(tree, "/home/user/notes", "keep me\n");
 }
 
-fn mke2fs(tree: &Path, img: &Path) {
-    let out = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(tree)
-        .arg(img)
-        .arg("64M")
-        .output()
-        .expect("mke2fs (package e2fsprogs) must be installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// A scratch directory holding the populated guest tree `tree/` and an empty mount
+/// point `mnt/`: (directory, tree, mount point).
+fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    let mnt = host.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    populate(&tree);
+    (host, tree, mnt)
 }
 
-fn e2fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(img)
-        .output()
-        .expect("e2fsck (package e2fsprogs) must be installed");
-    assert!(
-        out.status.success(),
-        "e2fsck -fn found problems:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The tree as a writable directory-backed guest.
+fn dir_guest(tree: &Path) -> GuestFs {
+    GuestFs::new(Box::new(DirFs::open(tree, true).unwrap()), "tree")
+}
+
+/// The tree made into the ext4 image `disk.img` next to it.
+fn ext_image(tree: &Path) -> PathBuf {
+    let img = tree.with_file_name("disk.img");
+    Mke2fs::ext4().tree(tree).make(&img, 0, "64M");
+    img
+}
+
+fn ext_guest(img: &Path, writable: bool) -> GuestFs {
+    GuestFs::new(Box::new(ExtFs::open(img, 0, writable).unwrap()), "disk")
 }
 
 fn mount(guest: GuestFs, dir: &Path) -> GuestMount {
@@ -138,12 +126,8 @@ fn check_edits(g: &mut GuestFs) {
 
 #[test]
 fn shell_edits_reach_a_directory_backed_guest() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
-    let guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    let (_host, tree, mnt) = scratch();
+    let guest = dir_guest(&tree);
     let m = mount(guest, &mnt);
     assert!(is_mounted(&mnt));
     let out = sh(&mnt, EDITS);
@@ -165,14 +149,9 @@ fn shell_edits_reach_a_directory_backed_guest() {
 
 #[test]
 fn shell_edits_reach_an_ext4_guest_and_leave_it_consistent() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    let img = host.path().join("disk.img");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
-    mke2fs(&tree, &img);
-    let guest = GuestFs::new(Box::new(ExtFs::open(&img, 0, true).unwrap()), "disk");
+    let (_host, tree, mnt) = scratch();
+    let img = ext_image(&tree);
+    let guest = ext_guest(&img, true);
     let m = mount(guest, &mnt);
     sh(&mnt, EDITS);
     // Hard links, renames over existing files, deep trees removed at once.
@@ -192,25 +171,17 @@ fn shell_edits_reach_an_ext4_guest_and_leave_it_consistent() {
     assert!(!g.lexists(p("/t")));
     assert_eq!(g.lstat(p("/etc/hostname")).unwrap().nlink, 1);
     drop(g.into_filesystems().unwrap());
-    e2fsck_clean(&img);
+    assert_e2fsck_clean(&img, 0, "the guest image");
 }
 
 #[test]
 fn large_files_are_written_and_read_at_every_offset() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    let img = host.path().join("disk.img");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
-    mke2fs(&tree, &img);
+    let (_host, tree, mnt) = scratch();
+    let img = ext_image(&tree);
     let data: Vec<u8> = (0..5_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let m = mount(
-        GuestFs::new(Box::new(ExtFs::open(&img, 0, true).unwrap()), "disk"),
-        &mnt,
-    );
+    let m = mount(ext_guest(&img, true), &mnt);
     fs::write(mnt.join("big"), &data).unwrap();
     // Overwrite a range in the middle through a seek, as editors and databases do.
     let mut f = fs::OpenOptions::new()
@@ -231,19 +202,15 @@ fn large_files_are_written_and_read_at_every_offset() {
     let mut g = m.unmount().unwrap();
     assert_eq!(g.read(p("/big")).unwrap(), expect);
     drop(g.into_filesystems().unwrap());
-    e2fsck_clean(&img);
+    assert_e2fsck_clean(&img, 0, "the guest image");
 }
 
 #[test]
 fn absolute_symlinks_keep_their_target_but_resolve_on_the_host() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
+    let (host, tree, mnt) = scratch();
     let marker = host.path().join("host-only");
     fs::write(&marker, "host file\n").unwrap();
-    let mut guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    let mut guest = dir_guest(&tree);
     guest
         .symlink(
             marker.as_os_str(),
@@ -262,15 +229,8 @@ fn absolute_symlinks_keep_their_target_but_resolve_on_the_host() {
 
 #[test]
 fn a_busy_mount_is_reported_and_can_be_retried() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
-    let mut m = mount(
-        GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree"),
-        &mnt,
-    );
+    let (_host, tree, mnt) = scratch();
+    let mut m = mount(dir_guest(&tree), &mnt);
     let open = fs::File::open(mnt.join("etc/hostname")).unwrap();
     let err = m.try_unmount().unwrap_err();
     assert!(err.is_busy(), "{err}");
@@ -287,15 +247,8 @@ fn a_busy_mount_is_reported_and_can_be_retried() {
 
 #[test]
 fn dropping_a_busy_mount_still_unmounts() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
-    let m = mount(
-        GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree"),
-        &mnt,
-    );
+    let (_host, tree, mnt) = scratch();
+    let m = mount(dir_guest(&tree), &mnt);
     let mut open = fs::File::open(mnt.join("etc/hostname")).unwrap();
     drop(m);
     assert!(!is_mounted(&mnt));
@@ -308,18 +261,10 @@ fn dropping_a_busy_mount_still_unmounts() {
 
 #[test]
 fn a_read_only_guest_refuses_writes() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    let img = host.path().join("disk.img");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
-    mke2fs(&tree, &img);
+    let (_host, tree, mnt) = scratch();
+    let img = ext_image(&tree);
     let before = fs::read(&img).unwrap();
-    let m = mount(
-        GuestFs::new(Box::new(ExtFs::open(&img, 0, false).unwrap()), "disk"),
-        &mnt,
-    );
+    let m = mount(ext_guest(&img, false), &mnt);
     assert_eq!(fs::read(mnt.join("etc/hostname")).unwrap(), b"old-name\n");
     let err = fs::write(mnt.join("etc/hostname"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(30), "EROFS expected: {err}");
@@ -334,11 +279,9 @@ fn a_read_only_guest_refuses_writes() {
 
 #[test]
 fn mounting_on_a_missing_directory_gives_the_tree_back() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
-    populate(&tree);
+    let (host, tree, _mnt) = scratch();
     let missing: PathBuf = host.path().join("no-such-dir");
-    let guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    let guest = dir_guest(&tree);
     let (err, mut guest) = GuestMount::mount(guest, &missing).unwrap_err();
     assert!(matches!(err, MountError::Mount { .. }));
     assert!(err.to_string().contains("no-such-dir"), "{err}");
@@ -347,16 +290,12 @@ fn mounting_on_a_missing_directory_gives_the_tree_back() {
 
 #[test]
 fn guest_mount_points_are_crossed_and_cannot_be_removed() {
-    let host = tempfile::tempdir().unwrap();
-    let tree = host.path().join("tree");
+    let (host, tree, mnt) = scratch();
     let boot = host.path().join("boot");
-    let mnt = host.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    populate(&tree);
     fs::create_dir(tree.join("boot")).unwrap();
     fs::create_dir_all(boot.join("grub")).unwrap();
     fs::write(boot.join("grub/grub.cfg"), "timeout=5\n").unwrap();
-    let mut guest = GuestFs::new(Box::new(DirFs::open(&tree, true).unwrap()), "tree");
+    let mut guest = dir_guest(&tree);
     guest
         .mount(
             p("/boot"),
@@ -389,12 +328,8 @@ const UNPRIV_DIR: &str = "SNF_TEST_FUSE_UNPRIV_DIR";
 
 #[test]
 fn an_unprivileged_user_mounts_through_fusermount() {
-    let host = tempfile::tempdir().unwrap();
+    let (host, tree, mnt) = scratch();
     fs::set_permissions(host.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let tree = host.path().join("tree");
-    let mnt = host.path().join("mnt");
-    populate(&tree);
-    fs::create_dir(&mnt).unwrap();
     let chown = Command::new("chown")
         .args(["-R", "65534:65534"])
         .arg(&tree)

@@ -1,30 +1,10 @@
 //! The probe against superblocks made by the real tools.
 
-use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
 use snf_guestfs::probe::{probe_file, FsType};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {:?} (install it with scripts/setup.sh): {e}",
-            cmd.get_program()
-        )
-    });
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sparse(path: &Path, size: u64) {
-    File::create(path).unwrap().set_len(size).unwrap();
-}
+use snf_testkit::fixture::{run, sparse_file};
 
 fn blkid(path: &Path, tag: &str) -> String {
     run(Command::new("blkid")
@@ -40,7 +20,7 @@ const MIB: u64 = 1024 * 1024;
 fn ext4_at_an_offset_with_uuid_and_label() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
-    sparse(&img, 64 * MIB);
+    sparse_file(&img, 64 * MIB);
     run(Command::new("mke2fs")
         .args([
             "-q",
@@ -71,7 +51,7 @@ fn ext2_and_ext3_are_told_apart() {
     let dir = tempfile::tempdir().unwrap();
     for (t, want) in [("ext2", FsType::Ext2), ("ext3", FsType::Ext3)] {
         let img = dir.path().join(t);
-        sparse(&img, 16 * MIB);
+        sparse_file(&img, 16 * MIB);
         run(Command::new("mke2fs").args(["-q", "-F", "-t", t]).arg(&img));
         let p = probe_file(&img, 0, 16 * MIB).unwrap();
         assert_eq!(p.fs_type, want, "{t}");
@@ -84,7 +64,7 @@ fn fat_volume_id_and_label() {
     let dir = tempfile::tempdir().unwrap();
     for (bits, size) in [("12", 4 * MIB), ("16", 32 * MIB), ("32", 64 * MIB)] {
         let img = dir.path().join(format!("fat{bits}"));
-        sparse(&img, size);
+        sparse_file(&img, size);
         run(Command::new("mkfs.fat")
             .args(["-F", bits, "-i", "1234ABCD", "-n", "EFI-SYS"])
             .arg(&img));
@@ -100,7 +80,7 @@ fn fat_volume_id_and_label() {
 fn swap_with_uuid_and_label() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("swap");
-    sparse(&img, 16 * MIB);
+    sparse_file(&img, 16 * MIB);
     run(Command::new("mkswap")
         .args(["-L", "myswap", "-U", "11111111-2222-3333-4444-555555555555"])
         .arg(&img));
@@ -118,7 +98,7 @@ fn swap_with_uuid_and_label() {
 fn xfs_and_btrfs() {
     let dir = tempfile::tempdir().unwrap();
     let xfs = dir.path().join("xfs");
-    sparse(&xfs, 320 * MIB);
+    sparse_file(&xfs, 320 * MIB);
     run(Command::new("mkfs.xfs")
         .args(["-q", "-f", "-L", "xroot"])
         .arg(&xfs));
@@ -128,7 +108,7 @@ fn xfs_and_btrfs() {
     assert_eq!(p.uuid.unwrap(), blkid(&xfs, "UUID"));
 
     let btrfs = dir.path().join("btrfs");
-    sparse(&btrfs, 128 * MIB);
+    sparse_file(&btrfs, 128 * MIB);
     run(Command::new("mkfs.btrfs")
         .args(["-q", "-f", "-L", "broot"])
         .arg(&btrfs));
@@ -145,7 +125,7 @@ fn luks2_on_a_file() {
     let img = dir.path().join("luks");
     let key = dir.path().join("key");
     std::fs::write(&key, b"secret passphrase").unwrap();
-    sparse(&img, 32 * MIB);
+    sparse_file(&img, 32 * MIB);
     run(Command::new("cryptsetup")
         .args([
             "luksFormat",
@@ -198,7 +178,7 @@ impl Drop for Loop {
 fn lvm_physical_volume_made_by_pvcreate() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("pv");
-    sparse(&img, 16 * MIB);
+    sparse_file(&img, 16 * MIB);
     let dev = Loop(
         run(Command::new("losetup").args(["-f", "--show"]).arg(&img))
             .trim()

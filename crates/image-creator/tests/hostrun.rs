@@ -8,42 +8,12 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
 
 use image_creator::hostrun::{self, HostRunError};
 use image_creator::metadata::Metadata;
-use snf_core::report::{Reporter, Task, Unit};
 use snf_guestfs::{ExtFs, GuestFs};
-
-/// Records every message.
-#[derive(Default)]
-struct Record(Mutex<Vec<String>>);
-
-struct NoTask;
-impl Task for NoTask {
-    fn inc(&self, _n: u64) {}
-    fn set_position(&self, _pos: u64) {}
-    fn finish(&self, _result: &str) {}
-}
-
-impl Reporter for Record {
-    fn info(&self, msg: &str) {
-        self.0.lock().unwrap().push(msg.to_string());
-    }
-    fn warn(&self, msg: &str) {
-        self.0.lock().unwrap().push(format!("warning: {msg}"));
-    }
-    fn task(&self, _title: &str, _total: u64, _unit: Unit) -> Box<dyn Task> {
-        Box::new(NoTask)
-    }
-}
-
-impl Record {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
+use snf_testkit::fixture::{assert_e2fsck_clean, is_mounted, write_file, Mke2fs};
+use snf_testkit::report::Recorder;
 
 fn p(s: &str) -> &Path {
     Path::new(s)
@@ -52,30 +22,17 @@ fn p(s: &str) -> &Path {
 /// An ext4 image of a small Linux-like tree, opened writable as a guest tree.
 fn ext_guest(dir: &Path) -> (PathBuf, GuestFs) {
     let tree = dir.join("tree");
-    for d in ["etc", "var/cache/apt/archives", "root"] {
-        fs::create_dir_all(tree.join(d)).unwrap();
-    }
-    fs::write(tree.join("etc/hostname"), "builder\n").unwrap();
+    fs::create_dir_all(tree.join("root")).unwrap();
+    write_file(&tree, "/etc/hostname", "builder\n");
     for i in 0..20 {
-        fs::write(
-            tree.join(format!("var/cache/apt/archives/p{i}.deb")),
+        write_file(
+            &tree,
+            &format!("/var/cache/apt/archives/p{i}.deb"),
             [i; 2000],
-        )
-        .unwrap();
+        );
     }
     let img = dir.join("disk.img");
-    let out = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .arg("64M")
-        .output()
-        .expect("mke2fs (package e2fsprogs) must be installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Mke2fs::ext4().tree(&tree).make(&img, 0, "64M");
     let guest = GuestFs::new(Box::new(ExtFs::open(&img, 0, true).unwrap()), "disk");
     (img, guest)
 }
@@ -94,27 +51,6 @@ fn metadata() -> Metadata {
     m.insert("DESCRIPTION", "Debian 12 with spaces & symbols $HOME")
         .unwrap();
     m
-}
-
-/// Whether `/proc/self/mountinfo` lists a mount at `dir`.
-fn is_mounted(dir: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let want = dir.to_str().unwrap();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
-}
-
-fn e2fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(img)
-        .output()
-        .expect("e2fsck (package e2fsprogs) must be installed");
-    assert!(
-        out.status.success(),
-        "e2fsck -fn found problems:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]
@@ -142,7 +78,7 @@ echo "first done""#,
         "second.sh",
         "test ! -e var/cache/apt\necho appended >> etc/hostname\necho oops >&2",
     );
-    let rec = Record::default();
+    let rec = Recorder::default();
     let mut guest =
         hostrun::run_scripts(guest, &[first.clone(), second.clone()], &metadata(), &rec).unwrap();
     assert_eq!(guest.read(p("/etc/osfamily")).unwrap(), b"linux\n");
@@ -175,7 +111,7 @@ echo "first done""#,
     assert!(!is_mounted(&mnt));
     assert!(!mnt.exists(), "{} was left behind", mnt.display());
     drop(guest.into_filesystems().unwrap());
-    e2fsck_clean(&img);
+    assert_e2fsck_clean(&img, 0, "the guest image");
 }
 
 #[test]
@@ -198,7 +134,7 @@ fn a_failing_script_stops_the_run_and_unmounts() {
         "second.sh",
         &format!("touch {}", marker.display()),
     );
-    let rec = Record::default();
+    let rec = Recorder::default();
     let err = hostrun::run_scripts(guest, &[fail.clone(), second], &metadata(), &rec)
         .map(|_| ())
         .unwrap_err();
@@ -215,7 +151,7 @@ fn a_failing_script_stops_the_run_and_unmounts() {
     assert!(!is_mounted(&mnt));
     assert!(!mnt.exists(), "{} was left behind", mnt.display());
     // What the script did before failing was written consistently.
-    e2fsck_clean(&img);
+    assert_e2fsck_clean(&img, 0, "the guest image");
 }
 
 #[test]
@@ -248,7 +184,7 @@ fn scripts_are_checked_before_anything_is_mounted() {
     );
     // A bad script fails the run without mounting the tree.
     let (_img, guest) = ext_guest(dir.path());
-    let rec = Record::default();
+    let rec = Recorder::default();
     let err = hostrun::run_scripts(guest, std::slice::from_ref(&plain), &metadata(), &rec)
         .map(|_| ())
         .unwrap_err();
@@ -260,7 +196,7 @@ fn scripts_are_checked_before_anything_is_mounted() {
 fn no_scripts_give_the_tree_back_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let (_img, guest) = ext_guest(dir.path());
-    let rec = Record::default();
+    let rec = Recorder::default();
     let mut guest = hostrun::run_scripts(guest, &[], &metadata(), &rec).unwrap();
     assert_eq!(guest.read(p("/etc/hostname")).unwrap(), b"builder\n");
     assert!(rec.lines().is_empty());

@@ -14,13 +14,7 @@ use image_creator::hostrun::{self, HostRunError};
 use image_creator::metadata::Metadata;
 use snf_core::report::Quiet;
 use snf_guestfs::{DirFs, GuestFs};
-
-fn is_mounted(dir: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let want = dir.to_str().unwrap();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
-}
+use snf_testkit::fixture::is_mounted;
 
 /// Whether process `pid` is still running (a zombie waiting for its parent is not).
 fn running(pid: &str) -> bool {

@@ -2,58 +2,30 @@
 //! metadata after the merge, and cleanup when a session is dropped half way.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use image_creator::core::report::quiet;
 use image_creator::options::RunOptions;
 use image_creator::session::{Session, SessionError, Stage};
-
-fn tool(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {:?} (scripts/setup.sh): {e}", cmd.get_program()));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use snf_testkit::fixture::{run, write_file, Disk, Mke2fs};
 
 /// A 16 MiB MBR disk with one ext4 partition holding a minimal Debian root.
 fn debian_disk(dir: &Path) -> PathBuf {
-    let img = dir.join("disk.raw");
     let tree = dir.join("tree");
-    fs::create_dir_all(tree.join("etc")).unwrap();
-    fs::write(
-        tree.join("etc/os-release"),
+    write_file(
+        &tree,
+        "/etc/os-release",
         "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
-    )
-    .unwrap();
-    fs::write(tree.join("etc/fstab"), "/dev/sda1 / ext4 defaults 0 1\n").unwrap();
-    fs::File::create(&img).unwrap().set_len(16 << 20).unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["-q", img.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sfdisk is missing (scripts/setup.sh)");
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\nstart=2048, type=83\n")
-        .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
-    tool(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-E", "offset=1048576", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("15M"),
     );
-    img
+    write_file(&tree, "/etc/fstab", "/dev/sda1 / ext4 defaults 0 1\n");
+    let disk = Disk::create(
+        dir.join("disk.raw"),
+        16 << 20,
+        "label: dos\nstart=2048, type=83\n",
+    );
+    disk.ext(1, &Mke2fs::ext4().tree(&tree));
+    disk.into_path()
 }
 
 fn workdirs(dir: &Path) -> Vec<String> {
@@ -102,12 +74,10 @@ fn dropping_a_session_half_way_removes_the_working_copy() {
     let dir = tempfile::tempdir().unwrap();
     let raw = debian_disk(dir.path());
     let qcow = dir.path().join("disk.qcow2");
-    tool(
-        Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(&raw)
-            .arg(&qcow),
-    );
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&qcow));
     let mut opts = RunOptions::new(&qcow);
     opts.tmpdir = Some(dir.path().to_path_buf());
     opts.print.metadata = true;

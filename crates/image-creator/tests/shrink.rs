@@ -5,133 +5,27 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 
-use image_creator::core::report::{Reporter, Task, Unit};
 use image_creator::options::RunOptions;
 use image_creator::session::Session;
 use image_creator::shrink::{self, Method, ShrinkOptions};
 use snf_disk::partition::{Layout, TableKind, MIB};
 use snf_disk::WorkDir;
 use snf_guestfs::{ExtFs, GuestFs};
+use snf_testkit::fixture::{
+    assert_ext_clean, assert_sfdisk_verifies, assert_sgdisk_verifies, copy_into, pseudo_random,
+    run, sgdisk_info, sparse_file, write_at, Disk, Loop, Mke2fs,
+};
+use snf_testkit::report::Recorder;
 
-use common::{run, Tree};
-
-// ---- reporting -----------------------------------------------------------------------
-
-#[derive(Default)]
-struct Recorder {
-    infos: Mutex<Vec<String>>,
-    warnings: Mutex<Vec<String>>,
-}
-
-struct NoTask;
-impl Task for NoTask {
-    fn inc(&self, _: u64) {}
-    fn set_position(&self, _: u64) {}
-    fn finish(&self, _: &str) {}
-}
-
-impl Reporter for Recorder {
-    fn info(&self, msg: &str) {
-        self.infos.lock().unwrap().push(msg.to_string());
-    }
-    fn warn(&self, msg: &str) {
-        self.warnings.lock().unwrap().push(msg.to_string());
-    }
-    fn task(&self, _: &str, _: u64, _: Unit) -> Box<dyn Task> {
-        Box::new(NoTask)
-    }
-}
-
-impl Recorder {
-    fn warned(&self, needle: &str) -> bool {
-        self.warnings
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|w| w.contains(needle))
-    }
-    fn said(&self, needle: &str) -> bool {
-        self.infos
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|w| w.contains(needle))
-    }
-}
+use common::Tree;
 
 // ---- fixtures ------------------------------------------------------------------------
-
-fn run_stdin(cmd: &mut Command, input: &str) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {:?} (scripts/setup.sh): {e}", cmd.get_program()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A loop device with `sector_size`-byte sectors, detached when dropped.
-struct Loop(String);
-
-impl Loop {
-    fn attach(image: &Path, sector_size: u32) -> Loop {
-        let out = run(Command::new("losetup")
-            .args([
-                "--find",
-                "--show",
-                "--sector-size",
-                &sector_size.to_string(),
-            ])
-            .arg(image));
-        let dev = out.trim().to_string();
-        assert!(
-            dev.starts_with("/dev/loop"),
-            "losetup gave no device (these fixtures need root and loop devices): {dev:?}"
-        );
-        Loop(dev)
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
 
 /// A Debian root with some data worth checking afterwards.
 fn debian_tree(base: &Path, name: &str) -> Tree {
@@ -143,7 +37,7 @@ fn debian_tree(base: &Path, name: &str) -> Tree {
         )
         .file("/etc/debian_version", "12.5\n")
         .file("/etc/hostname", "fixture\n");
-    fs::write(t.root.join("big.bin"), noise(3 << 20, 1)).unwrap();
+    fs::write(t.root.join("big.bin"), pseudo_random(3 << 20, 1)).unwrap();
     for i in 0..40 {
         t.file(
             &format!("/usr/share/doc/f{i}"),
@@ -160,6 +54,11 @@ enum Fill<'a> {
     Xfs,
 }
 
+/// `tree` in an ext4 filesystem of `block`-byte blocks.
+fn ext4(tree: &Tree, block: u32) -> Fill<'_> {
+    Fill::Ext4 { tree, block }
+}
+
 /// A disk of `mib` MiB: `script` (an sfdisk script) written with `sector_size`-byte
 /// sectors, then `fills` (partition number, content).
 fn make_disk(
@@ -169,71 +68,31 @@ fn make_disk(
     script: &str,
     fills: &[(u32, Fill)],
 ) -> PathBuf {
-    let img = dir.join("disk.img");
-    File::create(&img).unwrap().set_len(mib * MIB).unwrap();
-    if sector_size == 512 {
-        run_stdin(Command::new("sfdisk").arg("-q").arg(&img), script);
-    } else {
-        let lo = Loop::attach(&img, sector_size);
-        run_stdin(
-            Command::new("sfdisk").args(["-q", "--no-reread", "--no-tell-kernel", &lo.0]),
-            script,
-        );
-    }
-    let layout = Layout::read_file(&img, sector_size).expect("fixture table");
+    let disk = Disk::create_with_sectors(dir.join("disk.img"), mib * MIB, sector_size, script);
     for (n, fill) in fills {
-        let p = layout
-            .partition(*n)
-            .unwrap_or_else(|| panic!("no partition {n}"));
-        let (off, size) = (p.offset(), p.size());
         match fill {
             Fill::Ext4 { tree, block } => {
-                run(Command::new("mke2fs")
-                    .args(["-q", "-F", "-t", "ext4", "-b", &block.to_string(), "-d"])
-                    .arg(&tree.root)
-                    .args(["-E", &format!("offset={off}")])
-                    .arg(&img)
-                    .arg(format!("{}k", size / 1024)));
+                disk.ext(*n, &Mke2fs::ext4().block_size(*block).tree(&tree.root));
             }
             Fill::Swap => {
-                let f = dir.join("swap.tmp");
-                File::create(&f).unwrap().set_len(size).unwrap();
-                run(Command::new("mkswap")
-                    .args(["-U", "5a5a5a5a-1111-2222-3333-444444444444"])
-                    .arg(&f));
-                copy_into(&f, &img, off);
+                disk.swap(*n, Some("5a5a5a5a-1111-2222-3333-444444444444"));
                 // Stale memory pages in the swap area: must not reach the image.
-                write_at(&img, off + size / 2, b"SWAPPED-OUT-SECRET");
+                write_at(
+                    disk.path(),
+                    disk.offset(*n) + disk.size(*n) / 2,
+                    b"SWAPPED-OUT-SECRET",
+                );
             }
             Fill::Xfs => {
                 let f = dir.join("xfs.tmp");
-                File::create(&f).unwrap().set_len(size).unwrap();
+                sparse_file(&f, disk.size(*n));
                 run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&f));
-                copy_into(&f, &img, off);
+                copy_into(&f, disk.path(), disk.offset(*n));
+                fs::remove_file(&f).unwrap();
             }
         }
     }
-    img
-}
-
-fn copy_into(src: &Path, img: &Path, off: u64) {
-    let data = fs::read(src).unwrap();
-    let f = OpenOptions::new().write(true).open(img).unwrap();
-    for (i, chunk) in data.chunks(64 * 1024).enumerate() {
-        if chunk.iter().any(|&b| b != 0) {
-            f.write_all_at(chunk, off + (i as u64) * 64 * 1024).unwrap();
-        }
-    }
-    fs::remove_file(src).unwrap();
-}
-
-fn write_at(img: &Path, off: u64, data: &[u8]) {
-    OpenOptions::new()
-        .write(true)
-        .open(img)
-        .unwrap()
-        .write_all_at(data, off)
-        .unwrap();
+    disk.into_path()
 }
 
 // ---- checks --------------------------------------------------------------------------
@@ -242,23 +101,7 @@ fn write_at(img: &Path, off: u64, data: &[u8]) {
 /// "clean", the filesystem filling its partition, and the tree's files unchanged.
 fn assert_ext_ok(img: &Path, layout: &Layout, n: u32, tree: &Tree) {
     let p = layout.partition(n).unwrap();
-    let spec = format!("{}?offset={}", img.display(), p.offset());
-    let out = Command::new("e2fsck")
-        .args(["-fn", &spec])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck -fn on partition {n}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tune = run(Command::new("tune2fs").args(["-l", &spec]));
-    assert!(
-        tune.lines()
-            .any(|l| l.starts_with("Filesystem state:") && l.ends_with(" clean")),
-        "{tune}"
-    );
+    assert_ext_clean(img, p.offset(), &format!("partition {n}"));
     let fs = ExtFs::open(img, p.offset(), false).unwrap();
     let info = fs.info();
     let fs_bytes = info.blocks_count * u64::from(info.block_size);
@@ -279,31 +122,6 @@ fn assert_ext_ok(img: &Path, layout: &Layout, n: u32, tree: &Tree) {
         let got = guest.read(&Path::new("/").join(path)).unwrap();
         assert!(want == got, "/{path} changed on partition {n}");
     }
-}
-
-fn sfdisk_verifies(target: &str) {
-    let out = run(Command::new("sfdisk").args(["--verify", target]));
-    assert!(
-        out.contains("No errors detected"),
-        "sfdisk --verify {target}:\n{out}"
-    );
-}
-
-fn sgdisk_verifies(target: &str) {
-    let out = run(Command::new("sgdisk").args(["-v", target]));
-    assert!(
-        out.contains("No problems found") && !out.contains("Problem:"),
-        "sgdisk -v {target}:\n{out}"
-    );
-}
-
-/// `sgdisk -i N` as key -> first word of the value.
-fn sgdisk_info(target: &str, n: u32) -> BTreeMap<String, String> {
-    run(Command::new("sgdisk").args(["-i", &n.to_string(), target]))
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
 }
 
 /// Shrink `img` (table read with `ss`-byte sectors) with `method`, then cut the file to
@@ -355,30 +173,34 @@ fn extract_is_clean(dir: &Path) {
 
 const MBR_ROOT_SWAP: &str = "label: dos\nlabel-id: 0x1234abcd\nstart=2048, size=48M, type=83, bootable\nsize=16M, type=82\n";
 
-fn mbr_root_and_trailing_swap(method: Method) {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = debian_tree(dir.path(), "tree");
-    let img = make_disk(
-        dir.path(),
+/// An 80 MiB MBR disk: `tree` in ext4 (4 KiB blocks) on a bootable p1 of 48 MiB, then
+/// a 16 MiB swap partition.
+fn root_and_swap_disk(dir: &Path, tree: &Tree) -> PathBuf {
+    make_disk(
+        dir,
         80,
         512,
         MBR_ROOT_SWAP,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (2, Fill::Swap),
-        ],
-    );
+        &[(1, ext4(tree, 4096)), (2, Fill::Swap)],
+    )
+}
+
+/// Write to the ext filesystem of partition 1 (at 1 MiB) of `img` with `debugfs -w -R
+/// request`, behind the backend's back.
+fn debugfs_p1(img: &Path, request: &str) {
+    let spec = format!("{}?offset={}", img.display(), MIB);
+    run(Command::new("debugfs").args(["-w", "-R", request, &spec]));
+}
+
+fn mbr_root_and_trailing_swap(method: Method) {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = debian_tree(dir.path(), "tree");
+    let img = root_and_swap_disk(dir.path(), &tree);
     let before = Layout::read_file(&img, 512).unwrap();
     let (layout, done, rec) = shrink_with(dir.path(), &img, 512, method);
 
     assert_eq!(done.swap.as_deref(), Some("2:16"));
-    assert!(rec.said("Removing swap partition 2"), "{:?}", rec.infos);
+    assert!(rec.said("Removing swap partition 2"), "{:?}", rec.infos());
     let fs = done.shrunk.as_ref().expect("root shrunk");
     assert_eq!((fs.partition, fs.method), (1, method));
     assert!(fs.new_bytes < fs.old_bytes);
@@ -391,7 +213,7 @@ fn mbr_root_and_trailing_swap(method: Method) {
     assert_eq!(layout.mbr_disk_signature(), Some(0x1234abcd));
     assert_eq!(done.new_size, p1.end_offset() + MIB);
     assert_eq!(fs::metadata(&img).unwrap().len(), done.new_size);
-    sfdisk_verifies(img.to_str().unwrap());
+    assert_sfdisk_verifies(img.to_str().unwrap());
     assert_ext_ok(&img, &layout, 1, &tree);
     // Nothing of the removed swap area is inside the image.
     assert!(!contains(&fs::read(&img).unwrap(), b"SWAPPED-OUT-SECRET"));
@@ -423,20 +245,8 @@ fn mbr_logical_root_is_shrunk_with_its_extended_partition() {
         512,
         script,
         &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &boot,
-                    block: 1024,
-                },
-            ),
-            (
-                5,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
+            (1, ext4(&boot, 1024)),
+            (5, ext4(&tree, 4096)),
             (6, Fill::Swap),
         ],
     );
@@ -461,7 +271,7 @@ fn mbr_logical_root_is_shrunk_with_its_extended_partition() {
         "partition 1 untouched"
     );
     assert_eq!(done.new_size, p5.end_offset() + MIB);
-    sfdisk_verifies(img.to_str().unwrap());
+    assert_sfdisk_verifies(img.to_str().unwrap());
     assert_ext_ok(&img, &layout, 5, &tree);
     let spec = format!("{}?offset={}", img.display(), p1_before.offset());
     run(Command::new("e2fsck").args(["-fn", &spec]));
@@ -477,16 +287,7 @@ fn mbr_emptied_extended_partition_is_removed() {
         72,
         512,
         script,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (5, Fill::Swap),
-        ],
+        &[(1, ext4(&tree, 4096)), (5, Fill::Swap)],
     );
     let (layout, done, rec) = shrink_with(dir.path(), &img, 512, Method::Loop);
     assert_eq!(done.swap.as_deref(), Some("5:16"));
@@ -498,7 +299,7 @@ fn mbr_emptied_extended_partition_is_removed() {
         done.new_size,
         layout.partition(1).unwrap().end_offset() + MIB
     );
-    sfdisk_verifies(img.to_str().unwrap());
+    assert_sfdisk_verifies(img.to_str().unwrap());
     assert_ext_ok(&img, &layout, 1, &tree);
 }
 
@@ -524,16 +325,7 @@ fn gpt_root_keeps_its_guids_and_name_and_the_table_verifies() {
         80,
         512,
         &gpt_script(),
-        &[
-            (
-                2,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (3, Fill::Swap),
-        ],
+        &[(2, ext4(&tree, 4096)), (3, Fill::Swap)],
     );
     let target = img.to_str().unwrap().to_string();
     let info_before = sgdisk_info(&target, 2);
@@ -543,7 +335,7 @@ fn gpt_root_keeps_its_guids_and_name_and_the_table_verifies() {
     assert_eq!(layout.kind(), TableKind::Gpt);
     let p2 = layout.partition(2).unwrap();
     assert_eq!(done.new_size, p2.end_offset() + MIB);
-    sgdisk_verifies(&target);
+    assert_sgdisk_verifies(&target);
     let info = sgdisk_info(&target, 2);
     for key in [
         "Partition GUID code",
@@ -582,16 +374,7 @@ fn gpt_on_4096_byte_sectors_with_1k_blocks_is_shrunk_exactly() {
         64,
         4096,
         &script,
-        &[
-            (
-                2,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 1024,
-                },
-            ),
-            (3, Fill::Swap),
-        ],
+        &[(2, ext4(&tree, 1024)), (3, Fill::Swap)],
     );
     let (layout, done, _) = shrink_with(dir.path(), &img, 4096, Method::Extract);
     assert_eq!(layout.sector_size(), 4096);
@@ -605,8 +388,8 @@ fn gpt_on_4096_byte_sectors_with_1k_blocks_is_shrunk_exactly() {
     assert_eq!(p2.name, "root");
     assert_eq!(done.new_size, p2.end_offset() + MIB);
     {
-        let lo = Loop::attach(&img, 4096);
-        sgdisk_verifies(&lo.0);
+        let lo = Loop::attach(&img, 4096, false);
+        assert_sgdisk_verifies(&lo.dev);
     }
     assert_ext_ok(&img, &layout, 2, &tree);
 }
@@ -621,23 +404,14 @@ fn xfs_last_partition_is_not_shrunk_but_the_image_is_cut_after_it() {
         400,
         512,
         script,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (2, Fill::Xfs),
-        ],
+        &[(1, ext4(&tree, 4096)), (2, Fill::Xfs)],
     );
     let before = Layout::read_file(&img, 512).unwrap();
     let (layout, done, rec) = shrink_with(dir.path(), &img, 512, Method::Loop);
     assert!(
         rec.warned("Unable to shrink partition 2: don't know how to shrink xfs file systems"),
         "{:?}",
-        rec.warnings
+        rec.warnings()
     );
     assert!(done.shrunk.is_none() && done.swap.is_none());
     assert_eq!(layout.partitions(), before.partitions());
@@ -646,7 +420,7 @@ fn xfs_last_partition_is_not_shrunk_but_the_image_is_cut_after_it() {
         before.partition(2).unwrap().end_offset() + MIB
     );
     assert!(done.new_size < before.disk_size());
-    sfdisk_verifies(img.to_str().unwrap());
+    assert_sfdisk_verifies(img.to_str().unwrap());
     let p2 = layout.partition(2).unwrap();
     run(Command::new("xfs_repair")
         .args(["-n", "-f"])
@@ -669,25 +443,9 @@ fn extract_part(dir: &Path, img: &Path, off: u64, size: u64) -> PathBuf {
 fn unclean_filesystem_is_copied_whole_and_repaired_by_extraction() {
     let dir = tempfile::tempdir().unwrap();
     let tree = debian_tree(dir.path(), "tree");
-    let img = make_disk(
-        dir.path(),
-        80,
-        512,
-        MBR_ROOT_SWAP,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (2, Fill::Swap),
-        ],
-    );
+    let img = root_and_swap_disk(dir.path(), &tree);
     // As if the guest had crashed: the superblock's state is "not clean".
-    let spec = format!("{}?offset={}", img.display(), MIB);
-    run(Command::new("debugfs").args(["-w", "-R", "ssv state 0", &spec]));
+    debugfs_p1(&img, "ssv state 0");
     let (layout, done, _) = shrink_with(dir.path(), &img, 512, Method::Extract);
     assert!(done.shrunk.is_some());
     assert_ext_ok(&img, &layout, 1, &tree);
@@ -699,22 +457,7 @@ fn unclean_filesystem_is_copied_whole_and_repaired_by_extraction() {
 fn free_ranges_are_the_free_ext_blocks_and_the_swap_data() {
     let dir = tempfile::tempdir().unwrap();
     let tree = debian_tree(dir.path(), "tree");
-    let img = make_disk(
-        dir.path(),
-        80,
-        512,
-        MBR_ROOT_SWAP,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (2, Fill::Swap),
-        ],
-    );
+    let img = root_and_swap_disk(dir.path(), &tree);
     let layout = Layout::read_file(&img, 512).unwrap();
     let free = shrink::free_ranges(&img, &layout, &Recorder::default());
     let (p1, p2) = (layout.partition(1).unwrap(), layout.partition(2).unwrap());
@@ -756,24 +499,8 @@ fn free_ranges_are_the_free_ext_blocks_and_the_swap_data() {
 fn a_filesystem_with_a_journal_to_replay_counts_as_all_used() {
     let dir = tempfile::tempdir().unwrap();
     let tree = debian_tree(dir.path(), "tree");
-    let img = make_disk(
-        dir.path(),
-        80,
-        512,
-        MBR_ROOT_SWAP,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (2, Fill::Swap),
-        ],
-    );
-    let spec = format!("{}?offset={}", img.display(), MIB);
-    run(Command::new("debugfs").args(["-w", "-R", "feature needs_recovery", &spec]));
+    let img = root_and_swap_disk(dir.path(), &tree);
+    debugfs_p1(&img, "feature needs_recovery");
     let layout = Layout::read_file(&img, 512).unwrap();
     let free = shrink::free_ranges(&img, &layout, &Recorder::default());
     let p1 = layout.partition(1).unwrap();
@@ -792,24 +519,8 @@ fn secret_guest(dir: &Path, marker: &str) -> (PathBuf, Tree) {
         "/root/deleted-key",
         &secret.replace(marker, &marker.to_lowercase()),
     );
-    let img = make_disk(
-        dir,
-        80,
-        512,
-        MBR_ROOT_SWAP,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (2, Fill::Swap),
-        ],
-    );
-    let spec = format!("{}?offset={}", img.display(), MIB);
-    run(Command::new("debugfs").args(["-w", "-R", "rm /root/deleted-key", &spec]));
+    let img = root_and_swap_disk(dir, &tree);
+    debugfs_p1(&img, "rm /root/deleted-key");
     (img, tree)
 }
 
@@ -841,8 +552,8 @@ fn a_whole_run_shrinks_and_leaks_no_deleted_secret() {
     let len = fs::metadata(&out).unwrap().len();
     assert_eq!(len, layout.partition(1).unwrap().end_offset() + MIB);
     assert_eq!(session.written_image().unwrap().size, len);
-    assert!(rec.said("Image size is"), "{:?}", rec.infos);
-    sfdisk_verifies(out.to_str().unwrap());
+    assert!(rec.said("Image size is"), "{:?}", rec.infos());
+    assert_sfdisk_verifies(out.to_str().unwrap());
     assert_ext_ok(&out, &layout, 1, &tree);
 
     let bytes = fs::read(&out).unwrap();
@@ -915,22 +626,7 @@ fn unsupported_images_are_not_shrunk() {
     // No operating system on the disk: unsupported.
     let tree = Tree::new(dir.path(), "tree");
     tree.file("/data/readme", "just data\n");
-    let img = make_disk(
-        dir.path(),
-        80,
-        512,
-        MBR_ROOT_SWAP,
-        &[
-            (
-                1,
-                Fill::Ext4 {
-                    tree: &tree,
-                    block: 4096,
-                },
-            ),
-            (2, Fill::Swap),
-        ],
-    );
+    let img = root_and_swap_disk(dir.path(), &tree);
     let out = dir.path().join("out.raw");
     let mut opts = RunOptions::new(&img);
     opts.tmpdir = Some(dir.path().to_path_buf());
@@ -941,7 +637,7 @@ fn unsupported_images_are_not_shrunk() {
     assert!(
         rec.warned("Shrinking is disabled for unsupported images"),
         "{:?}",
-        rec.warnings
+        rec.warnings()
     );
     assert_eq!(session.metadata().get("SWAP"), None);
     assert_eq!(

@@ -2,18 +2,16 @@
 //! backend (mke2fs -d, libext2fs), with e2fsck -fn clean afterwards.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
 
 use image_creator::metadata::Metadata;
 use image_creator::sysprep::{
     self, Action, GuestOs, MountedFs, OpReport, OsFamily, Params, Registry, SysprepContext,
 };
-use snf_core::report::{Task, Unit};
-use snf_core::Reporter;
 use snf_guestfs::{ExtFs, GuestFs};
+use snf_testkit::fixture::{assert_e2fsck_clean, write_file, write_symlink, Mke2fs};
+use snf_testkit::report::Recorder;
 
 const ROOT_UUID: &str = "0f3c9e2a-6b1d-4c55-9a7e-2d1f00c0ffee";
 const HISTORY_MARKER: &str = "SECRET-HISTORY-4f1d2c";
@@ -21,79 +19,38 @@ const KEY_MARKER: &str = "SECRET-PRIVATE-KEY-9a8b7c";
 const HASH_MARKER: &str = "$6$saltsalt$HASHMARKER0123456789";
 const CACHE_MARKER: &str = "CACHED-DEB-CONTENT-77e1";
 
-#[derive(Default)]
-struct Recorder {
-    details: Mutex<Vec<String>>,
-    warnings: Mutex<Vec<String>>,
-    infos: Mutex<Vec<String>>,
-}
-
-struct NoTask;
-impl Task for NoTask {
-    fn inc(&self, _: u64) {}
-    fn set_position(&self, _: u64) {}
-    fn finish(&self, _: &str) {}
-}
-
-impl Reporter for Recorder {
-    fn info(&self, msg: &str) {
-        self.infos.lock().unwrap().push(msg.to_string());
-    }
-    fn detail(&self, msg: &str) {
-        self.details.lock().unwrap().push(msg.to_string());
-    }
-    fn warn(&self, msg: &str) {
-        self.warnings.lock().unwrap().push(msg.to_string());
-    }
-    fn task(&self, _: &str, _: u64, _: Unit) -> Box<dyn Task> {
-        Box::new(NoTask)
-    }
-}
-
-fn w(root: &Path, rel: &str, data: &str) {
-    let p = root.join(rel.trim_start_matches('/'));
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, data).unwrap();
-}
-
-fn ln(root: &Path, target: &str, rel: &str) {
-    let p = root.join(rel.trim_start_matches('/'));
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    symlink(target, p).unwrap();
-}
-
 /// A Debian-like guest with every awkward case the operations must survive.
 fn make_tree(root: &Path) {
-    w(root, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nbob:x:1001:1001:Bob:/home/bob:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-    w(root, "/etc/shadow", &format!("root:{HASH_MARKER}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nalice:$6$a$b:19000:0:99999:7:::\nbob:!:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n"));
-    w(
+    write_file(root, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nbob:x:1001:1001:Bob:/home/bob:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    write_file(root, "/etc/shadow", format!("root:{HASH_MARKER}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nalice:$6$a$b:19000:0:99999:7:::\nbob:!:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n"));
+    write_file(
         root,
         "/etc/shadow-",
-        &format!("root:{HASH_MARKER}:18000:0:99999:7:::\n"),
+        format!("root:{HASH_MARKER}:18000:0:99999:7:::\n"),
     );
-    w(root, "/etc/passwd-", "root:x:0:0:root:/root:/bin/bash\n");
-    w(
+    write_file(root, "/etc/passwd-", "root:x:0:0:root:/root:/bin/bash\n");
+    write_file(
         root,
         "/etc/group",
         "root:x:0:\nsudo:x:27:alice,bob\nalice:x:1000:\nbob:x:1001:\n",
     );
-    w(
+    write_file(
         root,
         "/etc/gshadow",
         "root:*::\nsudo:*::alice,bob\nalice:!::\nbob:!::\n",
     );
-    w(
+    write_file(
         root,
         "/etc/login.defs",
         "# login.defs\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\n",
     );
     // user data
-    w(
+    write_file(
         root,
         "/root/.bash_history",
-        &format!("ls\n{HISTORY_MARKER}\n"),
+        format!("ls\n{HISTORY_MARKER}\n"),
     );
-    w(
+    write_file(
         root,
         "/root/.ssh/authorized_keys",
         "ssh-ed25519 AAAA root@host\n",
@@ -112,102 +69,102 @@ fn make_tree(root: &Path) {
         f.seek(SeekFrom::Start(1 << 20)).unwrap();
         f.write_all(KEY_MARKER.as_bytes()).unwrap();
     }
-    w(root, "/home/alice/.bash_history", "alice history\n");
+    write_file(root, "/home/alice/.bash_history", "alice history\n");
     fs::hard_link(
         root.join("home/alice/.bash_history"),
         root.join("home/alice/notes.txt"),
     )
     .unwrap();
-    w(
+    write_file(
         root,
         "/home/bob/.gnupg/private-keys-v1.d/sec ret\nkey",
         "gpg secret\n",
     );
-    w(root, "/home/bob/.gnupg/pubring.kbx", "pub\n");
+    write_file(root, "/home/bob/.gnupg/pubring.kbx", "pub\n");
     let ro = root.join("home/bob/.gnupg/pubring.kbx");
     fs::set_permissions(&ro, fs::Permissions::from_mode(0o400)).unwrap();
-    ln(root, "/etc/passwd", "/home/bob/.bash_history"); // must not be followed
-    ln(root, "../../../../etc/hostname", "/root/.zsh_history"); // points outside the guest
-    w(root, "/etc/hostname", "template\n");
+    write_symlink(root, "/home/bob/.bash_history", "/etc/passwd"); // must not be followed
+    write_symlink(root, "/root/.zsh_history", "../../../../etc/hostname"); // points outside the guest
+    write_file(root, "/etc/hostname", "template\n");
     // caches, tmp, logs, mail
-    w(root, "/var/cache/apt/archives/foo.deb", CACHE_MARKER);
-    w(root, "/var/cache/man/index.db", "db");
-    ln(root, "/etc/shadow", "/var/cache/shadow-link");
+    write_file(root, "/var/cache/apt/archives/foo.deb", CACHE_MARKER);
+    write_file(root, "/var/cache/man/index.db", "db");
+    write_symlink(root, "/var/cache/shadow-link", "/etc/shadow");
     for i in 0..3000 {
-        w(root, &format!("/var/cache/many/entry-{i:05}"), "x");
+        write_file(root, &format!("/var/cache/many/entry-{i:05}"), "x");
     }
-    w(root, "/tmp/a", "a");
-    w(root, "/tmp/.hidden", "h");
-    w(root, "/tmp/dir with space/sub/file", "f");
-    w(root, "/var/tmp/x", "x");
-    w(root, "/var/log/syslog", "log line\n");
-    w(root, "/var/log/apt/history.log", "apt\n");
-    w(root, "/var/log/ro.log", "read only log\n");
+    write_file(root, "/tmp/a", "a");
+    write_file(root, "/tmp/.hidden", "h");
+    write_file(root, "/tmp/dir with space/sub/file", "f");
+    write_file(root, "/var/tmp/x", "x");
+    write_file(root, "/var/log/syslog", "log line\n");
+    write_file(root, "/var/log/apt/history.log", "apt\n");
+    write_file(root, "/var/log/ro.log", "read only log\n");
     fs::set_permissions(
         root.join("var/log/ro.log"),
         fs::Permissions::from_mode(0o444),
     )
     .unwrap();
-    ln(root, "/etc/passwd", "/var/log/passwd-link");
-    w(root, "/var/mail/alice", "mail\n");
+    write_symlink(root, "/var/log/passwd-link", "/etc/passwd");
+    write_file(root, "/var/mail/alice", "mail\n");
     // network and boot configuration
-    w(
+    write_file(
         root,
         "/etc/acpi/events/powerbtn",
         "# power button\nevent=button[ /]power\naction=/etc/acpi/powerbtn.sh\n",
     );
-    w(
+    write_file(
         root,
         "/etc/udev/rules.d/70-persistent-net.rules",
         "SUBSYSTEM==\"net\"\n",
     );
-    w(
+    write_file(
         root,
         "/etc/NetworkManager/system-connections/Wired.nmconnection",
         "[connection]\n",
     );
-    w(root, "/var/lib/dhcp/dhclient.eth0.leases", "lease {}\n");
-    w(
+    write_file(root, "/var/lib/dhcp/dhclient.eth0.leases", "lease {}\n");
+    write_file(
         root,
         "/etc/sysctl.conf",
         "# sysctl\n#net.ipv6.conf.all.forwarding=1\n",
     );
-    ln(root, "../sysctl.conf", "/etc/sysctl.d/99-sysctl.conf");
-    w(
+    write_symlink(root, "/etc/sysctl.d/99-sysctl.conf", "../sysctl.conf");
+    write_file(
         root,
         "/etc/sysctl.d/10-ipv6.conf",
         "net.ipv6.conf.all.use_tempaddr  =   2\n",
     );
-    w(root, "/etc/fstab", "# /etc/fstab: static file system information.\n/dev/sda1   /      ext4   errors=remount-ro 0 1   # root\n\nUUID=abcd /boot ext4 defaults 0 2\n/dev/sda5\tnone\tswap\tsw\t0\t0\n  /dev/sdb1 /data ext4 defaults 0 2\nproc /proc proc defaults 0 0\n");
-    w(root, "/etc/default/grub", "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"console=tty0 console=ttyS0,115200n8\"\n");
-    w(root, "/boot/grub/grub.cfg", "set timeout=5\nmenuentry 'Debian' {\n\tlinux\t/boot/vmlinuz root=UUID=x ro console=ttyS0,115200 quiet\n\tinitrd\t/boot/initrd.img\n}\n");
-    w(
+    write_file(root, "/etc/fstab", "# /etc/fstab: static file system information.\n/dev/sda1   /      ext4   errors=remount-ro 0 1   # root\n\nUUID=abcd /boot ext4 defaults 0 2\n/dev/sda5\tnone\tswap\tsw\t0\t0\n  /dev/sdb1 /data ext4 defaults 0 2\nproc /proc proc defaults 0 0\n");
+    write_file(root, "/etc/default/grub", "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"console=tty0 console=ttyS0,115200n8\"\n");
+    write_file(root, "/boot/grub/grub.cfg", "set timeout=5\nmenuentry 'Debian' {\n\tlinux\t/boot/vmlinuz root=UUID=x ro console=ttyS0,115200 quiet\n\tinitrd\t/boot/initrd.img\n}\n");
+    write_file(
         root,
         "/boot/extlinux/extlinux.conf",
         "TIMEOUT 50\nLABEL linux\n  KERNEL /vmlinuz\n  append root=/dev/sda1 console=ttyS0 ro\n",
     );
     // identity and state
-    w(root, "/var/lib/cloud/instance/obj.pkl", "state");
-    w(
+    write_file(root, "/var/lib/cloud/instance/obj.pkl", "state");
+    write_file(
         root,
         "/var/lib/cloud/seed/nocloud/user-data",
         "#cloud-config\n",
     );
-    w(root, "/etc/ssh/ssh_host_ed25519_key", "PRIVATE HOST KEY\n");
-    w(
+    write_file(root, "/etc/ssh/ssh_host_ed25519_key", "PRIVATE HOST KEY\n");
+    write_file(
         root,
         "/etc/ssh/ssh_host_ed25519_key.pub",
         "ssh-ed25519 AAAA\n",
     );
-    w(root, "/etc/ssh/sshd_config", "Port 22\n");
-    w(root, "/var/lib/systemd/random-seed", "seed");
-    w(
+    write_file(root, "/etc/ssh/sshd_config", "Port 22\n");
+    write_file(root, "/var/lib/systemd/random-seed", "seed");
+    write_file(
         root,
         "/etc/machine-id",
         "0123456789abcdef0123456789abcdef\n",
     );
-    ln(root, "/etc/machine-id", "/var/lib/dbus/machine-id");
-    w(
+    write_symlink(root, "/var/lib/dbus/machine-id", "/etc/machine-id");
+    write_file(
         root,
         "/etc/selinux/config",
         "SELINUX=enforcing\nSELINUXTYPE=targeted\n",
@@ -215,32 +172,10 @@ fn make_tree(root: &Path) {
 }
 
 fn mkfs(tree: &Path, image: &Path) {
-    let out = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-U", ROOT_UUID, "-d"])
-        .arg(tree)
-        .arg(image)
-        .arg("64M")
-        .output()
-        .expect("mke2fs (e2fsprogs) must be installed");
-    assert!(
-        out.status.success(),
-        "mke2fs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn fsck_clean(image: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .expect("e2fsck must be installed");
-    assert!(
-        out.status.success(),
-        "e2fsck -fn found problems:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Mke2fs::ext4()
+        .uuid(ROOT_UUID)
+        .tree(tree)
+        .make(image, 0, "64M");
 }
 
 fn open(image: &Path, writable: bool) -> GuestFs {
@@ -315,10 +250,10 @@ fn defaults_clean_the_guest_as_promised() {
     let params = Params::for_family(OsFamily::Linux);
     let mut reg = Registry::for_family(OsFamily::Linux);
     let r = run(&image, &mut reg, &params, linux_meta(), false);
-    fsck_clean(&image);
+    assert_e2fsck_clean(&image, 0, "the image");
 
     // Progress lines; shrink itself runs later, in the session's shrink stage.
-    let infos = r.rec.infos.lock().unwrap().clone();
+    let infos = r.rec.infos();
     assert_eq!(infos[0], "Preparing system for image creation:");
     assert!(infos[1].starts_with("(1/"), "{infos:?}");
     assert!(
@@ -327,7 +262,7 @@ fn defaults_clean_the_guest_as_promised() {
             .any(|i| i.ends_with("Shrinking image (may take a while)")),
         "{infos:?}"
     );
-    let warnings = r.rec.warnings.lock().unwrap().clone();
+    let warnings = r.rec.warnings();
     assert!(
         warnings
             .iter()
@@ -335,7 +270,7 @@ fn defaults_clean_the_guest_as_promised() {
         "{warnings:?}"
     );
     // Every change was shown as a detail.
-    let details = r.rec.details.lock().unwrap().clone();
+    let details = r.rec.details();
     assert!(
         details
             .iter()
@@ -515,13 +450,11 @@ fn dry_run_writes_nothing_and_lists_what_a_real_run_does() {
     );
     assert!(dry
         .rec
-        .details
-        .lock()
-        .unwrap()
+        .details()
         .iter()
         .any(|d| d.contains("would have removed")));
     let real = run(&image, &mut reg, &params, linux_meta(), false);
-    fsck_clean(&image);
+    assert_e2fsck_clean(&image, 0, "the image");
     let list = |r: &Run| -> Vec<(String, Vec<_>)> {
         r.reports
             .iter()
@@ -550,7 +483,7 @@ fn remove_user_accounts_uses_the_guest_uid_range() {
     reg.disable_all();
     reg.enable("remove-user-accounts").unwrap();
     let r = run(&image, &mut reg, &params, linux_meta(), false);
-    fsck_clean(&image);
+    assert_e2fsck_clean(&image, 0, "the image");
     let mut g = open(&image, false);
     assert_eq!(
         read(&mut g, "/etc/passwd"),
@@ -572,15 +505,15 @@ fn missing_files_are_notes_not_errors() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
     fs::create_dir_all(tree.join("etc")).unwrap();
-    w(&tree, "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
-    ln(&tree, "/etc", "/tmp"); // a /tmp that is a symlink must not empty /etc
+    write_file(&tree, "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+    write_symlink(&tree, "/tmp", "/etc"); // a /tmp that is a symlink must not empty /etc
     let image = dir.path().join("disk.img");
     mkfs(&tree, &image);
     let params = Params::for_family(OsFamily::Linux);
     let mut reg = Registry::for_family(OsFamily::Linux);
     reg.enable("remove-user-accounts").unwrap();
     let r = run(&image, &mut reg, &params, linux_meta(), false);
-    fsck_clean(&image);
+    assert_e2fsck_clean(&image, 0, "the image");
     let notes: Vec<String> = r
         .reports
         .iter()
@@ -622,9 +555,7 @@ fn unsupported_media_run_nothing() {
     assert!(r.reports.is_empty());
     assert!(r
         .rec
-        .warnings
-        .lock()
-        .unwrap()
+        .warnings()
         .iter()
         .any(|w| w == sysprep::UNSUPPORTED_MESSAGE));
     assert!(fs::read(&image).unwrap() == before);
@@ -637,8 +568,8 @@ fn unsupported_media_run_nothing() {
 fn cloud_init_users_are_renamed_and_root_enabled() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
-    w(&tree, "/etc/cloud/cloud.cfg", "users:\n  - default\ndisable_root: true\nsystem_info:\n  default_user:\n    name: debian\n    groups: [sudo]\n");
-    w(
+    write_file(&tree, "/etc/cloud/cloud.cfg", "users:\n  - default\ndisable_root: true\nsystem_info:\n  default_user:\n    name: debian\n    groups: [sudo]\n");
+    write_file(
         &tree,
         "/etc/cloud/cloud.cfg.d/90_dpkg.cfg",
         "datasource_list: [ NoCloud, None ]\n",
@@ -661,7 +592,7 @@ fn cloud_init_users_are_renamed_and_root_enabled() {
     )
     .unwrap();
     let r = run(&image, &mut reg, &params, meta, false);
-    fsck_clean(&image);
+    assert_e2fsck_clean(&image, 0, "the image");
     let mut g = open(&image, false);
     let cfg: serde_yaml::Value =
         serde_yaml::from_str(&read(&mut g, "/etc/cloud/cloud.cfg")).unwrap();

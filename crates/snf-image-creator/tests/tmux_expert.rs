@@ -7,6 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::{example_disk, md5, same_bytes, snf_mkimage, workdir_left, Tmux};
+use snf_testkit::fixture::mounts_under;
 
 /// libext2fs and e2fsck stamp the current time into the filesystem; fixed times make
 /// two runs comparable byte for byte.
@@ -290,18 +291,6 @@ fn runs_without_root_on_an_image_file() {
     );
 }
 
-/// The FUSE mounts under `dir` (from /proc/self/mountinfo: the mount point is the
-/// fifth field).
-fn mounts_under(dir: &std::path::Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-        .map(str::to_string)
-        .collect()
-}
-
 /// A process kept inside a directory (so that it cannot be unmounted); killed on drop.
 struct Holder(std::process::Child);
 
@@ -348,9 +337,9 @@ fn mount_serves_the_guest_and_waits_until_it_is_free() {
     let ours = mounts_under(d);
     assert!(
         ours.len() == 1
-            && ours[0].contains(&format!(" {} ", mnt.display()))
-            && (ours[0].contains(" - fuse snf-image-creator ")
-                || ours[0].contains(" - fuse.snf-image-creator snf-image-creator ")),
+            && ours[0].point == mnt.display().to_string()
+            && ours[0].source == "snf-image-creator"
+            && ["fuse", "fuse.snf-image-creator"].contains(&ours[0].fs_type.as_str()),
         "one FUSE mount of ours at the named directory: {ours:?}"
     );
 

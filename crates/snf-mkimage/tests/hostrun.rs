@@ -6,19 +6,13 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
+use snf_testkit::fixture::{example_disk, mounts_under};
 
 fn example(dir: &Path) -> PathBuf {
     let img = dir.join("example.raw");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-example.sh");
-    let st = Command::new(script).arg(&img).output().unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    example_disk(&img);
     img
 }
 
@@ -29,12 +23,23 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-fn mounts_of_ours() -> usize {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("snf-image-creator"))
-        .count()
+/// `snf-mkimage ARGS` with its own system temp dir `systmp` (where the FUSE mount point
+/// of --host-run goes), so that tests running at the same time do not see each other's
+/// mounts.
+fn run_in(systmp: &Path, args: &[&str]) -> std::process::Output {
+    fs::create_dir_all(systmp).unwrap();
+    std::process::Command::new(bin())
+        .args(args)
+        .env("TMPDIR", systmp)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("cannot run snf-mkimage")
+}
+
+/// Nothing of a run is left in `systmp`: no mount, no mount point.
+fn assert_released(systmp: &Path) {
+    assert_eq!(mounts_under(systmp), [], "a FUSE mount was left behind");
+    assert!(entries(systmp).is_empty(), "{:?}", entries(systmp));
 }
 
 #[test]
@@ -43,7 +48,7 @@ fn scripts_edit_the_guest_before_the_system_preparation() {
     let d = dir.path();
     let src = example(d);
     let before = sha256(&src);
-    let mounts_before = mounts_of_ours();
+    let systmp = d.join("systmp");
     let edit = script(
         d,
         "edit.sh",
@@ -54,15 +59,18 @@ fn scripts_edit_the_guest_before_the_system_preparation() {
     let out = d.join("out.raw");
     let tmp = d.join("tmp");
     fs::create_dir(&tmp).unwrap();
-    let run1 = run(&[
-        "--host-run",
-        edit.to_str().unwrap(),
-        "--tmpdir",
-        tmp.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        src.to_str().unwrap(),
-    ]);
+    let run1 = run_in(
+        &systmp,
+        &[
+            "--host-run",
+            edit.to_str().unwrap(),
+            "--tmpdir",
+            tmp.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
     assert!(run1.status.success(), "{}", stderr(&run1));
     assert!(stderr(&run1).contains("Running `"), "{}", stderr(&run1));
     let file = snf_testkit::guest_file(&out, 1, "/etc/from-host-run").unwrap();
@@ -75,11 +83,7 @@ fn scripts_edit_the_guest_before_the_system_preparation() {
         None
     );
     assert_eq!(sha256(&src), before, "the source is untouched");
-    assert_eq!(
-        mounts_of_ours(),
-        mounts_before,
-        "a FUSE mount was left behind"
-    );
+    assert_released(&systmp);
     assert!(entries(&tmp).is_empty(), "{:?}", entries(&tmp));
 }
 
@@ -89,20 +93,23 @@ fn a_failing_script_stops_the_run_and_releases_the_mount() {
     let d = dir.path();
     let src = example(d);
     let before = sha256(&src);
-    let mounts_before = mounts_of_ours();
+    let systmp = d.join("systmp");
     let fail = script(d, "fail.sh", "touch etc/half-done\nexit 3");
     let out = d.join("out.raw");
     let tmp = d.join("tmp");
     fs::create_dir(&tmp).unwrap();
-    let res = run(&[
-        "--host-run",
-        fail.to_str().unwrap(),
-        "--tmpdir",
-        tmp.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        src.to_str().unwrap(),
-    ]);
+    let res = run_in(
+        &systmp,
+        &[
+            "--host-run",
+            fail.to_str().unwrap(),
+            "--tmpdir",
+            tmp.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
     assert_eq!(res.status.code(), Some(1), "{}", stderr(&res));
     let err = stderr(&res);
     assert!(
@@ -114,11 +121,7 @@ fn a_failing_script_stops_the_run_and_releases_the_mount() {
     );
     assert!(!out.exists());
     assert_eq!(sha256(&src), before);
-    assert_eq!(
-        mounts_of_ours(),
-        mounts_before,
-        "a FUSE mount was left behind"
-    );
+    assert_released(&systmp);
     assert!(entries(&tmp).is_empty(), "{:?}", entries(&tmp));
 
     // A script that cannot be run is refused before any work.

@@ -7,6 +7,7 @@ use std::fs;
 use std::process::Command;
 
 use common::*;
+use snf_testkit::fixture::assert_e2fsck_clean;
 
 /// Commit a journal transaction (a new version of `/etc/hostname`'s block) without
 /// checkpointing it, as a crash would leave it.
@@ -76,15 +77,7 @@ fn the_journal_is_replayed_on_the_copy_only() {
         "{:?}",
         String::from_utf8_lossy(&hostname)
     );
-    let check = Command::new("e2fsck")
-        .args(["-fn", &format!("{}?offset=1048576", out.display())])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    assert_e2fsck_clean(&out, 1048576, "the image's root filesystem");
 
     // --no-snapshot replays it on the source, and says so.
     let res = run(&[

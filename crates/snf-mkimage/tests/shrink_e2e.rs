@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,91 +13,44 @@ use std::time::Duration;
 
 use common::*;
 use image_creator::disk::partition::{Layout, MIB};
+use snf_testkit::fixture::{
+    assert_ext_clean, assert_sfdisk_verifies, run as run_tool, write_file, Disk, Mke2fs,
+};
 use snf_testkit::{boot_check, debian_guest_info, deploy, partitions, Table};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn sh_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {:?} (scripts/setup.sh): {e}", cmd.get_program()));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// An MBR disk: p1 (63 MiB) ext4 holding a minimal Debian root and 2 MiB of data, p2
 /// (16 MiB) swap.
 fn root_and_swap(dir: &Path, name: &str) -> PathBuf {
-    require("mkswap");
-    let img = dir.join(name);
     let tree = dir.join(format!("{name}.tree"));
-    fs::create_dir_all(tree.join("etc")).unwrap();
     fs::create_dir_all(tree.join("tmp")).unwrap();
-    fs::write(
-        tree.join("etc/os-release"),
+    write_file(
+        &tree,
+        "/etc/os-release",
         "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
-    fs::write(tree.join("etc/debian_version"), "12.5\n").unwrap();
-    fs::write(tree.join("etc/fstab"), "/dev/sda1 / ext4 defaults 0 1\n").unwrap();
-    fs::write(
-        tree.join("etc/shadow"),
-        "root:$6$salt$hash:19000:0:99999:7:::\nuser:$6$salt$hash2:19000:0:99999:7:::\n",
-    )
-    .unwrap();
-    fs::write(tree.join("data.bin"), pseudo_random(2 << 20, 3)).unwrap();
-    fs::File::create(&img).unwrap().set_len(80 * MIB).unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["-q", img.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sfdisk is missing (scripts/setup.sh)");
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\nstart=2048, size=63M, type=83\nsize=16M, type=82\n")
-        .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
-    sh_ok(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-E", "offset=1048576", "-d"])
-            .arg(&tree)
-            .arg(&img)
-            .arg("64512k"),
     );
-    let swap = dir.join(format!("{name}.swap"));
-    fs::File::create(&swap).unwrap().set_len(16 * MIB).unwrap();
-    sh_ok(Command::new("mkswap").arg(&swap));
-    sh_ok(Command::new("dd").args([
-        &format!("if={}", swap.display()),
-        &format!("of={}", img.display()),
-        "bs=1M",
-        "seek=64",
-        "conv=notrunc,sparse",
-        "status=none",
-    ]));
-    fs::remove_file(&swap).unwrap();
+    write_file(&tree, "/etc/debian_version", "12.5\n");
+    write_file(&tree, "/etc/fstab", "/dev/sda1 / ext4 defaults 0 1\n");
+    write_file(
+        &tree,
+        "/etc/shadow",
+        "root:$6$salt$hash:19000:0:99999:7:::\nuser:$6$salt$hash2:19000:0:99999:7:::\n",
+    );
+    write_file(&tree, "/data.bin", pseudo_random(2 << 20, 3));
+    let disk = Disk::create(
+        dir.join(name),
+        80 * MIB,
+        "label: dos\nstart=2048, size=63M, type=83\nsize=16M, type=82\n",
+    );
+    disk.ext(1, &Mke2fs::ext4().tree(&tree)).swap(2, None);
     fs::remove_dir_all(&tree).unwrap();
-    img
+    disk.into_path()
 }
 
 fn meta_of(out: &Path) -> serde_json::Value {
     let text = fs::read_to_string(format!("{}.meta", out.display())).unwrap();
     serde_json::from_str::<serde_json::Value>(&text).unwrap()["properties"].clone()
-}
-
-fn e2fsck_clean(img: &Path, offset: u64) {
-    sh_ok(Command::new("e2fsck").args(["-fn", &format!("{}?offset={offset}", img.display())]));
-    let tune =
-        sh_ok(Command::new("tune2fs").args(["-l", &format!("{}?offset={offset}", img.display())]));
-    assert!(tune.contains("Filesystem state:         clean"), "{tune}");
 }
 
 fn assert_shrunk(out: &Path, swap: &str) {
@@ -111,12 +63,11 @@ fn assert_shrunk(out: &Path, swap: &str) {
         "partition 1 not shrunk: {} bytes",
         p1.size()
     );
-    e2fsck_clean(out, p1.offset());
+    assert_ext_clean(out, p1.offset(), "partition 1");
     let meta = meta_of(out);
     assert_eq!(meta["SWAP"], swap);
     assert_eq!(meta["OSFAMILY"], "linux");
-    let sfdisk = sh_ok(Command::new("sfdisk").arg("--verify").arg(out));
-    assert!(sfdisk.contains("No errors detected"), "{sfdisk}");
+    assert_sfdisk_verifies(out.to_str().unwrap());
 }
 
 /// Copy the binary where uid 65534 can run it whatever the target dir's permissions.
@@ -137,7 +88,7 @@ fn an_unprivileged_user_gets_a_shrunk_image_through_an_extracted_copy() {
     let work = dir.path().join("work");
     fs::create_dir(&work).unwrap();
     for p in [&img, &work] {
-        sh_ok(Command::new("chown").arg("65534:65534").arg(p));
+        run_tool(Command::new("chown").arg("65534:65534").arg(p));
     }
     let out = dir.path().join("out.raw");
     let run = Command::new("setpriv")
@@ -277,7 +228,7 @@ fn image_guest(dir: &Path, table: Table) -> PathBuf {
         .iter()
         .find(|p| p.number == lay.root_partition)
         .unwrap();
-    e2fsck_clean(&out, root.start * 512);
+    assert_ext_clean(&out, root.start * 512, "the root partition");
     let tail = if label == "gpt" {
         MIB.max(33 * 512)
     } else {
@@ -288,7 +239,7 @@ fn image_guest(dir: &Path, table: Table) -> PathBuf {
         (root.start + root.size) * 512 + tail
     );
     if label == "gpt" {
-        let v = sh_ok(Command::new("sgdisk").arg("-v").arg(&out));
+        let v = run_tool(Command::new("sgdisk").arg("-v").arg(&out));
         assert!(v.contains("No problems found"), "{v}");
     }
     // A fraction of what the source allocates.

@@ -3,42 +3,29 @@
 
 mod common;
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
 use rustix::process::{kill_process, Pid, Signal};
+use snf_testkit::fixture::{write_at, Disk};
 
 /// A sparse 4 GiB disk with an MBR and `data_mib` MiB of real (non-zero) data in its
 /// partition, so that dumping it takes a moment. There is no operating system on it,
 /// hence `--allow-unsupported` below.
 fn big_sparse_disk(dir: &Path, data_mib: u64) -> std::path::PathBuf {
-    let img = dir.join("big.raw");
-    File::create(&img).unwrap().set_len(4 << 30).unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["-q", img.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sfdisk is missing; run scripts/setup.sh");
-    use std::io::Write;
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\nstart=2048, type=83\n")
-        .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
-    let file = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    let disk = Disk::create(
+        dir.join("big.raw"),
+        4 << 30,
+        "label: dos\nstart=2048, type=83\n",
+    );
     let chunk = pseudo_random(8 << 20, 3);
     for i in 0..data_mib / 8 {
-        file.write_all_at(&chunk, (16 << 20) + i * (8 << 20))
-            .unwrap();
+        write_at(disk.path(), (16 << 20) + i * (8 << 20), &chunk);
     }
-    img
+    disk.into_path()
 }
 
 fn interrupt_mid_dump(signal: Signal, code: i32) {

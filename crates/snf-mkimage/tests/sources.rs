@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+use snf_testkit::fixture::Loop;
 
 /// Run `--no-sysprep -o out.raw` on `src` (format `fmt`) and check everything.
 fn image_and_check(dir: &Path, src: &Path, fmt: &str) {
@@ -62,8 +63,8 @@ fn a_block_device_is_dumped_exactly_and_left_untouched() {
     let dir = tempdir();
     let d = dir.path();
     let raw = partitioned_raw(d, "disk.raw", 16, 256);
-    let dev = Loop::attach(&raw, false);
-    image_and_check(d, Path::new(&dev.0), "raw");
+    let dev = Loop::attach(&raw, 512, false);
+    image_and_check(d, dev.path(), "raw");
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //!   disk (`scripts/guest/deploy.sh`).
 //! * [`partitions`], [`guest_file`]: read a disk's partition table and a file in one of
 //!   its ext filesystems without mounting anything.
+//! * [`fixture`]: the plumbing of every crate's fixtures: running tools, guest trees,
+//!   partitioned disks with ext and swap filesystems made by the real tools.
+//! * [`report::Recorder`]: a `Reporter` that keeps the messages for assertions.
 //!
 //! Building the guest, booting and deploying need root (loop devices, mount, debootstrap)
 //! and `qemu-system-x86_64` (`scripts/guest/install-qemu-system.sh`).
@@ -23,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use snf_core::command::{self, CommandError};
+
+pub mod fixture;
+pub mod report;
 
 /// What went wrong preparing or running a real-guest step.
 #[derive(Debug, thiserror::Error)]
@@ -337,8 +343,14 @@ struct SfdiskDump {
 #[derive(Deserialize)]
 struct SfdiskTable {
     label: String,
+    #[serde(default = "default_sector_size")]
+    sectorsize: u64,
     #[serde(default)]
     partitions: Vec<SfdiskPart>,
+}
+
+fn default_sector_size() -> u64 {
+    512
 }
 
 #[derive(Deserialize)]
@@ -356,8 +368,15 @@ struct SfdiskPart {
 
 /// The partition table type (`dos` or `gpt`) and entries of `disk`, sorted by number.
 pub fn partitions(disk: &Path) -> Result<(String, Vec<PartitionEntry>)> {
-    let out = command::run(Command::new("sfdisk").arg("-J").arg(disk))?;
-    let what = || format!("sfdisk -J {}", disk.display());
+    let (label, _, parts) = read_table(disk)?;
+    Ok((label, parts))
+}
+
+/// `sfdisk -J` of `target`: the table type, the sector size the entries count in (the
+/// target's logical sector size) and the entries sorted by number.
+fn read_table(target: &Path) -> Result<(String, u64, Vec<PartitionEntry>)> {
+    let out = command::run(Command::new("sfdisk").arg("-J").arg(target))?;
+    let what = || format!("sfdisk -J {}", target.display());
     let dump: SfdiskDump = serde_json::from_str(&out.stdout).map_err(|e| TestkitError::Parse {
         what: what(),
         detail: e.to_string(),
@@ -389,7 +408,11 @@ pub fn partitions(disk: &Path) -> Result<(String, Vec<PartitionEntry>)> {
         });
     }
     parts.sort_by_key(|p| p.number);
-    Ok((dump.partitiontable.label, parts))
+    Ok((
+        dump.partitiontable.label,
+        dump.partitiontable.sectorsize,
+        parts,
+    ))
 }
 
 /// Read `guest_path` from the ext2/3/4 filesystem on partition `number` of `disk`

@@ -4,51 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use snf_testkit::fixture::{run, write_file, Disk, Mke2fs, MIB};
 use snf_testkit::{deploy, ext_superblock, guest_file, partitions, probe_partition, TestkitError};
-
-const MIB: u64 = 1024 * 1024;
-
-fn run(cmd: &mut Command) -> String {
-    let out = snf_core::command::run(cmd).unwrap_or_else(|e| panic!("{e}"));
-    out.stdout
-}
 
 /// A disk of `size_mib` laid out by the sfdisk `script`, with an ext4 filesystem
 /// holding `etc/fstab` = `fstab` on each partition of `ext_parts`.
 fn fixture(dir: &Path, size_mib: u64, script: &str, ext_parts: &[u32], fstab: &str) -> PathBuf {
-    let img = dir.join("disk.raw");
     let tree = dir.join("tree");
-    std::fs::create_dir_all(tree.join("etc")).unwrap();
-    std::fs::write(tree.join("etc/fstab"), fstab).unwrap();
-    let f = std::fs::File::create(&img).unwrap();
-    f.set_len(size_mib * MIB).unwrap();
-    drop(f);
-    let mut child = Command::new("sfdisk")
-        .arg("-q")
-        .arg(&img)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "sfdisk failed on {script}");
-    let (_, parts) = partitions(&img).unwrap();
+    write_file(&tree, "/etc/fstab", fstab);
+    let disk = Disk::create(dir.join("disk.raw"), size_mib * MIB, script);
     for n in ext_parts {
-        let p = parts.iter().find(|p| p.number == *n).unwrap();
-        run(Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-d"])
-            .arg(&tree)
-            .arg("-E")
-            .arg(format!("offset={}", p.start * 512))
-            .arg(&img)
-            .arg(format!("{}k", p.size / 2)));
+        disk.ext(*n, &Mke2fs::ext4().tree(&tree));
     }
-    img
+    disk.into_path()
 }
 
 fn meta(dir: &Path, props: &str) -> PathBuf {
@@ -69,18 +37,17 @@ fn deploy_err(img: &Path, meta: &Path, out: &Path, size: u64) -> String {
     }
 }
 
+/// A 40 MiB disk whose only partition (32 MiB at 1 MiB) is ext4 holding `fstab`.
+fn single_root(dir: &Path, fstab: &str) -> PathBuf {
+    fixture(dir, 40, "start=2048, size=32M, type=83\n", &[1], fstab)
+}
+
 const FSTAB: &str = "UUID=00000000-0000-0000-0000-000000000001 / ext4 defaults 0 1\n";
 
 #[test]
 fn deploy_refuses_a_filesystem_that_is_not_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(
-        dir.path(),
-        40,
-        "start=2048, size=32M, type=83\n",
-        &[1],
-        FSTAB,
-    );
+    let img = single_root(dir.path(), FSTAB);
     // Mark the filesystem as not cleanly unmounted, as a crashed guest leaves it.
     run(Command::new("debugfs")
         .args(["-w", "-R", "ssv state 0"])
@@ -94,13 +61,7 @@ fn deploy_refuses_a_filesystem_that_is_not_clean() {
 fn deploy_refuses_non_persistent_fstab_names() {
     let dir = tempfile::tempdir().unwrap();
     let fstab = format!("{FSTAB}/dev/sda2 /home ext4 defaults 0 2\n");
-    let img = fixture(
-        dir.path(),
-        40,
-        "start=2048, size=32M, type=83\n",
-        &[1],
-        &fstab,
-    );
+    let img = single_root(dir.path(), &fstab);
     let m = meta(dir.path(), r#""OSFAMILY":"linux","ROOT_PARTITION":"1""#);
     let msg = deploy_err(&img, &m, &dir.path().join("vm.raw"), 128 * MIB);
     assert!(
@@ -112,13 +73,7 @@ fn deploy_refuses_non_persistent_fstab_names() {
 #[test]
 fn deploy_refuses_bad_swap_property_and_missing_root_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(
-        dir.path(),
-        40,
-        "start=2048, size=32M, type=83\n",
-        &[1],
-        FSTAB,
-    );
+    let img = single_root(dir.path(), FSTAB);
     let out = dir.path().join("vm.raw");
     let m = meta(dir.path(), r#""ROOT_PARTITION":"1","SWAP":"2:0""#);
     assert!(deploy_err(&img, &m, &out, 128 * MIB).contains("SWAP property '2:0' is not valid"));
@@ -133,13 +88,7 @@ fn deploy_refuses_bad_swap_property_and_missing_root_partition() {
 #[test]
 fn deploy_puts_logical_swap_in_a_new_extended_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(
-        dir.path(),
-        40,
-        "start=2048, size=32M, type=83\n",
-        &[1],
-        FSTAB,
-    );
+    let img = single_root(dir.path(), FSTAB);
     let m = meta(
         dir.path(),
         r#""OSFAMILY":"linux","ROOT_PARTITION":"1","SWAP":"5:16""#,
@@ -219,13 +168,7 @@ fn deploy_grows_extended_and_last_logical_partition() {
 #[test]
 fn deploy_leaves_the_image_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixture(
-        dir.path(),
-        40,
-        "start=2048, size=32M, type=83\n",
-        &[1],
-        FSTAB,
-    );
+    let img = single_root(dir.path(), FSTAB);
     let before = std::fs::read(&img).unwrap();
     let m = meta(
         dir.path(),

@@ -7,24 +7,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use snf_testkit::fixture::{run, MIB};
 use snf_testkit::{
     boot_check, debian_guest, debian_guest_info, deploy, ext_superblock, guest_file, guest_ls,
     partitions, probe_partition, Table,
 };
 
-const MIB: u64 = 1024 * 1024;
 /// Generous: TCG on two cores shared with parallel builds and tests.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 const GPT_BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
 const GPT_LINUX: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 const GPT_SWAP: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
-
-fn run(cmd: &mut Command) -> String {
-    snf_core::command::run(cmd)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .stdout
-}
 
 fn text(disk: &Path, part: u32, path: &str) -> String {
     let bytes = guest_file(disk, part, path)

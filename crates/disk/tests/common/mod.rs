@@ -2,7 +2,7 @@
 //! sgdisk and fdisk, checked with the same tools.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -70,41 +70,9 @@ pub fn blank_image(dir: &Path, name: &str, size: u64) -> PathBuf {
     path
 }
 
-/// A loop device over an image, detached on drop.
-pub struct Loop {
-    pub dev: String,
-}
-
-impl Loop {
-    /// Attaches `image` with `sector_size`-byte logical sectors. Needs root and the loop
-    /// driver; fails the test with a clear message otherwise.
-    pub fn attach(image: &Path, sector_size: u32, read_only: bool) -> Loop {
-        let mut cmd = Command::new("losetup");
-        cmd.args([
-            "--find",
-            "--show",
-            "--sector-size",
-            &sector_size.to_string(),
-        ]);
-        if read_only {
-            cmd.arg("--read-only");
-        }
-        cmd.arg(image);
-        let out = run(&mut cmd);
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(
-            dev.starts_with("/dev/loop"),
-            "losetup gave no device (4096-byte-sector fixtures need root and loop devices): {dev:?}"
-        );
-        Loop { dev }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
+// Not every test binary uses every check.
+#[allow(unused_imports)]
+pub use snf_testkit::fixture::{assert_sfdisk_verifies, assert_sgdisk_verifies, sgdisk_info, Loop};
 
 pub fn sfdisk_script(target: &str, script: &str) {
     run_with_input(
@@ -209,35 +177,8 @@ pub fn sfdisk_json(target: &str) -> (String, Vec<SfdiskRow>) {
     (id, rows)
 }
 
-/// `sfdisk --verify` must report no errors.
-pub fn assert_sfdisk_verifies(target: &str) {
-    let out = stdout(Command::new("sfdisk").args(["--verify", target]));
-    assert!(
-        out.contains("No errors detected"),
-        "sfdisk --verify {target}:\n{out}"
-    );
-}
-
-/// `sgdisk -v` must find no problems.
-pub fn assert_sgdisk_verifies(target: &str) {
-    let out = stdout(Command::new("sgdisk").args(["-v", target]));
-    assert!(
-        out.contains("No problems found") && !out.contains("Problem:"),
-        "sgdisk -v {target}:\n{out}"
-    );
-}
-
-/// `sgdisk -i N` as a map ("Partition unique GUID" -> "AAAA...").
-pub fn sgdisk_info(target: &str, number: u32) -> HashMap<String, String> {
-    let out = stdout(Command::new("sgdisk").args(["-i", &number.to_string(), target]));
-    out.lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
 /// The first whitespace-separated word of an `sgdisk -i` value.
-pub fn word(map: &HashMap<String, String>, key: &str) -> String {
+pub fn word(map: &BTreeMap<String, String>, key: &str) -> String {
     map.get(key)
         .unwrap_or_else(|| panic!("sgdisk -i has no {key:?}: {map:?}"))
         .split_whitespace()

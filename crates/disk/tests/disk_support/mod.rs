@@ -19,40 +19,9 @@ pub const EXTENTS: [(u64, u64); 4] = [
     (DISK - (8 << 10), 8 << 10),
 ];
 
-/// Fail loudly (never skip) when a tool the test needs is missing.
-pub fn require(tool: &str) {
-    assert!(
-        snf_core::command::exists(tool),
-        "{tool} is not installed: run scripts/setup.sh (see scripts/apt-packages.txt)"
-    );
-}
-
-/// Run a command and panic with its stderr unless it succeeds; returns stdout.
-pub fn sh(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Deterministic incompressible-looking bytes (xorshift), never all zero per 4 KiB.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+// Not every test binary uses the loop device.
+#[allow(unused_imports)]
+pub use snf_testkit::fixture::{pseudo_random, require, run, Loop};
 
 /// A sparse raw disk of [`DISK`] bytes with data at [`EXTENTS`].
 pub fn raw_fixture(dir: &Path, name: &str) -> PathBuf {
@@ -60,7 +29,7 @@ pub fn raw_fixture(dir: &Path, name: &str) -> PathBuf {
     let f = File::create(&p).unwrap();
     f.set_len(DISK).unwrap();
     for (i, (off, len)) in EXTENTS.iter().enumerate() {
-        f.write_all_at(&pattern(i as u64 + 1, *len as usize), *off)
+        f.write_all_at(&pseudo_random(*len as usize, i as u64 + 1), *off)
             .unwrap();
     }
     f.sync_all().unwrap();
@@ -93,7 +62,7 @@ pub fn convert_to(raw: &Path, dir: &Path, label: &str, fmt: &str, opts: &str) ->
         cmd.args(["-o", opts]);
     }
     cmd.arg(raw).arg(&out);
-    sh(&mut cmd);
+    run(&mut cmd);
     out
 }
 
@@ -103,7 +72,7 @@ pub fn reference_raw(src: &Path, fmt: &str, dir: &Path) -> PathBuf {
         "{}.reference.raw",
         src.file_name().unwrap().to_string_lossy()
     ));
-    sh(Command::new("qemu-img")
+    run(Command::new("qemu-img")
         .args(["convert", "-f", fmt, "-O", "raw"])
         .arg(src)
         .arg(&out));
@@ -142,7 +111,7 @@ fn read_at_or_zero(f: &File, buf: &mut [u8], off: u64) {
 /// `sha256sum` of a file or device.
 pub fn sha256(p: &Path) -> String {
     require("sha256sum");
-    sh(Command::new("sha256sum").arg(p))
+    run(Command::new("sha256sum").arg(p))
         .split_whitespace()
         .next()
         .unwrap()
@@ -151,7 +120,7 @@ pub fn sha256(p: &Path) -> String {
 
 /// `md5sum` of a file.
 pub fn md5sum(p: &Path) -> String {
-    sh(Command::new("md5sum").arg(p))
+    run(Command::new("md5sum").arg(p))
         .split_whitespace()
         .next()
         .unwrap()
@@ -173,30 +142,6 @@ pub fn open_rw(p: &Path) -> File {
     OpenOptions::new().read(true).write(true).open(p).unwrap()
 }
 
-/// A loop device over a file, detached on drop.
-pub struct Loop {
-    pub dev: PathBuf,
-}
-
-impl Loop {
-    /// Attach `file` (needs root), with `sector` bytes per logical sector.
-    pub fn attach(file: &Path, sector: u32) -> Loop {
-        require("losetup");
-        let out = sh(Command::new("losetup")
-            .args(["-f", "--show", "-b", &sector.to_string()])
-            .arg(file));
-        Loop {
-            dev: PathBuf::from(out.trim()),
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
-
 /// A tmpfs of `mib` MiB mounted on a fresh directory (needs root), unmounted on drop.
 pub struct SmallFs {
     pub dir: tempfile::TempDir,
@@ -205,7 +150,7 @@ pub struct SmallFs {
 impl SmallFs {
     pub fn new(mib: u64) -> SmallFs {
         let dir = tempfile::tempdir().unwrap();
-        sh(Command::new("mount")
+        run(Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
             .arg(dir.path()));
         SmallFs { dir }

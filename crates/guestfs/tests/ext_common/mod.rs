@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use snf_guestfs::{ExtFs, FileType, Filesystem, NodeId};
+use snf_testkit::fixture::{assert_e2fsck_clean, Mke2fs};
 
 /// One mke2fs configuration under test.
 #[derive(Debug, Clone, Copy)]
@@ -47,28 +48,7 @@ pub const EXT4_FULL: Config = Config {
 
 pub const ALL: &[Config] = &[EXT2, EXT3, EXT4, EXT4_FULL];
 
-/// Fail loudly when a tool the tests rely on is missing.
-pub fn require(program: &str) {
-    assert!(
-        snf_core::command::exists(program),
-        "{program} is not installed; run scripts/setup.sh (packages in scripts/apt-packages.txt)"
-    );
-}
-
-/// Run a command, failing the test with its output when it does not exit 0.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use snf_testkit::fixture::{require, run};
 
 /// An image file holding one filesystem at `offset`.
 pub struct Image {
@@ -90,19 +70,7 @@ impl Image {
 
     /// Assert `e2fsck -fn` finds nothing to fix.
     pub fn assert_clean(&self, when: &str) {
-        require("e2fsck");
-        let out = Command::new("e2fsck")
-            .arg("-fn")
-            .arg(self.spec())
-            .output()
-            .expect("run e2fsck");
-        assert!(
-            out.status.success(),
-            "e2fsck -fn after {when} exited {}:\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_e2fsck_clean(&self.path, self.offset, &format!("after {when}"));
     }
 
     /// (free blocks, free inodes) as dumpe2fs reads them from the superblock.
@@ -122,22 +90,15 @@ impl Image {
 /// Make a filesystem of `size` (mke2fs syntax) from `src` at byte `offset` of a new
 /// image file, with bytes before the offset set to a marker.
 pub fn mkfs(src: &Path, cfg: Config, size: &str, offset: u64) -> Image {
-    require("mke2fs");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("disk.img");
     if offset > 0 {
         std::fs::write(&path, vec![0x5a; offset as usize]).expect("write marker");
     }
-    let mut cmd = Command::new("mke2fs");
-    cmd.args(["-q", "-F", "-L", "guestroot"])
-        .args(cfg.args)
-        .arg("-d")
-        .arg(src)
-        .arg("-E")
-        .arg(format!("offset={offset}"))
-        .arg(&path)
-        .arg(size);
-    run(&mut cmd);
+    Mke2fs::with_args(cfg.args)
+        .label("guestroot")
+        .tree(src)
+        .make(&path, offset, size);
     Image { dir, path, offset }
 }
 

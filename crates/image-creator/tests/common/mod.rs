@@ -5,55 +5,18 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{symlink, FileExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use image_creator::inspect::{inspect, partitions_from_layout, Inspection};
 use image_creator::metadata::Metadata;
 use snf_guestfs::assemble::PartitionDesc;
-
-pub const MIB: u64 = 1024 * 1024;
-
-/// Run a tool; a missing tool fails with a message naming the fix.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {:?} (scripts/setup.sh installs it): {e}",
-            cmd.get_program()
-        )
-    });
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run_stdin(cmd: &mut Command, input: &str) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use snf_testkit::fixture::{
+    copy_into, host_path, mkswap_at, run, sfdisk, sparse_file, write_at, write_file, write_symlink,
+    Mke2fs, MIB,
+};
 
 /// A guest tree being written on the host.
 pub struct Tree {
@@ -68,13 +31,11 @@ impl Tree {
     }
 
     fn host(&self, path: &str) -> PathBuf {
-        self.root.join(path.trim_start_matches('/'))
+        host_path(&self.root, path)
     }
 
     pub fn file(&self, path: &str, content: &str) -> &Self {
-        let p = self.host(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
+        write_file(&self.root, path, content);
         self
     }
 
@@ -94,9 +55,7 @@ impl Tree {
     }
 
     pub fn link(&self, path: &str, target: &str) -> &Self {
-        let p = self.host(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        symlink(target, &p).unwrap();
+        write_symlink(&self.root, path, target);
         self
     }
 
@@ -158,9 +117,7 @@ pub struct Part<'a> {
 
 /// Make a disk image with `parts` (GPT when `gpt`, else MBR), 1 MiB aligned.
 pub fn make_disk(dir: &Path, gpt: bool, parts: &[Part<'_>]) -> PathBuf {
-    let img = dir.join("disk.img");
     let total: u64 = parts.iter().map(|p| p.size_mib).sum::<u64>() + 2;
-    File::create(&img).unwrap().set_len(total * MIB).unwrap();
     let mut script = String::from(if gpt {
         "label: gpt\n"
     } else {
@@ -192,26 +149,29 @@ pub fn make_disk(dir: &Path, gpt: bool, parts: &[Part<'_>]) -> PathBuf {
         starts.push(start);
         start += p.size_mib * MIB;
     }
-    run_stdin(Command::new("sfdisk").arg("-q").arg(&img), &script);
+    let img = dir.join("disk.img");
+    sparse_file(&img, total * MIB);
+    sfdisk(&img, &script);
+    let img = img.as_path();
+
+    // sfdisk leaves out an MBR partition past the fourth; its content is still written
+    // where it would have been.
 
     for (p, &off) in parts.iter().zip(&starts) {
         let size = p.size_mib * MIB;
         match &p.content {
             Content::Ext4 { tree, uuid, label } => {
-                let mut c = Command::new("mke2fs");
-                c.args(["-q", "-F", "-t", "ext4", "-U", uuid, "-d"])
-                    .arg(&tree.root)
-                    .args(["-E", &format!("offset={off}")]);
+                let mut mkfs = Mke2fs::ext4().uuid(uuid).tree(&tree.root);
                 if let Some(l) = label {
-                    c.args(["-L", l]);
+                    mkfs = mkfs.label(l);
                 }
-                run(c.arg(&img).arg(format!("{}k", size / 1024)));
+                mkfs.make(img, off, &format!("{}k", size / 1024));
             }
             Content::Fat { tree, id, label } => {
                 run(Command::new("mkfs.fat")
                     .args(["-F", "16", "-i", id, "-n", label, "--offset"])
                     .arg((off / 512).to_string())
-                    .arg(&img)
+                    .arg(img)
                     .arg((size / 1024).to_string()));
                 if let Some(t) = tree {
                     let entries: Vec<PathBuf> = fs::read_dir(&t.root)
@@ -228,16 +188,13 @@ pub fn make_disk(dir: &Path, gpt: bool, parts: &[Part<'_>]) -> PathBuf {
                 }
             }
             Content::Swap { uuid } => {
-                let f = dir.join("swap.tmp");
-                File::create(&f).unwrap().set_len(size).unwrap();
-                run(Command::new("mkswap").args(["-U", uuid]).arg(&f));
-                copy_into(&f, &img, off);
+                mkswap_at(img, off, size, Some(uuid));
             }
             Content::Xfs => {
                 let f = dir.join("xfs.tmp");
-                File::create(&f).unwrap().set_len(size).unwrap();
+                sparse_file(&f, size);
                 run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&f));
-                copy_into(&f, &img, off);
+                copy_into(&f, img, off);
             }
             Content::LvmLabel => {
                 // The LVM2 label as pvcreate writes it in sector 1 (no loop device needed).
@@ -247,29 +204,17 @@ pub fn make_disk(dir: &Path, gpt: bool, parts: &[Part<'_>]) -> PathBuf {
                 s[20..24].copy_from_slice(&32u32.to_le_bytes());
                 s[24..32].copy_from_slice(b"LVM2 001");
                 s[32..64].copy_from_slice(b"Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56");
-                let f = OpenOptions::new().write(true).open(&img).unwrap();
-                f.write_all_at(&s, off + 512).unwrap();
+                write_at(img, off + 512, &s);
             }
             Content::Empty => {}
         }
     }
-    img
+    img.to_path_buf()
 }
 
 /// The unique GUID `make_disk` gives GPT partition `n`.
 pub fn part_guid(n: u32) -> String {
     format!("{n:08X}-AAAA-4BBB-8CCC-0000000000{n:02X}")
-}
-
-fn copy_into(src: &Path, img: &Path, off: u64) {
-    let data = fs::read(src).unwrap();
-    let f = OpenOptions::new().write(true).open(img).unwrap();
-    // Only the first MiB carries the superblocks the probe reads; skip zero runs.
-    for (i, chunk) in data.chunks(64 * 1024).enumerate() {
-        if chunk.iter().any(|&b| b != 0) {
-            f.write_all_at(chunk, off + (i as u64) * 64 * 1024).unwrap();
-        }
-    }
 }
 
 /// The partitions of `img` as the session would pass them, read by snf-disk.

@@ -4,40 +4,24 @@
 #![allow(dead_code)]
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use snf_testkit::fixture::{run as run_tool, write_file, Disk, Mke2fs};
 
 /// The binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_snf-mkimage")
 }
 
-/// Fail loudly when a tool the test needs is missing (scripts/setup.sh installs it).
-pub fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}' is not installed; run scripts/setup.sh (see scripts/apt-packages.txt)"
-    );
-}
+pub use snf_testkit::fixture::{pseudo_random, require};
 
-/// Run a tool and insist it succeeds.
-pub fn sh(program: &str, args: &[&str]) -> Output {
+/// Run a tool, insist it succeeds, and return its standard output.
+pub fn sh(program: &str, args: &[&str]) -> String {
     require(program);
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_tool(Command::new(program).args(args))
 }
 
 /// Run snf-mkimage with `args` (stdin closed, output captured, not a terminal).
@@ -61,76 +45,34 @@ pub fn stdout(out: &Output) -> String {
 /// filesystem holding a minimal Debian root (enough for inspection to recognise it) and
 /// `data_kib` KiB of pseudo-random data, so the image has real content to copy.
 pub fn partitioned_raw(dir: &Path, name: &str, size_mib: u64, data_kib: usize) -> PathBuf {
-    require("sfdisk");
-    require("mke2fs");
-    let img = dir.join(name);
     let tree = dir.join(format!("{name}.tree"));
-    fs::create_dir_all(tree.join("etc")).unwrap();
-    fs::write(tree.join("etc/hostname"), "fixture\n").unwrap();
-    fs::write(
-        tree.join("etc/os-release"),
+    write_file(&tree, "/etc/hostname", "fixture\n");
+    write_file(
+        &tree,
+        "/etc/os-release",
         "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
          VERSION_ID=\"12\"\nID=debian\n",
-    )
-    .unwrap();
-    fs::write(tree.join("etc/debian_version"), "12.5\n").unwrap();
-    fs::write(
-        tree.join("etc/fstab"),
-        "/dev/sda1 / ext4 errors=remount-ro 0 1\n",
-    )
-    .unwrap();
-    fs::write(
-        tree.join("etc/shadow"),
-        "root:$6$salt$hash:19000:0:99999:7:::\nuser:$6$salt$hash2:19000:0:99999:7:::\n",
-    )
-    .unwrap();
-    fs::write(tree.join("data.bin"), pseudo_random(data_kib * 1024, 7)).unwrap();
-    File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["-q", img.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"label: dos\nstart=2048, type=83\n")
-        .unwrap();
-    assert!(sfdisk.wait().unwrap().success(), "sfdisk failed");
-    let fs_kib = ((size_mib - 1) << 10).to_string();
-    sh(
-        "mke2fs",
-        &[
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-E",
-            "offset=1048576",
-            "-d",
-            tree.to_str().unwrap(),
-            img.to_str().unwrap(),
-            &format!("{fs_kib}k"),
-        ],
     );
+    write_file(&tree, "/etc/debian_version", "12.5\n");
+    write_file(
+        &tree,
+        "/etc/fstab",
+        "/dev/sda1 / ext4 errors=remount-ro 0 1\n",
+    );
+    write_file(
+        &tree,
+        "/etc/shadow",
+        "root:$6$salt$hash:19000:0:99999:7:::\nuser:$6$salt$hash2:19000:0:99999:7:::\n",
+    );
+    write_file(&tree, "/data.bin", pseudo_random(data_kib * 1024, 7));
+    let disk = Disk::create(
+        dir.join(name),
+        size_mib << 20,
+        "label: dos\nstart=2048, type=83\n",
+    );
+    disk.ext(1, &Mke2fs::ext4().tree(&tree));
     fs::remove_dir_all(&tree).unwrap();
-    img
-}
-
-/// Deterministic non-zero-ish bytes (xorshift), incompressible enough to be real data.
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    disk.into_path()
 }
 
 /// `qemu-img convert -f raw -O fmt [-o opts] src dst`.
@@ -163,8 +105,7 @@ pub fn to_raw(src: &Path, fmt: &str, dst: &Path) {
 
 /// SHA-256 of a file or block device, hex.
 pub fn sha256(path: &Path) -> String {
-    let out = sh("sha256sum", &[path.to_str().unwrap()]);
-    String::from_utf8_lossy(&out.stdout)
+    sh("sha256sum", &[path.to_str().unwrap()])
         .split_whitespace()
         .next()
         .unwrap()
@@ -226,15 +167,10 @@ pub fn check_outputs(out: &Path, reference: &Path) {
     let dir = out.parent().unwrap();
     let name = out.file_name().unwrap().to_str().unwrap();
     require("md5sum");
-    let check = Command::new("md5sum")
-        .args(["-c", &format!("{name}.md5sum")])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "md5sum -c failed: {}",
-        String::from_utf8_lossy(&check.stdout)
+    run_tool(
+        Command::new("md5sum")
+            .args(["-c", &format!("{name}.md5sum")])
+            .current_dir(dir),
     );
     let meta: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join(format!("{name}.meta"))).unwrap())
@@ -269,28 +205,6 @@ pub fn tempdir() -> tempfile::TempDir {
         .unwrap();
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
     d
-}
-
-/// Detaches a loop device when dropped.
-pub struct Loop(pub String);
-
-impl Loop {
-    pub fn attach(file: &Path, read_only: bool) -> Loop {
-        require("losetup");
-        let mut args = vec!["-f", "--show"];
-        if read_only {
-            args.push("-r");
-        }
-        args.push(file.to_str().unwrap());
-        let out = sh("losetup", &args);
-        Loop(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.0]).status();
-    }
 }
 
 /// Unmounts a small tmpfs when dropped.

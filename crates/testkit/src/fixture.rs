@@ -1,0 +1,520 @@
+//! Fixture plumbing shared by the crates' tests: running the real tools, writing guest
+//! trees on the host, and making partitioned disk images with real filesystems in them
+//! (sfdisk tables, `mke2fs -d` at an offset, mkswap) without mounting anything.
+//!
+//! Every helper panics with a message naming the tool and what it printed: a fixture
+//! that cannot be made is a broken test machine, and the test must fail loudly, never
+//! skip.
+//!
+//! ```no_run
+//! use snf_testkit::fixture::{write_file, Disk, Mke2fs, MIB};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let tree = dir.path().join("tree");
+//! write_file(&tree, "/etc/hostname", "fixture\n");
+//! let disk = Disk::create(
+//!     dir.path().join("disk.img"),
+//!     80 * MIB,
+//!     "label: dos\nstart=2048, size=63M, type=83\nsize=16M, type=82\n",
+//! );
+//! disk.ext(1, &Mke2fs::ext4().tree(&tree)).swap(2, None);
+//! ```
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+
+/// Fail the test (never skip it) when `tool` is not on `PATH`.
+pub fn require(tool: &str) {
+    assert!(
+        snf_core::command::exists(tool),
+        "{tool} is not installed; run scripts/setup.sh (packages in scripts/apt-packages.txt)"
+    );
+}
+
+/// Run `cmd` and return its standard output; panic with its output unless it exits 0.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output();
+    checked(cmd, out)
+}
+
+/// Run `cmd` with `input` on its standard input and return its standard output; panic
+/// with its output unless it exits 0.
+pub fn run_stdin(cmd: &mut Command, input: &str) -> String {
+    let child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let out = child.and_then(|mut child| {
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // A tool that exits before reading everything reports why on stderr.
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        child.wait_with_output()
+    });
+    checked(cmd, out)
+}
+
+fn checked(cmd: &Command, out: std::io::Result<Output>) -> String {
+    let out = out.unwrap_or_else(|e| {
+        panic!(
+            "cannot run {:?}: {e} (scripts/setup.sh installs the test tools)",
+            cmd.get_program()
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where the guest path `guest_path` (`/etc/fstab`, leading slash optional) of the tree
+/// rooted at `root` is on the host.
+pub fn host_path(root: &Path, guest_path: &str) -> PathBuf {
+    root.join(guest_path.trim_start_matches('/'))
+}
+
+/// Write `data` to `guest_path` of the tree at `root`, creating the directories on the
+/// way; returns the host path.
+pub fn write_file(root: &Path, guest_path: &str, data: impl AsRef<[u8]>) -> PathBuf {
+    let path = host_path(root, guest_path);
+    make_parent(&path);
+    fs::write(&path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
+/// Make `guest_path` of the tree at `root` a symbolic link to `target` (stored as
+/// given, so an absolute target is absolute inside the guest); returns the host path.
+pub fn write_symlink(root: &Path, guest_path: &str, target: impl AsRef<Path>) -> PathBuf {
+    let path = host_path(root, guest_path);
+    make_parent(&path);
+    std::os::unix::fs::symlink(target.as_ref(), &path)
+        .unwrap_or_else(|e| panic!("symlink {}: {e}", path.display()));
+    path
+}
+
+fn make_parent(path: &Path) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+    }
+}
+
+/// `len` deterministic, incompressible bytes (xorshift64 from `seed`): file content
+/// that compression and zero detection cannot shortcut, the same on every run.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A new sparse file of `size` bytes at `path` (an existing one is truncated first).
+pub fn sparse_file(path: &Path, size: u64) {
+    File::create(path)
+        .and_then(|f| f.set_len(size))
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+}
+
+/// Overwrite `data.len()` bytes of the existing file `file` at byte `offset`.
+pub fn write_at(file: &Path, offset: u64, data: &[u8]) {
+    OpenOptions::new()
+        .write(true)
+        .open(file)
+        .and_then(|f| f.write_all_at(data, offset))
+        .unwrap_or_else(|e| panic!("write {} at {offset}: {e}", file.display()));
+}
+
+/// Copy the file `src` into `img` at byte `offset`, leaving out its all-zero 64 KiB
+/// chunks so a sparse image stays sparse: the area in `img` must hold zeros already.
+pub fn copy_into(src: &Path, img: &Path, offset: u64) {
+    const CHUNK: usize = 64 * 1024;
+    let data = fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+    let out = OpenOptions::new()
+        .write(true)
+        .open(img)
+        .unwrap_or_else(|e| panic!("open {}: {e}", img.display()));
+    for (i, chunk) in data.chunks(CHUNK).enumerate() {
+        if chunk.iter().any(|&b| b != 0) {
+            out.write_all_at(chunk, offset + (i * CHUNK) as u64)
+                .unwrap_or_else(|e| panic!("write {}: {e}", img.display()));
+        }
+    }
+}
+
+/// `img?offset=N`, the name e2fsprogs tools take for a filesystem inside an image
+/// (just `img` at offset 0).
+pub fn ext_spec(img: &Path, offset: u64) -> OsString {
+    let mut spec = img.as_os_str().to_owned();
+    if offset != 0 {
+        spec.push(format!("?offset={offset}"));
+    }
+    spec
+}
+
+/// Assert that `e2fsck -fn` finds nothing to fix in the filesystem at byte `offset` of
+/// `img`; `what` says in the panic message which filesystem or moment it was.
+pub fn assert_e2fsck_clean(img: &Path, offset: u64, what: &str) {
+    require("e2fsck");
+    let spec = ext_spec(img, offset);
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&spec)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run e2fsck: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: e2fsck -fn {} found problems ({}):\n{}{}",
+        spec.to_string_lossy(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Assert that the ext filesystem at byte `offset` of `img` is consistent (`e2fsck
+/// -fn`) and marked clean in its superblock (`tune2fs -l`), as a cleanly unmounted
+/// filesystem is; `what` names it in the panic message.
+pub fn assert_ext_clean(img: &Path, offset: u64, what: &str) {
+    assert_e2fsck_clean(img, offset, what);
+    require("tune2fs");
+    let tune = run(Command::new("tune2fs").arg("-l").arg(ext_spec(img, offset)));
+    assert!(
+        tune.lines()
+            .any(|l| l.starts_with("Filesystem state:") && l.ends_with(" clean")),
+        "{what}: the superblock does not say clean:\n{tune}"
+    );
+}
+
+/// Assert that `sfdisk --verify` finds no errors in the table of `target` (an image
+/// file or a block device).
+pub fn assert_sfdisk_verifies(target: &str) {
+    require("sfdisk");
+    let out = run(Command::new("sfdisk").args(["--verify", target]));
+    assert!(
+        out.contains("No errors detected"),
+        "sfdisk --verify {target}:\n{out}"
+    );
+}
+
+/// Assert that `sgdisk -v` finds no problems in the GPT of `target`.
+pub fn assert_sgdisk_verifies(target: &str) {
+    require("sgdisk");
+    let out = run(Command::new("sgdisk").args(["-v", target]));
+    assert!(
+        out.contains("No problems found") && !out.contains("Problem:"),
+        "sgdisk -v {target}:\n{out}"
+    );
+}
+
+/// `sgdisk -i N` of `target` as a map ("Partition unique GUID" -> "AAAA...").
+pub fn sgdisk_info(target: &str, number: u32) -> BTreeMap<String, String> {
+    require("sgdisk");
+    run(Command::new("sgdisk").args(["-i", &number.to_string(), target]))
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// An `mke2fs` command being put together: `mke2fs -q -F <options> [-d TREE]
+/// -E offset=N IMG SIZE`.
+#[derive(Debug, Clone)]
+pub struct Mke2fs {
+    args: Vec<OsString>,
+    tree: Option<PathBuf>,
+}
+
+impl Mke2fs {
+    /// A filesystem of type `fs_type` (`ext2`, `ext3`, `ext4`), mke2fs's defaults
+    /// otherwise.
+    pub fn new(fs_type: &str) -> Mke2fs {
+        Mke2fs::with_args(&["-t", fs_type])
+    }
+
+    /// An ext4 filesystem.
+    pub fn ext4() -> Mke2fs {
+        Mke2fs::new("ext4")
+    }
+
+    /// A filesystem made with exactly the mke2fs options `args` (which should
+    /// include `-t TYPE`).
+    pub fn with_args<S: AsRef<OsStr>>(args: &[S]) -> Mke2fs {
+        Mke2fs {
+            args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
+            tree: None,
+        }
+    }
+
+    /// One more mke2fs option (or option value).
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Mke2fs {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// The filesystem UUID (`-U`).
+    pub fn uuid(self, uuid: &str) -> Mke2fs {
+        self.arg("-U").arg(uuid)
+    }
+
+    /// The volume label (`-L`).
+    pub fn label(self, label: &str) -> Mke2fs {
+        self.arg("-L").arg(label)
+    }
+
+    /// The block size in bytes (`-b`).
+    pub fn block_size(self, bytes: u32) -> Mke2fs {
+        self.arg("-b").arg(bytes.to_string())
+    }
+
+    /// Populate the filesystem from the host directory `tree` (`-d`).
+    pub fn tree(mut self, tree: impl Into<PathBuf>) -> Mke2fs {
+        self.tree = Some(tree.into());
+        self
+    }
+
+    /// Make the filesystem in `img` (created when missing) at byte `offset`, `size`
+    /// long in mke2fs's syntax (`16M`, `15360k`); the rest of `img` is left alone.
+    pub fn make(&self, img: &Path, offset: u64, size: &str) {
+        require("mke2fs");
+        let mut cmd = Command::new("mke2fs");
+        cmd.args(["-q", "-F"]).args(&self.args);
+        if let Some(tree) = &self.tree {
+            cmd.arg("-d").arg(tree);
+        }
+        cmd.arg("-E")
+            .arg(format!("offset={offset}"))
+            .arg(img)
+            .arg(size);
+        run(&mut cmd);
+    }
+}
+
+/// A swap area of `size` bytes at byte `offset` of `img` (with the swap UUID `uuid`,
+/// random when `None`). mkswap works on whole files only: the area is made in a
+/// temporary file next to `img` and copied in by [`copy_into`], so it must hold zeros.
+pub fn mkswap_at(img: &Path, offset: u64, size: u64, uuid: Option<&str>) {
+    require("mkswap");
+    let dir = img.parent().filter(|d| !d.as_os_str().is_empty());
+    let tmp = tempfile::Builder::new()
+        .prefix(".swap.")
+        .tempfile_in(dir.unwrap_or(Path::new(".")))
+        .unwrap_or_else(|e| panic!("temporary swap file next to {}: {e}", img.display()));
+    tmp.as_file()
+        .set_len(size)
+        .unwrap_or_else(|e| panic!("size {}: {e}", tmp.path().display()));
+    let mut cmd = Command::new("mkswap");
+    if let Some(uuid) = uuid {
+        cmd.args(["-U", uuid]);
+    }
+    run(cmd.arg(tmp.path()));
+    copy_into(tmp.path(), img, offset);
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// The mount point, as the kernel spells it (absolute, no symbolic links).
+    pub point: String,
+    /// The filesystem type (`ext4`, `fuse.snf-image-creator` ...).
+    pub fs_type: String,
+    /// The mount source (the device, or the name a FUSE filesystem gave).
+    pub source: String,
+}
+
+/// Everything mounted, from `/proc/self/mountinfo`.
+pub fn mounts() -> Vec<MountEntry> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_else(|e| panic!("read /proc/self/mountinfo: {e}"))
+        .lines()
+        .filter_map(|l| {
+            let (before, after) = l.split_once(" - ")?;
+            let mut tail = after.split(' ');
+            Some(MountEntry {
+                point: before.split(' ').nth(4)?.to_owned(),
+                fs_type: tail.next()?.to_owned(),
+                source: tail.next()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Whether something is mounted at `dir`.
+pub fn is_mounted(dir: &Path) -> bool {
+    let want = dir.to_string_lossy();
+    mounts().iter().any(|m| m.point == want)
+}
+
+/// The mounts at or under `dir` (tests that run at the same time each look at their own
+/// directory, never at the whole system).
+pub fn mounts_under(dir: &Path) -> Vec<MountEntry> {
+    let prefix = dir.to_string_lossy();
+    mounts()
+        .into_iter()
+        .filter(|m| m.point.starts_with(prefix.as_ref()))
+        .collect()
+}
+
+/// Make the example disk of `scripts/make-example.sh` (MBR, a Debian-like ext4 root
+/// with things for system preparation to clean, swap last) at `img`; no root needed.
+pub fn example_disk(img: &Path) {
+    run(Command::new(crate::workspace_root().join("scripts/make-example.sh")).arg(img));
+}
+
+/// A loop device over a file, detached when dropped. Needs root and the loop driver.
+#[derive(Debug)]
+pub struct Loop {
+    /// The device, `/dev/loopN`.
+    pub dev: String,
+}
+
+impl Loop {
+    /// Attach `file` with `sector_size`-byte logical sectors (read-only when
+    /// `read_only`).
+    pub fn attach(file: &Path, sector_size: u32, read_only: bool) -> Loop {
+        require("losetup");
+        let mut cmd = Command::new("losetup");
+        cmd.args([
+            "--find",
+            "--show",
+            "--sector-size",
+            &sector_size.to_string(),
+        ]);
+        if read_only {
+            cmd.arg("--read-only");
+        }
+        let dev = run(cmd.arg(file)).trim().to_string();
+        assert!(
+            dev.starts_with("/dev/loop"),
+            "losetup gave no device (loop-device fixtures need root): {dev:?}"
+        );
+        Loop { dev }
+    }
+
+    /// The device as a path.
+    pub fn path(&self) -> &Path {
+        Path::new(&self.dev)
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// Write the partition table described by the sfdisk `script` to `target` (an image
+/// file or a block device), without asking the kernel to re-read it.
+pub fn sfdisk(target: &Path, script: &str) {
+    require("sfdisk");
+    run_stdin(
+        Command::new("sfdisk")
+            .args(["-q", "--no-reread", "--no-tell-kernel"])
+            .arg(target),
+        script,
+    );
+}
+
+/// A disk image file with a partition table written by sfdisk, whose partitions the
+/// methods fill with filesystems.
+#[derive(Debug)]
+pub struct Disk {
+    path: PathBuf,
+    /// (number, byte offset, byte size), as sfdisk reads the table back.
+    parts: Vec<(u32, u64, u64)>,
+}
+
+impl Disk {
+    /// A sparse image of `size` bytes at `path` with 512-byte sectors, partitioned by
+    /// the sfdisk `script`.
+    pub fn create(path: impl Into<PathBuf>, size: u64, script: &str) -> Disk {
+        Disk::create_with_sectors(path, size, 512, script)
+    }
+
+    /// As [`Disk::create`], with the table written for `sector_size`-byte sectors
+    /// (through a loop device, so root is needed, when that is not 512).
+    pub fn create_with_sectors(
+        path: impl Into<PathBuf>,
+        size: u64,
+        sector_size: u32,
+        script: &str,
+    ) -> Disk {
+        let path = path.into();
+        sparse_file(&path, size);
+        let read = |target: &Path| {
+            sfdisk(target, script);
+            let (_, unit, entries) = crate::read_table(target)
+                .unwrap_or_else(|e| panic!("reading back the fixture's table: {e}"));
+            entries
+                .iter()
+                .map(|p| (p.number, p.start * unit, p.size * unit))
+                .collect()
+        };
+        let parts = if sector_size == 512 {
+            read(&path)
+        } else {
+            let lo = Loop::attach(&path, sector_size, false);
+            read(lo.path())
+        };
+        Disk { path, parts }
+    }
+
+    /// The image file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The image file, for the test to keep.
+    pub fn into_path(self) -> PathBuf {
+        self.path
+    }
+
+    fn partition(&self, number: u32) -> (u64, u64) {
+        self.parts
+            .iter()
+            .find(|p| p.0 == number)
+            .map(|p| (p.1, p.2))
+            .unwrap_or_else(|| panic!("the fixture's table has no partition {number}"))
+    }
+
+    /// Byte offset of partition `number`.
+    pub fn offset(&self, number: u32) -> u64 {
+        self.partition(number).0
+    }
+
+    /// Size in bytes of partition `number`.
+    pub fn size(&self, number: u32) -> u64 {
+        self.partition(number).1
+    }
+
+    /// Make the filesystem `mkfs` describes in partition `number`, filling it.
+    pub fn ext(&self, number: u32, mkfs: &Mke2fs) -> &Disk {
+        let (offset, size) = self.partition(number);
+        mkfs.make(&self.path, offset, &format!("{}k", size / 1024));
+        self
+    }
+
+    /// Make partition `number` a swap area (swap UUID `uuid`, random when `None`).
+    pub fn swap(&self, number: u32, uuid: Option<&str>) -> &Disk {
+        let (offset, size) = self.partition(number);
+        mkswap_at(&self.path, offset, size, uuid);
+        self
+    }
+}
