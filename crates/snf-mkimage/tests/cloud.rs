@@ -19,13 +19,7 @@ fn require_openstack() {
 
 fn example(dir: &Path) -> std::path::PathBuf {
     let img = dir.join("example.raw");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-example.sh");
-    let st = Command::new(script).arg(&img).output().unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    snf_testkit::fixture::example_disk(&img);
     img
 }
 

@@ -63,19 +63,7 @@ impl Recorder {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift), different for each seed.
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use snf_testkit::fixture::pseudo_random;
 
 /// Write `data` to `path` and describe it as an image.
 pub fn image_file(path: &Path, data: &[u8]) -> ImageSource {

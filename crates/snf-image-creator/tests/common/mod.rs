@@ -14,16 +14,7 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_snf-image-creator")
 }
 
-/// A tool the test needs; fails with a hint when it is missing.
-pub fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is missing: run scripts/setup.sh (scripts/apt-packages.txt)"
-    );
-}
+pub use snf_testkit::fixture::require;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -46,19 +37,10 @@ pub fn snf_mkimage() -> PathBuf {
     path
 }
 
-/// The example Debian-like disk of scripts/make-example.sh, in `dir`.
+/// The example Debian-like disk of scripts/make-example.sh, as `dir/ex.raw`.
 pub fn example_disk(dir: &Path) -> PathBuf {
-    for t in ["sfdisk", "mke2fs", "mkswap"] {
-        require(t);
-    }
     let out = dir.join("ex.raw");
-    let st = Command::new("bash")
-        .arg(root().join("scripts/make-example.sh"))
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("cannot run scripts/make-example.sh");
-    assert!(st.success(), "scripts/make-example.sh failed");
+    snf_testkit::fixture::example_disk(&out);
     out
 }
 
