@@ -248,9 +248,8 @@ fn check_output(disk: &WorkingDisk, out: &Path) -> Result<(), DumpError> {
 }
 
 /// Whether [`finish_in_place`] can make `out` from `disk`: the disk is a private copy,
-/// `out` is not `/dev/null` nor an existing non-regular file, its directory is on the
-/// same filesystem as the copy (a rename moves it there), and that filesystem can punch
-/// holes.
+/// `out` is not `/dev/null` nor an existing non-regular file, the copy's filesystem can
+/// punch holes, and a file can be renamed from the copy's directory into `out`'s.
 pub fn can_finish_in_place(disk: &WorkingDisk, out: &Path) -> bool {
     if !disk.is_copy() || is_dev_null(out) {
         return false;
@@ -258,19 +257,44 @@ pub fn can_finish_in_place(disk: &WorkingDisk, out: &Path) -> bool {
     if std::fs::metadata(out).is_ok_and(|m| !m.is_file()) {
         return false;
     }
-    let same_fs = match (std::fs::metadata(parent_dir(out)), disk.file().metadata()) {
-        (Ok(dir), Ok(copy)) => dir.dev() == copy.dev(),
-        _ => false,
-    };
     // Punching past the end changes nothing, but says whether holes can be punched.
-    same_fs
-        && rustix::fs::fallocate(
-            disk.file(),
-            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-            disk.size(),
-            4096,
-        )
-        .is_ok()
+    rustix::fs::fallocate(
+        disk.file(),
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        disk.size(),
+        4096,
+    )
+    .is_ok()
+        && can_rename(&parent_dir(disk.path()), &parent_dir(out))
+}
+
+/// Whether a file can be renamed from directory `from` into directory `to`: tried with
+/// an empty file, since a bind mount of the same filesystem has the same device number
+/// and still refuses (EXDEV), and the directory may not be writable.
+fn can_rename(from: &Path, to: &Path) -> bool {
+    let Ok(probe) = tempfile::Builder::new()
+        .prefix(".rename-probe-")
+        .tempfile_in(from)
+    else {
+        return false;
+    };
+    let target = to.join(
+        probe
+            .path()
+            .file_name()
+            .map(OsString::from)
+            .unwrap_or_default(),
+    );
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return false;
+    }
+    match probe.persist_noclobber(&target) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&target);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Make the private copy `disk` itself the image `out` (see [`can_finish_in_place`];

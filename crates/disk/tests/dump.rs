@@ -394,3 +394,41 @@ fn finishing_in_place_refuses_the_source_as_output() {
     assert_eq!(md5sum(&raw), before);
     assert!(names(wd.path()).is_empty());
 }
+
+/// Unmounts a bind mount when dropped.
+struct BindMount(std::path::PathBuf);
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_bind_mount_of_the_same_filesystem_is_dumped_not_renamed_into() {
+    // Same device number, yet rename(2) across the mount points fails (EXDEV).
+    require("mount");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = raw_fixture(dir.path(), "disk.raw");
+    let (real, bound) = (dir.path().join("real"), dir.path().join("bound"));
+    std::fs::create_dir(&real).unwrap();
+    std::fs::create_dir(&bound).unwrap();
+    let st = Command::new("mount")
+        .arg("--bind")
+        .arg(&real)
+        .arg(&bound)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount --bind (the tests run as root)");
+    let _unmount = BindMount(bound.clone());
+    let wd = WorkDir::create(Some(dir.path())).unwrap();
+    let mut disk = open(&raw, &wd);
+    disk.make_writable(&Quiet).unwrap();
+    let out = bound.join("image.diskdump");
+    assert!(!snf_disk::dump::can_finish_in_place(&disk, &out));
+    let s = snf_disk::finish_in_place(disk, DISK, &[], &out, &Quiet).unwrap();
+    assert_eq!(s.md5_hex, md5sum(&raw));
+    assert_eq!(md5sum(&real.join("image.diskdump")), md5sum(&raw));
+    assert!(names(wd.path()).is_empty());
+    assert_eq!(names(&bound), ["image.diskdump"], "no probe left behind");
+}
