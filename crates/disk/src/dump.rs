@@ -143,16 +143,15 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn engine_error(disk: &WorkingDisk, dir: &Path, out: &Path, e: EngineError) -> DumpError {
+/// The engine's error reading `src` or writing `what` in `dir`.
+fn engine_error(src: &Path, dir: &Path, what: &str, e: EngineError) -> DumpError {
     match e {
         EngineError::Read { offset, source } => DumpError::Read {
-            path: disk.path().to_path_buf(),
+            path: src.to_path_buf(),
             offset,
             source,
         },
-        EngineError::Write(source) => {
-            WriteError::new(dir, format!("image file {}", out.display()), source).into()
-        }
+        EngineError::Write(source) => WriteError::new(dir, what.to_owned(), source).into(),
         EngineError::Cancelled => Cancelled.into(),
     }
 }
@@ -205,7 +204,8 @@ pub fn dump(
         kernel_copy: false,
         task: task.as_ref(),
     };
-    let md5 = sparse::run(&job).map_err(|e| engine_error(disk, &dir, out, e))?;
+    let what = format!("image file {}", out.display());
+    let md5 = sparse::run(&job).map_err(|e| engine_error(disk.path(), &dir, &what, e))?;
     file.set_len(size).map_err(|source| {
         DumpError::from(WriteError::new(
             &dir,
@@ -258,13 +258,7 @@ pub fn can_finish_in_place(disk: &WorkingDisk, out: &Path) -> bool {
         return false;
     }
     // Punching past the end changes nothing, but says whether holes can be punched.
-    rustix::fs::fallocate(
-        disk.file(),
-        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-        disk.size(),
-        4096,
-    )
-    .is_ok()
+    sparse::punch_hole(disk.file(), disk.size()..disk.size() + 4096).is_ok()
         && can_rename(&parent_dir(disk.path()), &parent_dir(out))
 }
 
@@ -322,25 +316,14 @@ pub fn finish_in_place(
         Err(disk) => return dump(&disk, size, free, out, reporter),
     };
     let copy_dir = parent_dir(&copy);
-    let write_err = |source| {
-        DumpError::from(WriteError::new(
-            &copy_dir,
-            format!("the image {} in the working copy", out.display()),
-            source,
-        ))
-    };
+    let what = format!("the image {} in the working copy", out.display());
+    let write_err = |source| DumpError::from(WriteError::new(&copy_dir, what.clone(), source));
     let task = reporter.task("Dumping image file", size, Unit::Bytes);
     for r in free {
         let (start, end) = (r.start.min(size), r.end.min(size));
         if start < end {
             snf_core::cancel::check()?;
-            rustix::fs::fallocate(
-                &file,
-                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-                start,
-                end - start,
-            )
-            .map_err(|e| write_err(e.into()))?;
+            sparse::punch_hole(&file, start..end).map_err(write_err)?;
         }
     }
     file.set_len(size).map_err(write_err)?;
@@ -355,15 +338,7 @@ pub fn finish_in_place(
         task: task.as_ref(),
     };
     let md5 = sparse::run(&job)
-        .map_err(|e| match e {
-            EngineError::Read { offset, source } => DumpError::Read {
-                path: copy.to_path_buf(),
-                offset,
-                source,
-            },
-            EngineError::Write(source) => write_err(source),
-            EngineError::Cancelled => Cancelled.into(),
-        })?
+        .map_err(|e| engine_error(&copy, &copy_dir, &what, e))?
         .unwrap_or_default();
     use std::os::unix::fs::PermissionsExt;
     file.set_permissions(std::fs::Permissions::from_mode(0o666 & !umask()))
@@ -436,7 +411,7 @@ fn hash_only(
         task: task.as_ref(),
     };
     let md5 = sparse::run(&job)
-        .map_err(|e| engine_error(disk, Path::new("/dev"), Path::new("/dev/null"), e))?
+        .map_err(|e| engine_error(disk.path(), Path::new("/dev"), "image file /dev/null", e))?
         .unwrap_or_default();
     task.finish(&md5);
     Ok(DumpSummary {

@@ -30,5 +30,5 @@ pub use dump::{
 };
 pub use media::{MediaError, Source, SourceKind};
 pub use snapshot::{SnapshotError, SnapshotMode, WorkingDisk};
-pub use sparse::kernel_copy;
+pub use sparse::{kernel_copy, punch_hole};
 pub use workdir::{WorkDir, WorkDirError, WriteError};

@@ -179,52 +179,64 @@ pub(crate) fn is_zero(buf: &[u8]) -> bool {
         .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
-/// Write the non-zero 4 KiB blocks of `buf` at `offset`, leaving zero blocks as holes.
+/// `buf` as maximal runs of 4 KiB grains (the last one may be shorter) that are all
+/// zeros or all not: each a byte range of `buf` and whether it is zeros.
+fn grain_runs(buf: &[u8]) -> impl Iterator<Item = (Range<usize>, bool)> + '_ {
+    let grain_is_zero = |k: usize| is_zero(&buf[k..(k + ZERO_GRAIN).min(buf.len())]);
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if i >= buf.len() {
+            return None;
+        }
+        let start = i;
+        let zero = grain_is_zero(i);
+        while i < buf.len() && grain_is_zero(i) == zero {
+            i += ZERO_GRAIN;
+        }
+        Some((start..i.min(buf.len()), zero))
+    })
+}
+
+/// Write the non-zero 4 KiB blocks of `buf` at `offset`, leaving zero blocks as holes
+/// (consecutive non-zero blocks in one write).
 fn write_sparse(out: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     if is_zero(buf) {
         return Ok(());
     }
-    // Coalesce consecutive non-zero grains into one write.
-    let mut i = 0;
-    while i < buf.len() {
-        let grain = |k: usize| &buf[k..(k + ZERO_GRAIN).min(buf.len())];
-        if is_zero(grain(i)) {
-            i += ZERO_GRAIN;
-            continue;
+    for (run, zero) in grain_runs(buf) {
+        if !zero {
+            out.write_all_at(&buf[run.clone()], offset + run.start as u64)?;
         }
-        let start = i;
-        while i < buf.len() && !is_zero(grain(i)) {
-            i += ZERO_GRAIN;
-        }
-        let stop = i.min(buf.len());
-        out.write_all_at(&buf[start..stop], offset + start as u64)?;
     }
     Ok(())
 }
 
-/// Punch out the all-zero 4 KiB blocks of `buf`, which was read from `file` at
+/// Punch out the whole all-zero 4 KiB blocks of `buf`, which was read from `file` at
 /// `offset` (block-aligned).
 fn punch_zero_grains(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     if !offset.is_multiple_of(ZERO_GRAIN as u64) {
         return Ok(());
     }
-    let mut i = 0;
-    while i + ZERO_GRAIN <= buf.len() {
-        if !is_zero(&buf[i..i + ZERO_GRAIN]) {
-            i += ZERO_GRAIN;
-            continue;
+    for (run, zero) in grain_runs(buf) {
+        // A shorter last block is left as it is.
+        let whole = (run.end - run.start) / ZERO_GRAIN * ZERO_GRAIN;
+        if zero && whole > 0 {
+            let start = offset + run.start as u64;
+            punch_hole(file, start..start + whole as u64)?;
         }
-        let start = i;
-        while i + ZERO_GRAIN <= buf.len() && is_zero(&buf[i..i + ZERO_GRAIN]) {
-            i += ZERO_GRAIN;
-        }
-        rustix::fs::fallocate(
-            file,
-            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-            offset + start as u64,
-            (i - start) as u64,
-        )?;
     }
+    Ok(())
+}
+
+/// Deallocate `range` of `file`, which then reads as zeros; its size stays. Fails
+/// where the filesystem cannot punch holes.
+pub fn punch_hole(file: &File, range: Range<u64>) -> io::Result<()> {
+    rustix::fs::fallocate(
+        file,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        range.start,
+        range.end - range.start,
+    )?;
     Ok(())
 }
 

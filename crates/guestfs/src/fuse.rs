@@ -184,12 +184,7 @@ impl GuestMount {
     /// written through the mount flushed to its filesystems.
     pub fn unmount(mut self) -> Result<GuestFs, MountError> {
         self.try_unmount()?;
-        let mut guest = self.take_guest()?;
-        guest.sync().map_err(|source| MountError::Flush {
-            mountpoint: self.mountpoint.clone(),
-            source,
-        })?;
-        Ok(guest)
+        self.synced_guest()
     }
 
     /// Unmount whatever uses the mount: a normal unmount, else a lazy one and an abort
@@ -197,6 +192,12 @@ impl GuestMount {
     /// the tree back (flushed).
     pub fn force_unmount(mut self) -> Result<GuestFs, MountError> {
         self.force()?;
+        self.synced_guest()
+    }
+
+    /// The tree back from the stopped server, with what was written through the mount
+    /// flushed to its filesystems.
+    fn synced_guest(&mut self) -> Result<GuestFs, MountError> {
         let mut guest = self.take_guest()?;
         guest.sync().map_err(|source| MountError::Flush {
             mountpoint: self.mountpoint.clone(),

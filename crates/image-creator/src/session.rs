@@ -837,28 +837,22 @@ impl Session {
         size: u64,
         out: &Path,
     ) -> Result<snf_disk::DumpSummary, SessionError> {
-        let in_place = !self.interactive
-            && self
-                .disk
-                .as_ref()
-                .is_some_and(|d| snf_disk::dump::can_finish_in_place(d, out));
-        let summary = match (in_place, self.disk.take()) {
-            (true, Some(disk)) => {
-                snf_disk::finish_in_place(disk, size, &self.free, out, self.reporter.as_ref())
-            }
-            (false, Some(disk)) => {
-                let done = snf_disk::dump(&disk, size, &self.free, out, self.reporter.as_ref());
-                self.disk = Some(disk);
-                done
-            }
-            (_, None) => {
-                return Err(SessionError::OutOfOrder {
-                    stage: Stage::Dump,
-                    needs: "the working disk",
-                })
-            }
+        let Some(disk) = self.disk.take() else {
+            return Err(SessionError::OutOfOrder {
+                stage: Stage::Dump,
+                needs: "the working disk",
+            });
         };
-        Ok(summary?)
+        let reporter = self.reporter.as_ref();
+        if !self.interactive {
+            // Becomes the image where it can, else is dumped; either way it is done.
+            return Ok(snf_disk::finish_in_place(
+                disk, size, &self.free, out, reporter,
+            )?);
+        }
+        let done = snf_disk::dump(&disk, size, &self.free, out, reporter);
+        self.disk = Some(disk);
+        Ok(done?)
     }
 
     /// With `-u`: upload the image and `NAME.md5sum`; with `-r`, register it, upload

@@ -406,13 +406,11 @@ fn shrink_ext(
     // device is cheapest for both.
     let private_copy = disk.starts_with(opts.workdir.path());
     let loop_usable = loop_devices_usable();
+    let no_sync_available = command::exists(NO_SYNC_WRAPPER);
     let method = match opts.method {
         Some(m) => m,
         None if !loop_usable => Method::Extract,
-        None if private_copy
-            && command::exists(NO_SYNC_WRAPPER)
-            && fits_in_page_cache(used_bytes(disk, p)) =>
-        {
+        None if private_copy && no_sync_available && fits_in_page_cache(used_bytes(disk, p)) => {
             Method::Extract
         }
         None => Method::Loop,
@@ -450,7 +448,7 @@ fn shrink_ext(
     let n = p.number;
     // The extracted file is scratch: nothing in it needs to reach the platter.
     let tools = E2fsTools {
-        no_sync: matches!(target, Target::Extract(_)) && command::exists(NO_SYNC_WRAPPER),
+        no_sync: matches!(target, Target::Extract(_)) && no_sync_available,
     };
     reporter.detail(&format!(
         "partition {n}: resizing through {} ({}{})",
@@ -861,13 +859,7 @@ fn zero_range(file: &File, range: Range<u64>) -> Result<(), ShrinkError> {
         return Ok(());
     }
     let len = range.end - range.start;
-    let punched = rustix::fs::fallocate(
-        file,
-        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-        range.start,
-        len,
-    );
-    if punched.is_ok() {
+    if snf_disk::punch_hole(file, range.clone()).is_ok() {
         return Ok(());
     }
     const CHUNK: u64 = 1 << 20;

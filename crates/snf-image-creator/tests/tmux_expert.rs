@@ -268,18 +268,7 @@ fn runs_without_root_on_an_image_file() {
     assert!(s.contains("detected a linux (debian) system"), "{s}");
     t.keys(&["Right", "Enter"]);
     t.wait_for("Image Creator for Synnefo");
-    t.keys(&["Down", "Down", "Enter"]);
-    t.wait_for("Save image as...");
-    t.keys(&["C-u"]);
-    t.type_text(&d.join("nobody.diskdump").display().to_string());
-    t.keys(&["Enter"]);
-    t.wait_for("was successfully created");
-    t.keys(&["Enter"]);
-    t.wait_for("Image Creator for Synnefo");
-    t.keys(&["Escape"]);
-    t.wait_for("Do you want to exit?");
-    t.keys(&["Enter"]);
-    assert_eq!(t.wait_exit(), 0);
+    assert_eq!(t.save_image_and_quit(&d.join("nobody.diskdump")), 0);
     let meta = std::fs::metadata(d.join("nobody.diskdump")).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(meta.uid(), 65534, "written by the unprivileged user");
@@ -379,19 +368,8 @@ fn mount_serves_the_guest_and_waits_until_it_is_free() {
     // Extract and read the image back.
     t.keys(&["Escape"]);
     t.wait_for("Image Creator for Synnefo");
-    t.keys(&["Down", "Down", "Enter"]);
-    t.wait_for("Save image as...");
-    t.keys(&["C-u"]);
     let img = d.join("mounted.diskdump");
-    t.type_text(&img.display().to_string());
-    t.keys(&["Enter"]);
-    t.wait_for("was successfully created");
-    t.keys(&["Enter"]);
-    t.wait_for("Image Creator for Synnefo");
-    t.keys(&["Escape"]);
-    t.wait_for("Do you want to exit?");
-    t.keys(&["Enter"]);
-    assert_eq!(t.wait_exit(), 0);
+    assert_eq!(t.save_image_and_quit(&img), 0);
 
     assert_eq!(
         snf_testkit::guest_file(&img, 1, "/etc/hostname").unwrap(),
@@ -475,19 +453,8 @@ fn sysprep_after_shrink_warns_then_runs_on_the_reopened_guest() {
     t.wait_for("Image Customization Menu");
     t.keys(&["Escape"]);
     t.wait_for("Image Creator for Synnefo");
-    t.keys(&["Down", "Down", "Enter"]);
-    t.wait_for("Save image as...");
-    t.keys(&["C-u"]);
     let img = d.join("again.diskdump");
-    t.type_text(&img.display().to_string());
-    t.keys(&["Enter"]);
-    t.wait_for("was successfully created");
-    t.keys(&["Enter"]);
-    t.wait_for("Image Creator for Synnefo");
-    t.keys(&["Escape"]);
-    t.wait_for("Do you want to exit?");
-    t.keys(&["Enter"]);
-    assert_eq!(t.wait_exit(), 0);
+    assert_eq!(t.save_image_and_quit(&img), 0);
 
     assert!(
         std::fs::metadata(&img).unwrap().len() < source_len,

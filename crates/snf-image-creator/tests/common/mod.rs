@@ -226,6 +226,22 @@ impl Tmux {
 }
 
 impl Tmux {
+    /// From the main menu: save the image as `img` (Extract), then quit; the exit status.
+    pub fn save_image_and_quit(&self, img: &Path) -> i32 {
+        self.keys(&["Down", "Down", "Enter"]);
+        self.wait_for("Save image as...");
+        self.keys(&["C-u"]);
+        self.type_text(&img.display().to_string());
+        self.keys(&["Enter"]);
+        self.wait_for("was successfully created");
+        self.keys(&["Enter"]);
+        self.wait_for("Image Creator for Synnefo");
+        self.keys(&["Escape"]);
+        self.wait_for("Do you want to exit?");
+        self.keys(&["Enter"]);
+        self.wait_exit()
+    }
+
     /// The program's process id (the child of the pane's shell), once it runs.
     pub fn pid(&self) -> u32 {
         let start = Instant::now();
