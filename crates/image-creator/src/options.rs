@@ -119,6 +119,9 @@ pub struct RunOptions {
     pub sysprep_params: Vec<(String, String)>,
     /// `--host-run SCRIPT`, in the order given.
     pub host_run: Vec<PathBuf>,
+    /// `--host-run-timeout SECONDS`: how long one `--host-run` script may run before it
+    /// is killed and the run fails; `None` waits as long as it takes.
+    pub host_run_timeout: Option<std::time::Duration>,
     /// `--install-virtio DIR` (Windows only).
     pub install_virtio: Option<PathBuf>,
     /// `--print-*`.
@@ -145,6 +148,7 @@ impl RunOptions {
             disable_syspreps: Vec::new(),
             sysprep_params: Vec::new(),
             host_run: Vec::new(),
+            host_run_timeout: None,
             install_virtio: None,
             print: PrintRequest::default(),
             cloud: CloudOptions::default(),

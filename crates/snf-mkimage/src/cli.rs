@@ -60,6 +60,11 @@ pub struct Cli {
     #[arg(long = "host-run", value_name = "SCRIPT")]
     pub host_run: Vec<PathBuf>,
 
+    /// Kill a --host-run script that runs longer than SECONDS and fail the run (0, the
+    /// default: no limit)
+    #[arg(long = "host-run-timeout", value_name = "SECONDS", default_value_t = 0)]
+    pub host_run_timeout: u64,
+
     /// Install VirtIO drivers from DIR into the media (Windows only)
     #[arg(long = "install-virtio", value_name = "DIR")]
     pub install_virtio: Option<PathBuf>,
@@ -205,6 +210,8 @@ impl Cli {
         opts.disable_syspreps = self.disable_sysprep.clone();
         opts.sysprep_params = sysprep_params;
         opts.host_run = self.host_run.clone();
+        opts.host_run_timeout = (self.host_run_timeout > 0)
+            .then(|| std::time::Duration::from_secs(self.host_run_timeout));
         opts.install_virtio = self.install_virtio.clone();
         opts.print = print;
         opts.cloud = CloudOptions {
