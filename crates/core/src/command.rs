@@ -4,13 +4,19 @@
 //! front-end can show one clear line. Waiting honours [`crate::cancel`]: on cancellation
 //! the child is killed and reaped before [`CommandError::Cancelled`] is returned, so no
 //! child outlives the run.
+//!
+//! Every program runs with `LC_ALL=C` (and no `LANGUAGE`): its output is parsed and its
+//! messages are matched in English, whatever the user's locale. It runs in a process
+//! group of its own, so that a time limit or a cancellation kills whatever it started
+//! too (a wrapper's child, a helper qemu-img forks), not just the program itself.
 
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What went wrong running a program.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +42,17 @@ pub enum CommandError {
     },
     #[error("{program} was interrupted by the user")]
     Cancelled { program: String },
+    /// The program ran past its time limit and was killed.
+    #[error("{program} did not finish within {}", seconds(.limit))]
+    TimedOut { program: String, limit: Duration },
+}
+
+fn seconds(limit: &Duration) -> String {
+    if limit.as_secs() >= 1 {
+        format!("{} s", limit.as_secs())
+    } else {
+        format!("{} ms", limit.as_millis())
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -75,9 +92,42 @@ fn program_name(cmd: &Command) -> String {
     program.to_string_lossy().into_owned()
 }
 
+/// The program and, when it has one, its subcommand (`qemu-img info`): what a time-limit
+/// message names, since one program's subcommands get different limits.
+fn program_and_subcommand(cmd: &Command) -> String {
+    let program = program_name(cmd);
+    let mut args = cmd.get_args();
+    if Path::new(cmd.get_program()).file_name() == Some(OsStr::new("eatmydata")) {
+        args.next();
+    }
+    match args.next().and_then(OsStr::to_str) {
+        Some(sub) if !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_lowercase()) => {
+            format!("{program} {sub}")
+        }
+        _ => program,
+    }
+}
+
+/// Set up `cmd` the way every external program runs: `LC_ALL=C` without `LANGUAGE`, in a
+/// process group of its own. For callers that spawn and wait themselves (streaming the
+/// output); [`run`] and friends do it already.
+pub fn prepare(cmd: &mut Command) -> &mut Command {
+    cmd.env("LC_ALL", "C").env_remove("LANGUAGE").process_group(0)
+}
+
 /// Run `cmd` to completion, capturing stdout and stderr, and fail unless it exits 0.
 pub fn run(cmd: &mut Command) -> Result<Output, CommandError> {
     let out = run_unchecked(cmd)?;
+    check(cmd, out)
+}
+
+/// [`run`], killing the program (and everything it started) once `limit` has passed.
+pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Result<Output, CommandError> {
+    let out = run_unchecked_with_limit(cmd, limit)?;
+    check(cmd, out)
+}
+
+fn check(cmd: &Command, out: Output) -> Result<Output, CommandError> {
     if out.status.success() {
         Ok(out)
     } else {
@@ -92,8 +142,22 @@ pub fn run(cmd: &mut Command) -> Result<Output, CommandError> {
 
 /// Run `cmd` to completion and return whatever it exited with.
 pub fn run_unchecked(cmd: &mut Command) -> Result<Output, CommandError> {
+    run_limited(cmd, None)
+}
+
+/// [`run_unchecked`], killing the program (and everything it started) once `limit` has
+/// passed.
+pub fn run_unchecked_with_limit(
+    cmd: &mut Command,
+    limit: Duration,
+) -> Result<Output, CommandError> {
+    run_limited(cmd, Some(limit))
+}
+
+fn run_limited(cmd: &mut Command, limit: Option<Duration>) -> Result<Output, CommandError> {
     let program = program_name(cmd);
-    let mut child = cmd
+    let what = program_and_subcommand(cmd);
+    let mut child = prepare(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -104,7 +168,7 @@ pub fn run_unchecked(cmd: &mut Command) -> Result<Output, CommandError> {
         })?;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let status = wait(&mut child, &program)?;
+    let status = wait_limited(&mut child, &program, &what, limit)?;
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     Ok(Output {
@@ -126,6 +190,37 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String
 
 /// Wait for `child`, killing it if cancellation is requested meanwhile.
 pub fn wait(child: &mut Child, program: &str) -> Result<ExitStatus, CommandError> {
+    wait_limited(child, program, program, None)
+}
+
+/// [`wait`], killing `child` past `limit` with [`CommandError::TimedOut`] naming `what`
+/// (the program and its subcommand, `qemu-img map`).
+pub fn wait_with_limit(
+    child: &mut Child,
+    what: &str,
+    limit: Duration,
+) -> Result<ExitStatus, CommandError> {
+    let program = what.split(' ').next().unwrap_or(what);
+    wait_limited(child, program, what, Some(limit))
+}
+
+/// Kill `child` and whatever it started ([`prepare`] made it a process group leader; a
+/// child spawned otherwise has no group of its own and only it is killed), then reap it.
+pub fn kill(child: &mut Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_limited(
+    child: &mut Child,
+    program: &str,
+    what: &str,
+    limit: Option<Duration>,
+) -> Result<ExitStatus, CommandError> {
+    let deadline = limit.map(|l| (Instant::now() + l, l));
     let mut delay = Duration::from_millis(1);
     loop {
         match child.try_wait() {
@@ -139,11 +234,19 @@ pub fn wait(child: &mut Child, program: &str) -> Result<ExitStatus, CommandError
             }
         }
         if crate::cancel::is_requested() {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill(child);
             return Err(CommandError::Cancelled {
                 program: program.to_string(),
             });
+        }
+        if let Some((deadline, limit)) = deadline {
+            if Instant::now() >= deadline {
+                kill(child);
+                return Err(CommandError::TimedOut {
+                    program: what.to_string(),
+                    limit,
+                });
+            }
         }
         thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(50));
@@ -176,6 +279,59 @@ mod tests {
     fn captures_stdout() {
         let out = run(Command::new("sh").args(["-c", "printf hello"])).unwrap();
         assert_eq!(out.stdout, "hello");
+    }
+
+    #[test]
+    fn programs_run_in_the_c_locale() {
+        let out = run(Command::new("sh")
+            .args(["-c", "printf '%s|%s' \"$LC_ALL\" \"${LANGUAGE-unset}\""])
+            .env("LC_ALL", "de_DE.UTF-8")
+            .env("LANG", "de_DE.UTF-8")
+            .env("LANGUAGE", "de"))
+        .unwrap();
+        assert_eq!(out.stdout, "C|unset");
+    }
+
+    #[test]
+    fn a_program_past_its_limit_is_killed_with_what_it_started() {
+        let dir = std::env::temp_dir().join(format!("snf-core-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("pid");
+        let err = run_with_limit(
+            Command::new("sh").arg("-c").arg(format!(
+                "sleep 1000 & echo $! > '{}'; wait",
+                pidfile.display()
+            )),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CommandError::TimedOut { .. }), "{err}");
+        assert_eq!(err.to_string(), "sh did not finish within 300 ms");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        // The grandchild is gone or a zombie waiting for init: killed either way.
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .map(|s| s.rsplit(')').next().unwrap_or("").trim().chars().next())
+            .unwrap_or(None);
+        assert!(matches!(state, None | Some('Z') | Some('X')), "{state:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_time_limit_names_the_subcommand() {
+        let mut cmd = Command::new("qemu-img");
+        cmd.args(["info", "--output=json", "x"]);
+        assert_eq!(program_and_subcommand(&cmd), "qemu-img info");
+        let mut cmd = Command::new("eatmydata");
+        cmd.args(["e2fsck", "-fy", "x"]);
+        assert_eq!(program_and_subcommand(&cmd), "e2fsck");
+        assert_eq!(
+            CommandError::TimedOut {
+                program: "qemu-img info".into(),
+                limit: Duration::from_secs(60)
+            }
+            .to_string(),
+            "qemu-img info did not finish within 60 s"
+        );
     }
 
     #[test]
