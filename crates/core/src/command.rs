@@ -207,9 +207,7 @@ pub fn wait_with_limit(
 /// Kill `child` and whatever it started ([`prepare`] made it a process group leader; a
 /// child spawned otherwise has no group of its own and only it is killed), then reap it.
 pub fn kill(child: &mut Child) {
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
+    kill_group(child.id());
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -250,6 +248,102 @@ fn wait_limited(
         }
         thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Run `cmd`, handing each line of its stdout to `each` as it comes (for output too large
+/// to hold), and return its status and stderr (`stdout` is left empty). `each` returns
+/// `false` to stop early: the program is then killed. Past `limit`, or on cancellation,
+/// the program is killed even while it prints nothing.
+pub fn stream_lines(
+    cmd: &mut Command,
+    limit: Option<Duration>,
+    mut each: impl FnMut(&str) -> bool,
+) -> Result<Output, CommandError> {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+
+    #[derive(Clone, Copy)]
+    enum Stop {
+        Cancelled,
+        TimedOut,
+    }
+    let program = program_name(cmd);
+    let what = program_and_subcommand(cmd);
+    let start = Instant::now();
+    let mut child = prepare(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| CommandError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let stderr = drain(child.stderr.take());
+    let stdout = child.stdout.take();
+    let pid = child.id();
+    // The reads below block; this thread enforces the limit and cancellation meanwhile.
+    // The child is reaped only after it is joined, so the pid it kills is still ours.
+    let (done, done_rx) = mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || loop {
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return None,
+        }
+        let stop = if crate::cancel::is_requested() {
+            Some(Stop::Cancelled)
+        } else if limit.is_some_and(|l| start.elapsed() >= l) {
+            Some(Stop::TimedOut)
+        } else {
+            None
+        };
+        if stop.is_some() {
+            kill_group(pid);
+            return stop;
+        }
+    });
+    let mut stopped = false;
+    if let Some(out) = stdout {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if !each(&line) {
+                stopped = true;
+                break;
+            }
+        }
+    }
+    if stopped {
+        kill_group(pid);
+    }
+    let _ = done.send(());
+    let stop = watchdog.join().unwrap_or(None);
+    let remaining = limit.map(|l| l.saturating_sub(start.elapsed()));
+    let status = match stop {
+        Some(_) => child.wait().map_err(|source| CommandError::Io {
+            program: program.clone(),
+            source,
+        })?,
+        None => wait_limited(&mut child, &program, &what, remaining)?,
+    };
+    let stderr = stderr.join().unwrap_or_default();
+    match stop {
+        Some(Stop::Cancelled) => Err(CommandError::Cancelled { program }),
+        Some(Stop::TimedOut) => Err(CommandError::TimedOut {
+            program: what,
+            limit: limit.unwrap_or_default(),
+        }),
+        None => Ok(Output {
+            status,
+            stdout: String::new(),
+            stderr,
+        }),
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 
@@ -314,6 +408,40 @@ mod tests {
             .unwrap_or(None);
         assert!(matches!(state, None | Some('Z') | Some('X')), "{state:?}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn streamed_output_is_cut_short_or_limited() {
+        let mut seen = Vec::new();
+        let out = stream_lines(
+            Command::new("sh").args(["-c", "echo a; echo b; echo c; exit 4"]),
+            None,
+            |l| {
+                seen.push(l.to_string());
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, ["a", "b", "c"]);
+        assert_eq!(out.status.code(), Some(4));
+        let mut first = None;
+        stream_lines(
+            Command::new("sh").args(["-c", "while :; do echo y; done"]),
+            None,
+            |l| {
+                first = Some(l.to_string());
+                false
+            },
+        )
+        .unwrap();
+        assert_eq!(first.as_deref(), Some("y"));
+        let err = stream_lines(
+            Command::new("sleep").arg("1000"),
+            Some(Duration::from_millis(200)),
+            |_| true,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "sleep did not finish within 200 ms");
     }
 
     #[test]

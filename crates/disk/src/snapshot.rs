@@ -383,7 +383,7 @@ struct Measure {
 /// like a sparse raw file, stores only allocated, non-zero clusters), else the source's
 /// own allocation.
 fn conversion_estimate(source: &Source) -> u64 {
-    command::run(
+    command::run_with_limit(
         Command::new("qemu-img")
             .args([
                 "measure",
@@ -394,6 +394,7 @@ fn conversion_estimate(source: &Source) -> u64 {
                 "qcow2",
             ])
             .arg(source.path()),
+        crate::media::metadata_limit(source.size()),
     )
     .ok()
     .and_then(|o| serde_json::from_str::<Measure>(&o.stdout).ok())
@@ -419,7 +420,8 @@ fn convert(
             source: Box::new(e),
         },
     };
-    let mut child = Command::new(program)
+    // No time limit: the copy takes as long as the data does.
+    let mut child = command::prepare(&mut Command::new(program))
         .args([
             "convert",
             "-p",

@@ -3,9 +3,13 @@
 //! * A regular file is a disk image in any format `qemu-img` reads (raw, qcow2, vmdk,
 //!   vpc, vdi, vhdx, ...). The format is probed with `qemu-img info`, except that a
 //!   *fixed* VHD is recognised here by its `conectix` footer in the last 512 bytes
-//!   (qemu-img probes it as raw). Non-raw images are checked for damage (`qemu-img
-//!   check`, and `qemu-img map` for data lying beyond the end of a truncated file),
+//!   (qemu-img probes it as raw). An image may be made of several files (a backing
+//!   chain, VMDK extents, a qcow2 data file): [`chain`] finds and checks them before
+//!   qemu-img opens them. Non-raw images are checked for damage ([`integrity`]),
 //!   because qemu-img otherwise converts a truncated image silently, reading zeros.
+//! * A virtual size above [`MAX_SIZE`] is refused before any work: a sparse copy of it
+//!   would not fit in any filesystem the work directory can be on (ext4 files stop at
+//!   16 TiB, XFS and btrfs go further, but no guest of that size is an image to upload).
 //! * A block device is raw; its size comes from seeking to its end and its logical
 //!   sector size from sysfs.
 //! * The directory `/` means the running host (bundling it is the caller's business);
@@ -13,14 +17,21 @@
 //!
 //! Every later `qemu-img` call must pass `-f` [`Source::format`] explicitly.
 
+mod chain;
+mod integrity;
+
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use serde::Deserialize;
-use snf_core::command::{self, CommandError};
+use snf_core::command::CommandError;
+
+pub use chain::{INFO_LIMIT, MAX_CHAIN};
+pub use integrity::metadata_limit;
+
+/// The largest virtual size accepted: 64 TiB.
+pub const MAX_SIZE: u64 = 64 << 40;
 
 /// What kind of thing the source is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +47,9 @@ pub enum SourceKind {
 /// What is wrong with a source; every message names it.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    /// `stat` failed (missing file, no permission on a parent directory ...).
-    #[error("cannot examine {}: {source}", .path.display())]
+    /// `stat` failed: missing, a dangling or looping symlink, no permission on a parent
+    /// directory ...
+    #[error("{} {}", .path.display(), stat_problem(.path, .source))]
     Stat {
         path: PathBuf,
         #[source]
@@ -69,7 +81,25 @@ pub enum MediaError {
         format: String,
         reason: String,
     },
-    /// qemu-img could not be run at all, or was interrupted.
+    /// A file the image depends on (backing file, VMDK extent, qcow2 data file) is
+    /// missing, of the wrong type, unreadable or too short.
+    #[error("{}, the {role} of {}, {problem}", .file.display(), .owner.display())]
+    Dependency {
+        owner: PathBuf,
+        role: &'static str,
+        file: PathBuf,
+        problem: String,
+    },
+    /// The backing chain comes back to a file already in it.
+    #[error("the backing chain of {} loops at {}", .path.display(), .at.display())]
+    ChainLoops { path: PathBuf, at: PathBuf },
+    /// The backing chain is deeper than [`MAX_CHAIN`].
+    #[error("the backing chain of {} is longer than {max} images", .path.display())]
+    ChainTooLong { path: PathBuf, max: usize },
+    /// A virtual size above [`MAX_SIZE`].
+    #[error("{} claims a virtual size of {size} bytes, more than the 64 TiB supported", .path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    /// qemu-img could not be run at all, was interrupted or ran past its time limit.
     #[error("cannot examine {}: {source}", .path.display())]
     Command {
         path: PathBuf,
@@ -88,6 +118,41 @@ impl MediaError {
     }
 }
 
+/// What is wrong with `path`, given the error `stat` or `open` gave: which of missing,
+/// dangling symlink or symlink loop it is (a bare "No such file" does not say).
+pub fn stat_problem(path: &Path, err: &io::Error) -> String {
+    if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        return "is a symbolic link that loops".into();
+    }
+    match err.kind() {
+        io::ErrorKind::NotFound => match std::fs::read_link(path) {
+            Ok(target) => format!(
+                "is a dangling symbolic link (to {}, which does not exist)",
+                target.display()
+            ),
+            Err(_) => "does not exist".into(),
+        },
+        io::ErrorKind::PermissionDenied => {
+            "cannot be reached: permission denied on a directory leading to it".into()
+        }
+        _ => {
+            let s = err.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+            format!("cannot be examined: {s}")
+        }
+    }
+}
+
+/// A file a source is made of, by identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SourceFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    /// The device a block device source is, whatever node names it.
+    rdev: Option<u64>,
+}
+
 /// An examined source medium.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
@@ -98,6 +163,7 @@ pub struct Source {
     size: u64,
     sector_size: u32,
     allocated: u64,
+    files: Vec<SourceFile>,
 }
 
 impl Source {
@@ -127,6 +193,7 @@ impl Source {
                     size: 0,
                     sector_size: 512,
                     allocated: 0,
+                    files: Vec::new(),
                 });
             }
             return Err(MediaError::Directory {
@@ -187,6 +254,28 @@ impl Source {
         self.sector_size
     }
 
+    /// Every file the source is made of: the image, its backing files, VMDK extents and
+    /// qcow2 data file (the device for a block device; nothing for the host).
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|f| f.path.as_path())
+    }
+
+    /// The file of the source that `path` is, under whatever name (symlinks, `..`, hard
+    /// links, another node of the same block device); `None` when it is none of them
+    /// or does not exist.
+    pub fn file_named_by(&self, path: &Path) -> Option<&Path> {
+        let meta = std::fs::metadata(path).ok()?;
+        self.files
+            .iter()
+            .find(|f| {
+                (f.dev == meta.dev() && f.ino == meta.ino())
+                    || (f.rdev.is_some()
+                        && meta.file_type().is_block_device()
+                        && f.rdev == Some(meta.rdev()))
+            })
+            .map(|f| f.path.as_path())
+    }
+
     /// Bytes the source occupies on the host (`st_blocks * 512`; the full size for a
     /// block device). An estimate of what a private copy needs.
     pub fn allocated(&self) -> u64 {
@@ -214,6 +303,7 @@ fn examine_block(
     let mut first = [0u8; 512];
     file.read_at(&mut first, 0).map_err(unreadable)?;
     let sector_size = logical_sector_size(meta.rdev(), &file);
+    let resolved_copy = resolved.clone();
     Ok(Source {
         given: given.to_path_buf(),
         path: resolved,
@@ -222,6 +312,12 @@ fn examine_block(
         size,
         sector_size,
         allocated: size,
+        files: vec![SourceFile {
+            path: resolved_copy,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            rdev: Some(meta.rdev()),
+        }],
     })
 }
 
@@ -243,15 +339,6 @@ fn logical_sector_size(rdev: u64, file: &File) -> u32 {
         }
     }
     rustix::fs::ioctl_blksszget(file).unwrap_or(512)
-}
-
-#[derive(Deserialize)]
-struct Info {
-    format: String,
-    #[serde(rename = "virtual-size")]
-    virtual_size: u64,
-    #[serde(default)]
-    encrypted: bool,
 }
 
 /// The last stderr line of a failed qemu-img, without the `qemu-img: ` prefix.
@@ -325,39 +412,27 @@ fn examine_file(
             })?;
         fixed_vhd = is_fixed_vhd_footer(&footer);
     }
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["info", "--output=json"]);
-    if fixed_vhd {
-        cmd.args(["-f", "vpc"]);
-    }
-    cmd.arg(&resolved);
-    let out = command::run(&mut cmd).map_err(|e| match reason(&e) {
-        Some(reason) => MediaError::NotAnImage {
-            path: path_buf(),
-            reason,
-        },
-        None => MediaError::Command {
-            path: path_buf(),
-            source: Box::new(e),
-        },
-    })?;
-    let info: Info = serde_json::from_str(&out.stdout).map_err(|e| MediaError::NotAnImage {
-        path: path_buf(),
-        reason: format!("cannot parse the output of qemu-img info: {e}"),
-    })?;
-    if info.encrypted || info.format == "luks" {
+    let layers = chain::walk(given, &resolved, meta, fixed_vhd.then_some("vpc"))?;
+    let top = &layers[0];
+    if top.encrypted || top.format == "luks" {
         return Err(MediaError::NotAnImage {
             path: path_buf(),
-            reason: format!("encrypted {} images are not supported", info.format),
+            reason: format!("encrypted {} images are not supported", top.format),
         });
     }
-    if info.virtual_size == 0 {
+    if top.virtual_size == 0 {
         return Err(MediaError::NotAnImage {
             path: path_buf(),
-            reason: format!("the {} image has a virtual size of 0 bytes", info.format),
+            reason: format!("the {} image has a virtual size of 0 bytes", top.format),
         });
     }
-    if info.format == "raw" && !len.is_multiple_of(512) {
+    if top.virtual_size > MAX_SIZE {
+        return Err(MediaError::TooLarge {
+            path: path_buf(),
+            size: top.virtual_size,
+        });
+    }
+    if top.format == "raw" && !len.is_multiple_of(512) {
         return Err(MediaError::NotAnImage {
             path: path_buf(),
             reason: format!(
@@ -365,171 +440,28 @@ fn examine_file(
             ),
         });
     }
-    if info.format != "raw" {
-        check_integrity(given, &resolved, &info.format, len)?;
-    }
+    integrity::check(given, &layers)?;
+    let files = layers
+        .iter()
+        .flat_map(|l| l.files())
+        .map(|f| SourceFile {
+            path: f.path.clone(),
+            dev: f.dev,
+            ino: f.ino,
+            rdev: None,
+        })
+        .collect();
+    let top = &layers[0];
     Ok(Source {
         given: given.to_path_buf(),
         path: resolved,
         kind: SourceKind::ImageFile,
-        format: info.format,
-        size: info.virtual_size,
+        format: top.format.clone(),
+        size: top.virtual_size,
         sector_size: 512,
-        allocated: (meta.blocks() * 512).min(len.max(info.virtual_size)),
+        allocated: (meta.blocks() * 512).min(len.max(top.virtual_size)),
+        files,
     })
-}
-
-#[derive(Deserialize)]
-struct CheckOut {
-    #[serde(default)]
-    corruptions: u64,
-}
-
-#[derive(Deserialize)]
-struct MapEntry {
-    start: u64,
-    length: u64,
-    depth: u64,
-    data: bool,
-    offset: Option<u64>,
-}
-
-/// Catch damaged and truncated images now: qemu-img would convert them silently,
-/// reading zeros where the data is missing.
-fn check_integrity(
-    given: &Path,
-    resolved: &Path,
-    format: &str,
-    len: u64,
-) -> Result<(), MediaError> {
-    let damaged = |reason: String| MediaError::Damaged {
-        path: given.to_path_buf(),
-        format: format.to_string(),
-        reason,
-    };
-    let command_error = |source| MediaError::Command {
-        path: given.to_path_buf(),
-        source: Box::new(source),
-    };
-    let out = command::run_unchecked(
-        Command::new("qemu-img")
-            .args(["check", "--output=json", "-f", format])
-            .arg(resolved),
-    )
-    .map_err(command_error)?;
-    // 0: clean; 3: only leaked clusters (harmless for reading); 63: no check for format.
-    match out.status.code() {
-        Some(0) | Some(3) | Some(63) => {}
-        Some(2) => {
-            let n = serde_json::from_str::<CheckOut>(&out.stdout)
-                .map(|c| c.corruptions)
-                .unwrap_or(0);
-            let last = out.stderr.lines().rev().find(|l| !l.trim().is_empty());
-            return Err(damaged(match last {
-                Some(l) => format!(
-                    "qemu-img check found {n} corruptions, e.g. {}",
-                    l.trim().trim_start_matches("ERROR: ")
-                ),
-                None => format!("qemu-img check found {n} corruptions"),
-            }));
-        }
-        _ => {
-            let last = out
-                .stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no message")
-                .trim()
-                .trim_start_matches("qemu-img: ");
-            return Err(damaged(format!("qemu-img check failed: {last}")));
-        }
-    }
-    map_within_file(given, resolved, format, len, &damaged)
-}
-
-/// Stream `qemu-img map` and fail on the first data extent lying past the end of the
-/// file. Streamed so that an image with many extents costs no memory.
-fn map_within_file(
-    given: &Path,
-    resolved: &Path,
-    format: &str,
-    len: u64,
-    damaged: &dyn Fn(String) -> MediaError,
-) -> Result<(), MediaError> {
-    let program = "qemu-img";
-    let command_error = |source| MediaError::Command {
-        path: given.to_path_buf(),
-        source: Box::new(source),
-    };
-    let mut child = Command::new(program)
-        .args(["map", "--output=json", "-f", format])
-        .arg(resolved)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| {
-            command_error(CommandError::Spawn {
-                program: program.into(),
-                source,
-            })
-        })?;
-    let stderr = child.stderr.take();
-    let stderr_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut e) = stderr {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    let mut beyond: Option<MapEntry> = None;
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if snf_core::cancel::is_requested() {
-                break;
-            }
-            let obj = line
-                .trim()
-                .trim_matches(|c| c == '[' || c == ']' || c == ',');
-            let Ok(e) = serde_json::from_str::<MapEntry>(obj) else {
-                continue;
-            };
-            if e.depth == 0 && e.data {
-                if let Some(off) = e.offset {
-                    if off.saturating_add(e.length) > len {
-                        beyond = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    if beyond.is_some() {
-        let _ = child.kill();
-    }
-    let status = command::wait(&mut child, program).map_err(command_error)?;
-    let stderr = stderr_thread.join().unwrap_or_default();
-    if let Some(e) = beyond {
-        return Err(damaged(format!(
-            "the data for bytes {}..{} lies beyond the end of the file ({len} bytes); the image looks truncated",
-            e.start,
-            e.start + e.length
-        )));
-    }
-    if !status.success() {
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message")
-            .trim()
-            .trim_start_matches("qemu-img: ")
-            .to_string();
-        return Err(damaged(format!("qemu-img map failed: {last}")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
