@@ -13,9 +13,10 @@ pub const DEFAULT_CONTAINER: &str = "images";
 /// available yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
-    /// The source does not exist or cannot be reached.
-    #[error("Input media `{0}' is not accessible")]
-    SourceNotAccessible(String),
+    /// The source does not exist, is a dangling or looping symlink, or cannot be read;
+    /// `problem` says which.
+    #[error("Input media `{path}' {problem}")]
+    SourceNotAccessible { path: String, problem: String },
     /// `--tmpdir` is not an existing directory.
     #[error("The directory `{0}' specified with --tmpdir is not valid")]
     BadTmpdir(String),
@@ -25,9 +26,20 @@ pub enum OptionsError {
     /// The directory part of the output path cannot be written to.
     #[error("The directory `{0}' is not writable")]
     OutputDirNotWritable(String),
-    /// The output path has no file name (`dir/`, `.`, `..`) or names a directory.
+    /// The output path has no file name (`dir/`, `.`, `..`).
     #[error("`{0}' is not a valid file name")]
     OutputNotAFileName(String),
+    /// The output path names an existing directory.
+    #[error("Output file `{0}' is an existing directory")]
+    OutputIsDirectory(String),
+    /// An output file (the image or a side file) is the source or one of the files it
+    /// is made of, under whatever name: writing it would destroy the user's image.
+    #[error("Output file `{output}' is `{file}', a file of the source `{source_path}'; refusing to overwrite it")]
+    OutputIsSource {
+        output: String,
+        file: String,
+        source_path: String,
+    },
     /// An output file exists and `--force` was not given.
     #[error("Output file `{0}' exists (use --force to overwrite it).")]
     OutputExists(String),
@@ -210,12 +222,51 @@ fn is_host_root(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// The source must exist (a file, a block device, or `/`).
+/// The source must exist (a file, a block device, or `/`) and a file or device must be
+/// readable. The error says which of missing, dangling symlink, symlink loop or
+/// unreadable it is.
 pub fn check_source(source: &Path) -> Result<(), OptionsError> {
-    match source.try_exists() {
-        Ok(true) => Ok(()),
-        _ => Err(OptionsError::SourceNotAccessible(display(source))),
+    let not_accessible = |problem: String| OptionsError::SourceNotAccessible {
+        path: display(source),
+        problem,
+    };
+    let meta = std::fs::metadata(source)
+        .map_err(|e| not_accessible(snf_disk::media::stat_problem(source, &e)))?;
+    let ft = meta.file_type();
+    // Only these are opened: opening a FIFO would block (the examination refuses it).
+    if ft.is_file() || std::os::unix::fs::FileTypeExt::is_block_device(&ft) {
+        if let Err(e) = std::fs::File::open(source) {
+            let reason = e.to_string();
+            let reason = reason.split(" (os error").next().unwrap_or(&reason);
+            return Err(not_accessible(format!(
+                "cannot be read: {}",
+                reason.to_lowercase()
+            )));
+        }
     }
+    Ok(())
+}
+
+/// No output file (the image or a side file) may be the source or a file it is made of
+/// (backing file, VMDK extent, qcow2 data file), whatever the path's spelling: files are
+/// compared by device and inode.
+pub fn check_outfile_against_source(
+    path: &Path,
+    source: &snf_disk::Source,
+) -> Result<(), OptionsError> {
+    if snf_disk::dump::is_dev_null(path) {
+        return Ok(());
+    }
+    for name in snf_disk::output_files(path) {
+        if let Some(file) = source.file_named_by(&name) {
+            return Err(OptionsError::OutputIsSource {
+                output: display(&name),
+                file: display(file),
+                source_path: display(source.given()),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `--tmpdir` must be an existing directory.
@@ -243,7 +294,10 @@ pub fn check_outfile(path: &Path, force: bool) -> Result<OutputTarget, OptionsEr
         return Ok(OutputTarget::Null);
     }
     let text = path.as_os_str().as_encoded_bytes();
-    if text.is_empty() || text.ends_with(b"/") || path.file_name().is_none() || path.is_dir() {
+    if path.is_dir() {
+        return Err(OptionsError::OutputIsDirectory(display(path)));
+    }
+    if text.is_empty() || text.ends_with(b"/") || path.file_name().is_none() {
         return Err(OptionsError::OutputNotAFileName(display(path)));
     }
     let dir = match path.parent() {
@@ -299,12 +353,47 @@ mod tests {
         let slash = PathBuf::from(format!("{}/", dir.path().display()));
         assert!(matches!(
             check_outfile(&slash, false),
-            Err(OptionsError::OutputNotAFileName(_))
+            Err(OptionsError::OutputIsDirectory(_))
+        ));
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(
+            check_outfile(&sub, true).unwrap_err().to_string(),
+            format!("Output file `{}' is an existing directory", sub.display())
+        );
+        assert!(matches!(
+            check_outfile(&dir.path().join("nosuch/"), false),
+            Err(OptionsError::OutputDirMissing(_) | OptionsError::OutputNotAFileName(_))
         ));
         assert_eq!(
             check_outfile(Path::new("/dev/null"), false).unwrap(),
             OutputTarget::Null
         );
+    }
+
+    #[test]
+    fn source_problems_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let msg = |p: &Path| check_source(p).unwrap_err().to_string();
+        let missing = dir.path().join("missing.img");
+        assert_eq!(
+            msg(&missing),
+            format!("Input media `{}' does not exist", missing.display())
+        );
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(&missing, &dangling).unwrap();
+        assert!(
+            msg(&dangling).contains("is a dangling symbolic link"),
+            "{}",
+            msg(&dangling)
+        );
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        assert!(msg(&a).ends_with("is a symbolic link that loops"), "{}", msg(&a));
+        let file = dir.path().join("disk.img");
+        std::fs::write(&file, [0u8; 512]).unwrap();
+        assert!(check_source(&file).is_ok());
     }
 
     #[test]

@@ -450,6 +450,10 @@ impl Session {
 
     fn examine_source(&mut self) -> Result<(), SessionError> {
         let source = Source::examine(&self.opts.source)?;
+        // Only now are the files the source is made of known (backing files, extents).
+        if let Some(out) = &self.opts.outfile {
+            options::check_outfile_against_source(out, &source)?;
+        }
         let what = match source.kind() {
             SourceKind::ImageFile => format!("a {} image file", source.format()),
             SourceKind::BlockDevice => "a block device".to_string(),
