@@ -518,3 +518,133 @@ impl Disk {
         self
     }
 }
+
+/// An image qemu-img made of several files.
+pub struct MultiFileImage {
+    /// What layout it is (`vmdk-split-sparse`, `qcow2-over-raw` ...).
+    pub label: &'static str,
+    /// Its qemu-img format.
+    pub format: &'static str,
+    /// The file to give as the source.
+    pub top: PathBuf,
+    /// The other files it reads: extents, data file, backing files.
+    pub others: Vec<PathBuf>,
+}
+
+/// Every multi-file layout qemu-img creates, each holding the disk `raw` byte for byte,
+/// each in its own directory under `dir`: split sparse, split flat and monolithic flat
+/// VMDK, qcow2 with an external data file (plain and `data_file_raw`), and qcow2 over a
+/// raw and over a qcow2 backing file. The overlays hold data of their own (the first
+/// 64 KiB, zeroed in their backing file), so reading only the backing file would show.
+pub fn multi_file_images(raw: &Path, dir: &Path) -> Vec<MultiFileImage> {
+    require("qemu-img");
+    let qemu_img = |args: &[&OsStr]| run(Command::new("qemu-img").args(args));
+    let mut images = Vec::new();
+    for (label, subformat) in [
+        ("vmdk-split-sparse", "twoGbMaxExtentSparse"),
+        ("vmdk-split-flat", "twoGbMaxExtentFlat"),
+        ("vmdk-flat", "monolithicFlat"),
+    ] {
+        let sub = dir.join(label);
+        fs::create_dir_all(&sub).unwrap();
+        let top = sub.join("disk.vmdk");
+        let opts = format!("subformat={subformat}");
+        qemu_img(&[
+            "convert".as_ref(),
+            "-f".as_ref(),
+            "raw".as_ref(),
+            "-O".as_ref(),
+            "vmdk".as_ref(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            raw.as_os_str(),
+            top.as_os_str(),
+        ]);
+        images.push(MultiFileImage {
+            label,
+            format: "vmdk",
+            others: others_in(&sub, &top),
+            top,
+        });
+    }
+    for (label, raw_data) in [("qcow2-data-file", false), ("qcow2-data-file-raw", true)] {
+        let sub = dir.join(label);
+        fs::create_dir_all(&sub).unwrap();
+        let top = sub.join("disk.qcow2");
+        let data = sub.join("data.bin");
+        let mut opts = format!("data_file={}", data.display());
+        if raw_data {
+            opts.push_str(",data_file_raw=on");
+        }
+        qemu_img(&[
+            "convert".as_ref(),
+            "-f".as_ref(),
+            "raw".as_ref(),
+            "-O".as_ref(),
+            "qcow2".as_ref(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            raw.as_os_str(),
+            top.as_os_str(),
+        ]);
+        images.push(MultiFileImage {
+            label,
+            format: "qcow2",
+            others: vec![data],
+            top,
+        });
+    }
+    for (label, base_format) in [("qcow2-over-raw", "raw"), ("qcow2-over-qcow2", "qcow2")] {
+        let sub = dir.join(label);
+        fs::create_dir_all(&sub).unwrap();
+        // The overlay starts over an exact copy, then a safe rebase onto a base that
+        // lacks the first 64 KiB writes them into the overlay.
+        let copy = sub.join("copy.raw");
+        fs::copy(raw, &copy).unwrap();
+        let holed = sub.join("holed.raw");
+        fs::copy(raw, &holed).unwrap();
+        write_at(&holed, 0, &[0u8; 64 << 10]);
+        let base = sub.join(format!("base.{base_format}"));
+        if base_format == "raw" {
+            fs::rename(&holed, &base).unwrap();
+        } else {
+            qemu_img(&[
+                "convert".as_ref(),
+                "-f".as_ref(),
+                "raw".as_ref(),
+                "-O".as_ref(),
+                "qcow2".as_ref(),
+                holed.as_os_str(),
+                base.as_os_str(),
+            ]);
+            fs::remove_file(&holed).unwrap();
+        }
+        let top = sub.join("disk.qcow2");
+        run(Command::new("qemu-img")
+            .args(["create", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&copy)
+            .arg(&top));
+        run(Command::new("qemu-img")
+            .args(["rebase", "-f", "qcow2", "-F", base_format, "-b"])
+            .arg(&base)
+            .arg(&top));
+        fs::remove_file(&copy).unwrap();
+        images.push(MultiFileImage {
+            label,
+            format: "qcow2",
+            others: vec![base],
+            top,
+        });
+    }
+    images
+}
+
+fn others_in(dir: &Path, top: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != top)
+        .collect();
+    v.sort();
+    v
+}
