@@ -189,3 +189,52 @@ fn an_unprivileged_user_can_image_a_file() {
     check_outputs(&out_path, &raw);
     assert!(!workdir_left(&work));
 }
+
+#[test]
+fn multi_file_images_are_dumped_exactly_and_left_untouched() {
+    let dir = tempdir();
+    let d = dir.path();
+    let raw = partitioned_raw(d, "disk.raw", 32, 512);
+    for img in snf_testkit::fixture::multi_file_images(&raw, d) {
+        let before: Vec<String> = img.others.iter().map(|p| sha256(p)).collect();
+        let sub = d.join(format!("run-{}", img.label));
+        fs::create_dir(&sub).unwrap();
+        image_and_check(&sub, &img.top, img.format);
+        // The image is the disk qemu-img sees, and that is the original disk.
+        assert!(
+            same_bytes(&sub.join(format!("out-{}.raw", img.format)), &raw),
+            "{}: the image is not the original disk",
+            img.label
+        );
+        let after: Vec<String> = img.others.iter().map(|p| sha256(p)).collect();
+        assert_eq!(before, after, "{}: a file of the source changed", img.label);
+    }
+}
+
+#[test]
+fn programs_run_in_the_c_locale_whatever_the_users_locale() {
+    let dir = tempdir();
+    let d = dir.path();
+    let raw = partitioned_raw(d, "disk.raw", 32, 512);
+    let src = d.join("disk.qcow2");
+    convert(&raw, "qcow2", None, &src);
+    let tmp = d.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let out_path = d.join("out.raw");
+    let out = Command::new(bin())
+        .env("LANG", "de_DE.UTF-8")
+        .env("LC_ALL", "de_DE.UTF-8")
+        .env("LANGUAGE", "de")
+        .args(["--tmpdir", tmp.to_str().unwrap(), "-o"])
+        .arg(&out_path)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Shrinking parses resize2fs's English output: it happened.
+    assert!(
+        fs::metadata(&out_path).unwrap().len() < fs::metadata(&raw).unwrap().len(),
+        "not shrunk\n{}",
+        stderr(&out)
+    );
+}
