@@ -12,8 +12,8 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -112,7 +112,9 @@ fn program_and_subcommand(cmd: &Command) -> String {
 /// process group of its own. For callers that spawn and wait themselves (streaming the
 /// output); [`run`] and friends do it already.
 pub fn prepare(cmd: &mut Command) -> &mut Command {
-    cmd.env("LC_ALL", "C").env_remove("LANGUAGE").process_group(0)
+    cmd.env("LC_ALL", "C")
+        .env_remove("LANGUAGE")
+        .process_group(0)
 }
 
 /// Run `cmd` to completion, capturing stdout and stderr, and fail unless it exits 0.

@@ -110,16 +110,25 @@ fn missing_and_empty_files() {
     let missing = dir.path().join("missing.img");
     let err = Source::examine(&missing).unwrap_err();
     assert!(matches!(err, MediaError::Stat { .. }), "{err}");
-    assert_eq!(err.to_string(), format!("{} does not exist", missing.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{} does not exist", missing.display())
+    );
     let dangling = dir.path().join("dangling.img");
     std::os::unix::fs::symlink(&missing, &dangling).unwrap();
     let err = Source::examine(&dangling).unwrap_err();
-    assert!(err.to_string().contains("is a dangling symbolic link"), "{err}");
+    assert!(
+        err.to_string().contains("is a dangling symbolic link"),
+        "{err}"
+    );
     let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
     std::os::unix::fs::symlink(&b, &a).unwrap();
     std::os::unix::fs::symlink(&a, &b).unwrap();
     let err = Source::examine(&a).unwrap_err();
-    assert!(err.to_string().ends_with("is a symbolic link that loops"), "{err}");
+    assert!(
+        err.to_string().ends_with("is a symbolic link that loops"),
+        "{err}"
+    );
     assert_one_line_naming(&err, &a);
 
     let empty = dir.path().join("empty.img");
@@ -228,11 +237,20 @@ fn multi_file_images_are_accepted_with_every_file_known() {
         let files: Vec<_> = s.files().map(Path::to_path_buf).collect();
         assert!(!img.others.is_empty(), "{}", img.label);
         for other in &img.others {
-            assert!(files.contains(other), "{}: {other:?} not in {files:?}", img.label);
+            assert!(
+                files.contains(other),
+                "{}: {other:?} not in {files:?}",
+                img.label
+            );
             // Whatever the spelling: a symlink, `..`, a hard link.
             let link = dir.path().join(format!("{}.link", img.label));
             std::os::unix::fs::symlink(other, &link).unwrap();
-            assert_eq!(s.file_named_by(&link), Some(other.as_path()), "{}", img.label);
+            assert_eq!(
+                s.file_named_by(&link),
+                Some(other.as_path()),
+                "{}",
+                img.label
+            );
             let dotted = other
                 .parent()
                 .unwrap()
@@ -261,10 +279,22 @@ fn a_missing_or_short_extent_or_data_file_is_named() {
         std::fs::rename(other, &keep).unwrap();
         let err = Source::examine(&img.top).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, MediaError::Dependency { .. }), "{}: {msg}", img.label);
-        assert!(msg.contains(&other.display().to_string()), "{}: {msg}", img.label);
+        assert!(
+            matches!(err, MediaError::Dependency { .. }),
+            "{}: {msg}",
+            img.label
+        );
+        assert!(
+            msg.contains(&other.display().to_string()),
+            "{}: {msg}",
+            img.label
+        );
         assert!(msg.ends_with("does not exist"), "{}: {msg}", img.label);
-        assert!(msg.contains(&img.top.display().to_string()), "{}: {msg}", img.label);
+        assert!(
+            msg.contains(&img.top.display().to_string()),
+            "{}: {msg}",
+            img.label
+        );
         std::fs::rename(&keep, other).unwrap();
         if img.label.contains("over") {
             continue;
@@ -275,8 +305,16 @@ fn a_missing_or_short_extent_or_data_file_is_named() {
         f.set_len(len.min(DISK - (16 << 10)) / 2).unwrap();
         let err = Source::examine(&img.top).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&other.display().to_string()), "{}: {msg}", img.label);
-        assert!(msg.contains("is shorter than it should be"), "{}: {msg}", img.label);
+        assert!(
+            msg.contains(&other.display().to_string()),
+            "{}: {msg}",
+            img.label
+        );
+        assert!(
+            msg.contains("is shorter than it should be"),
+            "{}: {msg}",
+            img.label
+        );
         assert_one_line_naming(&err, &img.top);
     }
 }
@@ -296,7 +334,10 @@ fn backing_chains_that_loop_or_lead_to_non_files_are_refused() {
     // An image backed by itself.
     let selfish = d.join("self.qcow2");
     qemu_img(&["create", "-f", "qcow2"], &[&selfish, Path::new("64M")]);
-    qemu_img(&["rebase", "-u", "-F", "qcow2", "-b"], &[&selfish, &selfish]);
+    qemu_img(
+        &["rebase", "-u", "-F", "qcow2", "-b"],
+        &[&selfish, &selfish],
+    );
     let err = Source::examine(&selfish).unwrap_err();
     assert!(matches!(err, MediaError::ChainLoops { .. }), "{err}");
 
@@ -318,7 +359,10 @@ fn backing_chains_that_loop_or_lead_to_non_files_are_refused() {
     }
     let img = d.join("over-nbd.qcow2");
     qemu_img(&["create", "-f", "qcow2"], &[&img, Path::new("64M")]);
-    qemu_img(&["rebase", "-u", "-F", "raw", "-b", "nbd://127.0.0.1:1/x"], &[&img]);
+    qemu_img(
+        &["rebase", "-u", "-F", "raw", "-b", "nbd://127.0.0.1:1/x"],
+        &[&img],
+    );
     let err = Source::examine(&img).unwrap_err();
     assert!(err.to_string().contains("is not a local file"), "{err}");
 
@@ -327,7 +371,10 @@ fn backing_chains_that_loop_or_lead_to_non_files_are_refused() {
     qemu_img(&["create", "-f", "qcow2"], &[&below, Path::new("1M")]);
     for i in 1..=snf_disk::media::MAX_CHAIN {
         let above = d.join(format!("layer{i}.qcow2"));
-        qemu_img(&["create", "-f", "qcow2", "-F", "qcow2", "-b"], &[&below, &above]);
+        qemu_img(
+            &["create", "-f", "qcow2", "-F", "qcow2", "-b"],
+            &[&below, &above],
+        );
         below = above;
     }
     let err = Source::examine(&below).unwrap_err();

@@ -967,7 +967,10 @@ fn replay_journal(path: &Path, offset: u64) -> Result<()> {
         offset,
         source,
     };
-    let out = snf_core::command::run_unchecked(&mut cmd).map_err(fail)?;
+    // A journal is at most a few GiB to replay.
+    let out =
+        snf_core::command::run_unchecked_with_limit(&mut cmd, std::time::Duration::from_secs(600))
+            .map_err(fail)?;
     let mut fs = Ext2Fs::open_raw(path, offset, true, false)?;
     let mut empty: c_int = 0;
     // SAFETY: open handle; valid out-pointer.

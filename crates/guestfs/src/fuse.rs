@@ -318,7 +318,8 @@ fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> Result<(), MountError> {
         cmd.arg("-z");
     }
     cmd.arg("--").arg(mountpoint);
-    match snf_core::command::run(&mut cmd) {
+    // Unmounting waits on nothing but the kernel.
+    match snf_core::command::run_with_limit(&mut cmd, std::time::Duration::from_secs(60)) {
         Ok(_) => Ok(()),
         Err(snf_core::command::CommandError::Failed { stderr, .. }) if stderr.contains("busy") => {
             Err(MountError::Busy {

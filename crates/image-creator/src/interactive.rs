@@ -428,6 +428,10 @@ pub fn extract(
     reporter: &dyn Reporter,
 ) -> Result<WrittenImage, InteractiveError> {
     check_extract_path(out)?;
+    if let Some(source) = session.source() {
+        crate::options::check_outfile_against_source(out, source)
+            .map_err(|e| InteractiveError::BadOutput(e.to_string()))?;
+    }
     session.update_free_ranges()?;
     let (Some(disk), Some(size)) = (session.working_disk(), session.image_size()) else {
         return Err(InteractiveError::NotReady);

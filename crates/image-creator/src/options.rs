@@ -390,7 +390,11 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::os::unix::fs::symlink(&b, &a).unwrap();
         std::os::unix::fs::symlink(&a, &b).unwrap();
-        assert!(msg(&a).ends_with("is a symbolic link that loops"), "{}", msg(&a));
+        assert!(
+            msg(&a).ends_with("is a symbolic link that loops"),
+            "{}",
+            msg(&a)
+        );
         let file = dir.path().join("disk.img");
         std::fs::write(&file, [0u8; 512]).unwrap();
         assert!(check_source(&file).is_ok());

@@ -638,6 +638,9 @@ impl Target {
     }
 }
 
+/// losetup only asks the kernel; e2fsck and resize2fs move data and get no limit.
+const LOSETUP_LIMIT: Duration = Duration::from_secs(60);
+
 /// A loop device over part of a file, detached when dropped.
 struct LoopDevice {
     dev: PathBuf,
@@ -645,11 +648,12 @@ struct LoopDevice {
 
 impl LoopDevice {
     fn attach(image: &Path, offset: u64, size: u64) -> Result<LoopDevice, CommandError> {
-        let out = command::run(
+        let out = command::run_with_limit(
             Command::new("losetup")
                 .args(["-f", "--show", "-o", &offset.to_string(), "--sizelimit"])
                 .arg(size.to_string())
                 .arg(image),
+            LOSETUP_LIMIT,
         )?;
         let dev = out.stdout.trim();
         if dev.is_empty() {
@@ -668,7 +672,12 @@ impl Drop for LoopDevice {
     fn drop(&mut self) {
         // udev or a prober may still hold the device for a moment after resize2fs.
         for attempt in 0..20 {
-            if command::run(Command::new("losetup").arg("-d").arg(&self.dev)).is_ok() {
+            if command::run_with_limit(
+                Command::new("losetup").arg("-d").arg(&self.dev),
+                LOSETUP_LIMIT,
+            )
+            .is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50 * (attempt + 1)));

@@ -22,7 +22,10 @@ fn s(p: &Path) -> &str {
 /// without qemu-img opening it.
 fn qcow2_backed_by(path: &Path, backing: &Path, backing_format: &str) -> PathBuf {
     qemu_img(&["create", "-f", "qcow2"], &[path, Path::new("64M")]);
-    qemu_img(&["rebase", "-u", "-F", backing_format, "-b"], &[backing, path]);
+    qemu_img(
+        &["rebase", "-u", "-F", backing_format, "-b"],
+        &[backing, path],
+    );
     path.to_path_buf()
 }
 
@@ -69,8 +72,11 @@ fn a_backing_file_that_is_a_fifo_or_a_device_is_refused_naming_it() {
     ] {
         let img = qcow2_backed_by(&c.path("over.qcow2"), &backing, "raw");
         let out = c.path("out.raw");
-        c.run(&["--no-sysprep", "-o", s(&out), s(&img)])
-            .failure(&[s(&backing), what, "backing file"]);
+        c.run(&["--no-sysprep", "-o", s(&out), s(&img)]).failure(&[
+            s(&backing),
+            what,
+            "backing file",
+        ]);
     }
 }
 

@@ -88,6 +88,7 @@ fn an_output_that_is_a_directory_says_so() {
         if force {
             args.insert(0, "-f");
         }
-        c.run(&args).usage_error(&[s(&dir), "is an existing directory"]);
+        c.run(&args)
+            .usage_error(&[s(&dir), "is an existing directory"]);
     }
 }
