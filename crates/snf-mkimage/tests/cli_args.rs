@@ -76,11 +76,11 @@ fn every_validation_rule_exits_2_with_one_line() {
     let slash = format!("{}/", d.display());
     usage_error(
         &["-o", &slash, src],
-        &format!("`{slash}' is not a valid file name"),
+        &format!("Output file `{slash}' is an existing directory"),
     );
     usage_error(
         &["-o", out_s, "/nonexistent/disk.img"],
-        "Input media `/nonexistent/disk.img' is not accessible",
+        "Input media `/nonexistent/disk.img' does not exist",
     );
     usage_error(
         &["-o", out_s, "-o", out_s, src],
