@@ -682,6 +682,7 @@ impl Session {
             guest,
             &self.opts.host_run,
             &self.metadata,
+            self.opts.host_run_timeout,
             self.reporter.as_ref(),
         )?;
         if let Some(inspection) = self.inspection.as_mut() {
