@@ -37,7 +37,11 @@ pub enum Error {
     Corrupt { path: PathBuf, msg: String },
     /// A file too large to be read whole (see [`crate::tree::MAX_READ`]).
     #[error("{}: {size} bytes, larger than the {} MiB limit for a file read whole", .path.display(), .limit >> 20)]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// An error code from libext2fs (or another library), with its message.
     #[error("{}: {msg}", .path.display())]
     Backend { path: PathBuf, msg: String },

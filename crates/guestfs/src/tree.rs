@@ -110,10 +110,7 @@ impl LoopGuard {
         }
         if let Some(first) = self.seen.get(&r.target()) {
             return Err(Error::Corrupt {
-                msg: format!(
-                    "directory loop: the same directory as {}",
-                    first.display()
-                ),
+                msg: format!("directory loop: the same directory as {}", first.display()),
                 path,
             });
         }
@@ -556,38 +553,59 @@ impl GuestFs {
             Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.remove_resolved(&r, &mut LoopGuard::default())
+        self.remove_resolved(r)
     }
 
-    /// Recursive, but no deeper than [`MAX_DEPTH`] (the guard stops it there): a removal
-    /// must finish a directory's entries before the directory itself, which an explicit
-    /// stack would only make harder to follow.
-    fn remove_resolved(&mut self, r: &Resolved, guard: &mut LoopGuard) -> Result<()> {
+    /// Removes children before their directory, iteratively (a deep tree cannot
+    /// overflow the stack), stopping at a directory loop.
+    fn remove_resolved(&mut self, r: Resolved) -> Result<()> {
         let path = r.path();
-        let loc = r.target();
-        let meta = self.meta(loc).map_err(|e| e.at(&path))?;
-        if meta.is_dir() {
-            guard.enter(r)?;
-            for (name, _, _) in self.dir_entries(r).map_err(|e| e.at(&path))? {
-                snf_core::cancel::check()?;
-                let child = self.child(r, &name).map_err(|e| e.at(path.join(&name)))?;
-                self.remove_resolved(&child, guard)?;
+        if !self.meta(r.target()).map_err(|e| e.at(&path))?.is_dir() {
+            return self.remove_entry(&r, false);
+        }
+        let mut guard = LoopGuard::default();
+        guard.enter(&r)?;
+        let names = self.entry_names(&r)?;
+        let mut stack = vec![(r, names)];
+        while let Some((dir, pending)) = stack.last_mut() {
+            let Some(name) = pending.pop() else {
+                let (dir, _) = stack.pop().expect("the loop saw a frame");
+                self.remove_entry(&dir, true)?;
+                continue;
+            };
+            snf_core::cancel::check()?;
+            let child_path = dir.path().join(&name);
+            let child = self.child(dir, &name).map_err(|e| e.at(&child_path))?;
+            let meta = self.meta(child.target()).map_err(|e| e.at(&child_path))?;
+            if meta.is_dir() {
+                guard.enter(&child)?;
+                let names = self.entry_names(&child)?;
+                stack.push((child, names));
+            } else {
+                self.remove_entry(&child, false)?;
             }
         }
+        Ok(())
+    }
+
+    /// Remove the (already emptied, if a directory) object `r` from its parent; the
+    /// guest root and mount points, which no directory of their filesystem holds, stay.
+    fn remove_entry(&mut self, r: &Resolved, is_dir: bool) -> Result<()> {
+        let loc = r.target();
         let Some(parent) = r.parent() else {
-            return Ok(()); // the guest root itself: emptied, kept
+            return Ok(());
         };
         if parent.mount != loc.mount {
-            return Ok(()); // a mount point: emptied, kept
+            return Ok(());
         }
         let name = r.names.last().expect("non-root has a name");
         let fs = self.fs(parent);
-        if meta.is_dir() {
+        if is_dir {
             fs.rmdir(parent.node, name)
         } else {
             fs.unlink(parent.node, name)
         }
-        .map_err(|e| e.at(&path))
+        .map_err(|e| e.at(r.path()))
     }
 
     /// Rename `from` to `to` (same filesystem only). Neither final component is followed.
