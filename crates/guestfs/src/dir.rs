@@ -340,7 +340,8 @@ impl DirFs {
     }
 
     /// Give a just-created object `name` of `dir` its owner (and, but for symlinks,
-    /// mode: the umask narrowed the one asked for at creation).
+    /// mode: the umask narrowed the one asked for at creation, which also cannot carry
+    /// set-uid, set-gid or sticky bits).
     fn finish_new(
         &mut self,
         parent: NodeId,
@@ -351,11 +352,12 @@ impl DirFs {
     ) -> Result<NodeId> {
         let h = path_handle_at(dir, name)?;
         let st = rfs::fstat(&h).map_err(map_errno)?;
-        if !symlink && st.st_mode as u32 & 0o7777 != attr.mode & 0o7777 {
-            chmod_handle(&h, attr.mode & 0o7777)?;
-        }
+        // Owner first: a chown clears set-uid and set-gid bits.
         if st.st_uid != attr.uid || st.st_gid != attr.gid {
             chown_handle(&h, Some(attr.uid), Some(attr.gid))?;
+        }
+        if !symlink {
+            chmod_handle(&h, attr.mode & 0o7777)?;
         }
         Ok(self.remember(parent, name, &st))
     }
@@ -583,17 +585,19 @@ impl Filesystem for DirFs {
         self.writable()?;
         let h = self.handle(node)?;
         let st = rfs::fstat(&h).map_err(map_errno)?;
-        if let Some(mode) = attr.mode {
-            if file_type(st.st_mode as u32) == FileType::Symlink {
-                return Err(Error::Unsupported {
-                    path: PathBuf::new(),
-                    what: "changing the mode of a symlink".into(),
-                });
-            }
-            chmod_handle(&h, mode & 0o7777)?;
+        let is_symlink = file_type(st.st_mode as u32) == FileType::Symlink;
+        if attr.mode.is_some() && is_symlink {
+            return Err(Error::Unsupported {
+                path: PathBuf::new(),
+                what: "changing the mode of a symlink".into(),
+            });
         }
+        // Owner first: a chown clears set-uid and set-gid bits.
         if attr.uid.is_some() || attr.gid.is_some() {
             chown_handle(&h, attr.uid, attr.gid)?;
+        }
+        if let Some(mode) = attr.mode {
+            chmod_handle(&h, mode & 0o7777)?;
         }
         if attr.atime.is_some() || attr.mtime.is_some() {
             let ts = |t: Option<i64>, cur: i64| Timespec {
