@@ -289,7 +289,9 @@ fn geometry(bs: &[u8; 512], size: u64) -> std::result::Result<Geometry, String> 
         _ => 32,
     };
     if (bits == 32) != (root_entries == 0) {
-        return Err(format!("FAT{bits} with {root_entries} root directory entries"));
+        return Err(format!(
+            "FAT{bits} with {root_entries} root directory entries"
+        ));
     }
     if bits == 32 {
         let root = le32(bs, 44);
@@ -299,7 +301,9 @@ fn geometry(bs: &[u8; 512], size: u64) -> std::result::Result<Geometry, String> 
     }
     let fat_bytes = spf * bps;
     if (clusters + 2) * u64::from(bits) / 8 > fat_bytes {
-        return Err(format!("a FAT of {fat_bytes} bytes for {clusters} clusters"));
+        return Err(format!(
+            "a FAT of {fat_bytes} bytes for {clusters} clusters"
+        ));
     }
     Ok(Geometry {
         bits,
@@ -355,7 +359,9 @@ fn check_chains(fat: &[u8], g: Geometry) -> std::result::Result<(), String> {
                 break;
             }
             if !(2..=last).contains(&n) {
-                return Err(format!("cluster {c} links to cluster {n}, outside the filesystem"));
+                return Err(format!(
+                    "cluster {c} links to cluster {n}, outside the filesystem"
+                ));
             }
             c = n;
         }
@@ -372,7 +378,10 @@ fn check_fat(file: &File, offset: u64, size: u64) -> Result<()> {
     if g.fat_bytes > MAX_FAT_BYTES {
         return Err(corrupt(
             offset,
-            format!("a FAT of {} bytes is larger than this tool handles", g.fat_bytes),
+            format!(
+                "a FAT of {} bytes is larger than this tool handles",
+                g.fat_bytes
+            ),
         ));
     }
     let mut fat = vec![0u8; g.fat_bytes as usize];
