@@ -35,6 +35,13 @@ pub enum Error {
     NoSpace(PathBuf),
     #[error("{}: filesystem corrupt: {msg}", .path.display())]
     Corrupt { path: PathBuf, msg: String },
+    /// A file too large to be read whole (see [`crate::tree::MAX_READ`]).
+    #[error("{}: {size} bytes, larger than the {} MiB limit for a file read whole", .path.display(), .limit >> 20)]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// An error code from libext2fs (or another library), with its message.
     #[error("{}: {msg}", .path.display())]
     Backend { path: PathBuf, msg: String },
@@ -69,6 +76,11 @@ impl Error {
             Error::NoSpace(_) => Error::NoSpace(p),
             Error::Unsupported { what, .. } => Error::Unsupported { path: p, what },
             Error::Corrupt { msg, .. } => Error::Corrupt { path: p, msg },
+            Error::TooLarge { size, limit, .. } => Error::TooLarge {
+                path: p,
+                size,
+                limit,
+            },
             Error::Backend { msg, .. } => Error::Backend { path: p, msg },
             Error::Io { source, .. } => Error::Io { path: p, source },
             e @ Error::Cancelled(_) => e,
@@ -83,6 +95,14 @@ impl Error {
     /// A node-level error with no path yet (backends use this; the tree adds the path).
     pub fn backend(msg: impl Into<String>) -> Self {
         Error::Backend {
+            path: PathBuf::new(),
+            msg: msg.into(),
+        }
+    }
+
+    /// A node-level corruption error with no path yet.
+    pub fn corrupt(msg: impl Into<String>) -> Self {
+        Error::Corrupt {
             path: PathBuf::new(),
             msg: msg.into(),
         }
