@@ -184,6 +184,16 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    /// Whether the error is about the options themselves (a bad command line: the CLI
+    /// exits 2), found by [`check_options`] or later by a stage.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            SessionError::Options(e) => e.is_usage(),
+            SessionError::Sysprep(e) => e.is_usage(),
+            _ => false,
+        }
+    }
+
     /// Whether the run stopped because the user cancelled.
     pub fn is_cancelled(&self) -> bool {
         match self {
@@ -251,6 +261,7 @@ impl Session {
     /// for an output path that cannot be used (missing directory, existing files
     /// without `force`).
     pub fn new(opts: RunOptions, reporter: SharedReporter) -> Result<Session, SessionError> {
+        check_options(&opts)?;
         opts.check_supported()?;
         if let Some(out) = &opts.outfile {
             options::check_outfile(out, opts.force)?;
@@ -640,10 +651,23 @@ impl Session {
         self.metadata.merge(&self.opts.metadata);
         let os = GuestOs::from_metadata(&self.metadata);
         let mut registry = Registry::for_family(os.family);
-        registry.select(&self.opts.disable_syspreps, &self.opts.enable_syspreps)?;
+        let family = os.family.name();
+        for name in
+            registry.select_applicable(&self.opts.disable_syspreps, &self.opts.enable_syspreps)
+        {
+            self.reporter.warn(&format!(
+                "sysprep `{name}' does not apply to this {family} image: ignored"
+            ));
+        }
         let mut params = Params::for_family(os.family);
         for (key, value) in &self.opts.sysprep_params {
-            params.set(key, value)?;
+            if params.has(key) {
+                params.set(key, value)?;
+            } else {
+                self.reporter.warn(&format!(
+                    "sysprep parameter `{key}' does not apply to this {family} image: ignored"
+                ));
+            }
         }
         self.syspreps = Some(registry);
         self.sysprep_params = Some(params);
@@ -1018,6 +1042,20 @@ impl Session {
         inspection.guest = asm.guest;
         Ok(inspection.guest.is_some())
     }
+}
+
+/// Every check on `opts` that needs no work, so that a bad command line is refused
+/// before anything is examined or copied: options that contradict each other, and
+/// system preparation names and parameter values that no OS has or accepts (whether
+/// they apply to the guest's OS is known only after inspection, and is a warning).
+/// Every error here is a usage error ([`SessionError::is_usage`]).
+pub fn check_options(opts: &RunOptions) -> Result<(), SessionError> {
+    opts.check_combination()?;
+    sysprep::registry::check_names(opts.disable_syspreps.iter().chain(&opts.enable_syspreps))?;
+    for (key, value) in &opts.sysprep_params {
+        sysprep::params::check(key, value)?;
+    }
+    Ok(())
 }
 
 /// Make `disk` a writable private copy (unless it is writable already); the copy need
