@@ -205,7 +205,8 @@ impl WorkDir {
     /// Free bytes in the work directory's file system.
     pub fn free_space(&self) -> Result<u64, WorkDirError> {
         free_bytes(self.path()).map_err(|source| WorkDirError::FreeSpace {
-            dir: self.path().to_path_buf(),
+            // The user knows the directory they gave, not our private one inside it.
+            dir: self.parent().to_path_buf(),
             source,
         })
     }

@@ -410,4 +410,56 @@ mod tests {
         let msg = o.check_supported().unwrap_err().to_string();
         assert!(msg.contains("--install-virtio"), "{msg}");
     }
+
+    #[test]
+    fn contradictions_are_usage_errors_and_useless_options_warnings() {
+        let base = || {
+            let mut o = RunOptions::new("/nonexistent");
+            o.outfile = Some("x".into());
+            o
+        };
+        let refused = |o: RunOptions, needle: &str| {
+            let e = o.check_combination().unwrap_err();
+            assert!(e.is_usage(), "{e}");
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        };
+        assert!(base().check_combination().is_ok());
+        let mut o = base();
+        o.sysprep = false;
+        o.enable_syspreps.push("cleanup-log".into());
+        refused(o, "`cleanup-log' contradicts --no-sysprep");
+        let mut o = base();
+        o.disable_syspreps.push("Cleanup_Log".into());
+        o.enable_syspreps.push("cleanup-log".into());
+        refused(o, "both --disable-sysprep and --enable-sysprep");
+        let mut o = base();
+        o.snapshot = false;
+        o.dry_run = true;
+        refused(o, "--dry-run");
+        let mut o = base();
+        o.cloud.register = Some("n".into());
+        refused(o, "-u when -r");
+        let mut o = base();
+        o.cloud.token = Some("t".into());
+        refused(o, "go together");
+        let mut o = base();
+        o.cloud.public = true;
+        refused(o, "--public");
+        let mut o = base();
+        o.cloud.upload = Some(" ".into());
+        o.cloud.cloud = Some("c".into());
+        refused(o, "-u/--upload needs a value");
+
+        let mut o = base();
+        o.sysprep = false;
+        o.disable_syspreps.push("cleanup-log".into());
+        o.sysprep_params.push(("default_user".into(), "x".into()));
+        o.host_run_timeout = Some(std::time::Duration::from_secs(1));
+        assert!(o.check_combination().is_ok());
+        let warned = o.ineffective();
+        assert_eq!(warned.len(), 3, "{warned:?}");
+        o.print.sysprep_params = true;
+        assert_eq!(o.ineffective().len(), 2);
+        assert!(!OptionsError::NotSupported(vec!["x"]).is_usage());
+    }
 }

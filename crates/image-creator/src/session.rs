@@ -478,7 +478,7 @@ impl Session {
     fn create_workdir(&mut self) -> Result<(), SessionError> {
         let workdir = WorkDir::create(self.opts.tmpdir.as_deref())?;
         self.reporter
-            .detail(&format!("Work directory: {}", workdir.path().display()));
+            .detail(&format!("Work directory: under {}", workdir.parent().display()));
         // The private copy lives here and is read back by this process: its guest
         // filesystems need no fsync. A disk changed in place (--no-snapshot) is elsewhere.
         snf_guestfs::ext::set_scratch_dir(Some(workdir.path()));
@@ -830,7 +830,8 @@ impl Session {
             ));
             return Ok(());
         }
-        let summary = self.write_image(size, &out)?;
+        let what = format!("image file {}", out.display());
+        let summary = self.write_image(size, &out, &what)?;
         snf_disk::write_side_files(
             &out,
             &out.to_string_lossy(),
@@ -860,6 +861,7 @@ impl Session {
         &mut self,
         size: u64,
         out: &Path,
+        what: &str,
     ) -> Result<snf_disk::DumpSummary, SessionError> {
         let Some(disk) = self.disk.take() else {
             return Err(SessionError::OutOfOrder {
@@ -870,11 +872,11 @@ impl Session {
         let reporter = self.reporter.as_ref();
         if !self.interactive {
             // Becomes the image where it can, else is dumped; either way it is done.
-            return Ok(snf_disk::finish_in_place(
-                disk, size, &self.free, out, reporter,
+            return Ok(snf_disk::finish_in_place_named(
+                disk, size, &self.free, out, what, reporter,
             )?);
         }
-        let done = snf_disk::dump(&disk, size, &self.free, out, reporter);
+        let done = snf_disk::dump_named(&disk, size, &self.free, out, what, reporter);
         self.disk = Some(disk);
         Ok(done?)
     }
@@ -914,7 +916,8 @@ impl Session {
                     });
                 };
                 let path = workdir.path().join("upload.diskdump");
-                let summary = self.write_image(size, &path)?;
+                let what = format!("the image to upload as `{upload}'");
+                let summary = self.write_image(size, &path, &what)?;
                 snf_cloud::ImageSource {
                     path,
                     size,
