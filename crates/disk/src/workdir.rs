@@ -46,7 +46,7 @@ pub enum WorkDirError {
     },
     /// Checked up front: the work would not fit.
     #[error(
-        "Not enough space under {}: need {need_mib} MiB for {what}, {free_mib} MiB free",
+        "No space left under {}: need {need_mib} MiB for {what}, {free_mib} MiB free",
         .dir.display()
     )]
     NoSpace {
@@ -298,7 +298,7 @@ mod tests {
         let msg = err.to_string();
         assert!(
             msg.starts_with(&format!(
-                "Not enough space under {}: need ",
+                "No space left under {}: need ",
                 parent.path().display()
             )),
             "{msg}"

@@ -242,8 +242,7 @@ impl RunOptions {
         if c.register.is_some() && c.upload.is_none() {
             return conflict("You also need to set -u when -r option is set".into());
         }
-        if c.upload.is_some() && (c.token.is_none() || c.auth_url.is_none()) && c.cloud.is_none()
-        {
+        if c.upload.is_some() && (c.token.is_none() || c.auth_url.is_none()) && c.cloud.is_none() {
             return conflict(
                 "Image uploading cannot be performed. You need to either specify an \
                  authentication URL and token pair or an available cloud name."

@@ -173,6 +173,17 @@ pub enum SessionError {
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
+    /// An error whose message named a private file of the work directory (the working
+    /// copy as a library saw it): the same message with those files named by what they
+    /// are. See [`Session::run_stage`].
+    #[error("{message}")]
+    Private {
+        /// The message as shown.
+        message: String,
+        /// The error as it was.
+        #[source]
+        source: Box<SessionError>,
+    },
     /// A front-end called a stage before the one it depends on.
     #[error("internal error: {stage} needs {needs} first")]
     OutOfOrder {
@@ -190,6 +201,7 @@ impl SessionError {
         match self {
             SessionError::Options(e) => e.is_usage(),
             SessionError::Sysprep(e) => e.is_usage(),
+            SessionError::Private { source, .. } => source.is_usage(),
             _ => false,
         }
     }
@@ -204,6 +216,7 @@ impl SessionError {
             SessionError::Sysprep(e) => matches!(e, SysprepError::Cancelled(_)),
             SessionError::HostRun(e) => matches!(e, crate::hostrun::HostRunError::Cancelled(_)),
             SessionError::Shrink(e) => e.is_cancelled(),
+            SessionError::Private { source, .. } => source.is_cancelled(),
             _ => false,
         }
     }
@@ -381,7 +394,44 @@ impl Session {
     /// The interactive UI runs [`Stage::Sysprep`] and [`Stage::Shrink`] on demand, as
     /// often as the user asks (operations that ran are not offered again); each stage's
     /// own checks apply.
+    ///
+    /// Errors never show the private files of the work directory: libraries that worked
+    /// on the private copy name it by its path, which is replaced by what it is ("the
+    /// private copy of SOURCE").
     pub fn run_stage(&mut self, stage: Stage) -> Result<(), SessionError> {
+        self.run_stage_inner(stage)
+            .map_err(|e| self.hide_private(e))
+    }
+
+    fn hide_private(&self, err: SessionError) -> SessionError {
+        let Some(workdir) = &self.workdir else {
+            return err;
+        };
+        let message = err.to_string();
+        let dir = workdir.path().display().to_string();
+        if !message.contains(&dir) {
+            return err;
+        }
+        let mut shown = message.clone();
+        if let Some(disk) = &self.disk {
+            shown = shown.replace(&disk.path().display().to_string(), &disk.name());
+        }
+        // Anything else in there (scratch files) is named by the directory the user chose.
+        let scratch = format!("a scratch file under {}", workdir.parent().display());
+        while let Some(start) = shown.find(&dir) {
+            let rest = &shown[start + dir.len()..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "'`\":,;)".contains(c))
+                .unwrap_or(rest.len());
+            shown.replace_range(start..start + dir.len() + end, &scratch);
+        }
+        SessionError::Private {
+            message: shown,
+            source: Box::new(err),
+        }
+    }
+
+    fn run_stage_inner(&mut self, stage: Stage) -> Result<(), SessionError> {
         cancel::check()?;
         match stage {
             Stage::ConnectCloud => self.connect_cloud()?,
@@ -477,8 +527,10 @@ impl Session {
 
     fn create_workdir(&mut self) -> Result<(), SessionError> {
         let workdir = WorkDir::create(self.opts.tmpdir.as_deref())?;
-        self.reporter
-            .detail(&format!("Work directory: under {}", workdir.parent().display()));
+        self.reporter.detail(&format!(
+            "Work directory: under {}",
+            workdir.parent().display()
+        ));
         // The private copy lives here and is read back by this process: its guest
         // filesystems need no fsync. A disk changed in place (--no-snapshot) is elsewhere.
         snf_guestfs::ext::set_scratch_dir(Some(workdir.path()));

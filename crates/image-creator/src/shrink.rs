@@ -594,12 +594,13 @@ impl E2fsTools {
 
     /// `e2fsck -fy`: exit codes 0 (clean) and 1 (errors corrected) are fine.
     fn fsck(&self, dev: &Path, partition: u32, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
-        let out = command::run_unchecked(self.command("e2fsck").arg("-fy").arg(dev))
-            .map_err(|source| ShrinkError::Tool {
+        let out = command::run_unchecked(self.command("e2fsck").arg("-fy").arg(dev)).map_err(
+            |source| ShrinkError::Tool {
                 partition,
                 dev: dev.to_path_buf(),
                 source,
-            })?;
+            },
+        )?;
         match out.status.code() {
             Some(0) => Ok(()),
             Some(1) => {
@@ -618,12 +619,13 @@ impl E2fsTools {
 
     /// `resize2fs -P`: the estimated minimum size, in filesystem blocks.
     fn min_blocks(&self, dev: &Path, partition: u32) -> Result<u64, ShrinkError> {
-        let out = command::run(self.command("resize2fs").arg("-P").arg(dev))
-            .map_err(|source| ShrinkError::Tool {
+        let out = command::run(self.command("resize2fs").arg("-P").arg(dev)).map_err(|source| {
+            ShrinkError::Tool {
                 partition,
                 dev: dev.to_path_buf(),
                 source,
-            })?;
+            }
+        })?;
         out.stdout
             .lines()
             .find_map(|l| {

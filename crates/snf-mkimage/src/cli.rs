@@ -218,9 +218,7 @@ impl Cli {
     /// its own through the session).
     pub fn ineffective(&self) -> Vec<&'static str> {
         let mut unused = Vec::new();
-        if self.json
-            && !(self.print_metadata || self.print_syspreps || self.print_sysprep_params)
-        {
+        if self.json && !(self.print_metadata || self.print_syspreps || self.print_sysprep_params) {
             unused.push("--json has no effect without --print-metadata, --print-syspreps or --print-sysprep-params");
         }
         unused
