@@ -3,8 +3,6 @@
 //! small for the work exits 1 naming it. No message shows the work directory's
 //! private file names.
 
-use std::fs;
-
 use crate::common;
 use crate::harness::Case;
 
