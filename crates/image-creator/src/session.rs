@@ -1177,6 +1177,44 @@ mod tests {
     }
 
     #[test]
+    fn errors_never_show_private_files_of_the_work_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.raw");
+        std::fs::write(&src, vec![0u8; 1 << 20]).unwrap();
+        let mut opts = RunOptions::new(&src);
+        opts.tmpdir = Some(dir.path().to_path_buf());
+        opts.print.metadata = true;
+        let reporter: SharedReporter = std::sync::Arc::new(snf_core::report::Quiet);
+        let mut session = Session::new(opts, reporter).unwrap();
+        session.run_until(Stage::OpenWorkingDisk).unwrap();
+        session.make_writable().unwrap();
+        let work = session.work_dir().unwrap().to_path_buf();
+        let disk = session.working_disk().unwrap().path().to_path_buf();
+        let err = SessionError::Recovery(
+            1,
+            snf_guestfs::Error::Corrupt {
+                path: work.join("part1-x.ext"),
+                msg: format!("bad block in `{}'", disk.display()),
+            },
+        );
+        let shown = session.hide_private(err);
+        let msg = shown.to_string();
+        assert!(!msg.contains(".snf_image_creator."), "{msg}");
+        assert!(
+            msg.contains(&format!("a scratch file under {}", dir.path().display())),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("the private copy of {}", src.display())),
+            "{msg}"
+        );
+        assert!(!shown.is_usage() && !shown.is_cancelled());
+        // Errors without private paths keep their type.
+        let plain = session.hide_private(SessionError::Cancelled(Cancelled));
+        assert!(matches!(plain, SessionError::Cancelled(_)));
+    }
+
+    #[test]
     fn sizes_read_well() {
         assert_eq!(human_size(512), "512 bytes");
         assert_eq!(human_size(3 << 29), "1.5 GiB");
