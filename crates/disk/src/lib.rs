@@ -26,7 +26,8 @@ mod sparse;
 pub mod workdir;
 
 pub use dump::{
-    dump, finish_in_place, md5_of, output_files, write_side_files, DumpError, DumpSummary,
+    dump, dump_named, finish_in_place, finish_in_place_named, md5_of, output_files,
+    write_side_files, DumpError, DumpSummary,
 };
 pub use media::{MediaError, Source, SourceKind};
 pub use snapshot::{SnapshotError, SnapshotMode, WorkingDisk};

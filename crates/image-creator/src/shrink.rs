@@ -102,9 +102,10 @@ pub enum ShrinkError {
     #[error("{METHOD_ENV}={0}: expected loop, extract or auto")]
     BadMethod(String),
     /// The partition table cannot be changed as needed.
-    #[error("cannot change the partition table of {}: {source}", .path.display())]
+    #[error("cannot change the partition table of {disk}: {source}")]
     Table {
-        path: PathBuf,
+        /// The disk as the user knows it (see [`disk_name`]).
+        disk: String,
         #[source]
         source: PartitionError,
     },
@@ -115,20 +116,23 @@ pub enum ShrinkError {
         code: i32,
         detail: String,
     },
-    /// An e2fsprogs or util-linux tool failed.
-    #[error("partition {partition}: {source}")]
+    /// An e2fsprogs or util-linux tool failed. The tool saw the filesystem as `dev` (an
+    /// extracted scratch file or a loop device), which the message calls the partition.
+    #[error("partition {partition}: {}", hide_dev(&.source.to_string(), .dev, *.partition))]
     Tool {
         partition: u32,
+        dev: PathBuf,
         #[source]
         source: CommandError,
     },
     /// resize2fs said something that could not be understood.
     #[error("partition {partition}: unexpected output from resize2fs -P: {output}")]
     Estimate { partition: u32, output: String },
-    /// The filesystem cannot be read through libext2fs.
-    #[error("partition {partition}: {source}")]
+    /// The filesystem cannot be read through libext2fs (opened as `dev`, see `Tool`).
+    #[error("partition {partition}: {}", hide_dev(&.source.to_string(), .dev, *.partition))]
     Ext {
         partition: u32,
+        dev: PathBuf,
         #[source]
         source: snf_guestfs::Error,
     },
@@ -136,10 +140,10 @@ pub enum ShrinkError {
     #[error("partition {partition}: the ext filesystem is not clean after resizing")]
     NotClean { partition: u32 },
     /// No loop device could be attached although [`Method::Loop`] was asked for.
-    #[error("cannot attach a loop device to partition {partition} of {}: {source}", .path.display())]
+    #[error("cannot attach a loop device to partition {partition} of {disk}: {source}")]
     Loop {
         partition: u32,
-        path: PathBuf,
+        disk: String,
         #[source]
         source: CommandError,
     },
@@ -169,6 +173,27 @@ impl ShrinkError {
                     ..
                 }
         )
+    }
+}
+
+/// `text` (a tool's or libext2fs's message) with the path it was given for the
+/// filesystem of `partition` replaced by words: that path is a scratch file in the work
+/// directory or a loop device, and means nothing to the user.
+fn hide_dev(text: &str, dev: &Path, partition: u32) -> String {
+    let dev = dev.display().to_string();
+    if dev.is_empty() {
+        return text.to_string();
+    }
+    text.replace(&dev, &format!("the filesystem of partition {partition}"))
+}
+
+/// How messages name the disk being shrunk: a private copy in the work directory by
+/// what it is, the user's own disk (`--no-snapshot`) by its path.
+pub fn disk_name(disk: &Path, workdir: &WorkDir) -> String {
+    if disk.starts_with(workdir.path()) {
+        "the private working copy".to_string()
+    } else {
+        disk.display().to_string()
     }
 }
 
@@ -245,8 +270,9 @@ pub fn shrink(
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<ShrinkOutcome, ShrinkError> {
+    let name = disk_name(disk, opts.workdir);
     let table_err = |source| ShrinkError::Table {
-        path: disk.to_path_buf(),
+        disk: name.clone(),
         source,
     };
     let old_size = layout.disk_size();
@@ -273,7 +299,7 @@ pub fn shrink(
             });
             continue;
         }
-        let found = probe_partition(disk, &last)?;
+        let found = probe_partition(disk, &name, &last)?;
         if found == FsType::Swap {
             let mib = last.size().div_ceil(MIB);
             next.delete(last.number).map_err(table_err)?;
@@ -331,16 +357,16 @@ pub fn shrink(
     // removed swap area) would otherwise reach the image.
     let payload_end = next.payload_end();
     if payload_end < new_size.min(old_size) {
-        let file = open_rw(disk)?;
+        let file = open_rw(disk, &name)?;
         zero_range(&file, payload_end..new_size.min(old_size))?;
     }
     next.write_file(disk, new_size).map_err(table_err)?;
     // A private copy in the work directory needs no durability; the user's own disk
     // (--no-snapshot) does.
     if !disk.starts_with(opts.workdir.path()) {
-        open_rw(disk)?
+        open_rw(disk, &name)?
             .sync_all()
-            .map_err(io_err(format!("sync {}", disk.display())))?;
+            .map_err(io_err(format!("sync {name}")))?;
     }
     *layout = next;
     reporter.info(&format!("Image size is {} MiB", new_size.div_ceil(MIB)));
@@ -369,22 +395,18 @@ fn trim_extended(layout: &mut Layout) -> Result<(), PartitionError> {
     Ok(())
 }
 
-fn probe_partition(disk: &Path, p: &Partition) -> Result<FsType, ShrinkError> {
+fn probe_partition(disk: &Path, name: &str, p: &Partition) -> Result<FsType, ShrinkError> {
     probe::probe_file(disk, p.offset(), p.size())
         .map(|found| found.fs_type)
-        .map_err(io_err(format!(
-            "read partition {} of {}",
-            p.number,
-            disk.display()
-        )))
+        .map_err(io_err(format!("read partition {} of {name}", p.number)))
 }
 
-fn open_rw(disk: &Path) -> Result<File, ShrinkError> {
+fn open_rw(disk: &Path, name: &str) -> Result<File, ShrinkError> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .open(disk)
-        .map_err(io_err(format!("open {} for writing", disk.display())))
+        .map_err(io_err(format!("open {name} for writing")))
 }
 
 /// Shrinks the ext filesystem on partition `p` and returns its new size, which is a
@@ -433,7 +455,7 @@ fn shrink_ext(
             Err(source) => {
                 return Err(ShrinkError::Loop {
                     partition: p.number,
-                    path: disk.to_path_buf(),
+                    disk: disk_name(disk, opts.workdir),
                     source,
                 })
             }
@@ -450,9 +472,12 @@ fn shrink_ext(
     let tools = E2fsTools {
         no_sync: matches!(target, Target::Extract(_)) && no_sync_available,
     };
+    let through = match &target {
+        Target::Loop(_) => dev.display().to_string(),
+        Target::Extract(x) => x.file_name.clone(),
+    };
     reporter.detail(&format!(
-        "partition {n}: resizing through {} ({}{})",
-        dev.display(),
+        "partition {n}: resizing through {through} ({}{})",
         method.name(),
         if tools.no_sync {
             ", without syncs: eatmydata"
@@ -465,6 +490,7 @@ fn shrink_ext(
     let info = ExtFs::open(&dev, 0, false)
         .map_err(|source| ShrinkError::Ext {
             partition: n,
+            dev: dev.clone(),
             source,
         })?
         .info();
@@ -493,6 +519,7 @@ fn shrink_ext(
     let after = ExtFs::open(&dev, 0, false)
         .map_err(|source| ShrinkError::Ext {
             partition: n,
+            dev: dev.clone(),
             source,
         })?
         .info();
@@ -567,8 +594,13 @@ impl E2fsTools {
 
     /// `e2fsck -fy`: exit codes 0 (clean) and 1 (errors corrected) are fine.
     fn fsck(&self, dev: &Path, partition: u32, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
-        let out = command::run_unchecked(self.command("e2fsck").arg("-fy").arg(dev))
-            .map_err(|source| ShrinkError::Tool { partition, source })?;
+        let out = command::run_unchecked(self.command("e2fsck").arg("-fy").arg(dev)).map_err(
+            |source| ShrinkError::Tool {
+                partition,
+                dev: dev.to_path_buf(),
+                source,
+            },
+        )?;
         match out.status.code() {
             Some(0) => Ok(()),
             Some(1) => {
@@ -580,15 +612,20 @@ impl E2fsTools {
             code => Err(ShrinkError::Fsck {
                 partition,
                 code: code.unwrap_or(-1),
-                detail: last_lines(&out.stdout, &out.stderr),
+                detail: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, partition),
             }),
         }
     }
 
     /// `resize2fs -P`: the estimated minimum size, in filesystem blocks.
     fn min_blocks(&self, dev: &Path, partition: u32) -> Result<u64, ShrinkError> {
-        let out = command::run(self.command("resize2fs").arg("-P").arg(dev))
-            .map_err(|source| ShrinkError::Tool { partition, source })?;
+        let out = command::run(self.command("resize2fs").arg("-P").arg(dev)).map_err(|source| {
+            ShrinkError::Tool {
+                partition,
+                dev: dev.to_path_buf(),
+                source,
+            }
+        })?;
         out.stdout
             .lines()
             .find_map(|l| {
@@ -597,7 +634,7 @@ impl E2fsTools {
             })
             .ok_or_else(|| ShrinkError::Estimate {
                 partition,
-                output: last_lines(&out.stdout, &out.stderr),
+                output: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, partition),
             })
     }
 
@@ -605,7 +642,11 @@ impl E2fsTools {
     fn resize2fs(&self, dev: &Path, partition: u32, blocks: u64) -> Result<(), ShrinkError> {
         command::run(self.command("resize2fs").arg(dev).arg(blocks.to_string()))
             .map(|_| ())
-            .map_err(|source| ShrinkError::Tool { partition, source })
+            .map_err(|source| ShrinkError::Tool {
+                partition,
+                dev: dev.to_path_buf(),
+                source,
+            })
     }
 }
 
@@ -680,7 +721,11 @@ impl Drop for LoopDevice {
 struct Extracted {
     /// Removes the file when dropped.
     file_path: tempfile::TempPath,
+    /// How messages name the file (its own name is internal to the work directory).
+    file_name: String,
     disk: PathBuf,
+    /// How messages name the disk ([`disk_name`]).
+    disk_name: String,
     partition: u32,
     offset: u64,
 }
@@ -712,18 +757,20 @@ impl Extracted {
             bytes,
             &format!("a copy of the filesystem on partition {}", p.number),
         )?;
+        let file_name = format!("the extracted copy of partition {}", p.number);
+        let disk_name = disk_name(disk, workdir);
         let temp = tempfile::Builder::new()
             .prefix(&format!("part{}-", p.number))
             .suffix(".ext")
             .tempfile_in(workdir.path())
             .map_err(io_err(format!(
-                "create a file in {}",
-                workdir.path().display()
+                "create {file_name} under {}",
+                workdir.parent().display()
             )))?;
         let (out, file_path) = temp.into_parts();
         out.set_len(p.size())
-            .map_err(io_err(format!("extend {}", file_path.display())))?;
-        let src = File::open(disk).map_err(io_err(format!("open {}", disk.display())))?;
+            .map_err(io_err(format!("extend {file_name}")))?;
+        let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
         let task = reporter.task(
             &format!("Extracting the filesystem of partition {}", p.number),
             bytes,
@@ -738,12 +785,14 @@ impl Extracted {
                 r.end - r.start,
                 |n| task.inc(n),
             )
-            .map_err(|e| e.context(disk, &file_path))?;
+            .map_err(|e| e.context(&disk_name, &file_name))?;
         }
         task.finish("done");
         Ok(Extracted {
             file_path,
+            file_name,
             disk: disk.to_path_buf(),
+            disk_name,
             partition: p.number,
             offset: p.offset(),
         })
@@ -764,18 +813,18 @@ impl Extracted {
             .read(true)
             .write(true)
             .open(&self.file_path)
-            .map_err(io_err(format!("open {}", self.file_path.display())))?;
+            .map_err(io_err(format!("open {}", self.file_name)))?;
         // resize2fs cut the file at the filesystem's end; a partition tail shorter than a
         // block past it reads as zeros.
         let len = src
             .metadata()
-            .map_err(io_err(format!("examine {}", self.file_path.display())))?
+            .map_err(io_err(format!("examine {}", self.file_name)))?
             .len();
         if len < part_bytes {
             src.set_len(part_bytes)
-                .map_err(io_err(format!("extend {}", self.file_path.display())))?;
+                .map_err(io_err(format!("extend {}", self.file_name)))?;
         }
-        let dst = open_rw(&self.disk)?;
+        let dst = open_rw(&self.disk, &self.disk_name)?;
         for r in &used {
             copy_range(
                 &src,
@@ -785,7 +834,7 @@ impl Extracted {
                 r.end - r.start,
                 |_| {},
             )
-            .map_err(|e| e.context(&self.file_path, &self.disk))?;
+            .map_err(|e| e.context(&self.file_name, &self.disk_name))?;
         }
         for r in complement(&used, part_bytes) {
             zero_range(&dst, self.offset + r.start..self.offset + r.end)?;
@@ -804,10 +853,10 @@ enum CopyError {
 }
 
 impl CopyError {
-    fn context(self, from: &Path, to: &Path) -> ShrinkError {
+    fn context(self, from: &str, to: &str) -> ShrinkError {
         match self {
-            CopyError::Read(e) => io_err(format!("read {}", from.display()))(e),
-            CopyError::Write(e) => io_err(format!("write {}", to.display()))(e),
+            CopyError::Read(e) => io_err(format!("read {from}"))(e),
+            CopyError::Write(e) => io_err(format!("write {to}"))(e),
             CopyError::Cancelled => ShrinkError::Cancelled(Cancelled),
         }
     }
