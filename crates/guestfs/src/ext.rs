@@ -2,7 +2,8 @@
 //!
 //! Node ids are inode numbers. Writes go straight to the image (no journal); every
 //! operation leaves the filesystem consistent for `e2fsck -fn`, and [`Filesystem::sync`]
-//! (or dropping the backend) writes bitmaps, group descriptors and superblock back.
+//! or [`Filesystem::close`] writes bitmaps, group descriptors and superblock back
+//! (dropping the backend does too, losing its errors: the fallback of error paths).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -329,6 +330,10 @@ impl Filesystem for ExtFs {
 
     fn sync(&mut self) -> Result<()> {
         self.fs.flush().map_err(map_err)
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        ExtFs::close(*self)
     }
 }
 
