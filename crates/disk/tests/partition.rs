@@ -908,7 +908,12 @@ fn mbr_entries(img: &Path) -> Vec<(u8, u8, u64, u64)> {
     (0..4)
         .map(|i| {
             let e = &raw[16 * i..16 * i + 16];
-            (e[0], e[4], u64::from(u32_le(e, 8)), u64::from(u32_le(e, 12)))
+            (
+                e[0],
+                e[4],
+                u64::from(u32_le(e, 8)),
+                u64::from(u32_le(e, 12)),
+            )
         })
         .collect()
 }

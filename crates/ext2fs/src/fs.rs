@@ -234,7 +234,8 @@ fn unsupported_features(path: &Path, offset: u64) -> Option<Error> {
     use std::os::unix::fs::FileExt;
     let mut sb = [0u8; 1024];
     let file = std::fs::File::open(path).ok()?;
-    file.read_exact_at(&mut sb, offset.checked_add(1024)?).ok()?;
+    file.read_exact_at(&mut sb, offset.checked_add(1024)?)
+        .ok()?;
     let features = Features::from_superblock(&sb)?;
     let mut supported = Features::default();
     // SAFETY: three valid out-pointers to u32.

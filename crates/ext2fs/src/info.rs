@@ -180,8 +180,18 @@ impl Features {
         let mut out = Vec::new();
         for (word, value, known, table) in [
             ("compat", self.compat, supported.compat, COMPAT_NAMES),
-            ("incompat", self.incompat, supported.incompat, INCOMPAT_NAMES),
-            ("ro_compat", self.ro_compat, supported.ro_compat, RO_COMPAT_NAMES),
+            (
+                "incompat",
+                self.incompat,
+                supported.incompat,
+                INCOMPAT_NAMES,
+            ),
+            (
+                "ro_compat",
+                self.ro_compat,
+                supported.ro_compat,
+                RO_COMPAT_NAMES,
+            ),
         ] {
             let missing = value & !known;
             for bit in 0..32 {

@@ -274,7 +274,10 @@ fn unsupported_features_are_named() {
     assert!(version.starts_with("1."), "{version}");
     // With and without metadata_csum: the refusal must be about the feature, not a
     // checksum.
-    for args in [&["-t", "ext4"][..], &["-t", "ext4", "-O", "^metadata_csum"][..]] {
+    for args in [
+        &["-t", "ext4"][..],
+        &["-t", "ext4", "-O", "^metadata_csum"][..],
+    ] {
         let img = mkfs(dir.path(), &src, args, 8192);
         set_feature_bits(&img, 8192, 0x60, 0x80000);
         for writable in [false, true] {
@@ -292,10 +295,16 @@ fn unsupported_features_are_named() {
     }
     // Known names for known bits; several at once.
     let img = mkfs(dir.path(), &src, &["-t", "ext2"], 0);
-    set_feature_bits(&img, 0, 0x60, ext2fs::feature::INCOMPAT_COMPRESSION | 0x4000_0000);
+    set_feature_bits(
+        &img,
+        0,
+        0x60,
+        ext2fs::feature::INCOMPAT_COMPRESSION | 0x4000_0000,
+    );
     let text = Ext2Fs::open(&img, 0, false).unwrap_err().to_string();
     assert!(
-        text.contains("uses features libext2fs") && text.ends_with(": compression, incompat 0x40000000"),
+        text.contains("uses features libext2fs")
+            && text.ends_with(": compression, incompat 0x40000000"),
         "{text}"
     );
     // An unknown ro_compat feature allows reading only.
@@ -305,7 +314,8 @@ fn unsupported_features_are_named() {
     let err = Ext2Fs::open(&img, 0, true).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(
-        err.to_string().ends_with("does not support: ro_compat 0x40000000"),
+        err.to_string()
+            .ends_with("does not support: ro_compat 0x40000000"),
         "{err}"
     );
 }
