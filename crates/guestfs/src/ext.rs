@@ -44,6 +44,21 @@ fn map_err(e: ext2fs::Error) -> Error {
         | ext2fs::Error::HasErrors { path, .. } => path.clone(),
         _ => PathBuf::new(),
     };
+    if let ext2fs::Error::UnsupportedFeatures {
+        fs_kind,
+        features,
+        version,
+        ..
+    } = &e
+    {
+        return Error::UnsupportedFeatures {
+            path,
+            fs: fs_kind.name(),
+            library: format!("libext2fs {version}"),
+            features: features.join(", "),
+            count: features.len(),
+        };
+    }
     let msg = e.to_string();
     match e.kind() {
         ErrorKind::NotFound => Error::NotFound(path),

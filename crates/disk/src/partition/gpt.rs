@@ -387,8 +387,9 @@ fn build_header(
 /// A hybrid MBR (the protective entry beside real ones, as `sgdisk -h` makes) is kept
 /// hybrid and consistent with the GPT: an entry that starts where a GPT partition
 /// starts is given that partition's size (so a shrunk partition's twin shrinks with
-/// it); any other entry is clamped to the disk, or cleared if it starts past its end;
-/// the protective entry is clamped to the disk.
+/// it), one whose partition was deleted is cleared; any other entry is clamped to the
+/// disk, or cleared if it starts past its end; the protective entry is clamped to the
+/// disk.
 fn protective_mbr(layout: &Layout, new_sectors: u64) -> [u8; 512] {
     let mut s0 = layout.sector0;
     let full = (new_sectors - 1).min(u64::from(u32::MAX)) as u32;
@@ -403,6 +404,13 @@ fn protective_mbr(layout: &Layout, new_sectors: u64) -> [u8; 512] {
                 mbr::put_entry(e, false, mbr::PROTECTIVE, 1, full, 0);
                 return s0;
             }
+            let read_starts = layout.gpt.as_ref().map_or_else(Vec::new, |g| {
+                g.entries
+                    .chunks_exact(g.entry_size as usize)
+                    .filter(|e| e[0..16].iter().any(|&b| b != 0))
+                    .map(|e| u64_at(e, 32))
+                    .collect()
+            });
             for (i, entry) in entries.iter().enumerate() {
                 if entry.is_empty() {
                     continue;
@@ -414,6 +422,11 @@ fn protective_mbr(layout: &Layout, new_sectors: u64) -> [u8; 512] {
                     .flatten();
                 let (start, size) = match twin {
                     Some(p) => (start, p.sectors()),
+                    // It mirrored a partition that was deleted.
+                    None if entry.typ != mbr::PROTECTIVE && read_starts.contains(&start) => {
+                        e.fill(0);
+                        continue;
+                    }
                     None if entry.typ == mbr::PROTECTIVE => {
                         let start = start.clamp(1, new_sectors - 1);
                         (start, u64::from(entry.size).min(new_sectors - start))
