@@ -31,22 +31,10 @@ pub enum Error {
     InvalidPath(PathBuf),
     #[error("{}: {what} is not supported by this filesystem", .path.display())]
     Unsupported { path: PathBuf, what: String },
-    /// The filesystem uses features its library lacks (an open refused).
-    #[error(
-        "the {fs} filesystem on {} uses {} {library} does not support: {features}",
-        .path.display(),
-        if *.count == 1 { "a feature" } else { "features" }
-    )]
-    UnsupportedFeatures {
-        path: PathBuf,
-        /// `ext4`.
-        fs: &'static str,
-        /// The library and its version, `libext2fs 1.47.0`.
-        library: String,
-        /// Names of known features, `incompat 0x80000` for unknown bits.
-        features: String,
-        count: usize,
-    },
+    /// The filesystem uses features its library lacks (an open refused); `msg` names
+    /// them.
+    #[error("{}: {msg}", .path.display())]
+    UnsupportedFeatures { path: PathBuf, msg: String },
     #[error("{}: no space left on the filesystem", .0.display())]
     NoSpace(PathBuf),
     #[error("{}: filesystem corrupt: {msg}", .path.display())]
@@ -84,19 +72,7 @@ impl Error {
             Error::InvalidPath(_) => Error::InvalidPath(p),
             Error::NoSpace(_) => Error::NoSpace(p),
             Error::Unsupported { what, .. } => Error::Unsupported { path: p, what },
-            Error::UnsupportedFeatures {
-                fs,
-                library,
-                features,
-                count,
-                ..
-            } => Error::UnsupportedFeatures {
-                path: p,
-                fs,
-                library,
-                features,
-                count,
-            },
+            Error::UnsupportedFeatures { msg, .. } => Error::UnsupportedFeatures { path: p, msg },
             Error::Corrupt { msg, .. } => Error::Corrupt { path: p, msg },
             Error::Backend { msg, .. } => Error::Backend { path: p, msg },
             Error::Io { source, .. } => Error::Io { path: p, source },

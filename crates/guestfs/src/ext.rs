@@ -41,7 +41,8 @@ fn map_err(e: ext2fs::Error) -> Error {
         ext2fs::Error::Open { path, .. }
         | ext2fs::Error::NeedsRecovery { path, .. }
         | ext2fs::Error::Recovery { path, .. }
-        | ext2fs::Error::HasErrors { path, .. } => path.clone(),
+        | ext2fs::Error::HasErrors { path, .. }
+        | ext2fs::Error::UnsupportedFeatures { path, .. } => path.clone(),
         _ => PathBuf::new(),
     };
     if let ext2fs::Error::UnsupportedFeatures {
@@ -51,12 +52,18 @@ fn map_err(e: ext2fs::Error) -> Error {
         ..
     } = &e
     {
+        let what = if features.len() == 1 {
+            "a feature"
+        } else {
+            "features"
+        };
         return Error::UnsupportedFeatures {
             path,
-            fs: fs_kind.name(),
-            library: format!("libext2fs {version}"),
-            features: features.join(", "),
-            count: features.len(),
+            msg: format!(
+                "the {} filesystem uses {what} libext2fs {version} does not support: {}",
+                fs_kind.name(),
+                features.join(", ")
+            ),
         };
     }
     let msg = e.to_string();

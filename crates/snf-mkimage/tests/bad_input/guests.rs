@@ -117,7 +117,7 @@ fn an_ext_feature_libext2fs_lacks_is_named_with_its_partition() {
     set_ext_feature(&img, 1 << 20, 0x60, 0x80000);
     case.watch(&img);
     run_on(&case, &img).failure(&[
-        "ext4 filesystem on partition 1",
+        "partition 1: the ext4 filesystem",
         "libext2fs",
         "incompat 0x80000",
     ]);
