@@ -31,6 +31,10 @@ pub enum Error {
     InvalidPath(PathBuf),
     #[error("{}: {what} is not supported by this filesystem", .path.display())]
     Unsupported { path: PathBuf, what: String },
+    /// The filesystem uses features its library lacks (an open refused); `msg` names
+    /// them.
+    #[error("{}: {msg}", .path.display())]
+    UnsupportedFeatures { path: PathBuf, msg: String },
     #[error("{}: no space left on the filesystem", .0.display())]
     NoSpace(PathBuf),
     #[error("{}: filesystem corrupt: {msg}", .path.display())]
@@ -75,6 +79,7 @@ impl Error {
             Error::InvalidPath(_) => Error::InvalidPath(p),
             Error::NoSpace(_) => Error::NoSpace(p),
             Error::Unsupported { what, .. } => Error::Unsupported { path: p, what },
+            Error::UnsupportedFeatures { msg, .. } => Error::UnsupportedFeatures { path: p, msg },
             Error::Corrupt { msg, .. } => Error::Corrupt { path: p, msg },
             Error::TooLarge { size, limit, .. } => Error::TooLarge {
                 path: p,

@@ -700,6 +700,19 @@ impl GuestFs {
         Ok(())
     }
 
+    /// Close every mounted filesystem, the last mounted first, and report the first
+    /// error of their final writes (dropping the tree closes them too, losing errors).
+    pub fn close(self) -> Result<()> {
+        let mut result = Ok(());
+        for m in self.mounts.into_iter().rev() {
+            let closed = m.fs.close().map_err(|e| e.at(&m.info.mountpoint));
+            if result.is_ok() {
+                result = closed;
+            }
+        }
+        result
+    }
+
     /// Unmount everything (after syncing) and give the filesystems back, root first.
     pub fn into_filesystems(mut self) -> Result<Vec<(MountInfo, Box<dyn Filesystem>)>> {
         self.sync()?;

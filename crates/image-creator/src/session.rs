@@ -818,8 +818,8 @@ impl Session {
     /// that the dump writes them as holes. The guest tree is closed (flushed) first:
     /// e2fsck and resize2fs must be alone on the disk.
     fn shrink(&mut self) -> Result<(), SessionError> {
-        if let Some(mut guest) = self.inspection.as_mut().and_then(|i| i.guest.take()) {
-            guest.sync().map_err(SysprepError::from)?;
+        if let Some(guest) = self.inspection.as_mut().and_then(|i| i.guest.take()) {
+            guest.close().map_err(SysprepError::from)?;
         }
         let asked = self.sysprep_reports.iter().any(|r| r.name == "shrink");
         if self.opts.sysprep && self.metadata.contains("UNSUPPORTED") {
