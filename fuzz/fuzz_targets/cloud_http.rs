@@ -125,7 +125,7 @@ fn image() -> &'static ImageSource {
     static IMAGE: OnceLock<(tempfile::TempDir, ImageSource)> = OnceLock::new();
     &IMAGE
         .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("a scratch directory");
+            let dir = snf_fuzz::scratch_dir();
             let path = dir.path().join("image.raw");
             let data = vec![0x5a; 8192];
             std::fs::write(&path, &data).expect("the image");

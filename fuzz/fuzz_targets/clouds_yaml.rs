@@ -10,8 +10,7 @@ use snf_fuzz::sections;
 
 fn dir() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a scratch directory"))
-        .path()
+    DIR.get_or_init(snf_fuzz::scratch_dir).path()
 }
 
 fuzz_target!(|data: &[u8]| {

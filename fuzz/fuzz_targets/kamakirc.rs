@@ -9,8 +9,7 @@ use snf_cloud::account::{AccountFinder, KamakiConfig};
 
 fn dir() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a scratch directory"))
-        .path()
+    DIR.get_or_init(snf_fuzz::scratch_dir).path()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Operating system detection: os-release, lsb-release and the distributions' own
 //! release files, through the real detection on a guest tree.
 #![no_main]
-use image_creator::inspect::{detect, sort_order};
+use image_creator::inspect::{detect, sort_order, unix};
 use libfuzzer_sys::fuzz_target;
 use snf_fuzz::{guest, sections};
 

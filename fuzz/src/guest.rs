@@ -16,8 +16,7 @@ pub const LINK: &[u8] = b"@link:";
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a scratch directory"))
-        .path()
+    DIR.get_or_init(crate::scratch_dir).path()
 }
 
 /// Makes a fresh tree holding `files` (guest path, content) and opens it writable.

@@ -11,3 +11,11 @@ pub mod guest;
 pub fn sections(data: &[u8], n: usize) -> Vec<&[u8]> {
     data.splitn(n, |b| *b == 0).collect()
 }
+
+/// A scratch directory in memory when the host has /dev/shm: the guest targets write
+/// their files anew for every input, and a disk under load would make them crawl.
+pub fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .expect("a scratch directory")
+}
