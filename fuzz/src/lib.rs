@@ -1,6 +1,8 @@
 //! What the fuzz targets share: an in-memory sparse disk for the partition tables, a
 //! guest tree on the host for the parsers that read guest files, and the split of one
 //! input into several files.
+
+#![forbid(unsafe_code)]
 #![forbid(unsafe_code)]
 
 pub mod disk;

@@ -17,6 +17,8 @@
 //! write_side_files(out, "disk.diskdump", &summary.md5_hex, &BTreeMap::new())?;
 //! # Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
 pub mod partition;
 
 pub mod dump;

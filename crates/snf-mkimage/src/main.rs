@@ -3,6 +3,8 @@
 //! This binary only parses arguments, prints and handles signals; every decision about
 //! the image is taken by the library's [`Session`].
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod console;
 mod syslog;
