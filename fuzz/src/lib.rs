@@ -3,7 +3,6 @@
 //! input into several files.
 
 #![forbid(unsafe_code)]
-#![forbid(unsafe_code)]
 
 pub mod disk;
 pub mod guest;
