@@ -25,3 +25,10 @@ fi
 # qemu-system-x86 (the boot tests) must match the installed qemu-utils; the script
 # picks the right suite.
 scripts/guest/install-qemu-system.sh
+
+# FUSE for unprivileged users (--host-run and the TUI's Mount without root go through
+# fusermount3): Debian's udev rule makes /dev/fuse 0666, but machines without udev
+# (containers, chroots) leave the node root-only.
+if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+    chmod 0666 /dev/fuse
+fi

@@ -15,6 +15,8 @@
 //! Nothing here prints: chatter and progress go through [`snf_core::Reporter`], and no
 //! message or `Debug` output ever holds a token or a password ([`Secret`]).
 
+#![forbid(unsafe_code)]
+
 pub mod account;
 pub mod auth;
 pub mod error;

@@ -9,6 +9,8 @@
 //!   typed errors that name the program and its stderr, and that honour cancellation.
 //! * [`md5`]: the checksum of the diskdump format and of Swift's ETags.
 
+#![forbid(unsafe_code)]
+
 pub mod cancel;
 pub mod command;
 pub mod md5;

@@ -42,10 +42,10 @@ pub enum DumpError {
         size: u64,
         disk_size: u64,
     },
-    /// Reading the working disk failed.
-    #[error("cannot read {} at byte {offset}: {source}", .path.display())]
+    /// Reading the working disk failed; `what` names it as the user knows it.
+    #[error("cannot read {what} at byte {offset}: {source}")]
     Read {
-        path: PathBuf,
+        what: String,
         offset: u64,
         #[source]
         source: io::Error,
@@ -56,18 +56,19 @@ pub enum DumpError {
     /// The output is the source (or the working disk) itself.
     #[error("output {} is the source disk itself", .path.display())]
     SameAsSource { path: PathBuf },
-    /// Creating a file in the destination directory failed.
-    #[error("cannot create {}: {source}", .path.display())]
+    /// Creating a file in the destination directory failed; `what` names the file as
+    /// the user knows it (not its temporary name).
+    #[error("cannot create {what}: {source}")]
     Create {
-        path: PathBuf,
+        what: String,
         #[source]
         source: io::Error,
     },
     /// Writing failed (names the directory; says so if it is full).
     #[error(transparent)]
     Write(#[from] WriteError),
-    /// The final rename failed.
-    #[error("cannot rename {} to {}: {source}", .from.display(), .to.display())]
+    /// The final rename failed (`from` is a temporary name, not shown).
+    #[error("cannot move the finished file into place as {}: {source}", .to.display())]
     Rename {
         from: PathBuf,
         to: PathBuf,
@@ -143,11 +144,11 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// The engine's error reading `src` or writing `what` in `dir`.
-fn engine_error(src: &Path, dir: &Path, what: &str, e: EngineError) -> DumpError {
+/// The engine's error reading `src` (named for messages) or writing `what` in `dir`.
+fn engine_error(src: &str, dir: &Path, what: &str, e: EngineError) -> DumpError {
     match e {
         EngineError::Read { offset, source } => DumpError::Read {
-            path: src.to_path_buf(),
+            what: src.to_owned(),
             offset,
             source,
         },
@@ -176,6 +177,20 @@ pub fn dump(
     out: &Path,
     reporter: &dyn Reporter,
 ) -> Result<DumpSummary, DumpError> {
+    let what = format!("image file {}", out.display());
+    dump_named(disk, size, free, out, &what, reporter)
+}
+
+/// [`dump`] to a file whose path means nothing to the user (one in the work
+/// directory): errors name it `what` ("the image to upload as `x'").
+pub fn dump_named(
+    disk: &WorkingDisk,
+    size: u64,
+    free: &[Range<u64>],
+    out: &Path,
+    what: &str,
+    reporter: &dyn Reporter,
+) -> Result<DumpSummary, DumpError> {
     check_size(disk, size)?;
     if is_dev_null(out) {
         return hash_only(disk, size, free, reporter, "Calculating md5sum");
@@ -189,7 +204,7 @@ pub fn dump(
         .truncate(true)
         .open(&partial)
         .map_err(|source| DumpError::Create {
-            path: partial.clone(),
+            what: what.to_owned(),
             source,
         })?;
     let mut guard = RemoveOnDrop(Some(partial.clone()));
@@ -204,15 +219,9 @@ pub fn dump(
         kernel_copy: false,
         task: task.as_ref(),
     };
-    let what = format!("image file {}", out.display());
-    let md5 = sparse::run(&job).map_err(|e| engine_error(disk.path(), &dir, &what, e))?;
-    file.set_len(size).map_err(|source| {
-        DumpError::from(WriteError::new(
-            &dir,
-            format!("image file {}", out.display()),
-            source,
-        ))
-    })?;
+    let md5 = sparse::run(&job).map_err(|e| engine_error(&disk.name(), &dir, what, e))?;
+    file.set_len(size)
+        .map_err(|source| DumpError::from(WriteError::new(&dir, what, source)))?;
     drop(file);
     std::fs::rename(&partial, out).map_err(|source| DumpError::Rename {
         from: partial.clone(),
@@ -306,17 +315,33 @@ pub fn finish_in_place(
     out: &Path,
     reporter: &dyn Reporter,
 ) -> Result<DumpSummary, DumpError> {
+    let what = format!("image file {}", out.display());
+    finish_in_place_named(disk, size, free, out, &what, reporter)
+}
+
+/// [`finish_in_place`] to a file whose path means nothing to the user (one in the work
+/// directory): errors name it `what`.
+pub fn finish_in_place_named(
+    disk: WorkingDisk,
+    size: u64,
+    free: &[Range<u64>],
+    out: &Path,
+    what: &str,
+    reporter: &dyn Reporter,
+) -> Result<DumpSummary, DumpError> {
     if !can_finish_in_place(&disk, out) {
-        return dump(&disk, size, free, out, reporter);
+        return dump_named(&disk, size, free, out, what, reporter);
     }
     check_size(&disk, size)?;
     check_output(&disk, out)?;
+    let source_name = disk.name();
+    // The directory the user chose for temporary files, not the private one in it.
+    let copy_dir = disk.work_dir().parent().to_path_buf();
     let (file, copy) = match disk.into_private_copy() {
         Ok(parts) => parts,
-        Err(disk) => return dump(&disk, size, free, out, reporter),
+        Err(disk) => return dump_named(&disk, size, free, out, what, reporter),
     };
-    let copy_dir = parent_dir(&copy);
-    let what = format!("the image {} in the working copy", out.display());
+    let what = format!("{what} (from the private copy)");
     let write_err = |source| DumpError::from(WriteError::new(&copy_dir, what.clone(), source));
     let task = reporter.task("Dumping image file", size, Unit::Bytes);
     for r in free {
@@ -338,7 +363,7 @@ pub fn finish_in_place(
         task: task.as_ref(),
     };
     let md5 = sparse::run(&job)
-        .map_err(|e| engine_error(&copy, &copy_dir, &what, e))?
+        .map_err(|e| engine_error(&source_name, &copy_dir, &what, e))?
         .unwrap_or_default();
     use std::os::unix::fs::PermissionsExt;
     file.set_permissions(std::fs::Permissions::from_mode(0o666 & !umask()))
@@ -384,7 +409,7 @@ pub fn md5_of(
 fn check_size(disk: &WorkingDisk, size: u64) -> Result<(), DumpError> {
     if size > disk.size() {
         return Err(DumpError::TooLarge {
-            path: disk.path().to_path_buf(),
+            path: disk.source().given().to_path_buf(),
             size,
             disk_size: disk.size(),
         });
@@ -411,7 +436,7 @@ fn hash_only(
         task: task.as_ref(),
     };
     let md5 = sparse::run(&job)
-        .map_err(|e| engine_error(disk.path(), Path::new("/dev"), "image file /dev/null", e))?
+        .map_err(|e| engine_error(&disk.name(), Path::new("/dev"), "image file /dev/null", e))?
         .unwrap_or_default();
     task.finish(&md5);
     Ok(DumpSummary {
@@ -503,7 +528,7 @@ pub fn write_side_files(
                 .truncate(true)
                 .open(&temp)
                 .map_err(|source| DumpError::Create {
-                    path: temp.clone(),
+                    what: target.display().to_string(),
                     source,
                 })?;
             f.write_all(data)

@@ -17,6 +17,8 @@
 //! write_side_files(out, "disk.diskdump", &summary.md5_hex, &BTreeMap::new())?;
 //! # Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
 pub mod partition;
 
 pub mod dump;
@@ -26,7 +28,8 @@ mod sparse;
 pub mod workdir;
 
 pub use dump::{
-    dump, finish_in_place, md5_of, output_files, write_side_files, DumpError, DumpSummary,
+    dump, dump_named, finish_in_place, finish_in_place_named, md5_of, output_files,
+    write_side_files, DumpError, DumpSummary,
 };
 pub use media::{MediaError, Source, SourceKind};
 pub use snapshot::{SnapshotError, SnapshotMode, WorkingDisk};

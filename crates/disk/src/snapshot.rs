@@ -204,6 +204,20 @@ impl WorkingDisk {
         &self.path
     }
 
+    /// How messages name this disk: the source as given, or its private copy (whose own
+    /// file name is internal to the work directory).
+    pub fn name(&self) -> String {
+        match self.state {
+            State::Copy => format!("the private copy of {}", self.source.given().display()),
+            State::SourceView | State::InPlace => self.source.given().display().to_string(),
+        }
+    }
+
+    /// The work directory this disk's private copy lives in.
+    pub fn work_dir(&self) -> &WorkDir {
+        &self.workdir
+    }
+
     /// The disk's size in bytes.
     pub fn size(&self) -> u64 {
         self.size
@@ -251,12 +265,12 @@ impl WorkingDisk {
             return Ok(());
         }
         let what = format!("a private copy of {}", self.source.given().display());
-        let temp = new_copy_path(&self.workdir)?;
+        let temp = new_copy_path(&self.workdir, &what)?;
         let dst = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&temp)
-            .map_err(open_error(&temp, true))?;
+            .map_err(|e| self.workdir.write_error(what.clone(), e))?;
 
         let cloned = self.source.kind() == SourceKind::ImageFile
             && rustix::fs::ioctl_ficlone(&dst, &self.file).is_ok();
@@ -349,28 +363,26 @@ impl WorkingDisk {
     pub fn set_size(&mut self, new_size: u64) -> Result<(), SnapshotError> {
         if self.state != State::Copy {
             return Err(SnapshotError::NotACopy {
-                path: self.path.clone(),
+                path: self.source.given().to_path_buf(),
             });
         }
+        let what = format!("the private copy of {}", self.source.given().display());
         self.file
             .set_len(new_size)
-            .map_err(|source| self.workdir.write_error("the working copy", source))?;
+            .map_err(|source| self.workdir.write_error(what, source))?;
         self.size = new_size;
         Ok(())
     }
 }
 
-/// A new empty file in the work directory, removed when the returned path is dropped.
-fn new_copy_path(workdir: &WorkDir) -> Result<tempfile::TempPath, SnapshotError> {
+/// A new empty file in the work directory for `what`, removed when the returned path is
+/// dropped. Errors name `what` and the directory the user chose, not the file.
+fn new_copy_path(workdir: &WorkDir, what: &str) -> Result<tempfile::TempPath, SnapshotError> {
     let f = tempfile::Builder::new()
         .prefix("disk-")
         .suffix(".raw")
         .tempfile_in(workdir.path())
-        .map_err(|source| SnapshotError::Open {
-            path: workdir.path().join("disk-XXXXXX.raw"),
-            write: true,
-            source,
-        })?;
+        .map_err(|source| workdir.write_error(what, source))?;
     Ok(f.into_temp_path())
 }
 
@@ -410,7 +422,7 @@ fn convert(
 ) -> Result<WorkingDisk, SnapshotError> {
     let what = format!("the raw copy of {}", source.given().display());
     workdir.ensure_space(conversion_estimate(source), &what)?;
-    let temp = new_copy_path(workdir)?;
+    let temp = new_copy_path(workdir, &what)?;
     let program = "qemu-img";
     let convert_error = |e: CommandError| match e {
         CommandError::Cancelled { .. } => SnapshotError::Cancelled(Cancelled),
@@ -492,7 +504,8 @@ fn convert(
             program: program.into(),
             status,
             stdout: String::new(),
-            stderr,
+            // qemu-img names its output file: the user knows it as the raw copy.
+            stderr: stderr.replace(&temp.display().to_string(), &what),
         }));
     }
     task.finish("done");
@@ -500,8 +513,11 @@ fn convert(
         .read(true)
         .write(true)
         .open(&temp)
-        .map_err(open_error(&temp, true))?;
-    let size = file.metadata().map_err(open_error(&temp, true))?.len();
+        .map_err(|e| workdir.write_error(what.clone(), e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| workdir.write_error(what.clone(), e))?
+        .len();
     let mut disk = WorkingDisk::new(source, workdir, file, temp.to_path_buf(), State::Copy);
     disk.size = size;
     disk.copy = Some(temp);

@@ -46,7 +46,7 @@ pub enum WorkDirError {
     },
     /// Checked up front: the work would not fit.
     #[error(
-        "Not enough space under {}: need {need_mib} MiB for {what}, {free_mib} MiB free",
+        "No space left under {}: need {need_mib} MiB for {what}, {free_mib} MiB free",
         .dir.display()
     )]
     NoSpace {
@@ -205,7 +205,8 @@ impl WorkDir {
     /// Free bytes in the work directory's file system.
     pub fn free_space(&self) -> Result<u64, WorkDirError> {
         free_bytes(self.path()).map_err(|source| WorkDirError::FreeSpace {
-            dir: self.path().to_path_buf(),
+            // The user knows the directory they gave, not our private one inside it.
+            dir: self.parent().to_path_buf(),
             source,
         })
     }
@@ -297,7 +298,7 @@ mod tests {
         let msg = err.to_string();
         assert!(
             msg.starts_with(&format!(
-                "Not enough space under {}: need ",
+                "No space left under {}: need ",
                 parent.path().display()
             )),
             "{msg}"

@@ -901,3 +901,91 @@ fn empty_first_ebr_that_links_on_is_accepted_and_normalised() {
     assert_eq!(rows[3..].to_vec(), expected);
     assert_eq!(ebr_chain(&img, SECTOR, ext_start).len(), 2);
 }
+
+/// The four sector-0 entries as (boot, type, start, size).
+fn mbr_entries(img: &Path) -> Vec<(u8, u8, u64, u64)> {
+    let raw = read_bytes(img, 446, 64);
+    (0..4)
+        .map(|i| {
+            let e = &raw[16 * i..16 * i + 16];
+            (
+                e[0],
+                e[4],
+                u64::from(u32_le(e, 8)),
+                u64::from(u32_le(e, 12)),
+            )
+        })
+        .collect()
+}
+
+/// A hybrid MBR that mirrors the partition being shrunk: its twin entry must shrink
+/// with it (sgdisk -v reports a mismatch otherwise), the protective entry stays in its
+/// slot, and a mirrored partition that is deleted loses its entry.
+#[test]
+fn hybrid_mbr_entries_follow_a_shrunk_gpt() {
+    let dir = tmp();
+    let img = gpt_image(dir.path());
+    let target = img.to_str().unwrap();
+    run(Command::new("sgdisk").args(["-h", "1:2:3"]).arg(&img));
+    assert_sgdisk_verifies(target);
+    let before = mbr_entries(&img);
+    assert_eq!(before.iter().filter(|e| e.1 == 0xee).count(), 1);
+    let size = shrink_gpt(&img, SECTOR);
+    assert_sgdisk_verifies(target);
+    let layout = Layout::read_file(&img, 512).unwrap();
+    let after = mbr_entries(&img);
+    for (slot, (old, new)) in before.iter().zip(&after).enumerate() {
+        match old.1 {
+            0 => assert_eq!(new, old, "slot {slot}"),
+            0xee => {
+                assert_eq!(new.1, 0xee, "the protective entry keeps slot {slot}");
+                assert!(new.2 + new.3 <= size / SECTOR, "{new:?}");
+            }
+            _ => match layout.partitions().iter().find(|p| p.start == old.2) {
+                Some(p) => assert_eq!(
+                    (new.0, new.1, new.2, new.3),
+                    (old.0, old.1, p.start, p.sectors()),
+                    "slot {slot} mirrors partition {}",
+                    p.number
+                ),
+                // Partition 3 was deleted, and lay past the new end anyway.
+                None => assert_eq!(new.1, 0, "slot {slot} still describes {old:?}"),
+            },
+        }
+    }
+}
+
+/// A protective entry that covers only part of the disk (some tools write it that
+/// way) is made to cover the disk that is written.
+#[test]
+fn short_protective_mbr_covers_the_written_disk() {
+    let dir = tmp();
+    let img = gpt_image(dir.path());
+    let target = img.to_str().unwrap();
+    let mut entry = read_bytes(&img, 446, 16);
+    entry[12..16].copy_from_slice(&4096u32.to_le_bytes());
+    write_bytes(&img, 446, &entry);
+    let size = shrink_gpt(&img, SECTOR);
+    assert_sgdisk_verifies(target);
+    assert_eq!(mbr_entries(&img)[0], (0, 0xee, 1, size / SECTOR - 1));
+}
+
+/// A protective entry in slot 2 (slot 1 empty) is still a GPT disk, and stays in its
+/// slot when the table is written.
+#[test]
+fn protective_entry_in_another_slot_is_a_gpt() {
+    let dir = tmp();
+    let img = gpt_image(dir.path());
+    let target = img.to_str().unwrap();
+    let entry = read_bytes(&img, 446, 16);
+    write_bytes(&img, 446 + 16, &entry);
+    write_bytes(&img, 446, &[0u8; 16]);
+    let layout = Layout::read_file(&img, 512).unwrap();
+    assert_eq!(layout.kind(), TableKind::Gpt);
+    assert_eq!(layout.partitions().len(), 3);
+    let size = shrink_gpt(&img, SECTOR);
+    assert_sgdisk_verifies(target);
+    let after = mbr_entries(&img);
+    assert_eq!(after[0].1, 0);
+    assert_eq!(after[1], (0, 0xee, 1, size / SECTOR - 1));
+}

@@ -235,7 +235,7 @@ fn not_enough_space_is_reported_up_front_and_nothing_is_left() {
         let msg = err.to_string();
         assert!(
             msg.starts_with(&format!(
-                "Not enough space under {}: need 16 MiB for a private copy of",
+                "No space left under {}: need 16 MiB for a private copy of",
                 small.path().display()
             )),
             "{msg}"
@@ -252,10 +252,7 @@ fn not_enough_space_is_reported_up_front_and_nothing_is_left() {
             &Quiet,
         )
         .unwrap_err();
-        assert!(
-            err.to_string().starts_with("Not enough space under "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("No space left under "), "{err}");
     }
     assert!(
         small.entries().is_empty(),

@@ -92,6 +92,71 @@ struct snf_inode {
 	uint32_t pad;
 };
 
+/*
+ * src/sys.rs declares these layouts and constants by hand; the same numbers
+ * are asserted there with `const _: () = assert!(...)`, so a change on
+ * either side that is not made on the other fails the build instead of
+ * corrupting memory at run time.
+ */
+#define SNF_AT(type, field, off)                                          \
+	_Static_assert(offsetof(struct type, field) == (off),               \
+		       #type "." #field " moved: update src/sys.rs")
+_Static_assert(sizeof(struct snf_super) == 232, "snf_super size");
+SNF_AT(snf_super, blocks_count, 0);
+SNF_AT(snf_super, free_blocks, 8);
+SNF_AT(snf_super, reserved_blocks, 16);
+SNF_AT(snf_super, inodes_count, 24);
+SNF_AT(snf_super, free_inodes, 32);
+SNF_AT(snf_super, mount_time, 40);
+SNF_AT(snf_super, write_time, 48);
+SNF_AT(snf_super, mkfs_time, 56);
+SNF_AT(snf_super, last_check, 64);
+SNF_AT(snf_super, block_size, 72);
+SNF_AT(snf_super, cluster_size, 76);
+SNF_AT(snf_super, inode_size, 80);
+SNF_AT(snf_super, first_data_block, 84);
+SNF_AT(snf_super, blocks_per_group, 88);
+SNF_AT(snf_super, inodes_per_group, 92);
+SNF_AT(snf_super, feature_compat, 96);
+SNF_AT(snf_super, feature_incompat, 100);
+SNF_AT(snf_super, feature_ro_compat, 104);
+SNF_AT(snf_super, state, 108);
+SNF_AT(snf_super, rev_level, 112);
+SNF_AT(snf_super, mount_count, 116);
+SNF_AT(snf_super, max_mount_count, 120);
+SNF_AT(snf_super, creator_os, 124);
+SNF_AT(snf_super, last_orphan, 128);
+SNF_AT(snf_super, journal_inum, 132);
+SNF_AT(snf_super, uuid, 136);
+SNF_AT(snf_super, label, 152);
+SNF_AT(snf_super, last_mounted, 168);
+_Static_assert(sizeof(struct snf_inode) == 96, "snf_inode size");
+SNF_AT(snf_inode, size, 0);
+SNF_AT(snf_inode, blocks512, 8);
+SNF_AT(snf_inode, file_acl, 16);
+SNF_AT(snf_inode, atime, 24);
+SNF_AT(snf_inode, mtime, 32);
+SNF_AT(snf_inode, ctime, 40);
+SNF_AT(snf_inode, crtime, 48);
+SNF_AT(snf_inode, mode, 56);
+SNF_AT(snf_inode, uid, 60);
+SNF_AT(snf_inode, gid, 64);
+SNF_AT(snf_inode, links, 68);
+SNF_AT(snf_inode, flags, 72);
+SNF_AT(snf_inode, generation, 76);
+SNF_AT(snf_inode, rdev_major, 80);
+SNF_AT(snf_inode, rdev_minor, 84);
+SNF_AT(snf_inode, dtime, 88);
+SNF_AT(snf_inode, pad, 92);
+/* Rust's `Errcode` is a C long and inode numbers cross as u32. */
+_Static_assert(sizeof(errcode_t) == sizeof(long), "errcode_t is not a long");
+_Static_assert(sizeof(ext2_ino_t) == sizeof(uint32_t), "ext2_ino_t is not 32-bit");
+_Static_assert(sizeof(blk64_t) == sizeof(uint64_t), "blk64_t is not 64-bit");
+/* The codes src/fs.rs recognises to name unsupported features. */
+_Static_assert(EXT2_ET_UNSUPP_FEATURE == 2133571395L, "EXT2_ET_UNSUPP_FEATURE");
+_Static_assert(EXT2_ET_RO_UNSUPP_FEATURE == 2133571396L,
+	       "EXT2_ET_RO_UNSUPP_FEATURE");
+
 /* Error classes returned by snf_error_kind (mirrored in src/sys.rs). */
 enum snf_kind {
 	SNF_OTHER = 0,
@@ -115,6 +180,15 @@ enum snf_kind {
 #define SNF_SET_GID 4
 #define SNF_SET_ATIME 8
 #define SNF_SET_MTIME 16
+_Static_assert(SNF_NOT_FOUND == 1 && SNF_EXISTS == 2 && SNF_NO_SPACE == 3 &&
+		       SNF_NOT_EMPTY == 4 && SNF_NOT_DIR == 5 && SNF_IS_DIR == 6 &&
+		       SNF_READ_ONLY == 7 && SNF_UNSUPPORTED == 8 &&
+		       SNF_CORRUPT == 9 && SNF_INVALID == 10 &&
+		       SNF_TOO_MANY_LINKS == 11 && SNF_IO == 12,
+	       "error classes: update src/sys.rs");
+_Static_assert(SNF_SET_MODE == 1 && SNF_SET_UID == 2 && SNF_SET_GID == 4 &&
+		       SNF_SET_ATIME == 8 && SNF_SET_MTIME == 16,
+	       "attribute bits: update src/sys.rs");
 
 typedef int (*snf_dirent_cb)(void *ctx, const char *name, int name_len,
 			     uint32_t ino, int file_type);
@@ -774,6 +848,27 @@ void snf_super_info(ext2_filsys fs, struct snf_super *out)
 	memcpy(out->uuid, sb->s_uuid, sizeof(out->uuid));
 	memcpy(out->label, sb->s_volume_name, sizeof(out->label));
 	memcpy(out->last_mounted, sb->s_last_mounted, sizeof(out->last_mounted));
+}
+
+/*
+ * What this libext2fs opens: an open refused with EXT2_ET_UNSUPP_FEATURE
+ * or EXT2_ET_RO_UNSUPP_FEATURE says no more, so the caller compares the
+ * superblock's feature words with these to name the features.
+ */
+void snf_lib_features(uint32_t *compat, uint32_t *incompat, uint32_t *ro_compat)
+{
+	*compat = EXT2_LIB_FEATURE_COMPAT_SUPP;
+	*incompat = EXT2_LIB_FEATURE_INCOMPAT_SUPP;
+	*ro_compat = EXT2_LIB_FEATURE_RO_COMPAT_SUPP;
+}
+
+/* The version of the libext2fs linked at run time ("1.47.0"). */
+const char *snf_lib_version(void)
+{
+	const char *version = NULL, *date = NULL;
+
+	ext2fs_get_library_version(&version, &date);
+	return version ? version : "unknown";
 }
 
 const char *snf_error_message(errcode_t code)

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use snf_core::command::CommandError;
 
+use crate::info::ExtKind;
+
 /// What class of failure an error code means, for callers that map errors onto their
 /// own vocabulary (not found, exists, no space ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +43,24 @@ pub enum Error {
         kind: ErrorKind,
         code: i64,
         msg: String,
+    },
+    /// The superblock asks for features the linked libext2fs does not have.
+    #[error(
+        "{}: the {} filesystem at byte offset {offset} uses {} libext2fs {version} does not \
+         support: {}",
+        .path.display(),
+        .fs_kind.name(),
+        if .features.len() == 1 { "a feature" } else { "features" },
+        .features.join(", ")
+    )]
+    UnsupportedFeatures {
+        path: PathBuf,
+        offset: u64,
+        fs_kind: ExtKind,
+        /// Names of known features, `incompat 0x80000` for unknown bits.
+        features: Vec<String>,
+        /// The libext2fs version, `1.47.0`.
+        version: String,
     },
     /// The journal holds transactions that were never written to the filesystem.
     #[error(
@@ -86,6 +106,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Open { kind, .. } | Error::Op { kind, .. } => *kind,
+            Error::UnsupportedFeatures { .. } => ErrorKind::Unsupported,
             Error::NeedsRecovery { .. } => ErrorKind::NeedsRecovery,
             Error::Recovery { .. } => ErrorKind::NeedsRecovery,
             Error::HasErrors { .. } => ErrorKind::HasErrors,

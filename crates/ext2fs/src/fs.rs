@@ -7,7 +7,7 @@ use std::ptr::{self, NonNull};
 use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::info::SuperInfo;
+use crate::info::{Features, SuperInfo};
 use crate::sys;
 
 /// An inode number.
@@ -196,8 +196,10 @@ fn is_scratch(path: &Path) -> bool {
 /// An open ext2/3/4 filesystem inside an image file or block device.
 ///
 /// Not `Sync`: libext2fs handles are not re-entrant, so every method takes `&mut self`.
-/// Dropping a writable handle writes everything back (`ext2fs_close`); call
-/// [`Ext2Fs::close`] to see errors of that final write.
+/// Writers end with [`Ext2Fs::close`], which reports errors of the final write-back
+/// (`ext2fs_close`: bitmaps, descriptors, superblock, the block cache). Dropping an
+/// open handle also closes it, but only as the fallback of error paths: its errors are
+/// lost.
 pub struct Ext2Fs {
     raw: NonNull<sys::RawFs>,
     path: PathBuf,
@@ -221,6 +223,48 @@ fn message(code: sys::Errcode) -> String {
     }
     // SAFETY: non-NULL and NUL-terminated as above; copied before any other call.
     unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The features of the superblock at `offset` in `path` that the linked libext2fs
+/// lacks, read from the superblock itself (libext2fs' error does not say which);
+/// `None` if it cannot be read or lacks nothing after all.
+fn unsupported_features(path: &Path, offset: u64) -> Option<Error> {
+    use std::os::unix::fs::FileExt;
+    let mut sb = [0u8; 1024];
+    let file = std::fs::File::open(path).ok()?;
+    file.read_exact_at(&mut sb, offset.checked_add(1024)?)
+        .ok()?;
+    let features = Features::from_superblock(&sb)?;
+    let mut supported = Features::default();
+    // SAFETY: three valid out-pointers to u32.
+    unsafe {
+        sys::snf_lib_features(
+            &mut supported.compat,
+            &mut supported.incompat,
+            &mut supported.ro_compat,
+        )
+    };
+    // Unknown compat features never stop an open; naming them would mislead.
+    supported.compat = u32::MAX;
+    let missing = features.missing_from(&supported);
+    if missing.is_empty() {
+        return None;
+    }
+    Some(Error::UnsupportedFeatures {
+        path: path.to_path_buf(),
+        offset,
+        fs_kind: features.kind(),
+        features: missing,
+        version: library_version(),
+    })
+}
+
+/// The version of the libext2fs linked at run time (`1.47.0`).
+pub fn library_version() -> String {
+    // SAFETY: snf_lib_version returns a static NUL-terminated string, never NULL.
+    unsafe { CStr::from_ptr(sys::snf_lib_version()) }
         .to_string_lossy()
         .into_owned()
 }
@@ -398,6 +442,11 @@ impl Ext2Fs {
                 &mut raw,
             )
         };
+        if code == sys::ET_UNSUPP_FEATURE || code == sys::ET_RO_UNSUPP_FEATURE {
+            if let Some(e) = unsupported_features(path, offset) {
+                return Err(e);
+            }
+        }
         if code != 0 {
             return Err(open_err(kind_of(code), code_i64(code), message(code)));
         }

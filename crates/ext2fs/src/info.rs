@@ -156,6 +156,69 @@ impl Features {
         out
     }
 
+    /// The feature words of a raw superblock (the 1024 bytes at byte 1024 of the
+    /// filesystem), or `None` without the ext2 magic number.
+    pub fn from_superblock(sb: &[u8]) -> Option<Features> {
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(sb.get(at..at + 4)?.try_into().ok()?))
+        };
+        let magic = u16::from_le_bytes(sb.get(0x38..0x3a)?.try_into().ok()?);
+        if magic != 0xef53 {
+            return None;
+        }
+        Some(Features {
+            compat: word(0x5c)?,
+            incompat: word(0x60)?,
+            ro_compat: word(0x64)?,
+        })
+    }
+
+    /// The features set here and missing from `supported`, each as its name
+    /// (`compression`) or, for bits with no name, as its word and value
+    /// (`incompat 0x80000`).
+    pub fn missing_from(&self, supported: &Features) -> Vec<String> {
+        let mut out = Vec::new();
+        for (word, value, known, table) in [
+            ("compat", self.compat, supported.compat, COMPAT_NAMES),
+            (
+                "incompat",
+                self.incompat,
+                supported.incompat,
+                INCOMPAT_NAMES,
+            ),
+            (
+                "ro_compat",
+                self.ro_compat,
+                supported.ro_compat,
+                RO_COMPAT_NAMES,
+            ),
+        ] {
+            let missing = value & !known;
+            for bit in 0..32 {
+                let mask = 1u32 << bit;
+                if missing & mask == 0 {
+                    continue;
+                }
+                match table.iter().find(|(m, _)| *m == mask) {
+                    Some((_, name)) => out.push((*name).to_string()),
+                    None => out.push(format!("{word} {mask:#x}")),
+                }
+            }
+        }
+        out
+    }
+
+    /// ext2, ext3 or ext4, as blkid decides it.
+    pub fn kind(&self) -> ExtKind {
+        if self.incompat & !EXT3_INCOMPAT != 0 || self.ro_compat & !EXT3_RO_COMPAT != 0 {
+            ExtKind::Ext4
+        } else if self.compat & COMPAT_HAS_JOURNAL != 0 {
+            ExtKind::Ext3
+        } else {
+            ExtKind::Ext2
+        }
+    }
+
     /// Whether the feature called `name` (as in [`Features::names`]) is set.
     pub fn has(&self, name: &str) -> bool {
         let find = |table: &[(u32, &str)], value: u32| {
@@ -246,14 +309,7 @@ impl SuperInfo {
 
     /// ext2, ext3 or ext4.
     pub fn kind(&self) -> ExtKind {
-        let f = &self.features;
-        if f.incompat & !EXT3_INCOMPAT != 0 || f.ro_compat & !EXT3_RO_COMPAT != 0 {
-            ExtKind::Ext4
-        } else if f.compat & COMPAT_HAS_JOURNAL != 0 {
-            ExtKind::Ext3
-        } else {
-            ExtKind::Ext2
-        }
+        self.features.kind()
     }
 
     /// The UUID in its usual text form (`8-4-4-4-12` lowercase hex).

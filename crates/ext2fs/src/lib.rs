@@ -19,7 +19,7 @@ mod sys;
 
 pub use error::{Error, ErrorKind, Result};
 pub use fs::{
-    e2fsprogs_spec, set_scratch_dir, DirEntry, Ext2Fs, FileType, Ino, Inode, NewInode, OpenOptions,
-    SetAttr, NAME_MAX, ROOT_INO,
+    e2fsprogs_spec, library_version, set_scratch_dir, DirEntry, Ext2Fs, FileType, Ino, Inode,
+    NewInode, OpenOptions, SetAttr, NAME_MAX, ROOT_INO,
 };
 pub use info::{feature, ExtKind, Features, SuperInfo};

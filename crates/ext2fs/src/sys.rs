@@ -3,7 +3,9 @@
 //! Only the shim's own functions are declared; no libext2fs structure crosses the
 //! boundary except as an opaque pointer. The two `#[repr(C)]` structs mirror
 //! `struct snf_super` and `struct snf_inode` field for field (all fixed-width integers,
-//! so the layout is the same on both sides).
+//! so the layout is the same on both sides). Every size, offset and constant declared
+//! here is asserted at compile time on both sides (`const` asserts below,
+//! `_Static_assert`s in the shim), so a change made on one side only fails the build.
 
 use std::ffi::{c_char, c_int, c_long, c_void};
 
@@ -71,6 +73,68 @@ pub struct SnfInode {
     pub pad: u32,
 }
 
+/// Layout checks, the same numbers as the shim's `_Static_assert`s.
+macro_rules! at {
+    ($t:ty, $field:ident, $off:expr) => {
+        const _: () = assert!(std::mem::offset_of!($t, $field) == $off);
+    };
+}
+const _: () = assert!(std::mem::size_of::<SnfSuper>() == 232);
+at!(SnfSuper, blocks_count, 0);
+at!(SnfSuper, free_blocks, 8);
+at!(SnfSuper, reserved_blocks, 16);
+at!(SnfSuper, inodes_count, 24);
+at!(SnfSuper, free_inodes, 32);
+at!(SnfSuper, mount_time, 40);
+at!(SnfSuper, write_time, 48);
+at!(SnfSuper, mkfs_time, 56);
+at!(SnfSuper, last_check, 64);
+at!(SnfSuper, block_size, 72);
+at!(SnfSuper, cluster_size, 76);
+at!(SnfSuper, inode_size, 80);
+at!(SnfSuper, first_data_block, 84);
+at!(SnfSuper, blocks_per_group, 88);
+at!(SnfSuper, inodes_per_group, 92);
+at!(SnfSuper, feature_compat, 96);
+at!(SnfSuper, feature_incompat, 100);
+at!(SnfSuper, feature_ro_compat, 104);
+at!(SnfSuper, state, 108);
+at!(SnfSuper, rev_level, 112);
+at!(SnfSuper, mount_count, 116);
+at!(SnfSuper, max_mount_count, 120);
+at!(SnfSuper, creator_os, 124);
+at!(SnfSuper, last_orphan, 128);
+at!(SnfSuper, journal_inum, 132);
+at!(SnfSuper, uuid, 136);
+at!(SnfSuper, label, 152);
+at!(SnfSuper, last_mounted, 168);
+const _: () = assert!(std::mem::size_of::<SnfInode>() == 96);
+at!(SnfInode, size, 0);
+at!(SnfInode, blocks512, 8);
+at!(SnfInode, file_acl, 16);
+at!(SnfInode, atime, 24);
+at!(SnfInode, mtime, 32);
+at!(SnfInode, ctime, 40);
+at!(SnfInode, crtime, 48);
+at!(SnfInode, mode, 56);
+at!(SnfInode, uid, 60);
+at!(SnfInode, gid, 64);
+at!(SnfInode, links, 68);
+at!(SnfInode, flags, 72);
+at!(SnfInode, generation, 76);
+at!(SnfInode, rdev_major, 80);
+at!(SnfInode, rdev_minor, 84);
+at!(SnfInode, dtime, 88);
+at!(SnfInode, pad, 92);
+// The shim asserts `errcode_t` is a C long and `ext2_ino_t` a 32-bit integer.
+const _: () = assert!(std::mem::size_of::<Errcode>() == std::mem::size_of::<c_long>());
+
+/// `EXT2_ET_UNSUPP_FEATURE`: the superblock has an incompat feature this libext2fs
+/// lacks (asserted in the shim).
+pub const ET_UNSUPP_FEATURE: Errcode = 2133571395;
+/// `EXT2_ET_RO_UNSUPP_FEATURE`: a ro_compat feature it lacks, for a writable open.
+pub const ET_RO_UNSUPP_FEATURE: Errcode = 2133571396;
+
 // Error classes of snf_error_kind().
 pub const KIND_NOT_FOUND: c_int = 1;
 pub const KIND_EXISTS: c_int = 2;
@@ -123,6 +187,8 @@ extern "C" {
     pub fn snf_super_info(fs: *mut RawFs, out: *mut SnfSuper);
     pub fn snf_error_message(code: Errcode) -> *const c_char;
     pub fn snf_error_kind(code: Errcode) -> c_int;
+    pub fn snf_lib_features(compat: *mut u32, incompat: *mut u32, ro_compat: *mut u32);
+    pub fn snf_lib_version() -> *const c_char;
     pub fn snf_journal_is_empty(fs: *mut RawFs, empty: *mut c_int) -> Errcode;
     pub fn snf_clear_needs_recovery(fs: *mut RawFs);
 

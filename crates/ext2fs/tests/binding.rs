@@ -218,3 +218,155 @@ fn scratch_copies_are_consistent_without_fsync() {
     }
     ext2fs::set_scratch_dir(None);
 }
+
+/// CRC32C (Castagnoli), as ext4's metadata checksums use it: no final inversion.
+fn crc32c(seed: u32, data: &[u8]) -> u32 {
+    let mut crc = seed;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+/// OR `bits` into the superblock feature word at `word` (0x5c compat, 0x60 incompat,
+/// 0x64 ro_compat) of the filesystem at `offset`, keeping a metadata_csum superblock's
+/// checksum valid so that only the feature can be what libext2fs refuses.
+fn set_feature_bits(img: &Path, offset: u64, word: usize, bits: u32) {
+    use std::os::unix::fs::FileExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
+    let mut sb = [0u8; 1024];
+    file.read_exact_at(&mut sb, offset + 1024).unwrap();
+    let le = |sb: &[u8], at: usize| u32::from_le_bytes(sb[at..at + 4].try_into().unwrap());
+    let csum = le(&sb, 0x64) & ext2fs::feature::RO_COMPAT_METADATA_CSUM != 0;
+    if csum {
+        assert_eq!(
+            crc32c(!0, &sb[..0x3fc]),
+            le(&sb, 0x3fc),
+            "the checksum as the test computes it"
+        );
+    }
+    let value = le(&sb, word) | bits;
+    sb[word..word + 4].copy_from_slice(&value.to_le_bytes());
+    if csum {
+        let sum = crc32c(!0, &sb[..0x3fc]);
+        sb[0x3fc..].copy_from_slice(&sum.to_le_bytes());
+    }
+    file.write_all_at(&sb, offset + 1024).unwrap();
+}
+
+#[test]
+fn unsupported_features_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let version = ext2fs::library_version();
+    assert!(version.starts_with("1."), "{version}");
+    // With and without metadata_csum: the refusal must be about the feature, not a
+    // checksum.
+    for args in [
+        &["-t", "ext4"][..],
+        &["-t", "ext4", "-O", "^metadata_csum"][..],
+    ] {
+        let img = mkfs(dir.path(), &src, args, 8192);
+        set_feature_bits(&img, 8192, 0x60, 0x80000);
+        for writable in [false, true] {
+            let err = Ext2Fs::open(&img, 8192, writable).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!(
+                    "the ext4 filesystem at byte offset 8192 uses a feature libext2fs \
+                     {version} does not support: incompat 0x80000"
+                )),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    // Known names for known bits; several at once.
+    let img = mkfs(dir.path(), &src, &["-t", "ext2"], 0);
+    set_feature_bits(
+        &img,
+        0,
+        0x60,
+        ext2fs::feature::INCOMPAT_COMPRESSION | 0x4000_0000,
+    );
+    let text = Ext2Fs::open(&img, 0, false).unwrap_err().to_string();
+    assert!(
+        text.contains("uses features libext2fs")
+            && text.ends_with(": compression, incompat 0x40000000"),
+        "{text}"
+    );
+    // An unknown ro_compat feature allows reading only.
+    let img = mkfs(dir.path(), &src, &["-t", "ext4"], 0);
+    set_feature_bits(&img, 0, 0x64, 0x4000_0000);
+    Ext2Fs::open(&img, 0, false).expect("read-only open");
+    let err = Ext2Fs::open(&img, 0, true).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("does not support: ro_compat 0x40000000"),
+        "{err}"
+    );
+}
+
+/// The final write of a close can fail (here: the image lives on a full tmpfs and the
+/// close writes into a hole of it); `close` reports that, it is not lost in `Drop`.
+#[test]
+fn close_reports_a_failed_final_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting a tmpfs (tests run as root)");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // A sparse 64 MiB filesystem: most of its blocks are holes in the tmpfs.
+    let img = small.join("disk.img");
+    Mke2fs::with_args(&["-t", "ext4"])
+        .tree(&src)
+        .make(&img, 0, "64M");
+    let mut fs = Ext2Fs::open(&img, 0, true).unwrap();
+    // Fill the tmpfs: from now on only blocks already stored can be written.
+    {
+        use std::io::Write;
+        let mut filler = fs::File::create(small.join("filler")).unwrap();
+        let chunk = vec![0xa5u8; 64 * 1024];
+        while filler.write_all(&chunk).is_ok() {}
+    }
+    let attr = NewInode {
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+    };
+    // New directories get new blocks, held in libext2fs' write-back cache until the
+    // close writes them out.
+    for i in 0..4 {
+        fs.mkdir(ROOT_INO, format!("d{i}").as_bytes(), attr)
+            .expect("mkdir (cached)");
+    }
+    let err = fs.close().expect_err("the close must fail on a full tmpfs");
+    assert_eq!(err.kind(), ErrorKind::NoSpace, "{err}");
+    assert!(err.to_string().starts_with("close"), "{err}");
+}

@@ -131,7 +131,14 @@ impl Opener for Backends {
 }
 
 fn open_ext(image: &Path, part: &PartitionDesc, writable: bool) -> Result<Box<dyn Filesystem>> {
-    Ok(Box::new(ExtFs::open(image, part.offset, writable)?))
+    match ExtFs::open(image, part.offset, writable) {
+        Ok(fs) => Ok(Box::new(fs)),
+        // The partition, not the working copy's file name, is what the user knows.
+        Err(e @ Error::UnsupportedFeatures { .. }) => {
+            Err(e.at(format!("partition {}", part.number)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Mount points whose filesystem must be present for the guest to make sense: failing to
@@ -536,6 +543,8 @@ pub fn assemble_with(
 
     // Find the roots among the filesystems a backend can open.
     let mut roots = Vec::new();
+    // Filesystems refused for features the library lacks: named if no root is found.
+    let mut refused = Vec::new();
     for (i, p) in out.partitions.iter().enumerate() {
         snf_core::cancel::check()?;
         if !p.probe.fs_type.has_backend() {
@@ -548,7 +557,12 @@ pub fn assemble_with(
                     roots.push(i);
                 }
             }
-            Err(e) => reporter.warn(&format!("Unable to open {}: {e}", part_text(p))),
+            Err(e) => {
+                reporter.warn(&format!("Unable to open {}: {e}", part_text(p)));
+                if matches!(e, Error::UnsupportedFeatures { .. }) {
+                    refused.push(e.to_string());
+                }
+            }
         }
     }
 
@@ -571,6 +585,11 @@ pub fn assemble_with(
                 .collect();
             out.unsupported = Some(if lvm {
                 lvm_reason.to_string()
+            } else if !refused.is_empty() {
+                format!(
+                    "Unable to detect any operating system on the media: {}.",
+                    refused.join("; ")
+                )
             } else if unreadable.is_empty() {
                 "Unable to detect any operating system on the media.".to_string()
             } else {

@@ -125,4 +125,10 @@ pub trait Filesystem: Send {
 
     /// Write everything cached to the underlying storage.
     fn sync(&mut self) -> Result<()>;
+
+    /// Write everything back and close, reporting errors of that final write. Dropping
+    /// a backend closes it too, but loses them: writers end with this.
+    fn close(mut self: Box<Self>) -> Result<()> {
+        self.sync()
+    }
 }

@@ -31,10 +31,21 @@ pub enum Error {
     InvalidPath(PathBuf),
     #[error("{}: {what} is not supported by this filesystem", .path.display())]
     Unsupported { path: PathBuf, what: String },
+    /// The filesystem uses features its library lacks (an open refused); `msg` names
+    /// them.
+    #[error("{}: {msg}", .path.display())]
+    UnsupportedFeatures { path: PathBuf, msg: String },
     #[error("{}: no space left on the filesystem", .0.display())]
     NoSpace(PathBuf),
     #[error("{}: filesystem corrupt: {msg}", .path.display())]
     Corrupt { path: PathBuf, msg: String },
+    /// A file too large to be read whole (see [`crate::tree::MAX_READ`]).
+    #[error("{}: {size} bytes, larger than the {} MiB limit for a file read whole", .path.display(), .limit >> 20)]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// An error code from libext2fs (or another library), with its message.
     #[error("{}: {msg}", .path.display())]
     Backend { path: PathBuf, msg: String },
@@ -68,7 +79,13 @@ impl Error {
             Error::InvalidPath(_) => Error::InvalidPath(p),
             Error::NoSpace(_) => Error::NoSpace(p),
             Error::Unsupported { what, .. } => Error::Unsupported { path: p, what },
+            Error::UnsupportedFeatures { msg, .. } => Error::UnsupportedFeatures { path: p, msg },
             Error::Corrupt { msg, .. } => Error::Corrupt { path: p, msg },
+            Error::TooLarge { size, limit, .. } => Error::TooLarge {
+                path: p,
+                size,
+                limit,
+            },
             Error::Backend { msg, .. } => Error::Backend { path: p, msg },
             Error::Io { source, .. } => Error::Io { path: p, source },
             e @ Error::Cancelled(_) => e,
@@ -83,6 +100,14 @@ impl Error {
     /// A node-level error with no path yet (backends use this; the tree adds the path).
     pub fn backend(msg: impl Into<String>) -> Self {
         Error::Backend {
+            path: PathBuf::new(),
+            msg: msg.into(),
+        }
+    }
+
+    /// A node-level corruption error with no path yet.
+    pub fn corrupt(msg: impl Into<String>) -> Self {
+        Error::Corrupt {
             path: PathBuf::new(),
             msg: msg.into(),
         }

@@ -2,7 +2,8 @@
 //!
 //! Node ids are inode numbers. Writes go straight to the image (no journal); every
 //! operation leaves the filesystem consistent for `e2fsck -fn`, and [`Filesystem::sync`]
-//! (or dropping the backend) writes bitmaps, group descriptors and superblock back.
+//! or [`Filesystem::close`] writes bitmaps, group descriptors and superblock back
+//! (dropping the backend does too, losing its errors: the fallback of error paths).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -40,9 +41,31 @@ fn map_err(e: ext2fs::Error) -> Error {
         ext2fs::Error::Open { path, .. }
         | ext2fs::Error::NeedsRecovery { path, .. }
         | ext2fs::Error::Recovery { path, .. }
-        | ext2fs::Error::HasErrors { path, .. } => path.clone(),
+        | ext2fs::Error::HasErrors { path, .. }
+        | ext2fs::Error::UnsupportedFeatures { path, .. } => path.clone(),
         _ => PathBuf::new(),
     };
+    if let ext2fs::Error::UnsupportedFeatures {
+        fs_kind,
+        features,
+        version,
+        ..
+    } = &e
+    {
+        let what = if features.len() == 1 {
+            "a feature"
+        } else {
+            "features"
+        };
+        return Error::UnsupportedFeatures {
+            path,
+            msg: format!(
+                "the {} filesystem uses {what} libext2fs {version} does not support: {}",
+                fs_kind.name(),
+                features.join(", ")
+            ),
+        };
+    }
     let msg = e.to_string();
     match e.kind() {
         ErrorKind::NotFound => Error::NotFound(path),
@@ -329,6 +352,10 @@ impl Filesystem for ExtFs {
 
     fn sync(&mut self) -> Result<()> {
         self.fs.flush().map_err(map_err)
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        ExtFs::close(*self)
     }
 }
 

@@ -4,12 +4,21 @@
 //! remembered, and every object looks the way Linux shows a vfat mount with default
 //! options: owned by root, directories 0755, files 0644 (0555/0444 when the read-only
 //! attribute is set). Names are matched case-insensitively, as FAT does.
+//!
+//! `fatfs` trusts what it reads: it follows a cluster chain that loops forever (a
+//! directory listing never ends, freeing a file never returns) and panics on some
+//! corrupt values. So the boot sector's geometry and the whole FAT are checked here
+//! before `fatfs` sees the filesystem (every chain ends, every link points into the
+//! data area), and every call into `fatfs` runs under `catch_unwind`: a panic becomes
+//! an error and the filesystem is not touched again.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -198,6 +207,187 @@ pub struct FatFs {
     /// Path (components joined by `/`, root = "") of every node handed out; index = id - 1.
     paths: Vec<Option<String>>,
     ids: HashMap<String, NodeId>,
+    /// Set when `fatfs` panicked: its view of the filesystem cannot be trusted, and a
+    /// half-done write must not be continued.
+    broken: Cell<bool>,
+}
+
+/// The largest FAT checked (and so opened): 16 Mi clusters of FAT32, a filesystem of
+/// 64 GiB with 4 KiB clusters, far beyond any EFI system partition or `/boot`.
+const MAX_FAT_BYTES: u64 = 64 << 20;
+
+/// The layout a FAT boot sector describes, checked against the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    bits: u32,
+    /// Byte offset of the first FAT inside the partition, and its length.
+    fat_start: u64,
+    fat_bytes: u64,
+    /// Data clusters: valid cluster numbers are 2 ..= clusters + 1.
+    clusters: u32,
+}
+
+fn corrupt(offset: u64, msg: impl Into<String>) -> Error {
+    Error::Corrupt {
+        path: PathBuf::from(format!("the FAT filesystem at byte {offset}")),
+        msg: msg.into(),
+    }
+}
+
+fn le16(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+fn le32(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+}
+
+/// Check the boot sector `bs` of a FAT filesystem of `size` bytes, the way the FAT
+/// specification computes the layout (and `fatfs` after it).
+fn geometry(bs: &[u8; 512], size: u64) -> std::result::Result<Geometry, String> {
+    if bs[510] != 0x55 || bs[511] != 0xAA {
+        return Err("no boot sector signature".into());
+    }
+    let bps = le16(bs, 11);
+    let spc = u64::from(bs[13]);
+    let reserved = le16(bs, 14);
+    let fats = u64::from(bs[16]);
+    let root_entries = le16(bs, 17);
+    let total = match le16(bs, 19) {
+        0 => le32(bs, 32),
+        n => n,
+    };
+    let spf = match le16(bs, 22) {
+        0 => le32(bs, 36),
+        n => n,
+    };
+    if !matches!(bps, 512 | 1024 | 2048 | 4096) {
+        return Err(format!("{bps} bytes per sector"));
+    }
+    if !spc.is_power_of_two() || spc > 128 {
+        return Err(format!("{spc} sectors per cluster"));
+    }
+    if reserved == 0 || fats == 0 || spf == 0 {
+        return Err("no reserved sectors, no FAT or an empty FAT".into());
+    }
+    if total * bps > size {
+        return Err(format!(
+            "{} bytes long, larger than its partition of {size} bytes",
+            total * bps
+        ));
+    }
+    let root_sectors = (root_entries * 32).div_ceil(bps);
+    let data_start = reserved + fats * spf + root_sectors;
+    if data_start >= total {
+        return Err("no room for data after the FATs".into());
+    }
+    let clusters = (total - data_start) / spc;
+    let bits = match clusters {
+        0 => return Err("no data clusters".into()),
+        1..4085 => 12,
+        4085..65525 => 16,
+        _ => 32,
+    };
+    if (bits == 32) != (root_entries == 0) {
+        return Err(format!(
+            "FAT{bits} with {root_entries} root directory entries"
+        ));
+    }
+    if bits == 32 {
+        let root = le32(bs, 44);
+        if !(2..clusters + 2).contains(&root) {
+            return Err(format!("root directory at cluster {root}"));
+        }
+    }
+    let fat_bytes = spf * bps;
+    if (clusters + 2) * u64::from(bits) / 8 > fat_bytes {
+        return Err(format!(
+            "a FAT of {fat_bytes} bytes for {clusters} clusters"
+        ));
+    }
+    Ok(Geometry {
+        bits,
+        fat_start: reserved * bps,
+        fat_bytes,
+        clusters: u32::try_from(clusters).map_err(|_| format!("{clusters} clusters"))?,
+    })
+}
+
+/// Check that every cluster chain of `fat` ends: no chain loops and no link leaves the
+/// data area. Linear in the number of clusters: each cluster is followed once.
+fn check_chains(fat: &[u8], g: Geometry) -> std::result::Result<(), String> {
+    let last = g.clusters + 1;
+    let next = |c: u32| -> u32 {
+        let c = c as usize;
+        match g.bits {
+            12 => {
+                let v = u16::from_le_bytes([fat[c + c / 2], fat[c + c / 2 + 1]]);
+                u32::from(if c % 2 == 1 { v >> 4 } else { v & 0xFFF })
+            }
+            16 => u32::from(u16::from_le_bytes([fat[2 * c], fat[2 * c + 1]])),
+            _ => {
+                u32::from_le_bytes([fat[4 * c], fat[4 * c + 1], fat[4 * c + 2], fat[4 * c + 3]])
+                    & 0x0FFF_FFFF
+            }
+        }
+    };
+    // Values at or above this one are bad-cluster or end-of-chain marks.
+    let marks = match g.bits {
+        12 => 0xFF7,
+        16 => 0xFFF7,
+        _ => 0x0FFF_FFF7,
+    };
+    // 0: not seen; w: on walk number w; a walk meeting its own mark has looped.
+    let mut seen = vec![0u32; last as usize + 1];
+    let mut walk = 0u32;
+    for start in 2..=last {
+        if seen[start as usize] != 0 {
+            continue;
+        }
+        walk += 1;
+        let mut c = start;
+        loop {
+            match seen[c as usize] {
+                0 => seen[c as usize] = walk,
+                w if w == walk => {
+                    return Err(format!("the cluster chain through cluster {c} loops"))
+                }
+                _ => break, // joins a chain already known to end
+            }
+            let n = next(c);
+            if n == 0 || n >= marks {
+                break;
+            }
+            if !(2..=last).contains(&n) {
+                return Err(format!(
+                    "cluster {c} links to cluster {n}, outside the filesystem"
+                ));
+            }
+            c = n;
+        }
+    }
+    Ok(())
+}
+
+/// Check the FAT filesystem of `size` bytes at `offset` of `file` before `fatfs` reads it.
+fn check_fat(file: &File, offset: u64, size: u64) -> Result<()> {
+    let mut bs = [0u8; 512];
+    file.read_exact_at(&mut bs, offset)
+        .map_err(|_| corrupt(offset, "no boot sector: the partition is too small"))?;
+    let g = geometry(&bs, size).map_err(|m| corrupt(offset, format!("boot sector: {m}")))?;
+    if g.fat_bytes > MAX_FAT_BYTES {
+        return Err(corrupt(
+            offset,
+            format!(
+                "a FAT of {} bytes is larger than this tool handles",
+                g.fat_bytes
+            ),
+        ));
+    }
+    let mut fat = vec![0u8; g.fat_bytes as usize];
+    file.read_exact_at(&mut fat, offset + g.fat_start)
+        .map_err(|e| corrupt(offset, format!("cannot read the FAT: {e}")))?;
+    check_chains(&fat, g).map_err(|m| corrupt(offset, m))
 }
 
 fn open_fat(image: &Path, offset: u64, size: u64, writable: bool) -> Result<Fat> {
@@ -216,10 +406,11 @@ fn open_fat(image: &Path, offset: u64, size: u64, writable: bool) -> Result<Fat>
     let options = FsOptions::new()
         .update_accessed_date(false)
         .time_provider(&CLOCK);
-    FileSystem::new(slice, options).map_err(|e| Error::Corrupt {
-        path: image.to_path_buf(),
-        msg: format!("not a usable FAT filesystem at byte {offset}: {e}"),
-    })
+    match catch_unwind(AssertUnwindSafe(|| FileSystem::new(slice, options))) {
+        Ok(Ok(fs)) => Ok(fs),
+        Ok(Err(e)) => Err(corrupt(offset, format!("not usable: {e}"))),
+        Err(_) => Err(corrupt(offset, "not usable: the FAT library failed on it")),
+    }
 }
 
 fn name_str(name: &OsStr) -> Result<&str> {
@@ -251,6 +442,10 @@ impl FatFs {
     /// Open the FAT filesystem in the `size` bytes at byte `offset` of image file
     /// `image`; writes are refused unless `writable`.
     pub fn open(image: &Path, offset: u64, size: u64, writable: bool) -> Result<FatFs> {
+        // Once: later changes are made by `fatfs`, which keeps every chain ending.
+        let file = File::open(image).map_err(|e| Error::io(e).at(image))?;
+        check_fat(&file, offset, size)?;
+        drop(file);
         let fs = open_fat(image, offset, size, writable)?;
         let cluster = u64::from(fs.cluster_size()).max(1);
         drop(fs);
@@ -264,6 +459,7 @@ impl FatFs {
             cluster,
             paths: vec![Some(String::new())],
             ids,
+            broken: Cell::new(false),
         })
     }
 
@@ -271,13 +467,29 @@ impl FatFs {
     /// between calls that matters (its handle is not `Send`, so it cannot be kept in a
     /// backend anyway), and unmounting after each call writes FSInfo and clears the
     /// dirty flag, so the filesystem is consistent between any two calls.
+    ///
+    /// A panic inside `fatfs` becomes an error, and every later call fails at once.
     fn with_fs<R>(&self, f: impl FnOnce(&Fat) -> Result<R>) -> Result<R> {
-        let fs = open_fat(&self.image, self.offset, self.size, self.writable)?;
-        let r = f(&fs)?;
-        if self.writable {
-            fs.unmount().map_err(map_io)?;
+        if self.broken.get() {
+            return Err(Error::corrupt(
+                "the FAT library failed on this filesystem before",
+            ));
         }
-        Ok(r)
+        let fs = open_fat(&self.image, self.offset, self.size, self.writable)?;
+        let run = || {
+            let r = f(&fs)?;
+            if self.writable {
+                fs.unmount().map_err(map_io)?;
+            }
+            Ok(r)
+        };
+        match catch_unwind(AssertUnwindSafe(run)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.broken.set(true);
+                Err(Error::corrupt("the FAT library failed on this filesystem"))
+            }
+        }
     }
 
     fn path_of(&self, node: NodeId) -> Result<String> {

@@ -11,6 +11,8 @@
 //!
 //! Inspection, system preparation and `--host-run` are written once against [`GuestFs`].
 
+#![forbid(unsafe_code)]
+
 pub mod assemble;
 pub mod backend;
 pub mod dir;

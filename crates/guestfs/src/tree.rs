@@ -5,6 +5,7 @@
 //! stays at the root, an absolute symlink target starts again at the guest root, and a
 //! relative one at the directory holding the link. Nothing here ever touches a host path.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -18,6 +19,17 @@ const MAX_SYMLINKS: usize = 40;
 
 /// Chunk size for reading and scrubbing file data.
 const CHUNK: usize = 1 << 20;
+
+/// The largest file [`GuestFs::read`] loads whole. Everything read whole is configuration
+/// (fstab, passwd, os-release, dpkg status ...); a guest file claiming more is hostile or
+/// corrupt, and loading it could exhaust the host's memory.
+pub const MAX_READ: u64 = 64 << 20;
+
+/// How deep a recursive walk or removal may descend below the guest root. Deeper than
+/// any real tree (a path this deep is longer than `PATH_MAX`); a directory entry
+/// pointing back to an ancestor on a filesystem whose ids cannot show it (FAT) stops here
+/// instead of exhausting the stack or the memory.
+pub const MAX_DEPTH: usize = 1024;
 
 /// Where a filesystem is mounted and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +61,7 @@ struct Mount {
 }
 
 /// A node in a particular mounted filesystem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Loc {
     mount: usize,
     node: NodeId,
@@ -74,6 +86,36 @@ impl Resolved {
     }
     fn path(&self) -> PathBuf {
         to_path(&self.names)
+    }
+}
+
+/// Guards a recursive descent against directory loops: a corrupt filesystem can hold a
+/// directory entry pointing to an ancestor, and a host tree a bind mount of one.
+#[derive(Default)]
+struct LoopGuard {
+    /// Every directory entered so far, with the guest path it was first reached at.
+    seen: HashMap<Loc, PathBuf>,
+}
+
+impl LoopGuard {
+    /// Note that the walk enters directory `r`; an error if it was entered before or lies
+    /// deeper than [`MAX_DEPTH`].
+    fn enter(&mut self, r: &Resolved) -> Result<()> {
+        let path = r.path();
+        if r.names.len() > MAX_DEPTH {
+            return Err(Error::Corrupt {
+                path,
+                msg: format!("directories nested more than {MAX_DEPTH} deep (a directory loop?)"),
+            });
+        }
+        if let Some(first) = self.seen.get(&r.target()) {
+            return Err(Error::Corrupt {
+                msg: format!("directory loop: the same directory as {}", first.display()),
+                path,
+            });
+        }
+        self.seen.insert(r.target(), path);
+        Ok(())
     }
 }
 
@@ -207,7 +249,8 @@ impl GuestFs {
         Ok(entries.into_iter().map(|(n, _, t)| (n, t)).collect())
     }
 
-    /// The whole content of file `path` (following symlinks).
+    /// The whole content of file `path` (following symlinks); a file larger than
+    /// [`MAX_READ`] is an error naming it.
     pub fn read(&mut self, path: &Path) -> Result<Vec<u8>> {
         let r = self.resolve(path, true)?;
         let loc = r.target();
@@ -222,7 +265,15 @@ impl GuestFs {
                 })
             }
         }
-        let mut data = Vec::with_capacity(meta.size.min(64 << 20) as usize);
+        let too_large = |size| Error::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: MAX_READ,
+        };
+        if meta.size > MAX_READ {
+            return Err(too_large(meta.size));
+        }
+        let mut data = Vec::with_capacity(meta.size as usize);
         let mut buf = vec![0u8; CHUNK.min(meta.size.max(1) as usize)];
         let mut offset = 0u64;
         loop {
@@ -236,6 +287,10 @@ impl GuestFs {
             }
             data.extend_from_slice(&buf[..n]);
             offset += n as u64;
+            // A corrupt backend may hand out more than the size it reported.
+            if offset > MAX_READ {
+                return Err(too_large(offset));
+            }
         }
         Ok(data)
     }
@@ -498,34 +553,59 @@ impl GuestFs {
             Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.remove_resolved(&r)
+        self.remove_resolved(r)
     }
 
-    fn remove_resolved(&mut self, r: &Resolved) -> Result<()> {
+    /// Removes children before their directory, iteratively (a deep tree cannot
+    /// overflow the stack), stopping at a directory loop.
+    fn remove_resolved(&mut self, r: Resolved) -> Result<()> {
         let path = r.path();
-        let loc = r.target();
-        let meta = self.meta(loc).map_err(|e| e.at(&path))?;
-        if meta.is_dir() {
-            for (name, _, _) in self.dir_entries(r).map_err(|e| e.at(&path))? {
-                snf_core::cancel::check()?;
-                let child = self.child(r, &name).map_err(|e| e.at(path.join(&name)))?;
-                self.remove_resolved(&child)?;
+        if !self.meta(r.target()).map_err(|e| e.at(&path))?.is_dir() {
+            return self.remove_entry(&r, false);
+        }
+        let mut guard = LoopGuard::default();
+        guard.enter(&r)?;
+        let names = self.entry_names(&r)?;
+        let mut stack = vec![(r, names)];
+        while let Some((dir, pending)) = stack.last_mut() {
+            let Some(name) = pending.pop() else {
+                let (dir, _) = stack.pop().expect("the loop saw a frame");
+                self.remove_entry(&dir, true)?;
+                continue;
+            };
+            snf_core::cancel::check()?;
+            let child_path = dir.path().join(&name);
+            let child = self.child(dir, &name).map_err(|e| e.at(&child_path))?;
+            let meta = self.meta(child.target()).map_err(|e| e.at(&child_path))?;
+            if meta.is_dir() {
+                guard.enter(&child)?;
+                let names = self.entry_names(&child)?;
+                stack.push((child, names));
+            } else {
+                self.remove_entry(&child, false)?;
             }
         }
+        Ok(())
+    }
+
+    /// Remove the (already emptied, if a directory) object `r` from its parent; the
+    /// guest root and mount points, which no directory of their filesystem holds, stay.
+    fn remove_entry(&mut self, r: &Resolved, is_dir: bool) -> Result<()> {
+        let loc = r.target();
         let Some(parent) = r.parent() else {
-            return Ok(()); // the guest root itself: emptied, kept
+            return Ok(());
         };
         if parent.mount != loc.mount {
-            return Ok(()); // a mount point: emptied, kept
+            return Ok(());
         }
         let name = r.names.last().expect("non-root has a name");
         let fs = self.fs(parent);
-        if meta.is_dir() {
+        if is_dir {
             fs.rmdir(parent.node, name)
         } else {
             fs.unlink(parent.node, name)
         }
-        .map_err(|e| e.at(&path))
+        .map_err(|e| e.at(r.path()))
     }
 
     /// Rename `from` to `to` (same filesystem only). Neither final component is followed.
@@ -561,21 +641,30 @@ impl GuestFs {
     /// Every object below `path` (not `path` itself), depth first, parents before
     /// children, entries of a directory sorted by name. Symlinks are reported, not
     /// followed; the walk stays inside the guest and descends into mounted filesystems.
+    ///
+    /// A directory loop (an entry pointing to an ancestor) or a tree deeper than
+    /// [`MAX_DEPTH`] is an error naming the path where it shows.
     pub fn walk(&mut self, path: &Path) -> Result<Vec<WalkEntry>> {
         let r = self.resolve(path, true)?;
         let mut out = Vec::new();
-        if self.meta(r.target()).map_err(|e| e.at(path))?.is_dir() {
-            self.walk_into(&r, &mut out)?;
+        if !self.meta(r.target()).map_err(|e| e.at(path))?.is_dir() {
+            return Ok(out);
         }
-        Ok(out)
-    }
-
-    fn walk_into(&mut self, r: &Resolved, out: &mut Vec<WalkEntry>) -> Result<()> {
-        let path = r.path();
-        for (name, _, _) in self.dir_entries(r).map_err(|e| e.at(&path))? {
+        let mut guard = LoopGuard::default();
+        guard.enter(&r)?;
+        // One frame per directory being listed: the directory and its names still to
+        // visit, last name first. Iterative, so a deep tree cannot overflow the stack.
+        let mut stack = Vec::new();
+        let names = self.entry_names(&r)?;
+        stack.push((r, names));
+        while let Some((dir, pending)) = stack.last_mut() {
+            let Some(name) = pending.pop() else {
+                stack.pop();
+                continue;
+            };
             snf_core::cancel::check()?;
-            let child_path = path.join(&name);
-            let child = self.child(r, &name).map_err(|e| e.at(&child_path))?;
+            let child_path = dir.path().join(&name);
+            let child = self.child(dir, &name).map_err(|e| e.at(&child_path))?;
             let metadata = self.meta(child.target()).map_err(|e| e.at(&child_path))?;
             let is_dir = metadata.is_dir();
             out.push(WalkEntry {
@@ -583,10 +672,24 @@ impl GuestFs {
                 metadata,
             });
             if is_dir {
-                self.walk_into(&child, out)?;
+                guard.enter(&child)?;
+                let names = self.entry_names(&child)?;
+                stack.push((child, names));
             }
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// The names in directory `r`, last first (for popping in order).
+    fn entry_names(&mut self, r: &Resolved) -> Result<Vec<OsString>> {
+        let mut names: Vec<OsString> = self
+            .dir_entries(r)
+            .map_err(|e| e.at(r.path()))?
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
+        names.reverse();
+        Ok(names)
     }
 
     /// Flush every mounted filesystem.
@@ -595,6 +698,19 @@ impl GuestFs {
             m.fs.sync().map_err(|e| e.at(&m.info.mountpoint))?;
         }
         Ok(())
+    }
+
+    /// Close every mounted filesystem, the last mounted first, and report the first
+    /// error of their final writes (dropping the tree closes them too, losing errors).
+    pub fn close(self) -> Result<()> {
+        let mut result = Ok(());
+        for m in self.mounts.into_iter().rev() {
+            let closed = m.fs.close().map_err(|e| e.at(&m.info.mountpoint));
+            if result.is_ok() {
+                result = closed;
+            }
+        }
+        result
     }
 
     /// Unmount everything (after syncing) and give the filesystems back, root first.

@@ -147,3 +147,130 @@ fn writes_are_seen_by_mtools_and_fsck_is_clean() {
     // The bytes outside the partition are untouched: the GPT is still valid.
     run(Command::new("sfdisk").arg("--verify").arg(&img));
 }
+
+/// The first cluster of `path` in the FAT filesystem of `img`, as mshowfat shows it.
+fn first_cluster(img: &Path, path: &str) -> u64 {
+    let target = format!("{}@@{}", img.display(), OFFSET);
+    let out = run(Command::new("mshowfat")
+        .args(["-i", &target, path])
+        .env("MTOOLS_SKIP_CHECK", "1"));
+    let start = out.find('<').expect("mshowfat shows clusters") + 1;
+    let digits: String = out[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Point FAT16 entry `cluster` at `next`, in every copy of the FAT.
+fn set_fat16(img: &Path, cluster: u64, next: u16) {
+    let bs = std::fs::read(img).unwrap()[OFFSET as usize..OFFSET as usize + 512].to_vec();
+    let bps = u64::from(u16::from_le_bytes([bs[11], bs[12]]));
+    let reserved = u64::from(u16::from_le_bytes([bs[14], bs[15]]));
+    let spf = u64::from(u16::from_le_bytes([bs[22], bs[23]]));
+    for copy in 0..u64::from(bs[16]) {
+        let at = OFFSET + (reserved + copy * spf) * bps + 2 * cluster;
+        snf_testkit::fixture::write_at(img, at, &next.to_le_bytes());
+    }
+}
+
+fn open_err(img: &Path) -> String {
+    match FatFs::open(img, OFFSET, PART, false) {
+        Ok(_) => panic!("a corrupt FAT filesystem was opened"),
+        Err(e) => {
+            assert!(matches!(e, snf_guestfs::Error::Corrupt { .. }), "{e}");
+            e.to_string()
+        }
+    }
+}
+
+#[test]
+fn a_looping_file_chain_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_disk(dir.path(), "16");
+    let c = first_cluster(&img, "::/EFI/debian/grub.cfg");
+    set_fat16(&img, c, c as u16);
+    let msg = open_err(&img);
+    assert_eq!(
+        msg,
+        format!(
+            "the FAT filesystem at byte {OFFSET}: filesystem corrupt: \
+             the cluster chain through cluster {c} loops"
+        )
+    );
+}
+
+#[test]
+fn a_looping_directory_chain_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_disk(dir.path(), "16");
+    let efi = first_cluster(&img, "::/EFI");
+    let debian = first_cluster(&img, "::/EFI/debian");
+    // EFI -> debian -> EFI: listing either would never end.
+    set_fat16(&img, efi, debian as u16);
+    set_fat16(&img, debian, efi as u16);
+    assert!(open_err(&img).contains("loops"));
+}
+
+#[test]
+fn a_link_out_of_the_filesystem_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_disk(dir.path(), "16");
+    let c = first_cluster(&img, "::/EFI/debian/grub.cfg");
+    set_fat16(&img, c, 0xFFF0);
+    assert!(open_err(&img).contains("outside the filesystem"));
+}
+
+#[test]
+fn a_corrupt_boot_sector_is_an_error() {
+    let cases: [(&str, usize, &[u8]); 5] = [
+        ("bytes per sector", 11, &[0, 0]),
+        ("sectors per cluster", 13, &[3]),
+        ("larger than its partition", 32, &[0xff, 0xff, 0xff, 0x7f]),
+        ("no reserved sectors", 14, &[0, 0]),
+        ("signature", 510, &[0, 0]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let clean = make_disk(dir.path(), "16");
+    for (what, at, bytes) in cases {
+        let img = dir.path().join("case.img");
+        std::fs::copy(&clean, &img).unwrap();
+        // FAT16 of this size keeps its sector count in the 32-bit field.
+        snf_testkit::fixture::write_at(&img, OFFSET + at as u64, bytes);
+        let msg = open_err(&img);
+        assert!(
+            msg.contains("boot sector") && msg.contains(what),
+            "{what}: {msg}"
+        );
+    }
+}
+
+/// Random damage to the first sectors (boot sector, FATs, root directory) never makes a
+/// read panic or hang: it opens and reads, or it is an error.
+#[test]
+fn damaged_filesystems_give_errors_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    for bits in ["16", "32"] {
+        let clean = make_disk(dir.path(), bits);
+        let noise = snf_testkit::fixture::pseudo_random(4 * 300, 11);
+        for round in 0..60usize {
+            let img = dir.path().join("damaged.img");
+            std::fs::copy(&clean, &img).unwrap();
+            for k in 0..4 {
+                let r = &noise[(round * 4 + k) * 2..(round * 4 + k) * 2 + 2];
+                // Mostly the boot sector and the start of the FATs.
+                let at = (u64::from(r[0]) * 256 + u64::from(r[1])) % (64 * 1024);
+                snf_testkit::fixture::write_at(&img, OFFSET + at, &[r[1] ^ r[0]]);
+            }
+            let Ok(fs) = FatFs::open(&img, OFFSET, PART, false) else {
+                continue;
+            };
+            let mut g = GuestFs::new(Box::new(fs), "partition 1");
+            if let Ok(entries) = g.walk(Path::new("/")) {
+                for e in entries.iter().filter(|e| e.metadata.is_file()) {
+                    let _ = g.read(&e.path);
+                }
+            }
+        }
+    }
+}

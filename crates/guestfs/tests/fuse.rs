@@ -12,7 +12,9 @@ use std::process::Command;
 
 use snf_guestfs::fuse::MountError;
 use snf_guestfs::{DirFs, ExtFs, GuestFs, GuestMount};
-use snf_testkit::fixture::{assert_e2fsck_clean, is_mounted, write_file, Mke2fs};
+use snf_testkit::fixture::{
+    assert_e2fsck_clean, is_mounted, run_stdin, write_file, write_symlink, Mke2fs,
+};
 
 fn p(s: &str) -> &Path {
     Path::new(s)
@@ -205,26 +207,192 @@ fn large_files_are_written_and_read_at_every_offset() {
     assert_e2fsck_clean(&img, 0, "the guest image");
 }
 
+/// The guest path of host file `host` ("tmp/.tmpXYZ/marker"): the guest holds a file
+/// there too, so that a link resolved inside the guest finds the guest's copy and one
+/// resolved on the host finds the host's.
+fn mirrored(host: &Path) -> String {
+    host.strip_prefix("/").unwrap().to_str().unwrap().to_owned()
+}
+
+/// An ext4 guest whose links all name host file `marker`, in every way a link can:
+/// absolute, relative climbing above the root, chained, through directory links
+/// (absolute and climbing), plus a dangling one into a directory both have. Returns the
+/// image and the paths (relative to the guest root) that lead to the marker.
+fn hostile_links(tree: &Path, marker: &Path) -> (PathBuf, Vec<String>) {
+    let m = mirrored(marker);
+    let climb = "../".repeat(12);
+    write_file(tree, &m, "guest copy\n");
+    write_symlink(tree, "/etc/passwd", marker);
+    write_symlink(tree, "/a/b/c/rel", format!("{climb}{m}"));
+    write_symlink(tree, "/chain1", "a/../chain2");
+    write_symlink(tree, "/chain2", "/a/b/c/rel");
+    write_symlink(tree, "/d", "/");
+    write_symlink(tree, "/a/b/updir", &climb);
+    write_symlink(tree, "/a/b/dchain", "../../d/a/b/updir");
+    write_symlink(
+        tree,
+        "/a/dangling",
+        marker.with_file_name("created-through-a-link"),
+    );
+    let img = ext_image(tree);
+    let paths = vec![
+        "etc/passwd".to_owned(),
+        "a/b/c/rel".to_owned(),
+        "chain1".to_owned(),
+        format!("d/{m}"),
+        format!("d/d/a/b/updir/{m}"),
+        format!("a/b/updir/{m}"),
+        format!("a/b/dchain/{m}"),
+    ];
+    (img, paths)
+}
+
 #[test]
-fn absolute_symlinks_keep_their_target_but_resolve_on_the_host() {
+fn no_guest_symlink_reaches_a_host_file() {
     let (host, tree, mnt) = scratch();
-    let marker = host.path().join("host-only");
-    fs::write(&marker, "host file\n").unwrap();
-    let mut guest = dir_guest(&tree);
-    guest
-        .symlink(
-            marker.as_os_str(),
-            p("/abs-link"),
-            snf_guestfs::NewNode::root(0o777),
-        )
-        .unwrap();
-    let m = mount(guest, &mnt);
-    // The link's text is the guest's; following it is the host kernel's business, so
-    // it reaches the host file. This is why scripts must use relative paths.
-    assert_eq!(fs::read_link(mnt.join("abs-link")).unwrap(), marker);
-    assert_eq!(fs::read(mnt.join("abs-link")).unwrap(), b"host file\n");
-    drop(m);
-    assert!(!is_mounted(&mnt));
+    let marker = host.path().join("marker");
+    fs::write(&marker, "host secret\n").unwrap();
+    let created = marker.with_file_name("created-through-a-link");
+    let (img, paths) = hostile_links(&tree, &marker);
+    let m = mount(ext_guest(&img, true), &mnt);
+    let real_mnt = fs::canonicalize(&mnt).unwrap();
+    for path in &paths {
+        let through = mnt.join(path);
+        assert_eq!(fs::read(&through).unwrap(), b"guest copy\n", "{path}");
+        assert!(
+            fs::canonicalize(&through).unwrap().starts_with(&real_mnt),
+            "{path} resolves outside the mount"
+        );
+    }
+    // Writes, appends and in-place edits through every link land in the guest.
+    for path in &paths {
+        fs::write(mnt.join(path), format!("written through {path}\n")).unwrap();
+        assert_eq!(fs::read(&marker).unwrap(), b"host secret\n", "{path}");
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(mnt.join(path))
+            .unwrap();
+        f.write_all(b"appended\n").unwrap();
+        drop(f);
+        assert_eq!(fs::read(&marker).unwrap(), b"host secret\n", "{path}");
+    }
+    // Tools that resolve links themselves see the same confined text.
+    sh(
+        &mnt,
+        "sed -i --follow-symlinks 's/appended/edited by sed/' chain1
+         cp etc/passwd a/copied
+         echo through-dangling > a/dangling",
+    );
+    assert_eq!(fs::read(&marker).unwrap(), b"host secret\n");
+    assert!(!created.exists(), "a dangling link created a host file");
+    // Reading a link gives its guest-confined relative form.
+    let m_rel = mirrored(&marker);
+    assert_eq!(
+        fs::read_link(mnt.join("etc/passwd")).unwrap(),
+        Path::new("..").join(&m_rel)
+    );
+    assert_eq!(
+        fs::read_link(mnt.join("a/b/c/rel")).unwrap(),
+        Path::new("../../..").join(&m_rel)
+    );
+    assert_eq!(fs::read_link(mnt.join("d")).unwrap(), p("."));
+    assert_eq!(fs::read_link(mnt.join("a/b/updir")).unwrap(), p("../.."));
+    assert_eq!(fs::read_link(mnt.join("chain1")).unwrap(), p("chain2"));
+    // ... and its size is that of the text shown (tools read exactly st_size bytes).
+    let shown = fs::read_link(mnt.join("a/b/c/rel")).unwrap();
+    assert_eq!(
+        fs::symlink_metadata(mnt.join("a/b/c/rel")).unwrap().len(),
+        shown.as_os_str().len() as u64
+    );
+    let mut g = m.unmount().unwrap();
+    // The last write went to the guest's copy; the links keep their own text.
+    let last = paths.last().unwrap();
+    assert_eq!(
+        g.read_to_string(Path::new(&m_rel)).unwrap(),
+        format!("written through {last}\nedited by sed\n")
+    );
+    assert_eq!(
+        g.read(p("/a/copied")).unwrap(),
+        g.read(Path::new(&m_rel)).unwrap()
+    );
+    assert_eq!(
+        g.read(&Path::new("/").join(mirrored(&created))).unwrap(),
+        b"through-dangling\n"
+    );
+    assert_eq!(g.read_link(p("/etc/passwd")).unwrap(), marker.as_os_str());
+    assert_eq!(g.read_link(p("/d")).unwrap(), "/");
+    drop(g.into_filesystems().unwrap());
+    assert_e2fsck_clean(&img, 0, "the guest image");
+}
+
+/// The options of the mount at `dir`, from `/proc/self/mountinfo` (per-mount ones, then
+/// the superblock's).
+fn mount_options(dir: &Path) -> String {
+    let want = fs::canonicalize(dir).unwrap();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == want.to_str())
+        .unwrap_or_else(|| panic!("{} is not mounted", want.display()));
+    let (before, after) = line.split_once(" - ").unwrap();
+    format!(
+        "{},{}",
+        before.split(' ').nth(5).unwrap(),
+        after.split(' ').nth(2).unwrap_or("")
+    )
+}
+
+#[test]
+fn guest_device_nodes_and_set_uid_files_mean_nothing_on_the_host() {
+    let (_host, tree, mnt) = scratch();
+    write_file(&tree, "/bin/su", "#!/bin/sh\nid -u\n");
+    fs::create_dir(tree.join("dev")).unwrap();
+    let img = ext_image(&tree);
+    // Device nodes as a guest's /dev holds them: the host's /dev/zero and first disk.
+    run_stdin(
+        Command::new("debugfs").args(["-w", "-f", "-"]).arg(&img),
+        "cd /dev\nmknod zero c 1 5\nsif zero mode 020666\nmknod sda b 8 0\n\
+         sif sda mode 060660\nmknod loop0 b 7 0\nsif loop0 mode 060660\n\
+         sif /bin/su mode 0104755\nmknod ../../escape c 1 5\n",
+    );
+    let m = mount(ext_guest(&img, true), &mnt);
+    let options = mount_options(&mnt);
+    let opts: Vec<_> = options.split(',').collect();
+    assert!(opts.contains(&"nosuid"), "{options}");
+    assert!(opts.contains(&"nodev"), "{options}");
+    // A name no directory can hold (debugfs stores the slashes) is not listed.
+    let mut names: Vec<_> = fs::read_dir(mnt.join("dev"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["loop0", "sda", "zero"]);
+    let zero = fs::symlink_metadata(mnt.join("dev/zero")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &zero.file_type()
+    ));
+    assert_eq!(zero.rdev(), 0x0105);
+    for dev in ["dev/zero", "dev/sda", "dev/loop0"] {
+        let err = fs::File::open(mnt.join(dev)).unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(13),
+            "{dev}: EACCES expected: {err}"
+        );
+        let err = fs::OpenOptions::new()
+            .write(true)
+            .open(mnt.join(dev))
+            .unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(13),
+            "{dev}: EACCES expected: {err}"
+        );
+    }
+    // The set-uid bit is kept in the guest and ignored on the host.
+    let su = fs::metadata(mnt.join("bin/su")).unwrap();
+    assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
+    drop(m.unmount().unwrap());
 }
 
 #[test]

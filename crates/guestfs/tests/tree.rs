@@ -332,3 +332,107 @@ fn hard_links_share_data_and_stay_on_one_filesystem() {
         Err(Error::IsADirectory(_))
     ));
 }
+
+/// An ext4 image of `tree` whose `/a/b/c/loop` is a second entry for directory `/a` (a
+/// directory loop, as a corrupt or hostile filesystem can hold).
+fn ext4_with_directory_loop(dir: &Path) -> std::path::PathBuf {
+    use snf_testkit::fixture::{require, run, Mke2fs};
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("a/b/c")).unwrap();
+    fs::write(tree.join("a/b/file"), "x").unwrap();
+    let img = dir.join("loop.img");
+    Mke2fs::ext4().tree(&tree).make(&img, 0, "8M");
+    require("debugfs");
+    run(std::process::Command::new("debugfs")
+        .args(["-w", "-R", "link /a /a/b/c/loop"])
+        .arg(&img));
+    img
+}
+
+fn ext_guest(img: &Path, writable: bool) -> GuestFs {
+    let fs = snf_guestfs::ExtFs::open(img, 0, writable).unwrap();
+    GuestFs::new(Box::new(fs), "partition 1")
+}
+
+#[test]
+fn walking_a_directory_loop_is_an_error_naming_it() {
+    let host = tempfile::tempdir().unwrap();
+    let img = ext4_with_directory_loop(host.path());
+    let mut g = ext_guest(&img, false);
+    let err = g.walk(p("/")).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.starts_with("/a/b/c/loop: "), "{msg}");
+    assert!(
+        msg.contains("directory loop") && msg.contains("/a"),
+        "{msg}"
+    );
+    // Paths through the loop still resolve: resolution is bounded by the path itself.
+    assert!(g.is_file(p("/a/b/c/loop/b/c/loop/b/file")));
+}
+
+#[test]
+fn removing_a_directory_loop_is_an_error_not_a_stack_overflow() {
+    let host = tempfile::tempdir().unwrap();
+    let img = ext4_with_directory_loop(host.path());
+    let mut g = ext_guest(&img, true);
+    let err = g.remove_all(p("/a")).unwrap_err();
+    assert!(err.to_string().contains("directory loop"), "{err}");
+}
+
+#[test]
+fn walks_stop_at_the_depth_limit() {
+    use snf_guestfs::tree::MAX_DEPTH;
+    let host = tempfile::tempdir().unwrap();
+    // Built one level at a time, relative to the last one: a path this deep is longer
+    // than PATH_MAX.
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let mut dir = openat(
+        rustix::fs::CWD,
+        host.path(),
+        OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..MAX_DEPTH + 1 {
+        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
+        dir = openat(&dir, "d", OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+    let mut g = guest(host.path());
+    let err = g.walk(p("/")).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("nested more than"), "{err}");
+    let err = g.remove_all(p("/d")).unwrap_err();
+    assert!(err.to_string().contains("nested more than"), "{err}");
+}
+
+#[test]
+fn a_file_claiming_a_huge_size_is_not_read_whole() {
+    use snf_guestfs::tree::MAX_READ;
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    // Sparse: 1 GiB of size, no data blocks in the image.
+    fs::File::create(tree.join("etc/fstab"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let img = host.path().join("huge.img");
+    snf_testkit::fixture::Mke2fs::ext4()
+        .tree(&tree)
+        .make(&img, 0, "16M");
+    let mut g = ext_guest(&img, false);
+    let err = g.read(p("/etc/fstab")).unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { size, limit, .. } if size == 1 << 30 && limit == MAX_READ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "/etc/fstab: 1073741824 bytes, larger than the 64 MiB limit for a file read whole"
+    );
+    // Partial reads still work.
+    let mut buf = [1u8; 16];
+    assert_eq!(g.read_at(p("/etc/fstab"), 0, &mut buf).unwrap(), 16);
+    assert_eq!(buf, [0u8; 16]);
+}

@@ -470,7 +470,15 @@ pub fn prepare_upload(
         return Err(InteractiveError::NotReady);
     };
     let path = dir.join("upload.diskdump");
-    let summary = snf_disk::dump(disk, size, session.free_ranges(), &path, reporter)?;
+    // The file is private to the work directory: errors name what it is for.
+    let summary = snf_disk::dump_named(
+        disk,
+        size,
+        session.free_ranges(),
+        &path,
+        "the image to upload",
+        reporter,
+    )?;
     Ok(ImageSource {
         path,
         size,

@@ -3,6 +3,8 @@
 //! media → snapshot → partition table → guest filesystems → inspection/metadata →
 //! system preparation → shrink → diskdump → cloud.
 
+#![forbid(unsafe_code)]
+
 pub mod hostrun;
 pub mod inspect;
 pub mod interactive;

@@ -34,7 +34,7 @@ pub enum OptionsError {
     OutputIsDirectory(String),
     /// An output file (the image or a side file) is the source or one of the files it
     /// is made of, under whatever name: writing it would destroy the user's image.
-    #[error("Output file `{output}' is `{file}', a file of the source `{source_path}'; refusing to overwrite it")]
+    #[error("{}", output_is_source(.output, .file, .source_path))]
     OutputIsSource {
         output: String,
         file: String,
@@ -46,6 +46,18 @@ pub enum OptionsError {
     /// Features that were asked for but are not implemented yet.
     #[error("{}", .0.join("; "))]
     NotSupported(Vec<&'static str>),
+    /// Options that contradict each other or are incomplete (see
+    /// [`RunOptions::check_combination`]).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl OptionsError {
+    /// Whether the error is about the command line itself (front-ends exit 2), as
+    /// opposed to a feature that is not available (exit 1).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, OptionsError::NotSupported(_))
+    }
 }
 
 /// Which `--print-*` reports were asked for.
@@ -202,7 +214,86 @@ impl RunOptions {
         {
             unused.push("-a, -t, -c and --container have no effect without -u");
         }
+        if c.upload.is_some() && c.auth_url.is_some() && c.token.is_some() && c.cloud.is_some() {
+            unused.push("-c is not used: -a and -t are given, and they win");
+        }
+        if !self.sysprep && !self.disable_syspreps.is_empty() {
+            unused.push("--disable-sysprep has no effect with --no-sysprep");
+        }
+        if !self.sysprep && !self.sysprep_params.is_empty() && !self.print.sysprep_params {
+            unused.push("--sysprep-param has no effect with --no-sysprep");
+        }
+        if self.host_run_timeout.is_some() && self.host_run.is_empty() {
+            unused.push("--host-run-timeout has no effect without --host-run");
+        }
+        if self.force && !self.produces_image() {
+            unused.push("-f has no effect without -o or -u");
+        }
         unused
+    }
+
+    /// Refuse options that contradict each other or are incomplete; the decisions are
+    /// the table in README.md (snf-mkimage section). Options that are merely useless
+    /// are warnings instead ([`RunOptions::ineffective`]): the original accepted them
+    /// and scripts may pass them.
+    pub fn check_combination(&self) -> Result<(), OptionsError> {
+        let conflict = |msg: String| Err(OptionsError::Conflict(msg));
+        let c = &self.cloud;
+        for (value, option) in [
+            (&c.upload, "-u/--upload"),
+            (&c.register, "-r/--register"),
+            (&c.cloud, "-c/--cloud"),
+            (&c.container, "--container"),
+            (&c.auth_url, "-a/--authentication-url"),
+            (&c.token, "-t/--token"),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return conflict(format!("{option} needs a value, not an empty one"));
+            }
+        }
+        if c.register.is_some() && c.upload.is_none() {
+            return conflict("You also need to set -u when -r option is set".into());
+        }
+        if c.upload.is_some() && (c.token.is_none() || c.auth_url.is_none()) && c.cloud.is_none() {
+            return conflict(
+                "Image uploading cannot be performed. You need to either specify an \
+                 authentication URL and token pair or an available cloud name."
+                    .into(),
+            );
+        }
+        if c.auth_url.is_some() != c.token.is_some() {
+            return conflict(
+                "-a/--authentication-url and -t/--token go together: give both, or -c instead"
+                    .into(),
+            );
+        }
+        if c.public && c.register.is_none() {
+            return conflict("--public only makes sense with -r (registering the image)".into());
+        }
+        if !self.sysprep {
+            if let Some(name) = self.enable_syspreps.first() {
+                return conflict(format!(
+                    "--enable-sysprep `{name}' contradicts --no-sysprep"
+                ));
+            }
+        }
+        let key = |n: &String| n.trim().to_ascii_lowercase().replace('_', "-");
+        if let Some(name) = self
+            .enable_syspreps
+            .iter()
+            .find(|e| self.disable_syspreps.iter().any(|d| key(d) == key(e)))
+        {
+            return conflict(format!(
+                "sysprep `{name}' is given to both --disable-sysprep and --enable-sysprep"
+            ));
+        }
+        if !self.snapshot && self.dry_run {
+            return conflict(
+                "--no-snapshot (change the source itself) contradicts --dry-run (write nothing)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// `Err(OptionsError::NotSupported)` listing every unimplemented feature asked for.
@@ -245,6 +336,21 @@ pub fn check_source(source: &Path) -> Result<(), OptionsError> {
         }
     }
     Ok(())
+}
+
+/// The message of [`OptionsError::OutputIsSource`]: the same file may be spelled three
+/// ways, and the message only shows the spellings that differ.
+fn output_is_source(output: &str, file: &str, source: &str) -> String {
+    let what = if file == source {
+        format!("the source `{source}'")
+    } else {
+        format!("`{file}', a file the source `{source}' is made of")
+    };
+    if output == file {
+        format!("Output file `{output}' is {what}: refusing to overwrite it")
+    } else {
+        format!("Output file `{output}' is {what}, under another name: refusing to overwrite it")
+    }
 }
 
 /// No output file (the image or a side file) may be the source or a file it is made of
@@ -410,5 +516,57 @@ mod tests {
         o.install_virtio = Some("/tmp".into());
         let msg = o.check_supported().unwrap_err().to_string();
         assert!(msg.contains("--install-virtio"), "{msg}");
+    }
+
+    #[test]
+    fn contradictions_are_usage_errors_and_useless_options_warnings() {
+        let base = || {
+            let mut o = RunOptions::new("/nonexistent");
+            o.outfile = Some("x".into());
+            o
+        };
+        let refused = |o: RunOptions, needle: &str| {
+            let e = o.check_combination().unwrap_err();
+            assert!(e.is_usage(), "{e}");
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        };
+        assert!(base().check_combination().is_ok());
+        let mut o = base();
+        o.sysprep = false;
+        o.enable_syspreps.push("cleanup-log".into());
+        refused(o, "`cleanup-log' contradicts --no-sysprep");
+        let mut o = base();
+        o.disable_syspreps.push("Cleanup_Log".into());
+        o.enable_syspreps.push("cleanup-log".into());
+        refused(o, "both --disable-sysprep and --enable-sysprep");
+        let mut o = base();
+        o.snapshot = false;
+        o.dry_run = true;
+        refused(o, "--dry-run");
+        let mut o = base();
+        o.cloud.register = Some("n".into());
+        refused(o, "-u when -r");
+        let mut o = base();
+        o.cloud.token = Some("t".into());
+        refused(o, "go together");
+        let mut o = base();
+        o.cloud.public = true;
+        refused(o, "--public");
+        let mut o = base();
+        o.cloud.upload = Some(" ".into());
+        o.cloud.cloud = Some("c".into());
+        refused(o, "-u/--upload needs a value");
+
+        let mut o = base();
+        o.sysprep = false;
+        o.disable_syspreps.push("cleanup-log".into());
+        o.sysprep_params.push(("default_user".into(), "x".into()));
+        o.host_run_timeout = Some(std::time::Duration::from_secs(1));
+        assert!(o.check_combination().is_ok());
+        let warned = o.ineffective();
+        assert_eq!(warned.len(), 3, "{warned:?}");
+        o.print.sysprep_params = true;
+        assert_eq!(o.ineffective().len(), 2);
+        assert!(!OptionsError::NotSupported(vec!["x"]).is_usage());
     }
 }

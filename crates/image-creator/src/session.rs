@@ -173,6 +173,17 @@ pub enum SessionError {
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
+    /// An error whose message named a private file of the work directory (the working
+    /// copy as a library saw it): the same message with those files named by what they
+    /// are. See [`Session::run_stage`].
+    #[error("{message}")]
+    Private {
+        /// The message as shown.
+        message: String,
+        /// The error as it was.
+        #[source]
+        source: Box<SessionError>,
+    },
     /// A front-end called a stage before the one it depends on.
     #[error("internal error: {stage} needs {needs} first")]
     OutOfOrder {
@@ -184,6 +195,17 @@ pub enum SessionError {
 }
 
 impl SessionError {
+    /// Whether the error is about the options themselves (a bad command line: the CLI
+    /// exits 2), found by [`check_options`] or later by a stage.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            SessionError::Options(e) => e.is_usage(),
+            SessionError::Sysprep(e) => e.is_usage(),
+            SessionError::Private { source, .. } => source.is_usage(),
+            _ => false,
+        }
+    }
+
     /// Whether the run stopped because the user cancelled.
     pub fn is_cancelled(&self) -> bool {
         match self {
@@ -194,6 +216,7 @@ impl SessionError {
             SessionError::Sysprep(e) => matches!(e, SysprepError::Cancelled(_)),
             SessionError::HostRun(e) => matches!(e, crate::hostrun::HostRunError::Cancelled(_)),
             SessionError::Shrink(e) => e.is_cancelled(),
+            SessionError::Private { source, .. } => source.is_cancelled(),
             _ => false,
         }
     }
@@ -251,6 +274,7 @@ impl Session {
     /// for an output path that cannot be used (missing directory, existing files
     /// without `force`).
     pub fn new(opts: RunOptions, reporter: SharedReporter) -> Result<Session, SessionError> {
+        check_options(&opts)?;
         opts.check_supported()?;
         if let Some(out) = &opts.outfile {
             options::check_outfile(out, opts.force)?;
@@ -370,7 +394,44 @@ impl Session {
     /// The interactive UI runs [`Stage::Sysprep`] and [`Stage::Shrink`] on demand, as
     /// often as the user asks (operations that ran are not offered again); each stage's
     /// own checks apply.
+    ///
+    /// Errors never show the private files of the work directory: libraries that worked
+    /// on the private copy name it by its path, which is replaced by what it is ("the
+    /// private copy of SOURCE").
     pub fn run_stage(&mut self, stage: Stage) -> Result<(), SessionError> {
+        self.run_stage_inner(stage)
+            .map_err(|e| self.hide_private(e))
+    }
+
+    fn hide_private(&self, err: SessionError) -> SessionError {
+        let Some(workdir) = &self.workdir else {
+            return err;
+        };
+        let message = err.to_string();
+        let dir = workdir.path().display().to_string();
+        if !message.contains(&dir) {
+            return err;
+        }
+        let mut shown = message.clone();
+        if let Some(disk) = &self.disk {
+            shown = shown.replace(&disk.path().display().to_string(), &disk.name());
+        }
+        // Anything else in there (scratch files) is named by the directory the user chose.
+        let scratch = format!("a scratch file under {}", workdir.parent().display());
+        while let Some(start) = shown.find(&dir) {
+            let rest = &shown[start + dir.len()..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "'`\":,;)".contains(c))
+                .unwrap_or(rest.len());
+            shown.replace_range(start..start + dir.len() + end, &scratch);
+        }
+        SessionError::Private {
+            message: shown,
+            source: Box::new(err),
+        }
+    }
+
+    fn run_stage_inner(&mut self, stage: Stage) -> Result<(), SessionError> {
         cancel::check()?;
         match stage {
             Stage::ConnectCloud => self.connect_cloud()?,
@@ -470,8 +531,10 @@ impl Session {
 
     fn create_workdir(&mut self) -> Result<(), SessionError> {
         let workdir = WorkDir::create(self.opts.tmpdir.as_deref())?;
-        self.reporter
-            .detail(&format!("Work directory: {}", workdir.path().display()));
+        self.reporter.detail(&format!(
+            "Work directory: under {}",
+            workdir.parent().display()
+        ));
         // The private copy lives here and is read back by this process: its guest
         // filesystems need no fsync. A disk changed in place (--no-snapshot) is elsewhere.
         snf_guestfs::ext::set_scratch_dir(Some(workdir.path()));
@@ -644,10 +707,23 @@ impl Session {
         self.metadata.merge(&self.opts.metadata);
         let os = GuestOs::from_metadata(&self.metadata);
         let mut registry = Registry::for_family(os.family);
-        registry.select(&self.opts.disable_syspreps, &self.opts.enable_syspreps)?;
+        let family = os.family.name();
+        for name in
+            registry.select_applicable(&self.opts.disable_syspreps, &self.opts.enable_syspreps)
+        {
+            self.reporter.warn(&format!(
+                "sysprep `{name}' does not apply to this {family} image: ignored"
+            ));
+        }
         let mut params = Params::for_family(os.family);
         for (key, value) in &self.opts.sysprep_params {
-            params.set(key, value)?;
+            if params.has(key) {
+                params.set(key, value)?;
+            } else {
+                self.reporter.warn(&format!(
+                    "sysprep parameter `{key}' does not apply to this {family} image: ignored"
+                ));
+            }
         }
         self.syspreps = Some(registry);
         self.sysprep_params = Some(params);
@@ -686,6 +762,7 @@ impl Session {
             guest,
             &self.opts.host_run,
             &self.metadata,
+            self.opts.host_run_timeout,
             self.reporter.as_ref(),
         )?;
         if let Some(inspection) = self.inspection.as_mut() {
@@ -745,8 +822,8 @@ impl Session {
     /// that the dump writes them as holes. The guest tree is closed (flushed) first:
     /// e2fsck and resize2fs must be alone on the disk.
     fn shrink(&mut self) -> Result<(), SessionError> {
-        if let Some(mut guest) = self.inspection.as_mut().and_then(|i| i.guest.take()) {
-            guest.sync().map_err(SysprepError::from)?;
+        if let Some(guest) = self.inspection.as_mut().and_then(|i| i.guest.take()) {
+            guest.close().map_err(SysprepError::from)?;
         }
         let asked = self.sysprep_reports.iter().any(|r| r.name == "shrink");
         if self.opts.sysprep && self.metadata.contains("UNSUPPORTED") {
@@ -810,7 +887,8 @@ impl Session {
             ));
             return Ok(());
         }
-        let summary = self.write_image(size, &out)?;
+        let what = format!("image file {}", out.display());
+        let summary = self.write_image(size, &out, &what)?;
         snf_disk::write_side_files(
             &out,
             &out.to_string_lossy(),
@@ -840,6 +918,7 @@ impl Session {
         &mut self,
         size: u64,
         out: &Path,
+        what: &str,
     ) -> Result<snf_disk::DumpSummary, SessionError> {
         let Some(disk) = self.disk.take() else {
             return Err(SessionError::OutOfOrder {
@@ -850,11 +929,11 @@ impl Session {
         let reporter = self.reporter.as_ref();
         if !self.interactive {
             // Becomes the image where it can, else is dumped; either way it is done.
-            return Ok(snf_disk::finish_in_place(
-                disk, size, &self.free, out, reporter,
+            return Ok(snf_disk::finish_in_place_named(
+                disk, size, &self.free, out, what, reporter,
             )?);
         }
-        let done = snf_disk::dump(&disk, size, &self.free, out, reporter);
+        let done = snf_disk::dump_named(&disk, size, &self.free, out, what, reporter);
         self.disk = Some(disk);
         Ok(done?)
     }
@@ -894,7 +973,8 @@ impl Session {
                     });
                 };
                 let path = workdir.path().join("upload.diskdump");
-                let summary = self.write_image(size, &path)?;
+                let what = format!("the image to upload as `{upload}'");
+                let summary = self.write_image(size, &path, &what)?;
                 snf_cloud::ImageSource {
                     path,
                     size,
@@ -1024,6 +1104,20 @@ impl Session {
     }
 }
 
+/// Every check on `opts` that needs no work, so that a bad command line is refused
+/// before anything is examined or copied: options that contradict each other, and
+/// system preparation names and parameter values that no OS has or accepts (whether
+/// they apply to the guest's OS is known only after inspection, and is a warning).
+/// Every error here is a usage error ([`SessionError::is_usage`]).
+pub fn check_options(opts: &RunOptions) -> Result<(), SessionError> {
+    opts.check_combination()?;
+    sysprep::registry::check_names(opts.disable_syspreps.iter().chain(&opts.enable_syspreps))?;
+    for (key, value) in &opts.sysprep_params {
+        sysprep::params::check(key, value)?;
+    }
+    Ok(())
+}
+
 /// Make `disk` a writable private copy (unless it is writable already); the copy need
 /// not hold what no filesystem uses.
 fn make_private_copy(
@@ -1085,6 +1179,44 @@ mod tests {
             Stage::ALL[Stage::LAST_PREPARE.index()],
             Stage::MergeMetadata
         );
+    }
+
+    #[test]
+    fn errors_never_show_private_files_of_the_work_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.raw");
+        std::fs::write(&src, vec![0u8; 1 << 20]).unwrap();
+        let mut opts = RunOptions::new(&src);
+        opts.tmpdir = Some(dir.path().to_path_buf());
+        opts.print.metadata = true;
+        let reporter: SharedReporter = std::sync::Arc::new(snf_core::report::Quiet);
+        let mut session = Session::new(opts, reporter).unwrap();
+        session.run_until(Stage::OpenWorkingDisk).unwrap();
+        session.make_writable().unwrap();
+        let work = session.work_dir().unwrap().to_path_buf();
+        let disk = session.working_disk().unwrap().path().to_path_buf();
+        let err = SessionError::Recovery(
+            1,
+            snf_guestfs::Error::Corrupt {
+                path: work.join("part1-x.ext"),
+                msg: format!("bad block in `{}'", disk.display()),
+            },
+        );
+        let shown = session.hide_private(err);
+        let msg = shown.to_string();
+        assert!(!msg.contains(".snf_image_creator."), "{msg}");
+        assert!(
+            msg.contains(&format!("a scratch file under {}", dir.path().display())),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("the private copy of {}", src.display())),
+            "{msg}"
+        );
+        assert!(!shown.is_usage() && !shown.is_cancelled());
+        // Errors without private paths keep their type.
+        let plain = session.hide_private(SessionError::Cancelled(Cancelled));
+        assert!(matches!(plain, SessionError::Cancelled(_)));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use image_creator::hostrun::{self, HostRunError};
 use image_creator::metadata::Metadata;
@@ -79,8 +80,14 @@ echo "first done""#,
         "test ! -e var/cache/apt\necho appended >> etc/hostname\necho oops >&2",
     );
     let rec = Recorder::default();
-    let mut guest =
-        hostrun::run_scripts(guest, &[first.clone(), second.clone()], &metadata(), &rec).unwrap();
+    let mut guest = hostrun::run_scripts(
+        guest,
+        &[first.clone(), second.clone()],
+        &metadata(),
+        None,
+        &rec,
+    )
+    .unwrap();
     assert_eq!(guest.read(p("/etc/osfamily")).unwrap(), b"linux\n");
     assert_eq!(
         guest.read(p("/root/description")).unwrap(),
@@ -135,7 +142,7 @@ fn a_failing_script_stops_the_run_and_unmounts() {
         &format!("touch {}", marker.display()),
     );
     let rec = Recorder::default();
-    let err = hostrun::run_scripts(guest, &[fail.clone(), second], &metadata(), &rec)
+    let err = hostrun::run_scripts(guest, &[fail.clone(), second], &metadata(), None, &rec)
         .map(|_| ())
         .unwrap_err();
     assert!(
@@ -185,7 +192,7 @@ fn scripts_are_checked_before_anything_is_mounted() {
     // A bad script fails the run without mounting the tree.
     let (_img, guest) = ext_guest(dir.path());
     let rec = Recorder::default();
-    let err = hostrun::run_scripts(guest, std::slice::from_ref(&plain), &metadata(), &rec)
+    let err = hostrun::run_scripts(guest, std::slice::from_ref(&plain), &metadata(), None, &rec)
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(err, HostRunError::NotExecutable(_)), "{err:?}");
@@ -197,7 +204,7 @@ fn no_scripts_give_the_tree_back_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let (_img, guest) = ext_guest(dir.path());
     let rec = Recorder::default();
-    let mut guest = hostrun::run_scripts(guest, &[], &metadata(), &rec).unwrap();
+    let mut guest = hostrun::run_scripts(guest, &[], &metadata(), None, &rec).unwrap();
     assert_eq!(guest.read(p("/etc/hostname")).unwrap(), b"builder\n");
     assert!(rec.lines().is_empty());
 }
@@ -213,5 +220,181 @@ fn every_property_becomes_one_variable() {
             "SNF_IMAGE_CREATOR_METADATA_OS",
             "SNF_IMAGE_CREATOR_METADATA_OSFAMILY"
         ]
+    );
+}
+
+/// Whether process `pid` is still running (a zombie waiting for its parent is not).
+fn running(pid: &str) -> bool {
+    match fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_script_past_the_time_limit_is_killed_with_all_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, guest) = ext_guest(dir.path());
+    let cwd_file = dir.path().join("cwd");
+    let pid_file = dir.path().join("sleep.pid");
+    let hang = script(
+        dir.path(),
+        "hang.sh",
+        &format!(
+            "pwd > {cwd}\necho before > etc/before\nsleep 600 &\necho $! > {pid}\nwait\n\
+             echo after > etc/after",
+            cwd = cwd_file.display(),
+            pid = pid_file.display()
+        ),
+    );
+    let rec = Recorder::default();
+    let limit = std::time::Duration::from_secs(1);
+    let err = hostrun::run_scripts(
+        guest,
+        std::slice::from_ref(&hang),
+        &metadata(),
+        Some(limit),
+        &rec,
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(matches!(err, HostRunError::TimedOut { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Script: `{}' did not finish within 1 seconds (--host-run-timeout) and was killed",
+            hang.display()
+        )
+    );
+    let pid = fs::read_to_string(&pid_file).unwrap();
+    assert!(!running(&pid), "the script's child {pid} still runs");
+    let mnt = PathBuf::from(fs::read_to_string(&cwd_file).unwrap().trim());
+    assert!(!is_mounted(&mnt));
+    assert!(!mnt.exists(), "{} was left behind", mnt.display());
+    assert_e2fsck_clean(&img, 0, "the guest image");
+}
+
+#[test]
+fn a_script_within_the_time_limit_runs_as_usual() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_img, guest) = ext_guest(dir.path());
+    let quick = script(dir.path(), "quick.sh", "echo quick > etc/quick");
+    let rec = Recorder::default();
+    let limit = Some(std::time::Duration::from_secs(600));
+    let mut guest = hostrun::run_scripts(guest, &[quick], &metadata(), limit, &rec).unwrap();
+    assert_eq!(guest.read(p("/etc/quick")).unwrap(), b"quick\n");
+}
+
+#[test]
+fn a_bad_interpreter_is_named_before_anything_is_mounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_exec = dir.path().join("interp-not-executable");
+    fs::write(&not_exec, "").unwrap();
+    for (line, interpreter, problem) in [
+        (
+            "#!/nonexistent/interp -e",
+            "/nonexistent/interp",
+            "does not exist",
+        ),
+        (
+            &format!("#! {}", not_exec.display()) as &str,
+            not_exec.to_str().unwrap(),
+            "is not an executable file",
+        ),
+        ("#!/", "/", "is not an executable file"),
+        (
+            "#!bin/sh",
+            "bin/sh",
+            "is not an absolute path (it would be looked up in the guest)",
+        ),
+    ] {
+        let path = dir.path().join("bad.sh");
+        fs::write(&path, format!("{line}\ntrue\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let (_img, guest) = ext_guest(dir.path());
+        let rec = Recorder::default();
+        let err = hostrun::run_scripts(guest, std::slice::from_ref(&path), &metadata(), None, &rec)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Script `{}': interpreter `{interpreter}' {problem}",
+                path.display()
+            )
+        );
+        assert!(rec.lines().is_empty(), "{:?}", rec.lines());
+    }
+}
+
+#[test]
+fn guest_links_never_lead_a_script_to_a_host_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("host-marker");
+    fs::write(&marker, "host secret\n").unwrap();
+    let mirrored = marker
+        .strip_prefix("/")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let tree = dir.path().join("tree");
+    write_file(&tree, &mirrored, "guest copy\n");
+    snf_testkit::fixture::write_symlink(&tree, "/etc/passwd", &marker);
+    snf_testkit::fixture::write_symlink(&tree, "/d", "/");
+    snf_testkit::fixture::write_symlink(&tree, "/var/lib/up", "../../../../../../../../../..");
+    let img = dir.path().join("disk.img");
+    Mke2fs::ext4().tree(&tree).make(&img, 0, "64M");
+    let guest = GuestFs::new(Box::new(ExtFs::open(&img, 0, true).unwrap()), "disk");
+    let evil = script(
+        dir.path(),
+        "evil.sh",
+        &format!(
+            "cat etc/passwd d/{m} var/lib/up/{m} > seen\n\
+             echo one > etc/passwd\necho two >> d/{m}\necho three >> var/lib/up/{m}",
+            m = mirrored
+        ),
+    );
+    let rec = Recorder::default();
+    let mut guest = hostrun::run_scripts(guest, &[evil], &metadata(), None, &rec).unwrap();
+    assert_eq!(fs::read(&marker).unwrap(), b"host secret\n");
+    assert_eq!(
+        guest.read(p("/seen")).unwrap(),
+        b"guest copy\nguest copy\nguest copy\n"
+    );
+    assert_eq!(
+        guest.read(&Path::new("/").join(&mirrored)).unwrap(),
+        b"one\ntwo\nthree\n"
+    );
+    drop(guest.into_filesystems().unwrap());
+    assert_e2fsck_clean(&img, 0, "the guest image");
+}
+
+#[test]
+fn a_process_that_leaves_the_script_group_does_not_hold_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_img, guest) = ext_guest(dir.path());
+    let pid_file = dir.path().join("escaped.pid");
+    // It keeps the script's output pipes open, but not the mount.
+    let leaver = script(
+        dir.path(),
+        "leaver.sh",
+        &format!(
+            "(cd / && exec setsid sh -c 'echo $$ > {pid}; exec sleep 600') &\n\
+             while [ ! -s {pid} ]; do sleep 0.01; done\nprintf 'no newline at the end'",
+            pid = pid_file.display()
+        ),
+    );
+    let rec = Recorder::default();
+    let result = hostrun::run_scripts(guest, &[leaver], &metadata(), None, &rec);
+    let pid = fs::read_to_string(&pid_file).unwrap();
+    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+    result.unwrap();
+    assert!(
+        rec.lines().contains(&"no newline at the end".to_string()),
+        "{:?}",
+        rec.lines()
     );
 }

@@ -65,7 +65,7 @@ fn cancelling_kills_the_script_and_unmounts() {
             snf_core::cancel::request();
         })
     };
-    let result = hostrun::run_scripts(guest, &[script], &Metadata::new(), &Quiet);
+    let result = hostrun::run_scripts(guest, &[script], &Metadata::new(), None, &Quiet);
     canceller.join().unwrap();
     snf_core::cancel::reset();
 

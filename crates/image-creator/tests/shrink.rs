@@ -650,3 +650,46 @@ fn unsupported_images_are_not_shrunk() {
     );
     assert_eq!(a.partitions(), b.partitions());
 }
+
+/// A hybrid MBR (`sgdisk -h 2:3`) mirrors the root being shrunk and the swap being
+/// removed: after the shrink its entries match the GPT again (`sgdisk -v` clean), the
+/// root's twin with the root's new size and the swap's entry gone.
+#[test]
+fn gpt_with_a_hybrid_mbr_keeps_it_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = debian_tree(dir.path(), "tree");
+    let img = make_disk(
+        dir.path(),
+        80,
+        512,
+        &gpt_script(),
+        &[(2, ext4(&tree, 4096)), (3, Fill::Swap)],
+    );
+    let target = img.to_str().unwrap().to_string();
+    run(Command::new("sgdisk").args(["-h", "2:3"]).arg(&img));
+    assert_sgdisk_verifies(&target);
+    let (layout, done, _) = shrink_with(dir.path(), &img, 512, Method::Extract);
+    assert_eq!(done.swap.as_deref(), Some("3:16"));
+    assert_sgdisk_verifies(&target);
+    let p2 = layout.partition(2).unwrap();
+    let mut sector0 = [0u8; 512];
+    File::open(&img)
+        .unwrap()
+        .read_exact_at(&mut sector0, 0)
+        .unwrap();
+    let entries: Vec<(u8, u64, u64)> = (0..4)
+        .map(|i| {
+            let e = &sector0[446 + 16 * i..462 + 16 * i];
+            let le = |at: usize| u64::from(u32::from_le_bytes(e[at..at + 4].try_into().unwrap()));
+            (e[4], le(8), le(12))
+        })
+        .filter(|e| e.0 != 0)
+        .collect();
+    assert!(
+        entries.contains(&(0x83, p2.start, p2.sectors())),
+        "the root's twin has its new size: {entries:?}"
+    );
+    assert_eq!(entries.len(), 2, "protective + root: {entries:?}");
+    assert!(entries.iter().all(|e| e.1 + e.2 <= done.new_size / 512));
+    assert_ext_ok(&img, &layout, 2, &tree);
+}

@@ -8,6 +8,8 @@
 //! * [`report`]: the library's messages to the log file, syslog and the screen;
 //! * [`app`]: the flow (media selection, wizard, expert mode).
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod report;
 pub mod screens;

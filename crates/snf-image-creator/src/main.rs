@@ -5,6 +5,8 @@
 //! exit, a fatal error (exit 1, the log is kept and named), Ctrl-C or a signal (exit
 //! 130/143 after cleanup) and a crash (exit 3, the log is kept and named).
 
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -163,21 +163,6 @@ impl Cli {
             let (k, v) = metadata::split_assignment(p).map_err(|e| UsageError(e.to_string()))?;
             sysprep_params.push((k.to_string(), v.to_string()));
         }
-        if self.register.is_some() && self.upload.is_none() {
-            return usage("You also need to set -u when -r option is set");
-        }
-        if self.upload.is_some()
-            && (self.token.is_none() || self.authentication_url.is_none())
-            && self.cloud.is_none()
-        {
-            return usage(
-                "Image uploading cannot be performed. You need to either specify an \
-                 authentication URL and token pair or an available cloud name.",
-            );
-        }
-        if self.public && self.register.is_none() {
-            return usage("--public only makes sense with -r (registering the image)");
-        }
         let print = PrintRequest {
             metadata: self.print_metadata,
             syspreps: self.print_syspreps,
@@ -224,7 +209,19 @@ impl Cli {
             public: self.public,
         };
         opts.dry_run = self.dry_run;
+        // The library decides what makes sense, so that the UI refuses the same things.
+        image_creator::session::check_options(&opts).map_err(|e| UsageError(e.to_string()))?;
         Ok(opts)
+    }
+
+    /// Options of this front-end that have no effect in this run (the library reports
+    /// its own through the session).
+    pub fn ineffective(&self) -> Vec<&'static str> {
+        let mut unused = Vec::new();
+        if self.json && !(self.print_metadata || self.print_syspreps || self.print_sysprep_params) {
+            unused.push("--json has no effect without --print-metadata, --print-syspreps or --print-sysprep-params");
+        }
+        unused
     }
 }
 

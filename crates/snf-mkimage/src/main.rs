@@ -3,6 +3,8 @@
 //! This binary only parses arguments, prints and handles signals; every decision about
 //! the image is taken by the library's [`Session`].
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod console;
 mod syslog;
@@ -19,7 +21,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use image_creator::core::cancel;
 use image_creator::core::report::{Reporter, SharedReporter};
-use image_creator::session::Session;
+use image_creator::session::{Session, SessionError};
 use image_creator::VERSION;
 
 use crate::cli::{Cli, UsageError};
@@ -101,6 +103,9 @@ fn main() -> ExitCode {
     if let Some(problem) = syslog_problem {
         console.warn(&problem);
     }
+    for unused in cli.ineffective() {
+        console.warn(unused);
+    }
 
     match run(&cli, opts, &console) {
         Ok(()) => {
@@ -113,7 +118,11 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             console.error(&err.to_string());
-            ExitCode::from(EXIT_FAILURE)
+            // A stage may still find the command line wrong (the library decides).
+            let usage = err
+                .downcast_ref::<SessionError>()
+                .is_some_and(SessionError::is_usage);
+            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILURE })
         }
     }
 }

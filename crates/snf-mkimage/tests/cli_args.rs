@@ -516,24 +516,32 @@ fn sysprep_selection_printing_and_typos() {
         .unwrap();
     assert!(value_line.trim_end().ends_with('3'), "{value_line}");
 
-    // A typo must not silently leave an image unprepared.
-    for args in [
-        vec!["--disable-sysprep", "cleanup-logs", "--print-syspreps", src],
-        vec![
-            "--sysprep-param",
-            "bootmenu_timeot=3",
-            "--print-syspreps",
-            src,
-        ],
+    // A typo must not silently leave an image unprepared: a bad command line, refused
+    // before the header is printed or anything is examined.
+    for (args, name) in [
+        (
+            vec!["--disable-sysprep", "cleanup-logs", "--print-syspreps", src],
+            "`cleanup-logs'",
+        ),
+        (
+            vec![
+                "--sysprep-param",
+                "bootmenu_timeot=3",
+                "--print-syspreps",
+                src,
+            ],
+            "`bootmenu_timeot'",
+        ),
     ] {
         let out = run(&args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
+        assert!(err.starts_with("Error: ") && err.contains(name), "{err}");
         assert!(
-            err.contains("cleanup-log") || err.contains("bootmenu_timeout"),
-            "{err}"
+            err.contains("cleanup-log,") || err.contains("bootmenu_timeout,"),
+            "lists the valid names: {err}"
         );
-        assert_eq!(err.matches("Error:").count(), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
 

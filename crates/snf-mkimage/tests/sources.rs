@@ -156,7 +156,7 @@ fn not_enough_room_in_tmpdir_is_reported_up_front() {
     let last = err.lines().last().unwrap();
     assert!(
         last.starts_with(&format!(
-            "Error: Not enough space under {}: need ",
+            "Error: No space left under {}: need ",
             tmp.display()
         )),
         "{err}"

@@ -17,6 +17,8 @@
 //! Building the guest, booting and deploying need root (loop devices, mount, debootstrap)
 //! and `qemu-system-x86_64` (`scripts/guest/install-qemu-system.sh`).
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

@@ -382,8 +382,14 @@ fn build_header(
 }
 
 /// Sector 0 for a GPT disk of `new_sectors`: the protective entry sized to the disk
-/// (min(sectors - 1, 0xFFFFFFFF)). Boot code is kept. A hybrid MBR (the protective
-/// entry beside real ones) keeps its entries, the protective one clamped to the disk.
+/// (min(sectors - 1, 0xFFFFFFFF)), in the slot it was in. Boot code is kept.
+///
+/// A hybrid MBR (the protective entry beside real ones, as `sgdisk -h` makes) is kept
+/// hybrid and consistent with the GPT: an entry that starts where a GPT partition
+/// starts is given that partition's size (so a shrunk partition's twin shrinks with
+/// it), one whose partition was deleted is cleared; any other entry is clamped to the
+/// disk, or cleared if it starts past its end; the protective entry is clamped to the
+/// disk.
 fn protective_mbr(layout: &Layout, new_sectors: u64) -> [u8; 512] {
     let mut s0 = layout.sector0;
     let full = (new_sectors - 1).min(u64::from(u32::MAX)) as u32;
@@ -393,14 +399,47 @@ fn protective_mbr(layout: &Layout, new_sectors: u64) -> [u8; 512] {
             .iter()
             .any(|e| !e.is_empty() && e.typ != mbr::PROTECTIVE);
         if let Some(slot) = pmbr {
-            let e = &mut s0[446 + 16 * slot..446 + 16 * slot + 16];
             if !hybrid {
+                let e = &mut s0[446 + 16 * slot..446 + 16 * slot + 16];
                 mbr::put_entry(e, false, mbr::PROTECTIVE, 1, full, 0);
                 return s0;
             }
-            let start = u64::from(entries[slot].start).clamp(1, new_sectors - 1);
-            let size = u64::from(entries[slot].size).min(new_sectors - start) as u32;
-            mbr::put_entry(e, false, mbr::PROTECTIVE, start as u32, size, 0);
+            let read_starts = layout.gpt.as_ref().map_or_else(Vec::new, |g| {
+                g.entries
+                    .chunks_exact(g.entry_size as usize)
+                    .filter(|e| e[0..16].iter().any(|&b| b != 0))
+                    .map(|e| u64_at(e, 32))
+                    .collect()
+            });
+            for (i, entry) in entries.iter().enumerate() {
+                if entry.is_empty() {
+                    continue;
+                }
+                let e = &mut s0[446 + 16 * i..446 + 16 * i + 16];
+                let start = u64::from(entry.start);
+                let twin = (entry.typ != mbr::PROTECTIVE)
+                    .then(|| layout.partitions().iter().find(|p| p.start == start))
+                    .flatten();
+                let (start, size) = match twin {
+                    Some(p) => (start, p.sectors()),
+                    // It mirrored a partition that was deleted.
+                    None if entry.typ != mbr::PROTECTIVE && read_starts.contains(&start) => {
+                        e.fill(0);
+                        continue;
+                    }
+                    None if entry.typ == mbr::PROTECTIVE => {
+                        let start = start.clamp(1, new_sectors - 1);
+                        (start, u64::from(entry.size).min(new_sectors - start))
+                    }
+                    None if start >= new_sectors => {
+                        e.fill(0);
+                        continue;
+                    }
+                    None => (start, u64::from(entry.size).min(new_sectors - start)),
+                };
+                let size = size.min(u64::from(u32::MAX)) as u32;
+                mbr::put_entry(e, entry.boot == 0x80, entry.typ, start as u32, size, 0);
+            }
             return s0;
         }
     } else {

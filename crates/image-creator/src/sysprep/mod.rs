@@ -39,7 +39,11 @@ pub enum SysprepError {
         family: String,
         valid: String,
     },
-    /// `--sysprep-param` named a parameter this OS does not have.
+    /// `--enable-sysprep`/`--disable-sysprep` named an operation no OS has.
+    #[error("Sysprep: `{name}' does not exist. Valid names: {valid}")]
+    NoSuchSysprep { name: String, valid: String },
+    /// `--sysprep-param` named a parameter this OS does not have (or, checked before
+    /// the OS is known, that no OS has).
     #[error("Invalid sysprep parameter: `{name}'. Valid parameters: {valid}")]
     UnknownParam { name: String, valid: String },
     /// A parameter value failed its type or check.
@@ -64,6 +68,21 @@ pub enum SysprepError {
     /// The user interrupted the run.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
+}
+
+impl SysprepError {
+    /// Whether the error is about what the user asked for (a name or value given on
+    /// the command line or in a form), not about the guest: front-ends exit 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            SysprepError::UnknownSysprep { .. }
+                | SysprepError::NoSuchSysprep { .. }
+                | SysprepError::UnknownParam { .. }
+                | SysprepError::InvalidParamValue { .. }
+                | SysprepError::NotAnAssignment(_)
+        )
+    }
 }
 
 /// Result of sysprep functions.

@@ -276,6 +276,25 @@ pub static SPECS: &[ParamSpec] = &[
     },
 ];
 
+/// Check a `--sysprep-param` before the OS is known: the name must be a parameter of
+/// some OS family and the value must suit it.
+pub fn check(name: &str, value: &str) -> Result<()> {
+    let wanted = name.trim().to_ascii_lowercase().replace('-', "_");
+    let Some(spec) = SPECS.iter().find(|s| s.name == wanted) else {
+        let mut valid: Vec<_> = SPECS.iter().filter(|s| !s.hidden).map(|s| s.name).collect();
+        valid.sort_unstable();
+        return Err(SysprepError::UnknownParam {
+            name: name.to_string(),
+            valid: valid.join(", "),
+        });
+    };
+    let mut scratch = Params {
+        family: spec.families[0],
+        values: BTreeMap::new(),
+    };
+    scratch.set(spec.name, value)
+}
+
 /// Split a list value on commas; `\,` is a literal comma.
 pub fn split_list(value: &str) -> Vec<String> {
     let mut items = vec![String::new()];
@@ -378,6 +397,11 @@ impl Params {
         }
         self.values.insert(spec.name, items);
         Ok(())
+    }
+
+    /// Whether parameter `name` (case-insensitive) exists for this OS family.
+    pub fn has(&self, name: &str) -> bool {
+        self.spec(name).is_ok()
     }
 
     /// Apply a `KEY=VALUE` assignment (split on the first `=`).

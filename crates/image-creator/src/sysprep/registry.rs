@@ -209,6 +209,20 @@ impl Registry {
         Ok(())
     }
 
+    /// [`Registry::select`] for names already checked with [`check_names`]: a name that
+    /// exists but not for this OS family is skipped (the same command line may serve
+    /// guests of several families). Returns the skipped names, for a warning.
+    pub fn select_applicable(&mut self, disable: &[String], enable: &[String]) -> Vec<String> {
+        let (disable, mut skipped): (Vec<String>, Vec<String>) =
+            disable.iter().cloned().partition(|n| self.get(n).is_ok());
+        let (enable, skipped_enable): (Vec<String>, Vec<String>) =
+            enable.iter().cloned().partition(|n| self.get(n).is_ok());
+        skipped.extend(skipped_enable);
+        // Every remaining name resolves, so this cannot fail.
+        let _ = self.select(&disable, &enable);
+        skipped
+    }
+
     /// Disable everything (`--no-sysprep`).
     pub fn disable_all(&mut self) {
         self.enabled.clear();
@@ -265,6 +279,25 @@ impl Registry {
                 .collect(),
         )
     }
+}
+
+/// Check `--disable-sysprep`/`--enable-sysprep` names before the OS is known: each must
+/// name an operation of some OS family (case-insensitive; `_` taken as `-`).
+pub fn check_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    let ops = all();
+    for name in names {
+        let wanted = name.trim().to_ascii_lowercase().replace('_', "-");
+        if !ops.iter().any(|d| d.name == wanted) {
+            let mut valid: Vec<_> = ops.iter().map(|d| d.name).collect();
+            valid.sort_unstable();
+            valid.dedup();
+            return Err(SysprepError::NoSuchSysprep {
+                name: name.clone(),
+                valid: valid.join(", "),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The generated reference of every operation and parameter (`docs/syspreps.md`).

@@ -234,3 +234,13 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     }
     found
 }
+
+impl Case {
+    /// Give the runs `dir` as `--tmpdir` instead of the case's own (a small filesystem
+    /// the test mounted outside the case's directory, so that its mount is not taken
+    /// for one the run left behind); it must be empty after each run all the same.
+    pub fn use_tmpdir(&mut self, dir: &Path) -> &mut Case {
+        self.tmpdir = dir.to_path_buf();
+        self
+    }
+}

@@ -133,8 +133,8 @@ fn run(ctx: &mut SysprepContext<'_>) -> Result<Changes> {
             .lines()
             .map(|l| {
                 let t = l.trim_start();
-                let is_append = t.len() > 6
-                    && t[..6].eq_ignore_ascii_case("append")
+                // `get`: a guest's config may hold a multi-byte character there.
+                let is_append = t.get(..6).is_some_and(|w| w.eq_ignore_ascii_case("append"))
                     && t[6..].starts_with(char::is_whitespace);
                 if is_append {
                     replace_root_words(l, &root)

@@ -1,0 +1,89 @@
+//! Copying and zeroing byte ranges of the disk, holes kept.
+
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+use snf_core::cancel::{self, Cancelled};
+
+use super::{io_err, ShrinkError};
+
+/// A failed copy: which side failed.
+pub(super) enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+    Cancelled,
+}
+
+impl CopyError {
+    pub(super) fn context(self, from: &str, to: &str) -> ShrinkError {
+        match self {
+            CopyError::Read(e) => io_err(format!("read {from}"))(e),
+            CopyError::Write(e) => io_err(format!("write {to}"))(e),
+            CopyError::Cancelled => ShrinkError::Cancelled(Cancelled),
+        }
+    }
+}
+
+/// Copies `len` bytes: inside the kernel where it can, else by hand, leaving all-zero
+/// chunks unwritten (holes stay holes).
+pub(super) fn copy_range(
+    src: &File,
+    from: u64,
+    dst: &File,
+    to: u64,
+    len: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<(), CopyError> {
+    if cancel::is_requested() {
+        return Err(CopyError::Cancelled);
+    }
+    // Inside the kernel where it can: no trip of the data through user space.
+    if snf_disk::kernel_copy(src, from, dst, to, len).map_err(CopyError::Write)? {
+        progress(len);
+        return Ok(());
+    }
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK.min(len) as usize];
+    let mut done = 0;
+    while done < len {
+        if cancel::is_requested() {
+            return Err(CopyError::Cancelled);
+        }
+        let n = (len - done).min(CHUNK) as usize;
+        let chunk = &mut buf[..n];
+        src.read_exact_at(chunk, from + done)
+            .map_err(CopyError::Read)?;
+        if chunk.iter().any(|&b| b != 0) {
+            dst.write_all_at(chunk, to + done)
+                .map_err(CopyError::Write)?;
+        }
+        done += n as u64;
+        progress(n as u64);
+    }
+    Ok(())
+}
+
+/// Makes `range` of `file` read as zeros: punches a hole where the filesystem can,
+/// else writes zeros.
+pub(super) fn zero_range(file: &File, range: Range<u64>) -> Result<(), ShrinkError> {
+    if range.start >= range.end {
+        return Ok(());
+    }
+    let len = range.end - range.start;
+    if snf_disk::punch_hole(file, range.clone()).is_ok() {
+        return Ok(());
+    }
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; CHUNK.min(len) as usize];
+    let mut pos = range.start;
+    while pos < range.end {
+        cancel::check()?;
+        let n = (range.end - pos).min(CHUNK) as usize;
+        file.write_all_at(&zeros[..n], pos)
+            .map_err(io_err("zero the free space of the disk"))?;
+        pos += n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Boot configuration and fstab as system preparation edits them: GRUB 2
+//! (/etc/default/grub, grub.cfg), GRUB legacy (menu.lst), syslinux/extlinux, and the
+//! fstab entries rewritten to persistent names or dropped for swap.
+#![no_main]
+use image_creator::metadata::Metadata;
+use image_creator::sysprep::OsFamily;
+use libfuzzer_sys::fuzz_target;
+use snf_fuzz::{guest, sections};
+
+const FILES: &[&str] = &[
+    "/etc/default/grub",
+    "/boot/grub/grub.cfg",
+    "/boot/grub/menu.lst",
+    "/boot/grub2/grub.cfg",
+    "/boot/syslinux/syslinux.cfg",
+    "/boot/extlinux/extlinux.conf",
+    "/etc/fstab",
+    "/etc/sysctl.conf",
+    "/etc/selinux/config",
+];
+
+fuzz_target!(|data: &[u8]| {
+    let files: Vec<(&str, &[u8])> = FILES
+        .iter()
+        .copied()
+        .zip(sections(data, FILES.len()))
+        .collect();
+    let mut g = guest::tree(&files);
+    guest::sysprep(&mut g, OsFamily::Linux, &mut Metadata::new());
+});
