@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod interactive;
 pub mod metadata;
 pub mod options;
+mod private_names;
 pub mod session;
 pub mod shrink;
 pub mod sysprep;

@@ -13,6 +13,7 @@
 //! Stages not written yet are seams, each marked `SEAM` below: inspection, VirtIO
 //! installation, `--host-run`, system preparation, shrink and the cloud upload.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use snf_disk::{
 use crate::inspect::{self, InspectError, Inspection};
 use crate::metadata::Metadata;
 use crate::options::{self, OptionsError, RunOptions};
+use crate::private_names::PrivateNames;
 use crate::shrink::{self, ShrinkError, ShrinkOptions};
 use crate::sysprep::{
     self, GuestOs, MountedFs, OpReport, Params, Registry, SysprepContext, SysprepError,
@@ -244,7 +246,10 @@ pub struct Session {
     workdir: Option<WorkDir>,
     source: Option<Source>,
     opts: RunOptions,
+    /// The front-end's reporter behind [`PrivateNames`].
     reporter: SharedReporter,
+    /// What the work directory's files are called in messages.
+    names: PrivateNames,
     metadata: Metadata,
     /// The system preparation operations for the detected OS, with the run's selection
     /// applied (set by [`Stage::MergeMetadata`]).
@@ -288,6 +293,8 @@ impl Session {
         // Bad scripts are refused before any work, not after a long copy.
         let mut opts = opts;
         opts.host_run = crate::hostrun::check_scripts(&opts.host_run)?;
+        let names = PrivateNames::default();
+        let reporter = names.reporter(reporter);
         Ok(Session {
             inspection: None,
             disk: None,
@@ -296,6 +303,7 @@ impl Session {
             source: None,
             opts,
             reporter,
+            names,
             metadata: Metadata::new(),
             syspreps: None,
             sysprep_params: None,
@@ -399,35 +407,25 @@ impl Session {
     /// on the private copy name it by its path, which is replaced by what it is ("the
     /// private copy of SOURCE").
     pub fn run_stage(&mut self, stage: Stage) -> Result<(), SessionError> {
-        self.run_stage_inner(stage)
-            .map_err(|e| self.hide_private(e))
+        let result = self.run_stage_inner(stage);
+        // The working disk may have become a private copy during the stage.
+        if let Some(disk) = &self.disk {
+            self.names.set_disk(disk.path(), disk.name());
+        }
+        result.map_err(|e| self.hide_private(e))
     }
 
     fn hide_private(&self, err: SessionError) -> SessionError {
-        let Some(workdir) = &self.workdir else {
-            return err;
-        };
-        let message = err.to_string();
-        let dir = workdir.path().display().to_string();
-        if !message.contains(&dir) {
-            return err;
-        }
-        let mut shown = message.clone();
         if let Some(disk) = &self.disk {
-            shown = shown.replace(&disk.path().display().to_string(), &disk.name());
+            self.names.set_disk(disk.path(), disk.name());
         }
-        // Anything else in there (scratch files) is named by the directory the user chose.
-        let scratch = format!("a scratch file under {}", workdir.parent().display());
-        while let Some(start) = shown.find(&dir) {
-            let rest = &shown[start + dir.len()..];
-            let end = rest
-                .find(|c: char| c.is_whitespace() || "'`\":,;)".contains(c))
-                .unwrap_or(rest.len());
-            shown.replace_range(start..start + dir.len() + end, &scratch);
-        }
-        SessionError::Private {
-            message: shown,
-            source: Box::new(err),
+        let message = err.to_string();
+        match self.names.hide(&message) {
+            Cow::Borrowed(_) => err,
+            Cow::Owned(shown) => SessionError::Private {
+                message: shown,
+                source: Box::new(err),
+            },
         }
     }
 
@@ -538,6 +536,7 @@ impl Session {
         // The private copy lives here and is read back by this process: its guest
         // filesystems need no fsync. A disk changed in place (--no-snapshot) is elsewhere.
         snf_guestfs::ext::set_scratch_dir(Some(workdir.path()));
+        self.names.set_workdir(workdir.path(), workdir.parent());
         self.workdir = Some(workdir);
         Ok(())
     }
@@ -1017,6 +1016,7 @@ impl Session {
         self.interactive = true;
         if let Some(disk) = &mut self.disk {
             make_private_copy(disk, self.reporter.as_ref())?;
+            self.names.set_disk(disk.path(), disk.name());
         }
         Ok(())
     }

@@ -139,3 +139,46 @@ fn an_etc_fstab_claiming_a_gigabyte() {
     ]);
     out.failure(&["/etc/fstab", "1073741824 bytes", "64 MiB"]);
 }
+
+/// A second ext4 filesystem whose superblock is corrupt cannot be opened: the
+/// run goes on with a warning that names the partition, and no message (warning or
+/// error) shows the work directory's files that libext2fs was given.
+#[test]
+fn a_damaged_second_ext4_filesystem_is_named_by_its_partition() {
+    let mut c = Case::new();
+    let tree = c.path("tree");
+    write_file(
+        &tree,
+        "/etc/os-release",
+        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+    );
+    write_file(&tree, "/etc/debian_version", "12.5\n");
+    write_file(
+        &tree,
+        "/etc/fstab",
+        "/dev/sda1 / ext4 defaults 0 1\n/dev/sda2 /srv ext4 defaults 0 2\n",
+    );
+    std::fs::create_dir_all(tree.join("srv")).unwrap();
+    let disk = Disk::create(
+        c.path("disk.raw"),
+        96 * MIB,
+        "label: dos\nstart=2048, size=48M, type=83\nstart=100352, type=83\n",
+    );
+    disk.ext(1, &Mke2fs::ext4().tree(&tree));
+    // Without metadata_csum, so that a changed superblock field is not a checksum error.
+    disk.ext(
+        2,
+        &Mke2fs::with_args(&["-t", "ext4", "-O", "^metadata_csum"]),
+    );
+    // s_inodes_per_group = 0: the signature still says ext4, libext2fs refuses it.
+    snf_testkit::fixture::write_at(disk.path(), disk.offset(2) + 1024 + 40, &[0; 4]);
+    let src = disk.into_path();
+    c.watch(&src);
+    let out = c.path("out.diskdump");
+    let outcome = c.run(&["-o", out.to_str().unwrap(), src.to_str().unwrap()]);
+    let stderr = outcome.stderr();
+    assert!(
+        stderr.contains("partition 2"),
+        "the damaged filesystem is not named by its partition\n{stderr}"
+    );
+}

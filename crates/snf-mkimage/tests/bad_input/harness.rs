@@ -87,6 +87,11 @@ impl Case {
                 outcome.stderr()
             );
         }
+        let stderr = outcome.stderr();
+        assert!(
+            !stderr.contains(".snf_image_creator."),
+            "a message shows the work directory's internal file names\n{stderr}"
+        );
         let left = common::entries(&self.tmpdir);
         assert!(
             left.is_empty(),
