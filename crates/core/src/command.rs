@@ -108,6 +108,14 @@ fn program_and_subcommand(cmd: &Command) -> String {
     }
 }
 
+/// The time limit for a program whose work grows with `bytes` of data (a copy, a
+/// filesystem check or resize): ten minutes plus two per GiB, which a disk as slow as
+/// 8 MiB/s still meets, while a program looping on hostile input is still stopped.
+pub fn data_limit(bytes: u64) -> Duration {
+    const GIB: u64 = 1 << 30;
+    Duration::from_secs(600 + 120 * bytes.div_ceil(GIB))
+}
+
 /// Set up `cmd` the way every external program runs: `LC_ALL=C` without `LANGUAGE`, in a
 /// process group of its own. For callers that spawn and wait themselves (streaming the
 /// output); [`run`] and friends do it already.
@@ -375,6 +383,13 @@ mod tests {
     fn captures_stdout() {
         let out = run(Command::new("sh").args(["-c", "printf hello"])).unwrap();
         assert_eq!(out.stdout, "hello");
+    }
+
+    #[test]
+    fn data_limits_grow_with_the_data() {
+        assert_eq!(data_limit(0), Duration::from_secs(600));
+        assert_eq!(data_limit(1), Duration::from_secs(720));
+        assert_eq!(data_limit(10 << 30), Duration::from_secs(1800));
     }
 
     #[test]

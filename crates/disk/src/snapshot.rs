@@ -432,7 +432,7 @@ fn convert(
             source: Box::new(e),
         },
     };
-    // No time limit: the copy takes as long as the data does.
+    // The copy takes as long as the data does: a limit that only a loop reaches.
     let mut child = command::prepare(&mut Command::new(program))
         .args([
             "convert",
@@ -484,7 +484,8 @@ fn convert(
             }
             s
         });
-        let status = command::wait(&mut child, program);
+        let status =
+            command::wait_with_limit(&mut child, "qemu-img convert", command::data_limit(size));
         (status, err.join().unwrap_or_default())
     });
     let status = status.map_err(convert_error)?;

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use snf_core::cancel;
 use snf_core::command;
@@ -72,6 +73,7 @@ pub(super) fn shrink_ext(
     // The extracted file is scratch: nothing in it needs to reach the platter.
     let tools = E2fsTools {
         no_sync: matches!(target, Target::Extract(_)) && no_sync_available,
+        limit: command::data_limit(p.size()),
     };
     let through = match &target {
         Target::Loop(_) => dev.display().to_string(),
@@ -154,6 +156,9 @@ pub const NO_SYNC_WRAPPER: &str = "eatmydata";
 /// e2fsprogs' programs, run on a scratch file without syncs when `no_sync`.
 struct E2fsTools {
     no_sync: bool,
+    /// Their time limit: they read the whole filesystem at most a few times, so only
+    /// one that loops on a corrupt filesystem reaches it.
+    limit: Duration,
 }
 
 impl E2fsTools {
@@ -169,13 +174,15 @@ impl E2fsTools {
 
     /// `e2fsck -fy`: exit codes 0 (clean) and 1 (errors corrected) are fine.
     fn fsck(&self, dev: &Path, partition: u32, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
-        let out = command::run_unchecked(self.command("e2fsck").arg("-fy").arg(dev)).map_err(
-            |source| ShrinkError::Tool {
-                partition,
-                dev: dev.to_path_buf(),
-                source,
-            },
-        )?;
+        let out = command::run_unchecked_with_limit(
+            self.command("e2fsck").arg("-fy").arg(dev),
+            self.limit,
+        )
+        .map_err(|source| ShrinkError::Tool {
+            partition,
+            dev: dev.to_path_buf(),
+            source,
+        })?;
         match out.status.code() {
             Some(0) => Ok(()),
             Some(1) => {
@@ -194,13 +201,12 @@ impl E2fsTools {
 
     /// `resize2fs -P`: the estimated minimum size, in filesystem blocks.
     fn min_blocks(&self, dev: &Path, partition: u32) -> Result<u64, ShrinkError> {
-        let out = command::run(self.command("resize2fs").arg("-P").arg(dev)).map_err(|source| {
-            ShrinkError::Tool {
+        let out = command::run_with_limit(self.command("resize2fs").arg("-P").arg(dev), self.limit)
+            .map_err(|source| ShrinkError::Tool {
                 partition,
                 dev: dev.to_path_buf(),
                 source,
-            }
-        })?;
+            })?;
         out.stdout
             .lines()
             .find_map(|l| {
@@ -215,13 +221,16 @@ impl E2fsTools {
 
     /// `resize2fs DEV BLOCKS` (a size without unit is in filesystem blocks).
     fn resize2fs(&self, dev: &Path, partition: u32, blocks: u64) -> Result<(), ShrinkError> {
-        command::run(self.command("resize2fs").arg(dev).arg(blocks.to_string()))
-            .map(|_| ())
-            .map_err(|source| ShrinkError::Tool {
-                partition,
-                dev: dev.to_path_buf(),
-                source,
-            })
+        command::run_with_limit(
+            self.command("resize2fs").arg(dev).arg(blocks.to_string()),
+            self.limit,
+        )
+        .map(|_| ())
+        .map_err(|source| ShrinkError::Tool {
+            partition,
+            dev: dev.to_path_buf(),
+            source,
+        })
     }
 }
 
