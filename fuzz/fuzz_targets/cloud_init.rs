@@ -5,7 +5,7 @@ use image_creator::inspect::unix;
 use image_creator::metadata::Metadata;
 use image_creator::sysprep::OsFamily;
 use libfuzzer_sys::fuzz_target;
-use snf_fuzz::{guest, sections};
+use snf_fuzz::guest;
 
 const FILES: &[&str] = &[
     "/etc/cloud/cloud.cfg",
@@ -15,12 +15,7 @@ const FILES: &[&str] = &[
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let files: Vec<(&str, &[u8])> = FILES
-        .iter()
-        .copied()
-        .zip(sections(data, FILES.len()))
-        .collect();
-    let mut g = guest::tree(&files);
+    let mut g = guest::tree_from(FILES, data);
     let quiet = snf_core::report::Quiet;
     let _ = unix::cloud_init(&mut g, &quiet);
     let mut meta = Metadata::new();

@@ -5,7 +5,7 @@ use image_creator::inspect::unix;
 use image_creator::metadata::Metadata;
 use image_creator::sysprep::OsFamily;
 use libfuzzer_sys::fuzz_target;
-use snf_fuzz::{guest, sections};
+use snf_fuzz::guest;
 
 const FILES: &[&str] = &[
     "/etc/master.passwd",
@@ -25,12 +25,7 @@ fuzz_target!(|data: &[u8]| {
         1 => (OsFamily::OpenBsd, "openbsd"),
         _ => (OsFamily::NetBsd, "netbsd"),
     };
-    let files: Vec<(&str, &[u8])> = FILES
-        .iter()
-        .copied()
-        .zip(sections(data, FILES.len()))
-        .collect();
-    let mut g = guest::tree(&files);
+    let mut g = guest::tree_from(FILES, data);
     let quiet = snf_core::report::Quiet;
     let users = unix::master_passwd_users(&mut g, &quiet);
     let _ = unix::passwd_hashing_method(&mut g, name);

@@ -6,7 +6,7 @@ use image_creator::inspect::unix;
 use image_creator::metadata::Metadata;
 use image_creator::sysprep::OsFamily;
 use libfuzzer_sys::fuzz_target;
-use snf_fuzz::{guest, sections};
+use snf_fuzz::guest;
 
 const FILES: &[&str] = &[
     "/etc/shadow",
@@ -21,12 +21,7 @@ const FILES: &[&str] = &[
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let files: Vec<(&str, &[u8])> = FILES
-        .iter()
-        .copied()
-        .zip(sections(data, FILES.len()))
-        .collect();
-    let mut g = guest::tree(&files);
+    let mut g = guest::tree_from(FILES, data);
     let quiet = snf_core::report::Quiet;
     let users = unix::shadow_users(&mut g, &quiet);
     let _ = unix::passwd_hashing_method(&mut g, "linux");

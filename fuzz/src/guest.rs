@@ -40,6 +40,17 @@ pub fn tree(files: &[(&str, &[u8])]) -> GuestFs {
     )
 }
 
+/// Makes a fresh tree from one fuzz input: its NUL-separated sections become the
+/// contents of `paths`, in order (paths past the last section are left out).
+pub fn tree_from(paths: &[&str], data: &[u8]) -> GuestFs {
+    let files: Vec<(&str, &[u8])> = paths
+        .iter()
+        .copied()
+        .zip(crate::sections(data, paths.len()))
+        .collect();
+    tree(&files)
+}
+
 /// Runs every system preparation operation of `family` (all of them enabled) on `g`.
 pub fn sysprep(g: &mut GuestFs, family: OsFamily, meta: &mut Metadata) {
     let _ = meta.insert("OSFAMILY", family.name());

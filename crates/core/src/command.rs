@@ -164,18 +164,23 @@ pub fn run_unchecked_with_limit(
     run_limited(cmd, Some(limit))
 }
 
-fn run_limited(cmd: &mut Command, limit: Option<Duration>) -> Result<Output, CommandError> {
-    let program = program_name(cmd);
-    let what = program_and_subcommand(cmd);
-    let mut child = prepare(cmd)
+/// Starts `cmd` as [`prepare`] sets it up, with no input and both outputs piped back.
+fn spawn_piped(cmd: &mut Command, program: &str) -> Result<Child, CommandError> {
+    prepare(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| CommandError::Spawn {
-            program: program.clone(),
+            program: program.to_owned(),
             source,
-        })?;
+        })
+}
+
+fn run_limited(cmd: &mut Command, limit: Option<Duration>) -> Result<Output, CommandError> {
+    let program = program_name(cmd);
+    let what = program_and_subcommand(cmd);
+    let mut child = spawn_piped(cmd, &program)?;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let status = wait_limited(&mut child, &program, &what, limit)?;
@@ -281,15 +286,7 @@ pub fn stream_lines(
     let program = program_name(cmd);
     let what = program_and_subcommand(cmd);
     let start = Instant::now();
-    let mut child = prepare(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| CommandError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+    let mut child = spawn_piped(cmd, &program)?;
     let stderr = drain(child.stderr.take());
     let stdout = child.stdout.take();
     let pid = child.id();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ext2fs::{ErrorKind, Ext2Fs, ExtKind, NewInode, ROOT_INO};
-use snf_testkit::fixture::{assert_e2fsck_clean, require, Mke2fs};
+use snf_testkit::fixture::{assert_e2fsck_clean, require, set_ext_feature_bits, Mke2fs};
 
 fn mkfs(dir: &Path, src: &Path, args: &[&str], offset: u64) -> std::path::PathBuf {
     let img = dir.join("disk.img");
@@ -219,52 +219,6 @@ fn scratch_copies_are_consistent_without_fsync() {
     ext2fs::set_scratch_dir(None);
 }
 
-/// CRC32C (Castagnoli), as ext4's metadata checksums use it: no final inversion.
-fn crc32c(seed: u32, data: &[u8]) -> u32 {
-    let mut crc = seed;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-/// OR `bits` into the superblock feature word at `word` (0x5c compat, 0x60 incompat,
-/// 0x64 ro_compat) of the filesystem at `offset`, keeping a metadata_csum superblock's
-/// checksum valid so that only the feature can be what libext2fs refuses.
-fn set_feature_bits(img: &Path, offset: u64, word: usize, bits: u32) {
-    use std::os::unix::fs::FileExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(img)
-        .unwrap();
-    let mut sb = [0u8; 1024];
-    file.read_exact_at(&mut sb, offset + 1024).unwrap();
-    let le = |sb: &[u8], at: usize| u32::from_le_bytes(sb[at..at + 4].try_into().unwrap());
-    let csum = le(&sb, 0x64) & ext2fs::feature::RO_COMPAT_METADATA_CSUM != 0;
-    if csum {
-        assert_eq!(
-            crc32c(!0, &sb[..0x3fc]),
-            le(&sb, 0x3fc),
-            "the checksum as the test computes it"
-        );
-    }
-    let value = le(&sb, word) | bits;
-    sb[word..word + 4].copy_from_slice(&value.to_le_bytes());
-    if csum {
-        let sum = crc32c(!0, &sb[..0x3fc]);
-        sb[0x3fc..].copy_from_slice(&sum.to_le_bytes());
-    }
-    file.write_all_at(&sb, offset + 1024).unwrap();
-}
-
 #[test]
 fn unsupported_features_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -279,7 +233,7 @@ fn unsupported_features_are_named() {
         &["-t", "ext4", "-O", "^metadata_csum"][..],
     ] {
         let img = mkfs(dir.path(), &src, args, 8192);
-        set_feature_bits(&img, 8192, 0x60, 0x80000);
+        set_ext_feature_bits(&img, 8192, 0x60, 0x80000);
         for writable in [false, true] {
             let err = Ext2Fs::open(&img, 8192, writable).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
@@ -295,7 +249,7 @@ fn unsupported_features_are_named() {
     }
     // Known names for known bits; several at once.
     let img = mkfs(dir.path(), &src, &["-t", "ext2"], 0);
-    set_feature_bits(
+    set_ext_feature_bits(
         &img,
         0,
         0x60,
@@ -309,7 +263,7 @@ fn unsupported_features_are_named() {
     );
     // An unknown ro_compat feature allows reading only.
     let img = mkfs(dir.path(), &src, &["-t", "ext4"], 0);
-    set_feature_bits(&img, 0, 0x64, 0x4000_0000);
+    set_ext_feature_bits(&img, 0, 0x64, 0x4000_0000);
     Ext2Fs::open(&img, 0, false).expect("read-only open");
     let err = Ext2Fs::open(&img, 0, true).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");

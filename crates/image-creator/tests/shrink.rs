@@ -316,17 +316,24 @@ fn gpt_script() -> String {
     )
 }
 
-#[test]
-fn gpt_root_keeps_its_guids_and_name_and_the_table_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = debian_tree(dir.path(), "tree");
+/// The disk of [`gpt_script`] under `dir`: a Debian root (its tree returned too) on
+/// partition 2 and a swap area on partition 3.
+fn gpt_root_and_swap(dir: &Path) -> (Tree, PathBuf) {
+    let tree = debian_tree(dir, "tree");
     let img = make_disk(
-        dir.path(),
+        dir,
         80,
         512,
         &gpt_script(),
         &[(2, ext4(&tree, 4096)), (3, Fill::Swap)],
     );
+    (tree, img)
+}
+
+#[test]
+fn gpt_root_keeps_its_guids_and_name_and_the_table_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, img) = gpt_root_and_swap(dir.path());
     let target = img.to_str().unwrap().to_string();
     let info_before = sgdisk_info(&target, 2);
     let (layout, done, _) = shrink_with(dir.path(), &img, 512, Method::Loop);
@@ -657,14 +664,7 @@ fn unsupported_images_are_not_shrunk() {
 #[test]
 fn gpt_with_a_hybrid_mbr_keeps_it_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let tree = debian_tree(dir.path(), "tree");
-    let img = make_disk(
-        dir.path(),
-        80,
-        512,
-        &gpt_script(),
-        &[(2, ext4(&tree, 4096)), (3, Fill::Swap)],
-    );
+    let (tree, img) = gpt_root_and_swap(dir.path());
     let target = img.to_str().unwrap().to_string();
     run(Command::new("sgdisk").args(["-h", "2:3"]).arg(&img));
     assert_sgdisk_verifies(&target);

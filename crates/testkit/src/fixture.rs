@@ -142,6 +142,51 @@ pub fn write_at(file: &Path, offset: u64, data: &[u8]) {
         .unwrap_or_else(|e| panic!("write {} at {offset}: {e}", file.display()));
 }
 
+/// OR `bits` into the superblock feature word at `word` (0x5c compat, 0x60 incompat,
+/// 0x64 ro_compat) of the ext filesystem at byte `offset` of `img`, keeping a
+/// metadata_csum superblock's checksum valid so that only the feature can be what
+/// libext2fs refuses.
+pub fn set_ext_feature_bits(img: &Path, offset: u64, word: usize, bits: u32) {
+    const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
+    let mut sb = [0u8; 1024];
+    File::open(img)
+        .and_then(|f| f.read_exact_at(&mut sb, offset + 1024))
+        .unwrap_or_else(|e| panic!("read the superblock of {}: {e}", img.display()));
+    let le = |sb: &[u8], at: usize| u32::from_le_bytes(sb[at..at + 4].try_into().unwrap());
+    let csum = le(&sb, 0x64) & RO_COMPAT_METADATA_CSUM != 0;
+    if csum {
+        assert_eq!(
+            crc32c(&sb[..0x3fc]),
+            le(&sb, 0x3fc),
+            "the checksum as the test computes it"
+        );
+    }
+    let value = le(&sb, word) | bits;
+    sb[word..word + 4].copy_from_slice(&value.to_le_bytes());
+    if csum {
+        let sum = crc32c(&sb[..0x3fc]);
+        sb[0x3fc..].copy_from_slice(&sum.to_le_bytes());
+    }
+    write_at(img, offset + 1024, &sb);
+}
+
+/// CRC32C (Castagnoli) as ext4's metadata checksums use it: seeded with all ones, no
+/// final inversion.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
 /// Copy the file `src` into `img` at byte `offset`, leaving out its all-zero 64 KiB
 /// chunks so a sparse image stays sparse: the area in `img` must hold zeros already.
 pub fn copy_into(src: &Path, img: &Path, offset: u64) {
@@ -519,6 +564,17 @@ impl Disk {
     }
 }
 
+/// Whether process `pid` (as a script wrote it, maybe with a newline) is still running;
+/// a zombie waiting for its parent is not.
+pub fn process_running(pid: &str) -> bool {
+    match fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 /// An image qemu-img made of several files.
 pub struct MultiFileImage {
     /// What layout it is (`vmdk-split-sparse`, `qcow2-over-raw` ...).
@@ -538,7 +594,15 @@ pub struct MultiFileImage {
 /// 64 KiB, zeroed in their backing file), so reading only the backing file would show.
 pub fn multi_file_images(raw: &Path, dir: &Path) -> Vec<MultiFileImage> {
     require("qemu-img");
-    let qemu_img = |args: &[&OsStr]| run(Command::new("qemu-img").args(args));
+    // `qemu-img convert -f raw -O format [-o opts] src dst`
+    let convert = |format: &str, opts: Option<&str>, src: &Path, dst: &Path| {
+        let mut cmd = Command::new("qemu-img");
+        cmd.args(["convert", "-f", "raw", "-O", format]);
+        if let Some(opts) = opts {
+            cmd.args(["-o", opts]);
+        }
+        run(cmd.arg(src).arg(dst));
+    };
     let mut images = Vec::new();
     for (label, subformat) in [
         ("vmdk-split-sparse", "twoGbMaxExtentSparse"),
@@ -549,17 +613,7 @@ pub fn multi_file_images(raw: &Path, dir: &Path) -> Vec<MultiFileImage> {
         fs::create_dir_all(&sub).unwrap();
         let top = sub.join("disk.vmdk");
         let opts = format!("subformat={subformat}");
-        qemu_img(&[
-            "convert".as_ref(),
-            "-f".as_ref(),
-            "raw".as_ref(),
-            "-O".as_ref(),
-            "vmdk".as_ref(),
-            "-o".as_ref(),
-            opts.as_ref(),
-            raw.as_os_str(),
-            top.as_os_str(),
-        ]);
+        convert("vmdk", Some(&opts), raw, &top);
         images.push(MultiFileImage {
             label,
             format: "vmdk",
@@ -576,17 +630,7 @@ pub fn multi_file_images(raw: &Path, dir: &Path) -> Vec<MultiFileImage> {
         if raw_data {
             opts.push_str(",data_file_raw=on");
         }
-        qemu_img(&[
-            "convert".as_ref(),
-            "-f".as_ref(),
-            "raw".as_ref(),
-            "-O".as_ref(),
-            "qcow2".as_ref(),
-            "-o".as_ref(),
-            opts.as_ref(),
-            raw.as_os_str(),
-            top.as_os_str(),
-        ]);
+        convert("qcow2", Some(&opts), raw, &top);
         images.push(MultiFileImage {
             label,
             format: "qcow2",
@@ -608,15 +652,7 @@ pub fn multi_file_images(raw: &Path, dir: &Path) -> Vec<MultiFileImage> {
         if base_format == "raw" {
             fs::rename(&holed, &base).unwrap();
         } else {
-            qemu_img(&[
-                "convert".as_ref(),
-                "-f".as_ref(),
-                "raw".as_ref(),
-                "-O".as_ref(),
-                "qcow2".as_ref(),
-                holed.as_os_str(),
-                base.as_os_str(),
-            ]);
+            convert("qcow2", None, &holed, &base);
             fs::remove_file(&holed).unwrap();
         }
         let top = sub.join("disk.qcow2");

@@ -89,14 +89,17 @@ pub(super) fn shrink_ext(
         }
     ));
 
+    let superblock = || {
+        ExtFs::open(&dev, 0, false)
+            .map(|fs| fs.info())
+            .map_err(|source| ShrinkError::Ext {
+                partition: n,
+                dev: dev.clone(),
+                source,
+            })
+    };
     tools.fsck(&dev, n, reporter)?;
-    let info = ExtFs::open(&dev, 0, false)
-        .map_err(|source| ShrinkError::Ext {
-            partition: n,
-            dev: dev.clone(),
-            source,
-        })?
-        .info();
+    let info = superblock()?;
     let bs = u64::from(info.block_size);
     let old_blocks = info.blocks_count;
     // resize2fs's estimate is pessimistic for a filesystem spread over many groups and
@@ -119,13 +122,7 @@ pub(super) fn shrink_ext(
     if fill != wanted {
         tools.resize2fs(&dev, n, fill)?;
     }
-    let after = ExtFs::open(&dev, 0, false)
-        .map_err(|source| ShrinkError::Ext {
-            partition: n,
-            dev: dev.clone(),
-            source,
-        })?
-        .info();
+    let after = superblock()?;
     if !after.is_clean() || after.has_errors() {
         return Err(ShrinkError::NotClean { partition: n });
     }

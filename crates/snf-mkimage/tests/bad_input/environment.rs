@@ -10,6 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use snf_testkit::fixture::process_running;
+
 use crate::common;
 use crate::harness::{Case, Outcome};
 
@@ -54,16 +56,6 @@ fn host_run(case: &Case, src: &Path, script: &Path, args: &[&str]) -> Outcome {
     outcome
 }
 
-/// Whether process `pid` is still running (a zombie waiting for its parent is not).
-fn running(pid: &str) -> bool {
-    match fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 /// A script that starts a child which would run for ten minutes, records its pid,
 /// runs `then`, and waits for the child.
 fn sleeper(case: &Case, then: &str) -> (PathBuf, PathBuf) {
@@ -87,7 +79,10 @@ fn a_script_past_host_run_timeout_is_killed_and_named() {
     let outcome = host_run(&case, &src, &hang, &["--host-run-timeout", "1"]);
     outcome.failure(&[hang.to_str().unwrap(), "1 seconds", "--host-run-timeout"]);
     let pid = fs::read_to_string(pid).unwrap();
-    assert!(!running(&pid), "the script's child {pid} still runs");
+    assert!(
+        !process_running(&pid),
+        "the script's child {pid} still runs"
+    );
 }
 
 #[test]
@@ -112,7 +107,10 @@ fn signalled_during_a_script(signal: &str, code: i32) {
     let outcome = host_run(&case, &src, &script, &[]);
     outcome.fails(code, &["interrupted by the user"]);
     let pid = fs::read_to_string(pid).unwrap();
-    assert!(!running(&pid), "the script's child {pid} still runs");
+    assert!(
+        !process_running(&pid),
+        "the script's child {pid} still runs"
+    );
 }
 
 #[test]

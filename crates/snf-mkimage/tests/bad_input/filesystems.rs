@@ -8,6 +8,7 @@ use std::process::Command;
 
 use snf_testkit::fixture::{require, run, write_file, Disk, Mke2fs};
 
+use crate::common::debian_root;
 use crate::harness::Case;
 
 const MIB: u64 = 1 << 20;
@@ -17,15 +18,7 @@ const MIB: u64 = 1 << 20;
 /// partition holding `EFI/debian/grub.cfg`.
 fn debian_disk(case: &Case, fstab: &str, esp: bool, more: impl FnOnce(&Path)) -> PathBuf {
     let tree = case.path("tree");
-    write_file(&tree, "/etc/hostname", "fixture\n");
-    write_file(
-        &tree,
-        "/etc/os-release",
-        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
-         VERSION_ID=\"12\"\nID=debian\n",
-    );
-    write_file(&tree, "/etc/debian_version", "12.5\n");
-    write_file(&tree, "/etc/fstab", fstab);
+    debian_root(&tree, fstab);
     write_file(&tree, "/tmp/scratch", "tmp\n");
     std::fs::create_dir_all(tree.join("boot/efi")).unwrap();
     more(&tree);

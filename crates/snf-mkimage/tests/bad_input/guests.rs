@@ -6,25 +6,19 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use snf_testkit::fixture::{assert_sgdisk_verifies, run as run_tool, write_file, Disk, Mke2fs};
+use snf_testkit::fixture::{
+    assert_sgdisk_verifies, run as run_tool, set_ext_feature_bits, write_file, Disk, Mke2fs,
+};
 
+use crate::common::debian_root;
 use crate::harness::{Case, Outcome};
 
 /// A minimal Debian root (enough for inspection) in a fresh tree under `dir`.
 fn debian_tree(dir: &Path, fstab_root: &str) -> PathBuf {
     let tree = dir.join("tree");
-    write_file(&tree, "/etc/hostname", "fixture\n");
-    write_file(
+    debian_root(
         &tree,
-        "/etc/os-release",
-        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
-         VERSION_ID=\"12\"\nID=debian\n",
-    );
-    write_file(&tree, "/etc/debian_version", "12.5\n");
-    write_file(
-        &tree,
-        "/etc/fstab",
-        format!("{fstab_root} / ext4 errors=remount-ro 0 1\n"),
+        &format!("{fstab_root} / ext4 errors=remount-ro 0 1\n"),
     );
     write_file(
         &tree,
@@ -75,46 +69,13 @@ fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// CRC32C as ext4's metadata checksums use it (no final inversion).
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-/// OR `bits` into the superblock feature word at `word` (0x60 incompat, 0x64
-/// ro_compat) of the filesystem at `offset`, its checksum kept valid.
-fn set_ext_feature(img: &Path, offset: u64, word: usize, bits: u32) {
-    let mut sb = read(img, offset + 1024, 1024);
-    let csum = le32(&sb, 0x64) & 0x400 != 0;
-    if csum {
-        assert_eq!(crc32c(&sb[..0x3fc]), le32(&sb, 0x3fc), "the test's crc32c");
-    }
-    let value = le32(&sb, word) | bits;
-    sb[word..word + 4].copy_from_slice(&value.to_le_bytes());
-    if csum {
-        let sum = crc32c(&sb[..0x3fc]);
-        sb[0x3fc..].copy_from_slice(&sum.to_le_bytes());
-    }
-    patch(img, offset + 1024, &sb);
-}
-
 const ONE_ROOT: &str = "label: dos\nstart=2048, type=83\n";
 
 #[test]
 fn an_ext_feature_libext2fs_lacks_is_named_with_its_partition() {
     let mut case = Case::new();
     let img = disk_with_root(&case, ONE_ROOT, 1);
-    set_ext_feature(&img, 1 << 20, 0x60, 0x80000);
+    set_ext_feature_bits(&img, 1 << 20, 0x60, 0x80000);
     case.watch(&img);
     run_on(&case, &img).failure(&[
         "partition 1: the ext4 filesystem",
@@ -128,7 +89,7 @@ fn an_ext_feature_libext2fs_lacks_is_named_with_its_partition() {
 fn a_read_only_compatible_feature_fails_the_writable_open_by_name() {
     let mut case = Case::new();
     let img = disk_with_root(&case, ONE_ROOT, 1);
-    set_ext_feature(&img, 1 << 20, 0x64, 0x4000_0000);
+    set_ext_feature_bits(&img, 1 << 20, 0x64, 0x4000_0000);
     case.watch(&img);
     run_on(&case, &img).failure(&["partition 1", "ro_compat 0x40000000"]);
 }

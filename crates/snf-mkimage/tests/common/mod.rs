@@ -46,19 +46,7 @@ pub fn stdout(out: &Output) -> String {
 /// `data_kib` KiB of pseudo-random data, so the image has real content to copy.
 pub fn partitioned_raw(dir: &Path, name: &str, size_mib: u64, data_kib: usize) -> PathBuf {
     let tree = dir.join(format!("{name}.tree"));
-    write_file(&tree, "/etc/hostname", "fixture\n");
-    write_file(
-        &tree,
-        "/etc/os-release",
-        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
-         VERSION_ID=\"12\"\nID=debian\n",
-    );
-    write_file(&tree, "/etc/debian_version", "12.5\n");
-    write_file(
-        &tree,
-        "/etc/fstab",
-        "/dev/sda1 / ext4 errors=remount-ro 0 1\n",
-    );
+    debian_root(&tree, "/dev/sda1 / ext4 errors=remount-ro 0 1\n");
     write_file(
         &tree,
         "/etc/shadow",
@@ -73,6 +61,20 @@ pub fn partitioned_raw(dir: &Path, name: &str, size_mib: u64, data_kib: usize) -
     disk.ext(1, &Mke2fs::ext4().tree(&tree));
     fs::remove_dir_all(&tree).unwrap();
     disk.into_path()
+}
+
+/// The files inspection recognises a Debian 12 root by (with a hostname), written into
+/// `tree`; `fstab` is its `/etc/fstab`, which each fixture points at its own root.
+pub fn debian_root(tree: &Path, fstab: &str) {
+    write_file(tree, "/etc/hostname", "fixture\n");
+    write_file(
+        tree,
+        "/etc/os-release",
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
+         VERSION_ID=\"12\"\nID=debian\n",
+    );
+    write_file(tree, "/etc/debian_version", "12.5\n");
+    write_file(tree, "/etc/fstab", fstab);
 }
 
 /// `qemu-img convert -f raw -O fmt [-o opts] src dst`.
