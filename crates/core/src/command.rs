@@ -416,11 +416,22 @@ mod tests {
         assert!(matches!(err, CommandError::TimedOut { .. }), "{err}");
         assert_eq!(err.to_string(), "sh did not finish within 300 ms");
         let pid = std::fs::read_to_string(&pidfile).unwrap();
-        // The grandchild is gone or a zombie waiting for init: killed either way.
-        let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-            .map(|s| s.rsplit(')').next().unwrap_or("").trim().chars().next())
-            .unwrap_or(None);
-        assert!(matches!(state, None | Some('Z') | Some('X')), "{state:?}");
+        // SIGKILL is delivered asynchronously: the grandchild may still be running for a
+        // moment. It must end (gone, or a zombie waiting for init) well within seconds.
+        let state = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .map(|s| s.rsplit(')').next().unwrap_or("").trim().chars().next())
+                .unwrap_or(None)
+        };
+        let mut last = state(&pid);
+        for _ in 0..500 {
+            if matches!(last, None | Some('Z') | Some('X')) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+            last = state(&pid);
+        }
+        assert!(matches!(last, None | Some('Z') | Some('X')), "{last:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -13,7 +13,7 @@ use std::process::Command;
 use image_creator::hostrun::{self, HostRunError};
 use image_creator::metadata::Metadata;
 use snf_guestfs::{ExtFs, GuestFs};
-use snf_testkit::fixture::{assert_e2fsck_clean, is_mounted, process_running, write_file, Mke2fs};
+use snf_testkit::fixture::{assert_e2fsck_clean, is_mounted, process_ended, write_file, Mke2fs};
 use snf_testkit::report::Recorder;
 
 fn p(s: &str) -> &Path {
@@ -259,10 +259,7 @@ fn a_script_past_the_time_limit_is_killed_with_all_it_started() {
         )
     );
     let pid = fs::read_to_string(&pid_file).unwrap();
-    assert!(
-        !process_running(&pid),
-        "the script's child {pid} still runs"
-    );
+    assert!(process_ended(&pid), "the script's child {pid} still runs");
     let mnt = PathBuf::from(fs::read_to_string(&cwd_file).unwrap().trim());
     assert!(!is_mounted(&mnt));
     assert!(!mnt.exists(), "{} was left behind", mnt.display());

@@ -564,15 +564,23 @@ impl Disk {
     }
 }
 
-/// Whether process `pid` (as a script wrote it, maybe with a newline) is still running;
-/// a zombie waiting for its parent is not.
-pub fn process_running(pid: &str) -> bool {
-    match fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+/// Whether process `pid` (as a script wrote it, maybe with a newline) has ended, or is
+/// a zombie waiting for its parent. A kill is delivered asynchronously, so a process
+/// just killed gets a few seconds to go.
+pub fn process_ended(pid: &str) -> bool {
+    let running = || match fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
         Ok(stat) => stat
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
+    };
+    for _ in 0..500 {
+        if !running() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    false
 }
 
 /// An image qemu-img made of several files.

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use snf_testkit::fixture::process_running;
+use snf_testkit::fixture::process_ended;
 
 use crate::common;
 use crate::harness::{Case, Outcome};
@@ -79,10 +79,7 @@ fn a_script_past_host_run_timeout_is_killed_and_named() {
     let outcome = host_run(&case, &src, &hang, &["--host-run-timeout", "1"]);
     outcome.failure(&[hang.to_str().unwrap(), "1 seconds", "--host-run-timeout"]);
     let pid = fs::read_to_string(pid).unwrap();
-    assert!(
-        !process_running(&pid),
-        "the script's child {pid} still runs"
-    );
+    assert!(process_ended(&pid), "the script's child {pid} still runs");
 }
 
 #[test]
@@ -107,10 +104,7 @@ fn signalled_during_a_script(signal: &str, code: i32) {
     let outcome = host_run(&case, &src, &script, &[]);
     outcome.fails(code, &["interrupted by the user"]);
     let pid = fs::read_to_string(pid).unwrap();
-    assert!(
-        !process_running(&pid),
-        "the script's child {pid} still runs"
-    );
+    assert!(process_ended(&pid), "the script's child {pid} still runs");
 }
 
 #[test]
