@@ -22,6 +22,7 @@
 pub mod partition;
 
 pub mod dump;
+pub mod host;
 pub mod loopdev;
 pub mod media;
 pub mod snapshot;
