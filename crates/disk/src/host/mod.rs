@@ -3,6 +3,7 @@
 //! [`discover`] reads which disk and filesystems make up `/`; `copy` copies a
 //! filesystem's tree file by file; `bundle` builds the image from both.
 
+pub mod copy;
 pub mod discover;
 
 use std::io;
