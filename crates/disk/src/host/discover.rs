@@ -15,6 +15,25 @@ use super::HostError;
 pub struct Roots {
     pub proc: PathBuf,
     pub sys: PathBuf,
+    /// The directory taken as the host's `/`: only mounts at or below it count, and
+    /// their mount points are named relative to it. `/` on a real host; a mounted guest
+    /// in tests ([`ROOT_ENV`]).
+    pub root: PathBuf,
+}
+
+/// Names a directory to bundle as if it were `/` (tests bundle a mounted guest disk
+/// without a mount namespace of their own).
+pub const ROOT_ENV: &str = "SNF_HOST_ROOT";
+
+impl Roots {
+    /// The real host, or the root named by [`ROOT_ENV`].
+    pub fn from_env() -> Roots {
+        let mut r = Roots::default();
+        if let Some(root) = std::env::var_os(ROOT_ENV).filter(|v| !v.is_empty()) {
+            r.root = PathBuf::from(root);
+        }
+        r
+    }
 }
 
 impl Default for Roots {
@@ -22,6 +41,7 @@ impl Default for Roots {
         Roots {
             proc: PathBuf::from("/proc"),
             sys: PathBuf::from("/sys"),
+            root: PathBuf::from("/"),
         }
     }
 }
@@ -106,7 +126,10 @@ pub enum FsCopy {
 /// A filesystem of the host disk that goes into the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFs {
+    /// Where the host mounts it (`/boot`).
     pub mount_point: PathBuf,
+    /// Where it is read from: `mount_point` under [`Roots::root`].
+    pub path: PathBuf,
     pub fstype: String,
     /// The device node (`/dev/nvme0n1p2`).
     pub device: PathBuf,
@@ -215,7 +238,15 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
         path: info_path.clone(),
         source,
     })?;
-    let mounts = visible(parse_mountinfo(&text));
+    // Only what is at or below the root, named relative to it.
+    let mounts: Vec<Mount> = visible(parse_mountinfo(&text))
+        .into_iter()
+        .filter_map(|mut m| {
+            let rel = m.mount_point.strip_prefix(&roots.root).ok()?;
+            m.mount_point = Path::new("/").join(rel);
+            Some(m)
+        })
+        .collect();
     let root = mounts
         .iter()
         .find(|m| m.mount_point == Path::new("/"))
@@ -251,6 +282,7 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
         })
     });
 
+    let real = |mp: &Path| roots.root.join(mp.strip_prefix("/").unwrap_or(mp));
     let mut filesystems = Vec::new();
     let mut excluded = Vec::new();
     let mut seen_devices = Vec::new();
@@ -267,6 +299,7 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
             if is_root {
                 // An overlay or a container's root: the standard layout, one filesystem.
                 filesystems.push(HostFs {
+                    path: real(&m.mount_point),
                     mount_point: m.mount_point.clone(),
                     fstype: m.fstype.clone(),
                     device: PathBuf::from(&m.source),
@@ -310,6 +343,7 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
         };
         seen_devices.push(key);
         filesystems.push(HostFs {
+            path: real(&m.mount_point),
             mount_point: m.mount_point.clone(),
             fstype: m.fstype.clone(),
             device: PathBuf::from(&m.source),
@@ -371,6 +405,7 @@ mod tests {
             Roots {
                 proc: self.dir.path().join("proc"),
                 sys: self.dir.path().join("sys"),
+                root: PathBuf::from("/"),
             }
         }
     }
