@@ -251,7 +251,10 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
         .iter()
         .find(|m| m.mount_point == Path::new("/"))
         .cloned()
-        .ok_or(HostError::NoRootMount { path: info_path })?;
+        .ok_or_else(|| HostError::NoRootMount {
+            root: roots.root.clone(),
+            path: info_path,
+        })?;
 
     let block_backed =
         |m: &Mount| BLOCK_FS.contains(&m.fstype.as_str()) && m.source.starts_with('/');

@@ -11,7 +11,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use bundle::{bundle, Bundle};
-pub use discover::{discover, FsCopy, HostDisk, HostFs, HostLayout, Roots};
+pub use discover::{discover, FsCopy, HostDisk, HostFs, HostLayout, Roots, ROOT_ENV};
 
 /// What went wrong bundling the host.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +22,8 @@ pub enum HostError {
         #[source]
         source: io::Error,
     },
-    #[error("{}: no filesystem is mounted on /", .path.display())]
-    NoRootMount { path: PathBuf },
+    #[error("no filesystem is mounted on {} (according to {})", .root.display(), .path.display())]
+    NoRootMount { root: PathBuf, path: PathBuf },
     /// `/` is on a stacked device.
     #[error("root filesystem on {kind} ({device}) is not supported for host bundling yet")]
     Stacked { kind: &'static str, device: String },
