@@ -7,7 +7,7 @@
 //! /usr (libext2fs, e2fsprogs, qemu-img) bind-mounted over the guest's, and a bind
 //! mount is another mount, so the guest's own /usr would be left out of the image.
 //! Everything but reading `/proc/self/mountinfo` relative to `/` runs exactly as it
-//! does on a host. Needs root.
+//! does on a host. The image then boots under qemu to a login prompt. Needs root.
 
 mod common;
 
@@ -15,10 +15,11 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::{bin, require, stderr};
 use sha2::{Digest, Sha256};
-use snf_testkit::{debian_guest_info, partitions, Table};
+use snf_testkit::{boot_check, debian_guest_info, partitions, Table};
 
 /// Unmounts (in reverse order) and detaches when dropped.
 #[derive(Default)]
@@ -225,4 +226,16 @@ fn bundles_the_running_debian_guest() {
     };
     assert_eq!(xattrs(&new_root), xattrs(&root));
     drop(c);
+
+    // The bootloader came along: GRUB (MBR boot code, core image in the BIOS boot
+    // partition) finds the re-created root by its UUID.
+    let report = boot_check(&out, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report
+            .console
+            .contains(&format!("{} login:", guest.info.hostname)),
+        "{}",
+        report.console
+    );
+    eprintln!("the bundled guest booted in {:.1?}", report.elapsed);
 }
