@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use snf_disk::host::copy::{copy_tree, file_id, CopyOptions};
+use snf_disk::host::copy::{copy_tree, file_id, CopyError, CopyOptions};
 use snf_testkit::fixture::{require, run};
 use snf_testkit::report::Recorder;
 
@@ -175,6 +175,26 @@ fn copies_every_kind_of_file_and_leaves_mounts_and_tmp_empty() {
         (300_010..=300_006 + 4096).contains(&stats.bytes),
         "{stats:?}"
     );
+
+    // Ctrl-C in the middle: the copy stops with Cancelled.
+    let again = dst.join("again");
+    fs::create_dir(&again).unwrap();
+    let cancel = |rel: &Path| {
+        if rel == Path::new("b") {
+            snf_core::cancel::request();
+        }
+    };
+    let opts = CopyOptions {
+        skip: HashSet::new(),
+        empty: Vec::new(),
+        task: None,
+        reporter: &rec,
+        before_entry: Some(&cancel),
+    };
+    let err = copy_tree(&src, &again, &opts).unwrap_err();
+    snf_core::cancel::reset();
+    assert!(matches!(err, CopyError::Cancelled(_)), "{err}");
+    fs::remove_dir_all(&again).unwrap();
 
     drop(d);
     let out = Command::new("e2fsck")

@@ -285,7 +285,10 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
         })
     });
 
-    let real = |mp: &Path| roots.root.join(mp.strip_prefix("/").unwrap_or(mp));
+    let real = |mp: &Path| match mp.strip_prefix("/").unwrap_or(mp) {
+        rel if rel.as_os_str().is_empty() => roots.root.clone(),
+        rel => roots.root.join(rel),
+    };
     let mut filesystems = Vec::new();
     let mut excluded = Vec::new();
     let mut seen_devices = Vec::new();
@@ -560,6 +563,49 @@ mod tests {
             err,
             "host filesystem xfs on /dev/sda3 is not supported for bundling yet"
         );
+    }
+
+    #[test]
+    fn a_root_directory_narrows_and_renames_the_mounts() {
+        let info = [
+            line(20, "8:1", "/", "/", "ext4", "/dev/sda1"),
+            line(21, "7:1", "/", "/mnt/guest", "ext4", "/dev/loop0p2"),
+            line(22, "7:2", "/", "/mnt/guest/boot", "ext2", "/dev/loop0p1"),
+            line(23, "0:30", "/", "/mnt/guest/run", "tmpfs", "tmpfs"),
+        ]
+        .concat();
+        let m = Machine::new(&info);
+        let sda = m.disk("sda", "8:0", 512);
+        m.part(&sda, "sda1", "8:1", 1);
+        let lo = m.disk("loop0", "7:0", 512);
+        m.part(&lo, "loop0p1", "7:2", 1);
+        m.part(&lo, "loop0p2", "7:1", 2);
+        let roots = Roots {
+            root: PathBuf::from("/mnt/guest"),
+            ..m.roots()
+        };
+        let l = discover(&roots).unwrap();
+        assert_eq!(l.disk.unwrap().name, "loop0");
+        let got: Vec<_> = l
+            .filesystems
+            .iter()
+            .map(|f| {
+                (
+                    f.mount_point.to_str().unwrap(),
+                    f.path.to_str().unwrap(),
+                    f.partition,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/", "/mnt/guest", Some(2)),
+                ("/boot", "/mnt/guest/boot", Some(1))
+            ]
+        );
+        assert_eq!(l.excluded.len(), 1);
+        assert_eq!(l.excluded[0].mount_point, Path::new("/run"));
     }
 
     #[test]
