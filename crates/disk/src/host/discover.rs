@@ -258,7 +258,7 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
 
     let block_backed =
         |m: &Mount| BLOCK_FS.contains(&m.fstype.as_str()) && m.source.starts_with('/');
-    let root_place = if block_backed(&root) {
+    let root_place = if block_backed(&root) && root.root == Path::new("/") {
         locate(&roots.sys, &root)
     } else {
         None
@@ -301,7 +301,10 @@ pub fn discover(roots: &Roots) -> Result<HostLayout, HostError> {
             reason,
         };
         let is_root = m.mount_point == Path::new("/");
-        if !block_backed(m) {
+        // A root that is a directory of a disk filesystem (a container's bind mount)
+        // has no partition of its own: like an overlay, it gets the standard layout.
+        let subdir_root = is_root && m.root != Path::new("/");
+        if !block_backed(m) || subdir_root {
             if is_root {
                 // An overlay or a container's root: the standard layout, one filesystem.
                 filesystems.push(HostFs {
@@ -540,6 +543,13 @@ mod tests {
         assert_eq!(l.disk, None);
         assert_eq!(l.filesystems.len(), 1);
         assert_eq!(l.filesystems[0].fstype, "ext3");
+
+        let m = Machine::new(&line(20, "8:1", "/containers/c1", "/", "ext4", "/dev/sda1"));
+        let d = m.disk("sda", "8:0", 512);
+        m.part(&d, "sda1", "8:1", 1);
+        let l = discover(&m.roots()).unwrap();
+        assert_eq!(l.disk, None, "a container's bind-mounted root");
+        assert_eq!(l.filesystems[0].fstype, "ext4");
 
         let m = Machine::new(&line(20, "0:50", "/", "/", "overlay", "overlay"));
         let l = discover(&m.roots()).unwrap();
