@@ -22,6 +22,8 @@
 pub mod partition;
 
 pub mod dump;
+pub mod host;
+pub mod loopdev;
 pub mod media;
 pub mod snapshot;
 mod sparse;

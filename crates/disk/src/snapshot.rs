@@ -41,9 +41,9 @@ pub enum SnapshotMode {
 /// What went wrong opening or copying the working disk.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// The source is the running host.
-    #[error("{}: host bundling is not supported yet", .path.display())]
-    Host { path: PathBuf },
+    /// Bundling the running host failed.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
     /// `--no-snapshot` with a non-raw source.
     #[error("--no-snapshot works only on raw images and block devices: {} is {format}", .path.display())]
     NoSnapshotFormat { path: PathBuf, format: String },
@@ -88,7 +88,10 @@ pub enum SnapshotError {
 impl SnapshotError {
     /// Whether the work stopped because the user cancelled.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, SnapshotError::Cancelled(_))
+        match self {
+            SnapshotError::Host(e) => e.is_cancelled(),
+            other => matches!(other, SnapshotError::Cancelled(_)),
+        }
     }
 }
 
@@ -116,6 +119,9 @@ pub struct WorkingDisk {
     state: State,
     /// Removes the private copy when the working disk is dropped.
     copy: Option<tempfile::TempPath>,
+    sector_size: u32,
+    /// `SWAP` of a bundled host whose disk ends with a swap partition.
+    bundled_swap: Option<String>,
 }
 
 fn open_error(path: &Path, write: bool) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
@@ -134,16 +140,46 @@ impl WorkingDisk {
     ///   progress through `reporter`; cancellation kills qemu-img.
     /// * raw/block device, `NoSnapshot`: the source opened read-write.
     /// * other formats, `NoSnapshot`: refused ([`SnapshotError::NoSnapshotFormat`]).
-    /// * the host: refused ([`SnapshotError::Host`]).
+    /// * the host: bundled into a private raw image ([`crate::host::bundle`]; the mode
+    ///   does not matter, the running system is never written).
     pub fn open(
         source: &Source,
         workdir: &WorkDir,
         mode: SnapshotMode,
         reporter: &dyn Reporter,
     ) -> Result<WorkingDisk, SnapshotError> {
+        Self::open_excluding(source, workdir, mode, &[], reporter)
+    }
+
+    /// [`open`](Self::open), leaving `outputs` (the output file and its side files) out
+    /// of a bundled host.
+    pub fn open_excluding(
+        source: &Source,
+        workdir: &WorkDir,
+        mode: SnapshotMode,
+        outputs: &[PathBuf],
+        reporter: &dyn Reporter,
+    ) -> Result<WorkingDisk, SnapshotError> {
         if source.kind() == SourceKind::Host {
-            return Err(SnapshotError::Host {
-                path: source.given().to_path_buf(),
+            let roots = crate::host::Roots::from_env();
+            let b = crate::host::bundle(workdir, &roots, outputs, reporter)?;
+            // The bundle is already private: it is the working copy, no second copy.
+            let path = b.image.to_path_buf();
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(open_error(&path, true))?;
+            return Ok(WorkingDisk {
+                source: source.clone(),
+                workdir: workdir.clone(),
+                file,
+                path,
+                size: b.size,
+                state: State::Copy,
+                copy: Some(b.image),
+                sector_size: b.sector_size,
+                bundled_swap: b.swap,
             });
         }
         let path = source.path();
@@ -189,6 +225,8 @@ impl WorkingDisk {
             size: source.size(),
             state,
             copy: None,
+            sector_size: source.sector_size(),
+            bundled_swap: None,
         }
     }
 
@@ -225,7 +263,13 @@ impl WorkingDisk {
 
     /// The logical sector size of the source.
     pub fn sector_size(&self) -> u32 {
-        self.source.sector_size()
+        self.sector_size
+    }
+
+    /// The `SWAP` property of a bundled host whose disk ends with a swap partition
+    /// (which the image leaves out).
+    pub fn bundled_swap(&self) -> Option<&str> {
+        self.bundled_swap.as_deref()
     }
 
     /// Whether writing is allowed (a private copy, or `NoSnapshot`).

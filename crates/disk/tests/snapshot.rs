@@ -178,15 +178,22 @@ fn set_size_truncates_only_the_private_copy() {
 }
 
 #[test]
-fn host_source_is_refused() {
+fn host_source_is_bundled_and_a_failure_leaves_nothing() {
+    // A root that has no filesystem mounted on it: the bundle (the real one is
+    // crates/disk/tests/host_bundle.rs) fails cleanly, before anything is written.
     let dir = tempfile::tempdir().unwrap();
     let wd = WorkDir::create(Some(dir.path())).unwrap();
     let source = Source::examine("/").unwrap();
+    std::env::set_var(snf_disk::host::ROOT_ENV, dir.path().join("no-such-root"));
     let err = WorkingDisk::open(&source, &wd, SnapshotMode::Snapshot, &Quiet).unwrap_err();
-    assert!(matches!(err, SnapshotError::Host { .. }));
-    assert!(err
-        .to_string()
-        .contains("host bundling is not supported yet"));
+    std::env::remove_var(snf_disk::host::ROOT_ENV);
+    assert!(matches!(err, SnapshotError::Host(_)));
+    let msg = err.to_string();
+    assert!(
+        msg == "host bundling needs root" || msg.contains("no filesystem is mounted on"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read_dir(wd.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -195,9 +195,6 @@ impl RunOptions {
         if self.install_virtio.is_some() {
             missing.push("--install-virtio (Windows images only) is not supported yet");
         }
-        if is_host_root(&self.source) {
-            missing.push("host bundling (`/' as the source) is not supported yet");
-        }
         missing
     }
 
@@ -307,7 +304,8 @@ impl RunOptions {
     }
 }
 
-fn is_host_root(path: &Path) -> bool {
+/// Whether `path` names the running system's `/` (host bundling).
+pub fn is_host_root(path: &Path) -> bool {
     std::fs::canonicalize(path)
         .map(|p| p == Path::new("/"))
         .unwrap_or(false)

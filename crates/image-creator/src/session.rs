@@ -550,6 +550,11 @@ impl Session {
         };
         let mode = if self.opts.snapshot {
             SnapshotMode::Snapshot
+        } else if source.is_host() {
+            // The running system is never written: its bundle is a private image anyway.
+            self.reporter
+                .info("--no-snapshot: ignored for host bundling (the bundle is a new image)");
+            SnapshotMode::Snapshot
         } else {
             self.reporter.warn(&format!(
                 "--no-snapshot: {} itself will be changed",
@@ -557,7 +562,16 @@ impl Session {
             ));
             SnapshotMode::NoSnapshot
         };
-        let mut disk = WorkingDisk::open(source, workdir, mode, self.reporter.as_ref())?;
+        // A bundled host leaves out the files this run writes.
+        let outputs = match &self.opts.outfile {
+            Some(out) if source.is_host() => snf_disk::output_files(out).to_vec(),
+            _ => Vec::new(),
+        };
+        let mut disk =
+            WorkingDisk::open_excluding(source, workdir, mode, &outputs, self.reporter.as_ref())?;
+        if let Some(swap) = disk.bundled_swap().map(str::to_string) {
+            self.set_detected("SWAP", &swap);
+        }
         if self.changes_guest() {
             make_private_copy(&mut disk, self.reporter.as_ref())?;
         }

@@ -176,7 +176,7 @@ impl<B: Backend> App<B> {
     /// The given source if usable, else the media selector's choice.
     fn choose_source(&mut self) -> Res<Option<PathBuf>> {
         if let Some(s) = &self.settings.source {
-            if Self::valid_source(s) {
+            if Self::valid_source(s) || image_creator::options::is_host_root(s) {
                 return Ok(Some(s.clone()));
             }
         }
@@ -204,10 +204,16 @@ impl<B: Backend> App<B> {
                     )?;
                 }
                 Outcome::Button(1) => {
+                    // The session bundles `/` like `snf-mkimage /`; only root can read
+                    // every file and mount the new filesystems.
+                    if rustix::process::geteuid().is_root() {
+                        return Ok(Some(PathBuf::from("/")));
+                    }
                     self.ui.msgbox(
                         "Bundle Host",
-                        "Creating an image of the running host (host bundling) is not supported \
-                         yet. Please select a disk image file or a block device.",
+                        "Creating an image of the running host (host bundling) needs root. \
+                         Please select a disk image file or a block device, or run this \
+                         program as root.",
                     )?;
                 }
                 _ => {

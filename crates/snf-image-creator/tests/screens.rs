@@ -435,24 +435,43 @@ fn app_without_source_shows_the_selector_and_exits_on_request() {
 }
 
 #[test]
-fn app_refuses_a_directory_and_bundle_host() {
+fn app_bundle_host_starts_bundling_as_root_and_explains_otherwise() {
+    // A root with nothing mounted on it: as root the bundle starts and fails at once
+    // (crates/disk/tests/host_bundle.rs bundles a real one); without root the selector
+    // says so and stays.
+    std::env::set_var("SNF_HOST_ROOT", "/nonexistent-snf-test-host-root");
     let log = Arc::new(LogFile::open(None).unwrap());
     let reporter = Arc::new(UiReporter::new(log, None));
     let term = Terminal::new(TestBackend::new(80, 24)).unwrap();
     let mut keys = vec![key(KeyCode::Tab), key(KeyCode::Right), key(KeyCode::Enter)]; // Bundle Host
-    keys.push(key(KeyCode::Enter)); // OK on the message
-    keys.push(key(KeyCode::Esc)); // cancel the selector
-                                  // the scripted keys run out on the exit question: the UI reports it
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        keys.push(key(KeyCode::Enter)); // OK on the message
+        keys.push(key(KeyCode::Esc)); // cancel the selector
+    }
     let ui = Ui::new(
         term,
         Box::new(ScriptedEvents::new(keys)),
         Arc::new(AtomicBool::new(false)),
     );
     let mut app = App::new(ui, reporter, Settings::default());
-    let err = app.run().unwrap_err();
-    assert!(err.to_string().contains("scripted keys ran out"), "{err}");
-    let screen = text_of(app.ui().terminal());
-    assert!(screen.contains("Do you want to exit?"), "{screen}");
+    let result = app.run();
+    std::env::remove_var("SNF_HOST_ROOT");
+    if root {
+        match result {
+            Ok(Exit::Fatal(msg)) => assert!(
+                msg.contains("no filesystem is mounted on /nonexistent-snf-test-host-root"),
+                "{msg}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    } else {
+        // The scripted keys run out on the exit question: the UI reports it.
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("scripted keys ran out"), "{err}");
+        let screen = text_of(app.ui().terminal());
+        assert!(screen.contains("Do you want to exit?"), "{screen}");
+    }
 }
 
 fn typed(text: &str) -> Vec<KeyEvent> {

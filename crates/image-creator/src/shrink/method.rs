@@ -1,14 +1,10 @@
 //! How resize2fs reaches the filesystem: a loop device over the partition or an
 //! extracted copy, and which one a run uses.
 
-use std::io;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-use snf_core::command::{self, CommandError};
+pub(super) use snf_disk::loopdev::LoopDevice;
 use snf_disk::partition::Partition;
 use snf_guestfs::ExtFs;
+use std::path::Path;
 
 use super::extract::Extracted;
 use super::{ShrinkError, METHOD_ENV};
@@ -99,7 +95,7 @@ pub(super) enum Target {
 impl Target {
     pub(super) fn path(&self) -> &Path {
         match self {
-            Target::Loop(l) => &l.dev,
+            Target::Loop(l) => l.path(),
             Target::Extract(x) => x.path(),
         }
     }
@@ -107,53 +103,6 @@ impl Target {
     /// Detach or remove now (the guards would do it anyway).
     pub(super) fn close(self) {
         drop(self);
-    }
-}
-
-/// losetup only asks the kernel; e2fsck and resize2fs move data and get no limit.
-const LOSETUP_LIMIT: Duration = Duration::from_secs(60);
-
-/// A loop device over part of a file, detached when dropped.
-pub(super) struct LoopDevice {
-    pub(super) dev: PathBuf,
-}
-
-impl LoopDevice {
-    pub(super) fn attach(image: &Path, offset: u64, size: u64) -> Result<LoopDevice, CommandError> {
-        let out = command::run_with_limit(
-            Command::new("losetup")
-                .args(["-f", "--show", "-o", &offset.to_string(), "--sizelimit"])
-                .arg(size.to_string())
-                .arg(image),
-            LOSETUP_LIMIT,
-        )?;
-        let dev = out.stdout.trim();
-        if dev.is_empty() {
-            return Err(CommandError::Io {
-                program: "losetup".into(),
-                source: io::Error::other("it printed no device name"),
-            });
-        }
-        Ok(LoopDevice {
-            dev: PathBuf::from(dev),
-        })
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        // udev or a prober may still hold the device for a moment after resize2fs.
-        for attempt in 0..20 {
-            if command::run_with_limit(
-                Command::new("losetup").arg("-d").arg(&self.dev),
-                LOSETUP_LIMIT,
-            )
-            .is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50 * (attempt + 1)));
-        }
     }
 }
 
