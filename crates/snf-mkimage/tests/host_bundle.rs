@@ -1,18 +1,18 @@
 //! `snf-mkimage /` end to end on the real Debian 12 guest (GPT image: BIOS boot, ext4
-//! root, swap) attached read-only as a partitioned loop device and mounted like a
-//! running system, with a tmpfs on /run.
-//!
-//! Discovery is pointed at the mounted guest with `SNF_HOST_ROOT` rather than running
-//! the binary inside a pivot_root'ed namespace: there the binary would need the host's
-//! /usr (libext2fs, e2fsprogs, qemu-img) bind-mounted over the guest's, and a bind
-//! mount is another mount, so the guest's own /usr would be left out of the image.
-//! Everything but reading `/proc/self/mountinfo` relative to `/` runs exactly as it
-//! does on a host. The image then boots under qemu to a login prompt. Needs root.
+//! root, swap), run truly as `/` of a running system: the guest, attached read-only as
+//! a partitioned loop device, is the root of a private mount namespace (`unshare`,
+//! `pivot_root`) with its own /proc and /sys, the host's /dev bind-mounted, a tmpfs on
+//! /run, and a host directory bind-mounted on /tmp that carries the binary in and the
+//! image out. The binary runs with the guest's own libraries and tools (Debian 12 like
+//! the build machine: glibc, libext2fs, e2fsprogs, mount, losetup; bundling a host
+//! needs neither qemu-img nor sfdisk nor eatmydata). The image then boots under qemu to
+//! a login prompt. Needs root.
 
 mod common;
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -73,8 +73,10 @@ fn attach(c: &mut Cleanup, img: &Path, offset: Option<u64>) -> String {
 }
 
 /// Type, mode, owner, size (not of directories), mtime and link target of every entry
-/// of the filesystem mounted at `root`, and the SHA-256 of every regular file.
-fn listing(root: &Path, skip_contents: &[&str]) -> Vec<String> {
+/// of the filesystem mounted at `root`, and the SHA-256 of every regular file; without
+/// the contents of the directories `emptied` nor the directories `mount_points`
+/// themselves (whose attributes are the mounted filesystem's root's) and their contents.
+fn listing(root: &Path, emptied: &[&str], mount_points: &[&str]) -> Vec<String> {
     let out = sh(Command::new("find")
         .arg(".")
         .args(["-xdev", "-printf", "%P|%y|%m|%U|%G|%s|%T@|%l\\n"])
@@ -82,9 +84,12 @@ fn listing(root: &Path, skip_contents: &[&str]) -> Vec<String> {
     let mut lines: Vec<String> = out
         .lines()
         .filter(|l| {
-            !skip_contents
+            let path = l.split('|').next().unwrap_or_default();
+            !emptied
                 .iter()
-                .any(|d| l.starts_with(&format!("{d}/")))
+                .chain(mount_points)
+                .any(|d| path.starts_with(&format!("{d}/")))
+                && !mount_points.contains(&path)
         })
         .map(|l| {
             let mut f: Vec<String> = l.split('|').map(str::to_string).collect();
@@ -111,9 +116,39 @@ fn listing(root: &Path, skip_contents: &[&str]) -> Vec<String> {
     lines
 }
 
+/// Run in a private mount namespace (`sh -c SCRIPT sh ROOT PART HOST_TMP`): the guest's
+/// root partition mounted read-only on ROOT becomes `/` (`pivot_root . .` stacks the old
+/// root on the new one, so nothing has to be created in the read-only guest, and the
+/// lazy unmount drops it), with its own /proc and /sys, the host's /dev (the loop
+/// devices), a tmpfs on /run holding a file, and HOST_TMP bind-mounted on /tmp. Every
+/// mount goes with the namespace when `unshare` exits.
+const IN_NAMESPACE: &str = r#"set -eu
+m=$1
+mount -o ro,noload "$2" "$m"
+mount --bind "$3" "$m/tmp"
+mount -t tmpfs tmpfs "$m/run"
+echo 'not copied' >"$m/run/marker"
+mount -t proc proc "$m/proc"
+mount -t sysfs sysfs "$m/sys"
+mount --bind /dev "$m/dev"
+cd "$m"
+pivot_root . .
+umount -l .
+cd /
+exec /tmp/snf-mkimage --no-sysprep --tmpdir /tmp/work -o /tmp/host.diskdump /
+"#;
+
 #[test]
 fn bundles_the_running_debian_guest() {
-    for tool in ["losetup", "partx", "e2fsck", "sfdisk", "getfattr"] {
+    for tool in [
+        "losetup",
+        "partx",
+        "unshare",
+        "pivot_root",
+        "e2fsck",
+        "sfdisk",
+        "getfattr",
+    ] {
         require(tool);
     }
     assert!(rustix::process::geteuid().is_root(), "this test needs root");
@@ -125,29 +160,26 @@ fn bundles_the_running_debian_guest() {
     let mut c = Cleanup::default();
 
     let dev = attach(&mut c, &img, None);
-    let root = w.join("root");
-    mount(
-        &mut c,
-        &[
-            "-o",
-            "ro,noload",
-            &format!("{dev}p{}", layout.root_partition),
-        ],
-        &root,
-    );
-    mount(&mut c, &["-t", "tmpfs", "tmpfs"], &root.join("run"));
-    fs::write(root.join("run/marker"), "not copied").unwrap();
+    let part = format!("{dev}p{}", layout.root_partition);
 
-    let tmpdir = w.join("tmp");
+    // The namespace's /tmp: the binary goes in, the image comes out (a mount of its
+    // own, so not part of the bundle).
+    let host_tmp = w.join("tmp");
+    fs::create_dir(&host_tmp).unwrap();
+    fs::set_permissions(&host_tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmpdir = host_tmp.join("work");
     fs::create_dir(&tmpdir).unwrap();
-    let out = w.join("host.diskdump");
-    let run = Command::new(bin())
-        .args(["--no-sysprep", "--tmpdir"])
-        .arg(&tmpdir)
-        .arg("-o")
-        .arg(&out)
-        .arg("/")
-        .env("SNF_HOST_ROOT", &root)
+    fs::copy(bin(), host_tmp.join("snf-mkimage")).unwrap();
+    let ns_root = w.join("ns-root");
+    fs::create_dir(&ns_root).unwrap();
+    let run = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--fork", "--"])
+        .args(["sh", "-c", IN_NAMESPACE, "sh"])
+        .arg(&ns_root)
+        .arg(&part)
+        .arg(&host_tmp)
+        // The guest's own tools (mke2fs, tune2fs, mount, losetup) are found there.
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -157,8 +189,9 @@ fn bundles_the_running_debian_guest() {
         0,
         "the work dir is gone"
     );
+    let out = host_tmp.join("host.diskdump");
 
-    let meta = fs::read_to_string(w.join("host.diskdump.meta")).unwrap();
+    let meta = fs::read_to_string(host_tmp.join("host.diskdump.meta")).unwrap();
     assert!(
         meta.contains(&format!(
             "\"SWAP\":\"{}:{}\"",
@@ -210,15 +243,34 @@ fn bundles_the_running_debian_guest() {
         String::from_utf8_lossy(&fsck.stdout)
     );
 
-    // Files: the guest's, with /tmp, /var/tmp and the /run mount point empty.
+    // Files: the guest's, with /tmp, /var/tmp and the namespace's mount points empty.
+    let root = w.join("root");
+    mount(&mut c, &["-o", "ro,noload", &part], &root);
     let new_dev = attach(&mut c, &out, Some(root_part.start * 512));
     let new_root = w.join("new");
     mount(&mut c, &["-o", "ro,noload", &new_dev], &new_root);
-    let skip = ["tmp", "var/tmp"];
-    assert_eq!(listing(&new_root, &[]), listing(&root, &skip));
-    for d in ["tmp", "var/tmp", "run"] {
+    let mount_points = ["tmp", "run", "proc", "sys", "dev"];
+    assert_eq!(
+        listing(&new_root, &[], &mount_points),
+        listing(&root, &["var/tmp"], &mount_points)
+    );
+    for d in mount_points.iter().chain(&["var/tmp"]) {
+        assert!(new_root.join(d).is_dir(), "{d}");
         assert_eq!(fs::read_dir(new_root.join(d)).unwrap().count(), 0, "{d}");
     }
+    assert!(
+        fs::read_dir(root.join("dev")).unwrap().count() > 0,
+        "the guest's /dev, hidden by the namespace's, is not copied"
+    );
+    let tmp_mode = fs::metadata(new_root.join("tmp"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        tmp_mode & 0o7777,
+        0o1777,
+        "a mount point keeps its root's mode"
+    );
     let xattrs = |r: &Path| {
         sh(Command::new("getfattr")
             .args(["-R", "-h", "-d", "-m", "-", "."])

@@ -16,17 +16,22 @@ pub struct Roots {
     pub proc: PathBuf,
     pub sys: PathBuf,
     /// The directory taken as the host's `/`: only mounts at or below it count, and
-    /// their mount points are named relative to it. `/` on a real host; a mounted guest
-    /// in tests ([`ROOT_ENV`]).
+    /// their mount points are named relative to it. `/` on a real host; another
+    /// directory only in tests ([`ROOT_ENV`], or a mounted guest described directly).
     pub root: PathBuf,
 }
 
-/// Names a directory to bundle as if it were `/` (tests bundle a mounted guest disk
-/// without a mount namespace of their own).
+/// A test hook, not a user feature: names a directory that discovery takes as `/`.
+/// Tests run as root point it at a directory with nothing mounted on it, so that a run
+/// reaching the bundle fails at once instead of bundling the real machine
+/// (crates/disk/tests/snapshot.rs, the cli and TUI tests); scripts/bench-bundle.sh
+/// points it at a mounted guest. The end-to-end test runs `snf-mkimage /` for real,
+/// inside a mount namespace whose root is the guest
+/// (crates/snf-mkimage/tests/host_bundle.rs).
 pub const ROOT_ENV: &str = "SNF_HOST_ROOT";
 
 impl Roots {
-    /// The real host, or the root named by [`ROOT_ENV`].
+    /// The real host, or (in tests) the root named by [`ROOT_ENV`].
     pub fn from_env() -> Roots {
         let mut r = Roots::default();
         if let Some(root) = std::env::var_os(ROOT_ENV).filter(|v| !v.is_empty()) {
