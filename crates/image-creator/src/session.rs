@@ -513,15 +513,19 @@ impl Session {
         if let Some(out) = &self.opts.outfile {
             options::check_outfile_against_source(out, &source)?;
         }
+        // The host's image has no size until it is bundled.
         let what = match source.kind() {
-            SourceKind::ImageFile => format!("a {} image file", source.format()),
-            SourceKind::BlockDevice => "a block device".to_string(),
+            SourceKind::ImageFile => format!(
+                "a {} image file of {}",
+                source.format(),
+                human_size(source.size())
+            ),
+            SourceKind::BlockDevice => format!("a block device of {}", human_size(source.size())),
             SourceKind::Host => "the running host".to_string(),
         };
         self.reporter.info(&format!(
-            "Examining source media `{}' ... {what} of {}",
+            "Examining source media `{}' ... {what}",
             self.given().display(),
-            human_size(source.size())
         ));
         self.source = Some(source);
         Ok(())
