@@ -202,6 +202,7 @@ impl SessionError {
     pub fn is_usage(&self) -> bool {
         match self {
             SessionError::Options(e) => e.is_usage(),
+            SessionError::Media(e) => e.is_usage(),
             SessionError::Sysprep(e) => e.is_usage(),
             SessionError::Private { source, .. } => source.is_usage(),
             _ => false,

@@ -297,3 +297,75 @@ fn a_signal_at_any_moment_leaves_a_whole_run_or_nothing() {
         }
     }
 }
+
+/// A source that is not something an image is made of (a directory other than `/`, a
+/// FIFO, a character device) is a bad command line, like one that does not exist: exit
+/// 2, naming it, and the FIFO is never opened.
+#[test]
+fn a_source_of_the_wrong_kind_is_a_usage_error() {
+    let mut c = Case::new();
+    let dir = c.path("a-directory");
+    fs::create_dir(&dir).unwrap();
+    let fifo = c.path("a-fifo");
+    run(Command::new("mkfifo").arg(&fifo));
+    c.watch(&fifo);
+    let out = c.path("out.raw");
+    for (src, what) in [
+        (dir.as_path(), "Only the root directory can be bundled"),
+        (fifo.as_path(), "Only block devices, regular files"),
+        (Path::new("/dev/null"), "Only block devices, regular files"),
+    ] {
+        c.run(&["-o", s(&out), s(src)])
+            .usage_error(&[s(src), "Invalid media source", what]);
+    }
+}
+
+/// A disk that is one huge hole (4 TiB, sparse) takes long to hash; SIGTERM during the
+/// dump still stops the run within moments (the hole is not hashed to its end first).
+#[test]
+fn sigterm_while_hashing_a_huge_hole_stops_at_once() {
+    use std::io::{BufRead, BufReader, Read};
+    let c = Case::new();
+    let src = c.path("huge.raw");
+    fs::File::create(&src).unwrap().set_len(4 << 40).unwrap();
+    let out = c.path("out.raw");
+    let mut child = Command::new(common::bin())
+        .args(["--allow-unsupported", "--no-sysprep", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("--tmpdir")
+        .arg(c.tmpdir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Dumping image file ...") {
+        let n = stderr.read_line(&mut seen).unwrap();
+        assert!(n > 0, "the run ended before dumping:\n{seen}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("SIGTERM did not stop the dump of a huge hole within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stderr.read_to_string(&mut seen).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let outcome = Outcome {
+        output: std::process::Output {
+            stderr: seen.into_bytes(),
+            ..output
+        },
+    };
+    c.check_clean(&outcome);
+    outcome.fails(143, &["interrupted"]);
+    assert!(!out.exists(), "output left");
+}
