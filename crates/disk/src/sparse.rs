@@ -358,6 +358,11 @@ pub(crate) fn run(job: &Job<'_>) -> Result<Option<String>, EngineError> {
                 Segment::Zero(r) => {
                     let mut pos = r.start;
                     while pos < r.end {
+                        // A hole can be terabytes long: hashing it takes a while, and a
+                        // signal must still stop the run within moments.
+                        if snf_core::cancel::is_requested() {
+                            return Err(EngineError::Cancelled);
+                        }
                         let n = (r.end - pos).min(ZERO_MSG);
                         work_tx.send(Msg::Zeros(n)).map_err(|_| hasher_gone())?;
                         pos += n;

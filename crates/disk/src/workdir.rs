@@ -138,6 +138,19 @@ fn choose_parent() -> Result<PathBuf, WorkDirError> {
     best.map(|(_, d)| d).ok_or(WorkDirError::NoCandidate)
 }
 
+/// `e` without the path `tempfile` adds to it (`... at path "DIR/.snf_image_creator.X"`):
+/// the caller names the directory, and the name it tried means nothing to the user.
+pub fn without_path(e: io::Error) -> io::Error {
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    let text = e.to_string();
+    match text.rfind(" at path ") {
+        Some(i) => io::Error::new(e.kind(), &text[..i]),
+        None => e,
+    }
+}
+
 struct Inner {
     dir: tempfile::TempDir,
     parent: PathBuf,
@@ -185,7 +198,7 @@ impl WorkDir {
             .tempdir_in(&parent)
             .map_err(|source| WorkDirError::Create {
                 parent: parent.clone(),
-                source,
+                source: without_path(source),
             })?;
         Ok(WorkDir {
             inner: Arc::new(Inner { dir, parent }),

@@ -444,7 +444,10 @@ impl MountDir {
             .prefix("snf-image-creator-mnt.")
             .tempdir_in(&base)
             .map(|d| MountDir(d.keep()))
-            .map_err(|source| HostRunError::MountDir { dir: base, source })
+            .map_err(|source| HostRunError::MountDir {
+                dir: base,
+                source: snf_disk::workdir::without_path(source),
+            })
     }
 
     fn path(&self) -> &Path {

@@ -20,6 +20,9 @@ pub enum OptionsError {
     /// `--tmpdir` is not an existing directory.
     #[error("The directory `{0}' specified with --tmpdir is not valid")]
     BadTmpdir(String),
+    /// `--tmpdir` cannot be written to (permissions, a read-only filesystem).
+    #[error("The directory `{0}' specified with --tmpdir is not writable")]
+    TmpdirNotWritable(String),
     /// The directory part of the output path does not exist.
     #[error("`{0}' is not an existing directory")]
     OutputDirMissing(String),
@@ -373,13 +376,16 @@ pub fn check_outfile_against_source(
     Ok(())
 }
 
-/// `--tmpdir` must be an existing directory.
+/// `--tmpdir` must be an existing directory the user can create files in.
 pub fn check_tmpdir(dir: &Path) -> Result<(), OptionsError> {
-    if dir.is_dir() {
-        Ok(())
-    } else {
-        Err(OptionsError::BadTmpdir(display(dir)))
+    if !dir.is_dir() {
+        return Err(OptionsError::BadTmpdir(display(dir)));
     }
+    let access = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
+    if rustix::fs::access(dir, access).is_err() {
+        return Err(OptionsError::TmpdirNotWritable(display(dir)));
+    }
+    Ok(())
 }
 
 /// Where the image goes, once the output path has been checked.

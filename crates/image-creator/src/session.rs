@@ -202,6 +202,7 @@ impl SessionError {
     pub fn is_usage(&self) -> bool {
         match self {
             SessionError::Options(e) => e.is_usage(),
+            SessionError::Media(e) => e.is_usage(),
             SessionError::Sysprep(e) => e.is_usage(),
             SessionError::Private { source, .. } => source.is_usage(),
             _ => false,
@@ -430,7 +431,12 @@ impl Session {
     }
 
     fn run_stage_inner(&mut self, stage: Stage) -> Result<(), SessionError> {
-        cancel::check()?;
+        // Without an upload the run is complete once the image files are in place: a
+        // signal that comes after them must not fail it (exit 130 with the outputs
+        // written would be a failed run that left files behind).
+        if stage != Stage::Upload || self.opts.cloud.upload.is_some() {
+            cancel::check()?;
+        }
         match stage {
             Stage::ConnectCloud => self.connect_cloud()?,
             Stage::ExamineSource => self.examine_source()?,

@@ -7,7 +7,14 @@
 //! * `--add-timestamp`: every line starts with `[<seconds since start>s] `;
 //! * `--syslog`: every message is also sent to syslog;
 //! * `-v`: details (for example each file a system preparation changed) are shown.
+//!
+//! Messages carry text from the guest (file names, `/etc/fstab` lines, os-release
+//! values) and from the command line: [`printable`] escapes every control character in
+//! them (a guest cannot move the cursor, recolour or clear the terminal, nor make a
+//! line of its own such as a fake `Error:`) and shortens very long lines. Errors and
+//! warnings are always one line.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,7 +106,7 @@ impl Console {
         }
     }
 
-    /// Print an error line (`Error: msg`); shown in every mode.
+    /// Print an error line (`Error: msg`, one line); shown in every mode.
     pub fn error(&self, msg: &str) {
         self.inner.emit(Kind::Error, &format!("Error: {msg}"));
     }
@@ -140,7 +147,14 @@ impl Inner {
         let colored = self.settings.color;
         let prefix = self.prefix();
         let mut text = String::new();
-        for line in msg.lines() {
+        // Errors and warnings are one line; other messages may hold several.
+        let one_line = matches!(kind, Kind::Error | Kind::Warning);
+        let lines: Vec<Cow<str>> = if one_line {
+            vec![printable(msg.trim_end_matches('\n'), false)]
+        } else {
+            msg.lines().map(|l| printable(l, true)).collect()
+        };
+        for line in lines {
             match kind.color().filter(|_| colored) {
                 Some(c) => text.push_str(&format!("{prefix}{c}{line}\x1b[0m\n")),
                 None => text.push_str(&format!("{prefix}{line}\n")),
@@ -195,7 +209,7 @@ impl Reporter for Console {
                 let bar = bars.add(ProgressBar::new(total));
                 bar.set_style(style);
                 bar.set_prefix(inner.prefix());
-                bar.set_message(title.to_string());
+                bar.set_message(printable(title, false).into_owned());
                 bar.enable_steady_tick(Duration::from_millis(200));
                 Some(bar)
             }
@@ -211,6 +225,39 @@ impl Reporter for Console {
             finished: Mutex::new(false),
         })
     }
+}
+
+/// The longest line shown, in characters: past it, the middle is left out, saying how
+/// much (a guest's one-line file can be 64 MiB long; an error ends with what is wrong).
+const MAX_LINE: usize = 4096;
+
+/// `text` as it can be shown on a terminal: every control character (a newline too,
+/// unless `keep_newlines`; a tab is kept) written as an escape (`\n`, `\x1b`,
+/// `\u{9b}`), and at most about [`MAX_LINE`] characters.
+pub fn printable(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let clean = |c: char| !c.is_control() || c == '\t' || (keep_newlines && c == '\n');
+    let count = text.chars().count();
+    if count <= MAX_LINE && text.chars().all(clean) {
+        return Cow::Borrowed(text);
+    }
+    let (head, tail) = (MAX_LINE * 3 / 4, MAX_LINE / 4);
+    let mut out = String::with_capacity(text.len().min(4 * MAX_LINE));
+    for (i, c) in text.chars().enumerate() {
+        if count > MAX_LINE && i == head {
+            out.push_str(&format!(" [... {} characters ...] ", count - head - tail));
+        }
+        if count > MAX_LINE && (head..count - tail).contains(&i) {
+            continue;
+        }
+        match c {
+            c if clean(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if u32::from(c) < 0x80 => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        }
+    }
+    Cow::Owned(out)
 }
 
 struct ConsoleTask {
@@ -257,5 +304,25 @@ impl Drop for ConsoleTask {
                 bar.finish_and_clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_and_shortens_the_middle() {
+        assert!(matches!(printable("plain\ttext", false), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("a\nb\x1b[2J\r\u{9b}", false),
+            "a\\nb\\x1b[2J\\r\\u{9b}"
+        );
+        assert_eq!(printable("a\nb", true), "a\nb");
+        let long = format!("{}does not exist", "x".repeat(10_000));
+        let shown = printable(&long, false);
+        assert!(shown.ends_with("does not exist"), "{shown}");
+        assert!(shown.contains(" characters ...] "), "{shown}");
+        assert!(shown.chars().count() < MAX_LINE + 40);
     }
 }

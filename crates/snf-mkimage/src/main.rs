@@ -12,7 +12,7 @@ mod syslog;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,7 +25,7 @@ use image_creator::session::{Session, SessionError};
 use image_creator::VERSION;
 
 use crate::cli::{Cli, UsageError};
-use crate::console::{Console, Settings, Style};
+use crate::console::{printable, Console, Settings, Style};
 use crate::syslog::Syslog;
 
 /// Exit status for a bad command line.
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 _ => {
-                    eprintln!("Error: {}", cli::one_line(&err));
+                    eprintln!("Error: {}", printable(&cli::one_line(&err), false));
                     ExitCode::from(EXIT_USAGE)
                 }
             };
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let opts = match cli.to_run_options() {
         Ok(opts) => opts,
         Err(UsageError(msg)) => {
-            eprintln!("Error: {msg}");
+            eprintln!("Error: {}", printable(&msg, false));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -211,27 +211,44 @@ fn print_reports(cli: &Cli, session: &Session) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGINT and SIGTERM request cancellation; the flags remember which one arrived.
+/// The signals that end a run. Each requests cancellation, so that the run stops and
+/// cleans up (work directory, loop devices, mounts, the unfinished output) like on
+/// Ctrl-C, then exits with 128 + its number: SIGHUP when the terminal goes away, SIGQUIT
+/// (which would dump core), SIGUSR1/2, SIGALRM and SIGXCPU (`ulimit -t`), whose default
+/// action would kill the process with its temporary state still in place.
+const STOPPING: [std::ffi::c_int; 8] = {
+    use signal_hook::consts::*;
+    [
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU,
+    ]
+};
+
+/// The stopping signals request cancellation; the last one to arrive is remembered.
+/// SIGXFSZ (a file grown past `ulimit -f`) is caught and dropped: the write fails with
+/// "File too large", an ordinary error naming the file, instead of killing the process.
 struct Signals {
-    sigterm: Arc<AtomicBool>,
+    last: Arc<AtomicUsize>,
 }
 
 impl Signals {
     fn register() -> std::io::Result<Self> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let sigterm = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(SIGINT, cancel::flag())?;
-        signal_hook::flag::register(SIGTERM, cancel::flag())?;
-        signal_hook::flag::register(SIGTERM, Arc::clone(&sigterm))?;
-        Ok(Signals { sigterm })
+        let last = Arc::new(AtomicUsize::new(0));
+        for sig in STOPPING {
+            signal_hook::flag::register(sig, cancel::flag())?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&last), sig as usize)?;
+        }
+        signal_hook::flag::register(
+            signal_hook::consts::SIGXFSZ,
+            Arc::new(AtomicBool::new(false)),
+        )?;
+        Ok(Signals { last })
     }
 
     /// 128 + the signal number, as shells report it.
     fn exit_code(&self) -> u8 {
-        if self.sigterm.load(Ordering::SeqCst) {
-            128 + 15
-        } else {
-            128 + 2
+        match self.last.load(Ordering::SeqCst) {
+            0 => 128 + 2,
+            n => u8::try_from(128 + n).unwrap_or(128 + 2),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! naming the file: an image is hostile input, and the files it names are the user's.
 //!
 //! VMDK extents are opened by `qemu-img info` itself, so they are read from the
-//! descriptor (a text file, or the text embedded in a sparse extent) before it runs.
+//! descriptor (a text file; a sparse extent is read from itself, whatever the text it
+//! embeds names) before it runs.
 //!
 //! A relative qcow2 data file name is resolved against the current directory, because
 //! that is where qemu-img opens it (unlike backing files and extents, which are relative
@@ -141,6 +142,7 @@ struct SpecificData {
 struct InfoExtent {
     #[serde(rename = "virtual-size")]
     virtual_size: u64,
+    filename: Option<String>,
 }
 
 /// What refers to a file: for messages.
@@ -190,7 +192,7 @@ pub fn walk(
             });
         }
         let owner = owner_name(given, &layers);
-        let extents = vmdk_extent_files(&owner, &file)?;
+        check_vmdk_extents(&owner, &file)?;
         let info = info(given, &owner, &layers, &file, format.as_deref())?;
         let mut layer = Layer {
             virtual_size: info.virtual_size,
@@ -205,10 +207,22 @@ pub fn walk(
                 let path = resolve(&owner, Role::DataFile, &name, None)?;
                 layer.data_file = Some(check_file(&owner, Role::DataFile, path)?);
             }
-            if layer.format == "vmdk" && extents.len() == specific.data.extents.len() {
+            if layer.format == "vmdk" {
+                // Where qemu-img reads each extent from, as it parsed the descriptor
+                // (which may differ from a plain reading of it: it skips `ZERO`
+                // extents, and reads some odd layouts of lines twice). The names are
+                // those it opened: relative to the current directory. Each was
+                // checked above, before qemu-img opened it.
                 let mut start = 0u64;
-                for (f, e) in extents.into_iter().zip(specific.data.extents) {
+                for e in specific.data.extents {
                     let end = start.saturating_add(e.virtual_size);
+                    let f = match e.filename {
+                        Some(name) => {
+                            let path = resolve(&owner, Role::Extent, &name, None)?;
+                            Some(check_file(&owner, Role::Extent, path)?)
+                        }
+                        None => None,
+                    };
                     layer.extents.push((start, end, f));
                     start = end;
                 }
@@ -341,47 +355,35 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
-/// The files of the extents a VMDK descriptor in `file` names, in order (`None` for a
-/// `ZERO` extent), each checked. Empty when `file` holds no descriptor.
-fn vmdk_extent_files(owner: &Path, file: &FileRef) -> Result<Vec<Option<FileRef>>, MediaError> {
+/// Check every file a VMDK descriptor in `file` names, before qemu-img opens them (a
+/// FIFO would block it, a device is not the user's image).
+fn check_vmdk_extents(owner: &Path, file: &FileRef) -> Result<(), MediaError> {
     let Some(text) = vmdk_descriptor(&file.path, file.len) else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let base = file.path.parent();
-    let mut files = Vec::new();
     for (kind, name) in descriptor_extents(&text) {
-        if kind == "ZERO" {
-            files.push(None);
-            continue;
+        if kind != "ZERO" {
+            let path = resolve(owner, Role::Extent, &name, base)?;
+            check_file(owner, Role::Extent, path)?;
         }
-        let path = resolve(owner, Role::Extent, &name, base)?;
-        files.push(Some(check_file(owner, Role::Extent, path)?));
     }
-    Ok(files)
+    Ok(())
 }
 
-/// The descriptor text of a VMDK: the whole file when it is a text descriptor, or the
-/// text a sparse extent embeds (`KDMV` header: offset and size in sectors at bytes 28
-/// and 36).
+/// The descriptor text of a VMDK whose data lives in the files it names: a text
+/// descriptor. The text a sparse extent embeds (`KDMV` header) is not one: qemu-img
+/// reads such an image from the file itself whatever its embedded extent line says
+/// (the name it was created under, or a hostile one), so it names no other file.
 fn vmdk_descriptor(path: &Path, len: u64) -> Option<String> {
     let f = File::open(path).ok()?;
-    let mut head = [0u8; 44];
+    let mut head = [0u8; 21];
     let n = f.read_at(&mut head, 0).ok()?;
-    let (offset, size) = if head[..n].starts_with(b"# Disk DescriptorFile") {
-        (0, len)
-    } else if n == head.len() && &head[..4] == b"KDMV" {
-        let sectors = |at: usize| {
-            u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or([0; 8])).checked_mul(512)
-        };
-        (sectors(28)?, sectors(36)?)
-    } else {
-        return None;
-    };
-    if size == 0 || size > MAX_DESCRIPTOR || offset.checked_add(size)? > len {
+    if !head[..n].starts_with(b"# Disk DescriptorFile") || len > MAX_DESCRIPTOR {
         return None;
     }
-    let mut buf = vec![0u8; size as usize];
-    let n = f.read_at(&mut buf, offset).ok()?;
+    let mut buf = vec![0u8; len as usize];
+    let n = f.read_at(&mut buf, 0).ok()?;
     buf.truncate(n);
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())

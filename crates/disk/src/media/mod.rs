@@ -109,6 +109,16 @@ pub enum MediaError {
 }
 
 impl MediaError {
+    /// Whether the source given is not something an image can be made of (a directory
+    /// other than `/`, a FIFO, a socket, a character device): a bad command line, like
+    /// a source that does not exist.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            MediaError::Directory { .. } | MediaError::InvalidType { .. }
+        )
+    }
+
     /// Whether the examination stopped because the user cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(

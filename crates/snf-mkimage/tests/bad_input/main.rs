@@ -17,3 +17,4 @@ mod filesystems;
 mod guests;
 mod images;
 mod outputs;
+mod redteam;
