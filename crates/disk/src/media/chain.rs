@@ -343,8 +343,37 @@ fn check_file(owner: &Path, role: Role, path: PathBuf) -> Result<FileRef, MediaE
             "is {what}; only regular files are accepted"
         )));
     }
-    File::open(&path).map_err(|e| problem(format!("cannot be read: {}", io_reason(&e))))?;
+    let file =
+        File::open(&path).map_err(|e| problem(format!("cannot be read: {}", io_reason(&e))))?;
+    if let Some(fs) = pseudo_filesystem(&file) {
+        return Err(problem(format!(
+            "is on {fs}, a kernel pseudo-filesystem: the host's state, not an image"
+        )));
+    }
     Ok(FileRef::of(path, &meta))
+}
+
+/// The name of the kernel pseudo-filesystem `file` is on, if any. A hostile image that
+/// names `/proc/self/environ` or a sysfs attribute as its backing file would otherwise
+/// copy the host's state into the image (and the cloud).
+fn pseudo_filesystem(file: &File) -> Option<&'static str> {
+    const PSEUDO: [(i64, &str); 10] = [
+        (0x9fa0, "procfs"),
+        (0x6265_6572, "sysfs"),
+        (0x6462_6720, "debugfs"),
+        (0x7472_6163, "tracefs"),
+        (0x7363_6673, "securityfs"),
+        (0x6367_7270, "cgroup2"),
+        (0x0027_e0eb, "cgroupfs"),
+        (0x6265_6570, "configfs"),
+        (0xde5e_81e4, "efivarfs"),
+        (0x6165_676c, "pstore"),
+    ];
+    let kind = rustix::fs::fstatfs(file).ok()?.f_type as i64;
+    PSEUDO
+        .iter()
+        .find(|(magic, _)| *magic == kind)
+        .map(|(_, name)| *name)
 }
 
 fn io_reason(e: &io::Error) -> String {

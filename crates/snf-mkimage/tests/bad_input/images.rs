@@ -80,6 +80,27 @@ fn a_backing_file_that_is_a_fifo_or_a_device_is_refused_naming_it() {
     }
 }
 
+/// A hostile image whose backing file is the host's state (procfs, sysfs) would copy it
+/// into the image and on to the cloud.
+#[test]
+fn a_backing_file_on_a_kernel_pseudo_filesystem_is_refused() {
+    let c = Case::new();
+    for (backing, fs) in [
+        ("/proc/self/environ", "procfs"),
+        ("/sys/kernel/uevent_seqnum", "sysfs"),
+    ] {
+        let backing = PathBuf::from(backing);
+        let img = qcow2_backed_by(&c.path("over.qcow2"), &backing, "raw");
+        let out = c.path("out.raw");
+        c.run(&["--no-sysprep", "-o", s(&out), s(&img)]).failure(&[
+            s(&backing),
+            fs,
+            "backing file",
+        ]);
+        assert!(!out.exists(), "an image was written");
+    }
+}
+
 #[test]
 fn an_absurd_virtual_size_is_refused_before_any_copy() {
     let mut c = Case::new();
