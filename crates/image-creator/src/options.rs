@@ -328,11 +328,9 @@ pub fn check_source(source: &Path) -> Result<(), OptionsError> {
     // Only these are opened: opening a FIFO would block (the examination refuses it).
     if ft.is_file() || std::os::unix::fs::FileTypeExt::is_block_device(&ft) {
         if let Err(e) = std::fs::File::open(source) {
-            let reason = e.to_string();
-            let reason = reason.split(" (os error").next().unwrap_or(&reason);
             return Err(not_accessible(format!(
                 "cannot be read: {}",
-                reason.to_lowercase()
+                snf_disk::media::io_reason(&e).to_lowercase()
             )));
         }
     }

@@ -18,7 +18,6 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +26,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use snf_core::command;
 
-use super::{reason, MediaError};
+use super::{io_reason, reason, MediaError};
 
 /// How many images a backing chain may hold (the image included). qemu-img has no bound
 /// of its own; real chains are a few snapshots deep.
@@ -374,14 +373,6 @@ fn pseudo_filesystem(file: &File) -> Option<&'static str> {
         .iter()
         .find(|(magic, _)| *magic == kind)
         .map(|(_, name)| *name)
-}
-
-fn io_reason(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 /// Check every file a VMDK descriptor in `file` names, before qemu-img opens them (a

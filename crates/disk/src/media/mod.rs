@@ -145,11 +145,16 @@ pub fn stat_problem(path: &Path, err: &io::Error) -> String {
         io::ErrorKind::PermissionDenied => {
             "cannot be reached: permission denied on a directory leading to it".into()
         }
-        _ => {
-            let s = err.to_string();
-            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
-            format!("cannot be examined: {s}")
-        }
+        _ => format!("cannot be examined: {}", io_reason(err)),
+    }
+}
+
+/// An I/O error's text without Rust's ` (os error N)` suffix, for one-line messages.
+pub fn io_reason(err: &io::Error) -> String {
+    let s = err.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
     }
 }
 
