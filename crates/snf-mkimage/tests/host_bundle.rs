@@ -15,11 +15,10 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::{bin, require, stderr};
 use sha2::{Digest, Sha256};
-use snf_testkit::{boot_check, debian_guest_info, partitions, Table};
+use snf_testkit::{debian_guest_info, partitions, Table};
 
 /// Unmounts (in reverse order) and detaches when dropped.
 #[derive(Default)]
@@ -281,13 +280,5 @@ fn bundles_the_running_debian_guest() {
 
     // The bootloader came along: GRUB (MBR boot code, core image in the BIOS boot
     // partition) finds the re-created root by its UUID.
-    let report = boot_check(&out, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        report
-            .console
-            .contains(&format!("{} login:", guest.info.hostname)),
-        "{}",
-        report.console
-    );
-    eprintln!("the bundled guest booted in {:.1?}", report.elapsed);
+    common::assert_boots(&out);
 }

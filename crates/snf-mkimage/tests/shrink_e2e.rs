@@ -9,16 +9,13 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use common::*;
 use image_creator::disk::partition::{Layout, MIB};
 use snf_testkit::fixture::{
     assert_ext_clean, assert_sfdisk_verifies, run as run_tool, write_file, Disk, Mke2fs,
 };
-use snf_testkit::{boot_check, debian_guest_info, deploy, partitions, Table};
-
-const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+use snf_testkit::{debian_guest_info, deploy, partitions, Table};
 
 /// An MBR disk: p1 (63 MiB) ext4 holding a minimal Debian root and 2 MiB of data, p2
 /// (16 MiB) swap.
@@ -250,19 +247,6 @@ fn image_guest(dir: &Path, table: Table) -> PathBuf {
         "output allocates {out_alloc} bytes, the source {src_alloc}"
     );
     out
-}
-
-fn assert_boots(img: &Path) {
-    let guest = debian_guest_info();
-    let report = boot_check(img, BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        report
-            .console
-            .contains(&format!("{} login:", guest.info.hostname)),
-        "{}",
-        report.console
-    );
-    eprintln!("{} booted in {:.1?}", img.display(), report.elapsed);
 }
 
 #[test]

@@ -236,3 +236,19 @@ impl Drop for SmallFs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// Boot `img` under qemu (the suite's Debian guest, or an image made from it) and insist
+/// that it reaches its login prompt.
+pub fn assert_boots(img: &Path) {
+    let guest = snf_testkit::debian_guest_info();
+    let report = snf_testkit::boot_check(img, std::time::Duration::from_secs(600))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report
+            .console
+            .contains(&format!("{} login:", guest.info.hostname)),
+        "{}",
+        report.console
+    );
+    eprintln!("{} booted in {:.1?}", img.display(), report.elapsed);
+}
