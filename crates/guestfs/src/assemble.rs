@@ -19,16 +19,27 @@ use crate::fat::FatFs;
 use crate::probe::{probe_file, FsType, Probe};
 use crate::tree::GuestFs;
 
-/// One partition of the disk, as assembly needs it. The caller builds these from its
-/// partition table model (data partitions only: no MBR extended container).
+/// One volume of the disk (a partition, or an LVM logical volume), as assembly needs
+/// it. The caller builds these from its partition table model (data partitions only: no
+/// MBR extended container) and its LVM scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionDesc {
     /// The partition number (1-based, as in `/dev/sda<N>`; logical MBR partitions from 5).
+    /// For a logical volume: the partition holding its first extent.
     pub number: u32,
-    /// Byte offset of the partition in the image.
+    /// Byte offset of the volume in the image.
     pub offset: u64,
     /// Size in bytes.
     pub size: u64,
+    /// Set when this is an LVM logical volume rather than a partition.
+    pub lv: Option<LvDesc>,
+    /// A logical volume whose data is not contiguous in the image: its pieces, in the
+    /// volume's order (`offset` is then the first one's, `size` their sum). Empty for
+    /// one contiguous range. Only an [`Opener`] that gathers the pieces can open it.
+    pub pieces: Vec<std::ops::Range<u64>>,
+    /// Why this volume cannot be read at all (an LV of an unsupported type ...): it is
+    /// not probed, and the sentence is given when no root is found.
+    pub unusable: Option<String>,
     /// GPT: the unique partition GUID (any case, with dashes).
     pub gpt_guid: Option<String>,
     /// GPT: the partition name.
@@ -37,10 +48,42 @@ pub struct PartitionDesc {
     pub mbr_signature: Option<u32>,
 }
 
+/// What names an LVM logical volume in a guest's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LvDesc {
+    /// The volume group's name.
+    pub vg: String,
+    /// The logical volume's name.
+    pub name: String,
+    /// The name under `/dev/mapper/` (dashes in either name doubled).
+    pub mapper_name: String,
+    /// The device-mapper UUID: `LVM-` and the VG and LV UUIDs without dashes.
+    pub dm_uuid: String,
+}
+
+impl LvDesc {
+    /// `vg/lv`, as LVM's tools and the `ROOT_LV` property name it.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.vg, self.name)
+    }
+}
+
 impl PartitionDesc {
+    /// How messages name the volume: `partition N` or `LV vg/lv`.
+    pub fn name(&self) -> String {
+        match &self.lv {
+            Some(lv) => format!("LV {}", lv.full_name()),
+            None => format!("partition {}", self.number),
+        }
+    }
+
     /// The `PARTUUID=` value Linux gives this partition: the GPT unique GUID in lower
     /// case, or for MBR `<disk signature as 8 hex digits>-<number as 2 hex digits>`.
+    /// Logical volumes have none.
     pub fn partuuid(&self) -> Option<String> {
+        if self.lv.is_some() {
+            return None;
+        }
         if let Some(g) = &self.gpt_guid {
             return Some(g.to_ascii_lowercase());
         }
@@ -61,8 +104,11 @@ pub struct ProbedPartition {
 pub struct AssembledMount {
     /// The guest path it is mounted at.
     pub mountpoint: PathBuf,
-    /// The partition number it lives on.
+    /// The partition number it lives on (for a logical volume: the partition of its
+    /// first extent).
     pub partition: u32,
+    /// For a logical volume: `vg/lv`.
+    pub lv: Option<String>,
     pub fs_type: FsType,
     /// Its filesystem UUID, as `UUID=` would name it.
     pub uuid: Option<String>,
@@ -74,8 +120,11 @@ pub struct AssembledMount {
 pub struct Assembly {
     /// Every partition with what is on it, in the order given.
     pub partitions: Vec<ProbedPartition>,
-    /// The partition number of the root filesystem, when exactly one was found.
+    /// The partition number of the root filesystem, when exactly one was found (for a
+    /// root on a logical volume: the partition of the volume's first extent).
     pub root: Option<u32>,
+    /// The root's logical volume (`vg/lv`), when the root is on one.
+    pub root_lv: Option<String>,
     /// The guest tree; `None` when no single root was found.
     pub guest: Option<GuestFs>,
     /// What is mounted where, root first.
@@ -110,6 +159,15 @@ impl Opener for Backends {
         probe: &Probe,
         writable: bool,
     ) -> Result<Box<dyn Filesystem>> {
+        if !part.pieces.is_empty() {
+            return Err(Error::Unsupported {
+                path: PathBuf::from(part.name()),
+                what: format!(
+                    "a volume in {} separate pieces (they must be gathered first)",
+                    part.pieces.len()
+                ),
+            });
+        }
         match probe.fs_type {
             FsType::Vfat => Ok(Box::new(FatFs::open(
                 image,
@@ -119,7 +177,7 @@ impl Opener for Backends {
             )?)),
             t if t.is_ext() => open_ext(image, part, writable),
             t => Err(Error::Unsupported {
-                path: PathBuf::from(format!("partition {}", part.number)),
+                path: PathBuf::from(part.name()),
                 what: format!(
                     "{} ({})",
                     t.name(),
@@ -135,7 +193,7 @@ fn open_ext(image: &Path, part: &PartitionDesc, writable: bool) -> Result<Box<dy
         Ok(fs) => Ok(Box::new(fs)),
         // The partition, not the working copy's file name, is what the user knows.
         Err(e @ Error::UnsupportedFeatures { .. }) => {
-            Err(e.at(format!("partition {}", part.number)))
+            Err(e.at(part.name()))
         }
         Err(e) => Err(e),
     }
@@ -413,11 +471,16 @@ pub fn match_source(spec: &str, parts: &[ProbedPartition], disk_bases: &[String]
         ("PARTUUID", unescape_udev(v))
     } else if let Some(v) = spec.strip_prefix("/dev/disk/by-partlabel/") {
         ("PARTLABEL", unescape_udev(v))
+    } else if let Some(found) = match_lv_name(spec, parts) {
+        return found;
     } else if let Some((base, num)) = device_name(spec) {
         if !disk_bases.contains(&base) {
             return SourceMatch::NotFound(format!("{spec} is on another disk"));
         }
-        return match parts.iter().position(|p| p.desc.number == num) {
+        return match parts
+            .iter()
+            .position(|p| p.desc.lv.is_none() && p.desc.number == num)
+        {
             Some(i) => SourceMatch::Partition(i),
             None => SourceMatch::NotFound(format!("the disk has no partition {num}")),
         };
@@ -458,6 +521,46 @@ pub fn match_source(spec: &str, parts: &[ProbedPartition], disk_bases: &[String]
     }
 }
 
+/// Map the names device-mapper and udev give a logical volume: `/dev/mapper/VG-LV`,
+/// `/dev/VG/LV`, `/dev/disk/by-id/dm-name-VG-LV` and `/dev/disk/by-id/dm-uuid-LVM-...`.
+/// `None` when `spec` is none of these forms.
+fn match_lv_name(spec: &str, parts: &[ProbedPartition]) -> Option<SourceMatch> {
+    let lvs = || parts.iter().enumerate().filter_map(|(i, p)| Some((i, p.desc.lv.as_ref()?)));
+    let found = |hit: Option<usize>, what: &str| {
+        Some(match hit {
+            Some(i) => SourceMatch::Partition(i),
+            None => SourceMatch::NotFound(format!("no logical volume is {what}")),
+        })
+    };
+    if let Some(name) = spec
+        .strip_prefix("/dev/mapper/")
+        .or_else(|| spec.strip_prefix("/dev/disk/by-id/dm-name-"))
+    {
+        let name = unescape_udev(name);
+        return found(
+            lvs().find(|(_, lv)| lv.mapper_name == name).map(|(i, _)| i),
+            &format!("/dev/mapper/{name}"),
+        );
+    }
+    if let Some(uuid) = spec.strip_prefix("/dev/disk/by-id/dm-uuid-") {
+        return found(
+            lvs().find(|(_, lv)| lv.dm_uuid == uuid).map(|(i, _)| i),
+            &format!("device-mapper UUID {uuid}"),
+        );
+    }
+    // `/dev/VG/LV`: two components, where the first is a volume group of this disk
+    // (`/dev/disk/...`, `/dev/md/...` and the like are not).
+    let rest = spec.strip_prefix("/dev/")?;
+    let (vg, lv) = rest.split_once('/')?;
+    if lv.contains('/') || !lvs().any(|(_, d)| d.vg == vg) {
+        return None;
+    }
+    found(
+        lvs().find(|(_, d)| d.vg == vg && d.name == lv).map(|(i, _)| i),
+        &format!("{vg}/{lv}"),
+    )
+}
+
 /// The `/dev/...` bases that mean "this disk" in the root's fstab: the base of the
 /// root's own entry when it is a device name, else the first disk of every naming scheme.
 pub fn disk_bases_for(fstab: &[FstabEntry]) -> Vec<String> {
@@ -482,7 +585,7 @@ pub fn disk_bases_for(fstab: &[FstabEntry]) -> Vec<String> {
 }
 
 fn part_text(p: &ProbedPartition) -> String {
-    format!("partition {} ({})", p.desc.number, p.probe.fs_type.name())
+    format!("{} ({})", p.desc.name(), p.probe.fs_type.name())
 }
 
 /// Probe every partition, find the root, read its fstab and mount everything into one
@@ -507,13 +610,23 @@ pub fn assemble_with(
     let mut parts = Vec::with_capacity(partitions.len());
     for d in partitions {
         snf_core::cancel::check()?;
+        if let Some(why) = &d.unusable {
+            reporter.warn(&format!("{}: {why}", d.name()));
+            parts.push(ProbedPartition {
+                desc: d.clone(),
+                probe: Probe::new(FsType::Unknown),
+            });
+            continue;
+        }
         let probe = probe_file(image, d.offset, d.size).map_err(|e| Error::Io {
             path: image.to_path_buf(),
             source: e,
         })?;
+        let name = d.name();
         reporter.detail(&format!(
-            "Partition {}: {}{}{}",
-            d.number,
+            "{}{}: {}{}{}",
+            name[..1].to_ascii_uppercase(),
+            &name[1..],
             probe.fs_type.name(),
             probe
                 .uuid
@@ -539,6 +652,7 @@ pub fn assemble_with(
         mounts: Vec::new(),
         fstab: Vec::new(),
         unsupported: None,
+        root_lv: None,
     };
 
     // Find the roots among the filesystems a backend can open.
@@ -552,7 +666,7 @@ pub fn assemble_with(
         }
         match opener.open(image, &p.desc, &p.probe, false) {
             Ok(fs) => {
-                let mut g = GuestFs::new(fs, format!("partition {}", p.desc.number));
+                let mut g = GuestFs::new(fs, p.desc.name());
                 if looks_like_root(&mut g) {
                     roots.push(i);
                 }
@@ -566,26 +680,23 @@ pub fn assemble_with(
         }
     }
 
-    let lvm = out
-        .partitions
-        .iter()
-        .any(|p| p.probe.fs_type == FsType::LvmPv);
-    let lvm_reason = "The media contains LVM logical volumes, which are not supported.";
-
     match roots.len() {
         0 => {
+            // PVs are read through their logical volumes, which are listed themselves.
             let unreadable: Vec<String> = out
                 .partitions
                 .iter()
-                .filter(|p| {
-                    !p.probe.fs_type.has_backend()
-                        && !matches!(p.probe.fs_type, FsType::Swap | FsType::Unknown)
+                .filter_map(|p| match &p.desc.unusable {
+                    Some(why) => Some(format!("{} ({why})", p.desc.name())),
+                    None => (!p.probe.fs_type.has_backend()
+                        && !matches!(
+                            p.probe.fs_type,
+                            FsType::Swap | FsType::Unknown | FsType::LvmPv
+                        ))
+                    .then(|| part_text(p)),
                 })
-                .map(part_text)
                 .collect();
-            out.unsupported = Some(if lvm {
-                lvm_reason.to_string()
-            } else if !refused.is_empty() {
+            out.unsupported = Some(if !refused.is_empty() {
                 format!(
                     "Unable to detect any operating system on the media: {}.",
                     refused.join("; ")
@@ -610,9 +721,7 @@ pub fn assemble_with(
     let root_idx = roots[0];
     let root = out.partitions[root_idx].clone();
     out.root = Some(root.desc.number);
-    if lvm {
-        out.unsupported = Some(lvm_reason.to_string());
-    }
+    out.root_lv = root.desc.lv.as_ref().map(LvDesc::full_name);
 
     let root_fs = opener.open(image, &root.desc, &root.probe, writable)?;
     if writable && !root_fs.is_writable() {
@@ -623,10 +732,11 @@ pub fn assemble_with(
             )
         });
     }
-    let mut guest = GuestFs::new(root_fs, format!("partition {}", root.desc.number));
+    let mut guest = GuestFs::new(root_fs, root.desc.name());
     out.mounts.push(AssembledMount {
         mountpoint: PathBuf::from("/"),
         partition: root.desc.number,
+        lv: out.root_lv.clone(),
         fs_type: root.probe.fs_type,
         uuid: root.probe.uuid.clone(),
         fstab_spec: None,
@@ -649,7 +759,8 @@ pub fn assemble_with(
     // Shorter mount points first, so /boot is there before /boot/efi.
     entries.sort_by_key(|e| e.mountpoint.len());
 
-    let mut used: HashSet<u32> = HashSet::from([root.desc.number]);
+    // Volumes already in the tree, by index (an LV shares its partition number).
+    let mut used: HashSet<usize> = HashSet::from([root_idx]);
     for e in entries {
         snf_core::cancel::check()?;
         let mp = normalize_mountpoint(&e.mountpoint);
@@ -673,7 +784,7 @@ pub fn assemble_with(
             }
         };
         let p = out.partitions[idx].clone();
-        if used.contains(&p.desc.number) {
+        if used.contains(&idx) {
             reporter.warn(&format!(
                 "Not mounting {} at {mp} again: it is already mounted",
                 part_text(&p)
@@ -694,14 +805,15 @@ pub fn assemble_with(
                 continue;
             }
         };
-        if let Err(err) = guest.mount(Path::new(&mp), fs, format!("partition {}", p.desc.number)) {
+        if let Err(err) = guest.mount(Path::new(&mp), fs, p.desc.name()) {
             fail(&mut out, err.to_string());
             continue;
         }
-        used.insert(p.desc.number);
+        used.insert(idx);
         out.mounts.push(AssembledMount {
             mountpoint: PathBuf::from(&mp),
             partition: p.desc.number,
+            lv: p.desc.lv.as_ref().map(LvDesc::full_name),
             fs_type: p.probe.fs_type,
             uuid: p.probe.uuid.clone(),
             fstab_spec: Some(e.spec.clone()),
@@ -713,7 +825,7 @@ pub fn assemble_with(
 }
 
 fn p_name(p: &ProbedPartition) -> String {
-    format!("partition {}", p.desc.number)
+    p.desc.name()
 }
 
 /// `/boot/` → `/boot`, `//var` → `/var`.
@@ -738,6 +850,7 @@ mod tests {
                 gpt_guid: Some(format!("0000000{number}-AAAA-BBBB-CCCC-DDDDDDDDDDDD")),
                 gpt_name: Some(format!("part{number}")),
                 mbr_signature: None,
+                ..Default::default()
             },
             probe: Probe {
                 fs_type: t,
@@ -818,6 +931,55 @@ mod tests {
                 "{spec}"
             );
         }
+    }
+
+    fn lv(number: u32, vg: &str, name: &str, mapper: &str) -> ProbedPartition {
+        let mut p = part(number, &format!("uuid-{name}"), None, FsType::Ext4);
+        p.desc.gpt_guid = None;
+        p.desc.gpt_name = None;
+        p.desc.lv = Some(LvDesc {
+            vg: vg.into(),
+            name: name.into(),
+            mapper_name: mapper.into(),
+            dm_uuid: format!("LVM-vguuid{name}"),
+        });
+        p
+    }
+
+    #[test]
+    fn logical_volume_names_map_to_their_volume_and_never_to_the_pv_number() {
+        let parts = vec![
+            part(1, "boot", None, FsType::Ext4),
+            part(2, "pv", None, FsType::LvmPv),
+            lv(2, "my-vg", "root", "my--vg-root"),
+            lv(2, "my-vg", "var", "my--vg-var"),
+        ];
+        let bases = disk_bases_for(&[]);
+        let cases = [
+            ("/dev/mapper/my--vg-root", 2),
+            ("/dev/mapper/my--vg-var", 3),
+            ("/dev/my-vg/var", 3),
+            ("/dev/disk/by-id/dm-name-my--vg-root", 2),
+            ("/dev/disk/by-id/dm-uuid-LVM-vguuidvar", 3),
+            ("UUID=uuid-var", 3),
+            // The PV's partition number names the PV, not an LV on it.
+            ("/dev/sda2", 1),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(
+                match_source(spec, &parts, &bases),
+                SourceMatch::Partition(want),
+                "{spec}"
+            );
+        }
+        for spec in ["/dev/mapper/my--vg-home", "/dev/my-vg/home", "/dev/mapper/cryptroot"] {
+            assert!(
+                matches!(match_source(spec, &parts, &bases), SourceMatch::NotFound(_)),
+                "{spec}"
+            );
+        }
+        assert_eq!(parts[2].desc.name(), "LV my-vg/root");
+        assert_eq!(parts[2].desc.partuuid(), None);
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub struct Probe {
 }
 
 impl Probe {
-    fn new(fs_type: FsType) -> Probe {
+    pub(crate) fn new(fs_type: FsType) -> Probe {
         Probe {
             fs_type,
             uuid: None,

@@ -27,6 +27,7 @@ use snf_disk::{
 };
 
 use crate::inspect::{self, InspectError, Inspection};
+use crate::volumes::{self, GatheringOpener, Volumes};
 use crate::metadata::Metadata;
 use crate::options::{self, OptionsError, RunOptions};
 use crate::private_names::PrivateNames;
@@ -164,8 +165,9 @@ pub enum SessionError {
     #[error(transparent)]
     Shrink(#[from] ShrinkError),
     /// Replaying the journal of an uncleanly unmounted filesystem failed.
-    #[error("cannot recover the journal of partition {0}: {1}")]
-    Recovery(u32, #[source] snf_guestfs::Error),
+    /// (The volume is named as messages name it: `partition N` or `LV vg/lv`.)
+    #[error("cannot recover the journal of {0}: {1}")]
+    Recovery(String, #[source] snf_guestfs::Error),
     /// A `--host-run` script failed, or the guest could not be mounted for it.
     #[error(transparent)]
     HostRun(#[from] crate::hostrun::HostRunError),
@@ -244,6 +246,8 @@ pub struct Session {
     inspection: Option<Inspection>,
     disk: Option<WorkingDisk>,
     layout: Option<Layout>,
+    /// The partitions and logical volumes, once [`Stage::Inspect`] ran.
+    volumes: Option<Volumes>,
     workdir: Option<WorkDir>,
     source: Option<Source>,
     opts: RunOptions,
@@ -300,6 +304,7 @@ impl Session {
             inspection: None,
             disk: None,
             layout: None,
+            volumes: None,
             workdir: None,
             source: None,
             opts,
@@ -337,6 +342,11 @@ impl Session {
     /// The partition layout, once [`Stage::ReadPartitionTable`] ran and found one.
     pub fn layout(&self) -> Option<&Layout> {
         self.layout.as_ref()
+    }
+
+    /// The partitions and logical volumes, once [`Stage::Inspect`] ran.
+    pub fn volumes(&self) -> Option<&Volumes> {
+        self.volumes.as_ref()
     }
 
     /// The working disk, once [`Stage::OpenWorkingDisk`] ran.
@@ -640,10 +650,12 @@ impl Session {
     /// The guest tree is opened writable only when the working disk already is: system
     /// preparation (SEAM below) must call `WorkingDisk::make_writable` before this stage.
     fn inspect(&mut self) -> Result<(), SessionError> {
-        let (Some(_), Some(layout)) = (&self.disk, &self.layout) else {
+        let (Some(disk), Some(layout)) = (&self.disk, &self.layout) else {
             return Ok(());
         };
-        let partitions = inspect::partitions_from_layout(layout);
+        let volumes = volumes::list(disk.path(), layout, self.reporter.as_ref());
+        let partitions = volumes.descs.clone();
+        self.volumes = Some(volumes);
         let recover = self.recover_journals(&partitions)?;
         let (Some(disk), Some(layout)) = (&self.disk, &self.layout) else {
             return Ok(());
@@ -651,11 +663,12 @@ impl Session {
         // Opened writable only when this run changes the guest: even a clean open and
         // close for writing rewrites the superblock, and a run that only dumps must give
         // back the disk as it is.
-        let found = inspect::inspect(
+        let found = inspect::inspect_with(
             disk.path(),
             &partitions,
             layout.kind().as_str(),
             disk.is_writable() && (self.changes_guest() || recover),
+            &self.opener()?,
             self.reporter.as_ref(),
         )?;
         self.metadata.merge(&found.metadata);
@@ -674,41 +687,43 @@ impl Session {
         let Some(disk) = &mut self.disk else {
             return Ok(false);
         };
-        let pending: Vec<u32> = partitions
+        let pending: Vec<&snf_guestfs::assemble::PartitionDesc> = partitions
             .iter()
             .filter(|p| {
-                snf_guestfs::probe::ext_needs_recovery(disk.path(), p.offset).unwrap_or(false)
+                p.unusable.is_none()
+                    && snf_guestfs::probe::ext_needs_recovery(disk.path(), p.offset)
+                        .unwrap_or(false)
             })
-            .map(|p| p.number)
             .collect();
         if pending.is_empty() {
             return Ok(false);
         }
         let list = pending
             .iter()
-            .map(|n| n.to_string())
+            .map(|p| p.name())
             .collect::<Vec<_>>()
             .join(", ");
         if !self.opts.snapshot {
             self.reporter.warn(&format!(
-                "the journal of partition(s) {list} needs recovery: replaying it on {} itself (--no-snapshot)",
+                "the journal of {list} needs recovery: replaying it on {} itself (--no-snapshot)",
                 self.opts.source.display()
             ));
         } else {
             self.reporter.info(&format!(
-                "The journal of partition(s) {list} needs recovery (the guest was not shut down cleanly): \
+                "The journal of {list} needs recovery (the guest was not shut down cleanly): \
                  replaying it on the private working copy"
             ));
         }
         if !disk.is_writable() {
             disk.make_writable(self.reporter.as_ref())?;
         }
-        for p in partitions.iter().filter(|p| pending.contains(&p.number)) {
+        // A volume in pieces is replayed when inspection opens it gathered, for writing.
+        for p in pending.into_iter().filter(|p| p.pieces.is_empty()) {
             // Opening for writing replays the journal; closing writes the result back.
             let fs = snf_guestfs::ExtFs::open(disk.path(), p.offset, true)
-                .map_err(|e| SessionError::Recovery(p.number, e))?;
+                .map_err(|e| SessionError::Recovery(p.name(), e))?;
             fs.close()
-                .map_err(|e| SessionError::Recovery(p.number, e))?;
+                .map_err(|e| SessionError::Recovery(p.name(), e))?;
         }
         Ok(true)
     }
@@ -728,6 +743,7 @@ impl Session {
             self.set_detected("EXCLUDE_ALL_TASKS", "yes");
         }
         self.metadata.merge(&self.opts.metadata);
+        self.warn_undeployable();
         let os = GuestOs::from_metadata(&self.metadata);
         let mut registry = Registry::for_family(os.family);
         let family = os.family.name();
@@ -751,6 +767,36 @@ impl Session {
         self.syspreps = Some(registry);
         self.sysprep_params = Some(params);
         Ok(())
+    }
+
+    /// How the guest's filesystems are opened: split logical volumes are gathered into
+    /// the work directory.
+    fn opener(&self) -> Result<GatheringOpener, SessionError> {
+        match &self.workdir {
+            Some(w) => Ok(GatheringOpener {
+                dir: w.path().to_path_buf(),
+            }),
+            None => Err(SessionError::OutOfOrder {
+                stage: Stage::Inspect,
+                needs: "the work directory",
+            }),
+        }
+    }
+
+    /// Say, before the long work, what the cloud's deployment tool will not do with
+    /// this image: snf-image (Synnefo's) mounts the root partition itself and knows
+    /// nothing of LVM, so it cannot deploy a root on a logical volume.
+    fn warn_undeployable(&self) {
+        let synnefo = self
+            .cloud
+            .as_ref()
+            .is_some_and(|c| c.flavor() == snf_cloud::Flavor::Synnefo);
+        if let (true, Some(lv)) = (synnefo, self.metadata.get("ROOT_LV")) {
+            self.reporter.warn(&format!(
+                "the root filesystem is on the logical volume {lv}: snf-image, Synnefo's \
+                 deployment tool, mounts the root partition and cannot deploy an LVM root"
+            ));
+        }
     }
 
     /// SEAM (VirtIO): install the drivers from `opts.install_virtio` into a Windows
@@ -1117,10 +1163,24 @@ impl Session {
         if !disk.is_writable() {
             return Ok(false);
         }
-        let partitions = inspect::partitions_from_layout(layout);
-        let asm =
-            snf_guestfs::assemble::assemble(disk.path(), &partitions, true, self.reporter.as_ref())
-                .map_err(InspectError::from)?;
+        // Shrinking may have changed the partitions and logical volumes since inspection.
+        let volumes = volumes::list(disk.path(), layout, self.reporter.as_ref());
+        let opener = GatheringOpener {
+            dir: self
+                .workdir
+                .as_ref()
+                .map(|w| w.path().to_path_buf())
+                .unwrap_or_else(std::env::temp_dir),
+        };
+        let asm = snf_guestfs::assemble::assemble_with(
+            disk.path(),
+            &volumes.descs,
+            true,
+            &opener,
+            self.reporter.as_ref(),
+        )
+        .map_err(InspectError::from)?;
+        self.volumes = Some(volumes);
         inspection.mounts = asm.mounts;
         inspection.partitions = asm.partitions;
         inspection.guest = asm.guest;
@@ -1220,7 +1280,7 @@ mod tests {
         let work = session.work_dir().unwrap().to_path_buf();
         let disk = session.working_disk().unwrap().path().to_path_buf();
         let err = SessionError::Recovery(
-            1,
+            "partition 1".into(),
             snf_guestfs::Error::Corrupt {
                 path: work.join("part1-x.ext"),
                 msg: format!("bad block in `{}'", disk.display()),

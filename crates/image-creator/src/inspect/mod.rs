@@ -55,8 +55,11 @@ pub struct Inspection {
     /// What is mounted where in the guest tree, root first (with UUIDs, for
     /// `use-persistent-block-device-names`).
     pub mounts: Vec<AssembledMount>,
-    /// The number of the root partition.
+    /// The number of the root partition (for a root on a logical volume: the partition
+    /// of the volume's first extent).
     pub root_partition: Option<u32>,
+    /// The root's logical volume (`vg/lv`), when the root is on one.
+    pub root_lv: Option<String>,
 }
 
 /// The partitions of `layout` as assembly needs them (the extended container left out).
@@ -81,6 +84,7 @@ pub fn partitions_from_layout(layout: &Layout) -> Vec<PartitionDesc> {
             } else {
                 layout.mbr_disk_signature()
             },
+            ..Default::default()
         })
         .collect()
 }
@@ -136,6 +140,7 @@ pub fn inspect_with(
             partitions: asm.partitions,
             mounts: asm.mounts,
             root_partition: asm.root,
+            root_lv: asm.root_lv,
         });
     };
 
@@ -148,12 +153,15 @@ pub fn inspect_with(
     }
 
     let mbr = read_mbr(image)?;
-    let root = asm.root.unwrap_or(0);
+    let root = match (&asm.root_lv, asm.root) {
+        (Some(lv), _) => format!("LV {lv}"),
+        (None, r) => format!("partition {}", r.unwrap_or(0)),
+    };
     match os.family.as_str() {
         "unknown" => {
             unsupported.get_or_insert_with(|| {
                 format!(
-                    "Unknown Operating System: nothing on the root filesystem (partition {root}) identifies it."
+                    "Unknown Operating System: nothing on the root filesystem ({root}) identifies it."
                 )
             });
         }
@@ -171,6 +179,9 @@ pub fn inspect_with(
         set(&mut metadata, "BOOTSTRAP", bootloader::mbr_bootinfo(&mbr));
         if let Some(r) = asm.root {
             set(&mut metadata, "ROOT_PARTITION", &r.to_string());
+        }
+        if let Some(lv) = &asm.root_lv {
+            set(&mut metadata, "ROOT_LV", lv);
         }
         collect(&mut guest, &mut os, &mut metadata, reporter);
     }
@@ -191,6 +202,7 @@ pub fn inspect_with(
         partitions: asm.partitions,
         mounts: asm.mounts,
         root_partition: asm.root,
+        root_lv: asm.root_lv,
     })
 }
 

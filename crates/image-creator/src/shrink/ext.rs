@@ -8,23 +8,26 @@ use std::time::Duration;
 use snf_core::cancel;
 use snf_core::command;
 use snf_core::Reporter;
-use snf_disk::partition::{Layout, Partition, MIB};
+use snf_disk::partition::MIB;
 use snf_guestfs::probe::FsType;
 use snf_guestfs::ExtFs;
 
 use super::extract::Extracted;
 use super::method::{self, LoopDevice, Method, Target};
+use super::region::Region;
 use super::{disk_name, hide_dev, ShrinkError, ShrinkOptions, ShrunkFs, HEADROOM};
 
 /// At most this many `resize2fs -P` / `resize2fs` rounds.
 const ESTIMATE_ROUNDS: usize = 3;
 
-/// Shrinks the ext filesystem on partition `p` and returns its new size, which is a
-/// whole number of sectors: the partition must end exactly there.
+/// Shrinks the ext filesystem in `p` (on partition `number`, or on a logical volume of
+/// it) and returns its new size, which is a whole number of `align` bytes (the sector
+/// size, or the LVM extent size): the partition or volume must end exactly there.
 pub(super) fn shrink_ext(
     disk: &Path,
-    layout: &Layout,
-    p: &Partition,
+    p: &Region,
+    number: u32,
+    align: u64,
     kind: FsType,
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
@@ -40,13 +43,12 @@ pub(super) fn shrink_ext(
     let no_sync_available = command::exists(NO_SYNC_WRAPPER);
     let method = method::choose(opts.method, disk, p, private_copy, no_sync_available);
     reporter.info(&format!(
-        "Shrinking the {} filesystem on partition {} ...",
+        "Shrinking the {} filesystem on {} ...",
         kind.name(),
-        p.number
+        p.name
     ));
-    let ss = u64::from(layout.sector_size());
     let target = match method {
-        Method::Loop => match LoopDevice::attach(disk, p.offset(), p.size()) {
+        Method::Loop => match LoopDevice::attach(disk, p.offset, p.size) {
             Ok(dev) => Target::Loop(dev),
             Err(source) if opts.method.is_none() => {
                 reporter.detail(&format!(
@@ -56,7 +58,7 @@ pub(super) fn shrink_ext(
             }
             Err(source) => {
                 return Err(ShrinkError::Loop {
-                    partition: p.number,
+                    volume: p.name.clone(),
                     disk: disk_name(disk, opts.workdir),
                     source,
                 })
@@ -69,18 +71,18 @@ pub(super) fn shrink_ext(
         Target::Extract(_) => Method::Extract,
     };
     let dev = target.path().to_path_buf();
-    let n = p.number;
+    let n = p.name.as_str();
     // The extracted file is scratch: nothing in it needs to reach the platter.
     let tools = E2fsTools {
         no_sync: matches!(target, Target::Extract(_)) && no_sync_available,
-        limit: command::data_limit(p.size()),
+        limit: command::data_limit(p.size),
     };
     let through = match &target {
         Target::Loop(_) => dev.display().to_string(),
         Target::Extract(x) => x.file_name().to_string(),
     };
     reporter.detail(&format!(
-        "partition {n}: resizing through {through} ({}{})",
+        "{n}: resizing through {through} ({}{})",
         method.name(),
         if tools.no_sync {
             ", without syncs: eatmydata"
@@ -93,7 +95,7 @@ pub(super) fn shrink_ext(
         ExtFs::open(&dev, 0, false)
             .map(|fs| fs.info())
             .map_err(|source| ShrinkError::Ext {
-                partition: n,
+                volume: n.to_string(),
                 dev: dev.clone(),
                 source,
             })
@@ -115,16 +117,19 @@ pub(super) fn shrink_ext(
         tools.resize2fs(&dev, n, target)?;
         wanted = target;
     }
-    // The partition ends on a sector boundary; the filesystem fills it exactly.
-    let part_bytes = (wanted * bs).div_ceil(ss) * ss;
-    let part_bytes = part_bytes.min(p.size());
+    // The partition ends on a sector boundary (a logical volume on an extent boundary);
+    // the filesystem fills it exactly.
+    let part_bytes = (wanted * bs).div_ceil(align) * align;
+    let part_bytes = part_bytes.min(p.size);
     let fill = part_bytes / bs;
     if fill != wanted {
         tools.resize2fs(&dev, n, fill)?;
     }
     let after = superblock()?;
     if !after.is_clean() || after.has_errors() {
-        return Err(ShrinkError::NotClean { partition: n });
+        return Err(ShrinkError::NotClean {
+            volume: n.to_string(),
+        });
     }
     if let Target::Extract(x) = &target {
         x.copy_back(part_bytes)?;
@@ -132,13 +137,15 @@ pub(super) fn shrink_ext(
     target.close();
     let new_bytes = after.blocks_count * bs;
     reporter.info(&format!(
-        "Partition {n}: {} filesystem shrunk from {} MiB to {} MiB",
+        "{}: {} filesystem shrunk from {} MiB to {} MiB",
+        upper_first(n),
         kind.name(),
         (old_blocks * bs).div_ceil(MIB),
         new_bytes.div_ceil(MIB)
     ));
     Ok(ShrunkFs {
-        partition: n,
+        partition: number,
+        volume: n.to_string(),
         fs: kind.name(),
         old_bytes: old_blocks * bs,
         new_bytes,
@@ -170,13 +177,13 @@ impl E2fsTools {
     }
 
     /// `e2fsck -fy`: exit codes 0 (clean) and 1 (errors corrected) are fine.
-    fn fsck(&self, dev: &Path, partition: u32, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
+    fn fsck(&self, dev: &Path, volume: &str, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
         let out = command::run_unchecked_with_limit(
             self.command("e2fsck").arg("-fy").arg(dev),
             self.limit,
         )
         .map_err(|source| ShrinkError::Tool {
-            partition,
+            volume: volume.to_string(),
             dev: dev.to_path_buf(),
             source,
         })?;
@@ -184,23 +191,23 @@ impl E2fsTools {
             Some(0) => Ok(()),
             Some(1) => {
                 reporter.detail(&format!(
-                    "partition {partition}: e2fsck corrected errors in the filesystem"
+                    "{volume}: e2fsck corrected errors in the filesystem"
                 ));
                 Ok(())
             }
             code => Err(ShrinkError::Fsck {
-                partition,
+                volume: volume.to_string(),
                 code: code.unwrap_or(-1),
-                detail: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, partition),
+                detail: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, volume),
             }),
         }
     }
 
     /// `resize2fs -P`: the estimated minimum size, in filesystem blocks.
-    fn min_blocks(&self, dev: &Path, partition: u32) -> Result<u64, ShrinkError> {
+    fn min_blocks(&self, dev: &Path, volume: &str) -> Result<u64, ShrinkError> {
         let out = command::run_with_limit(self.command("resize2fs").arg("-P").arg(dev), self.limit)
             .map_err(|source| ShrinkError::Tool {
-                partition,
+                volume: volume.to_string(),
                 dev: dev.to_path_buf(),
                 source,
             })?;
@@ -211,24 +218,32 @@ impl E2fsTools {
                     .and_then(|v| v.trim().parse::<u64>().ok())
             })
             .ok_or_else(|| ShrinkError::Estimate {
-                partition,
-                output: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, partition),
+                volume: volume.to_string(),
+                output: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, volume),
             })
     }
 
     /// `resize2fs DEV BLOCKS` (a size without unit is in filesystem blocks).
-    fn resize2fs(&self, dev: &Path, partition: u32, blocks: u64) -> Result<(), ShrinkError> {
+    fn resize2fs(&self, dev: &Path, volume: &str, blocks: u64) -> Result<(), ShrinkError> {
         command::run_with_limit(
             self.command("resize2fs").arg(dev).arg(blocks.to_string()),
             self.limit,
         )
         .map(|_| ())
         .map_err(|source| ShrinkError::Tool {
-            partition,
+            volume: volume.to_string(),
             dev: dev.to_path_buf(),
             source,
         })
     }
+}
+
+/// `partition 2` → `Partition 2`, for a message that starts with the name.
+fn upper_first(name: &str) -> String {
+    let mut c = name.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn last_lines(stdout: &str, stderr: &str) -> String {

@@ -5,11 +5,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use snf_core::Reporter;
-use snf_disk::partition::Partition;
 use snf_disk::WorkDir;
 
 use super::copy::{copy_range, zero_range};
 use super::free::{complement, trusted_used_ranges};
+use super::region::Region;
 use super::{disk_name, io_err, open_rw, ShrinkError};
 
 /// A partition's filesystem copied to its own sparse file in the work directory.
@@ -21,7 +21,8 @@ pub(super) struct Extracted {
     disk: PathBuf,
     /// How messages name the disk ([`disk_name`]).
     disk_name: String,
-    partition: u32,
+    /// How messages name the filesystem's partition or volume.
+    volume: String,
     offset: u64,
 }
 
@@ -30,32 +31,32 @@ impl Extracted {
     /// when its bitmaps cannot be trusted (unclean, journal to replay, errors).
     pub(super) fn new(
         disk: &Path,
-        p: &Partition,
+        p: &Region,
         workdir: &WorkDir,
         reporter: &dyn Reporter,
     ) -> Result<Extracted, ShrinkError> {
-        let used = match trusted_used_ranges(disk, p.offset(), p.size()) {
+        let used = match trusted_used_ranges(disk, p.offset, p.size) {
             Some(u) => u,
             None => {
                 reporter.detail(&format!(
-                    "partition {}: the filesystem is not clean; copying all of it",
-                    p.number
+                    "{}: the filesystem is not clean; copying all of it",
+                    p.name
                 ));
                 vec![Range {
                     start: 0,
-                    end: p.size(),
+                    end: p.size,
                 }]
             }
         };
         let bytes: u64 = used.iter().map(|r| r.end - r.start).sum();
         workdir.ensure_space(
             bytes,
-            &format!("a copy of the filesystem on partition {}", p.number),
+            &format!("a copy of the filesystem on {}", p.name),
         )?;
-        let file_name = format!("the extracted copy of partition {}", p.number);
+        let file_name = format!("the extracted copy of {}", p.name);
         let disk_name = disk_name(disk, workdir);
         let temp = tempfile::Builder::new()
-            .prefix(&format!("part{}-", p.number))
+            .prefix(&format!("{}-", p.file_stem()))
             .suffix(".ext")
             .tempfile_in(workdir.path())
             .map_err(io_err(format!(
@@ -63,18 +64,18 @@ impl Extracted {
                 workdir.parent().display()
             )))?;
         let (out, file_path) = temp.into_parts();
-        out.set_len(p.size())
+        out.set_len(p.size)
             .map_err(io_err(format!("extend {file_name}")))?;
         let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
         let task = reporter.task(
-            &format!("Extracting the filesystem of partition {}", p.number),
+            &format!("Extracting the filesystem of {}", p.name),
             bytes,
             snf_core::Unit::Bytes,
         );
         for r in &used {
             copy_range(
                 &src,
-                p.offset() + r.start,
+                p.offset + r.start,
                 &out,
                 r.start,
                 r.end - r.start,
@@ -88,8 +89,8 @@ impl Extracted {
             file_name,
             disk: disk.to_path_buf(),
             disk_name,
-            partition: p.number,
-            offset: p.offset(),
+            volume: p.name.clone(),
+            offset: p.offset,
         })
     }
 
@@ -106,8 +107,10 @@ impl Extracted {
     /// the rest of its first `part_bytes` bytes.
     pub(super) fn copy_back(&self, part_bytes: u64) -> Result<(), ShrinkError> {
         let used =
-            trusted_used_ranges(&self.file_path, 0, part_bytes).ok_or(ShrinkError::NotClean {
-                partition: self.partition,
+            trusted_used_ranges(&self.file_path, 0, part_bytes).ok_or_else(|| {
+                ShrinkError::NotClean {
+                    volume: self.volume.clone(),
+                }
             })?;
         let src = OpenOptions::new()
             .read(true)

@@ -5,10 +5,14 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use snf_core::report::Quiet;
 use snf_core::Reporter;
+use snf_disk::lvm::{SegmentKind, VolumeGroup};
 use snf_disk::partition::Layout;
 use snf_guestfs::probe::{self, FsType};
 use snf_guestfs::ExtFs;
+
+use crate::volumes;
 
 /// The byte ranges (relative to `offset`, within `size`) that the ext filesystem at
 /// `offset` of `image` uses, when its bitmaps can be trusted: it opens, it is marked
@@ -75,15 +79,25 @@ fn swap_header_len(image: &Path, offset: u64) -> u64 {
 }
 
 /// The byte ranges of the disk `image` (table `layout`) that no filesystem uses: the
-/// free blocks of every ext2/3/4 filesystem whose bitmaps can be trusted, and all of
-/// a swap area but its header page (UUID and label). Other partitions, the gaps between
-/// partitions (where boot loaders live) and the tables are never listed. Sorted and
+/// free blocks of every ext2/3/4 filesystem whose bitmaps can be trusted, all of a swap
+/// area but its header page (UUID and label), on partitions and on LVM logical volumes
+/// alike, and the extents of every physical volume that no logical volume holds (what a
+/// removed LV left there). Other partitions, the gaps between partitions (where boot
+/// loaders live), the tables and the LVM metadata are never listed. Sorted and
 /// disjoint. A filesystem that cannot be opened, is not clean or has a journal to
 /// replay counts as all used.
 pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Vec<Range<u64>> {
+    // Problems with the LVM metadata were reported by inspection already.
+    let volumes = volumes::list(image, layout, &Quiet);
     let mut free = Vec::new();
-    for p in layout.partitions().iter().filter(|p| !p.is_extended()) {
-        let (off, size) = (p.offset(), p.size());
+    // A volume in pieces (a split logical volume) is kept whole: its filesystem can only
+    // be read gathered.
+    for v in volumes
+        .descs
+        .iter()
+        .filter(|v| v.unusable.is_none() && v.pieces.is_empty())
+    {
+        let (off, size) = (v.offset, v.size);
         let Ok(found) = probe::probe_file(image, off, size) else {
             continue;
         };
@@ -93,16 +107,16 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
                     let unused = complement(&used, size);
                     let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
                     reporter.detail(&format!(
-                        "partition {}: {} MiB of free {} blocks left out",
-                        p.number,
+                        "{}: {} MiB of free {} blocks left out",
+                        v.name(),
                         bytes >> 20,
                         t.name()
                     ));
                     free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
                 }
                 None => reporter.detail(&format!(
-                    "partition {}: the {} filesystem is not clean; all of it is kept",
-                    p.number,
+                    "{}: the {} filesystem is not clean; all of it is kept",
+                    v.name(),
                     t.name()
                 )),
             },
@@ -115,8 +129,48 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
             _ => {}
         }
     }
+    for vg in &volumes.vgs {
+        free.extend(unallocated_extents(vg));
+    }
     free.sort_by_key(|r| r.start);
     free
+}
+
+/// The byte ranges of `vg`'s physical volumes that no logical volume holds. Nothing
+/// when a segment of the group is of a kind whose extents are not read here (striped,
+/// mirrored, thin ...): which extents those use is then not known.
+fn unallocated_extents(vg: &VolumeGroup) -> Vec<Range<u64>> {
+    let mut used: Vec<(&str, u64, u64)> = Vec::new();
+    for lv in &vg.lvs {
+        for seg in &lv.segments {
+            match &seg.kind {
+                SegmentKind::Linear { pv, start_pe } => {
+                    used.push((pv.as_str(), *start_pe, seg.extent_count));
+                }
+                SegmentKind::Other { .. } => return Vec::new(),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for pv in vg.pvs.iter().filter(|pv| pv.device.is_some()) {
+        let mut on_pv: Vec<Range<u64>> = used
+            .iter()
+            .filter(|(key, ..)| *key == pv.key)
+            .map(|&(_, start, count)| start..start.saturating_add(count))
+            .collect();
+        on_pv.sort_by_key(|r| r.start);
+        let pe_bytes = |pe: u64| {
+            pe.checked_mul(vg.extent_size)
+                .and_then(|b| b.checked_add(pv.pe_start))
+                .filter(|&b| b <= pv.dev_size)
+        };
+        for gap in complement(&on_pv, pv.pe_count) {
+            if let (Some(start), Some(end)) = (pe_bytes(gap.start), pe_bytes(gap.end)) {
+                out.push(pv.offset + start..pv.offset + end);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -7,8 +7,11 @@
 //! entries keep their type GUID, PARTUUID and name; logical partitions and 4096-byte
 //! sectors work) and the filesystem is grown to fill it exactly; the table is rewritten
 //! for a disk that ends 1 MiB after the last partition (plus the GPT backup), with valid
-//! checksums everywhere. Other filesystems are not shrunk, with a warning saying why;
-//! the disk is still cut after the last partition.
+//! checksums everywhere. A last partition that is an LVM2 physical volume is shrunk
+//! through its volume group ([`lvm`]: the last logical volume's ext filesystem and the
+//! volume, then the group's extents moved down, then the physical volume). Other
+//! filesystems are not shrunk, with a warning saying why; the disk is still cut after the
+//! last partition.
 //!
 //! resize2fs is never given the `image?offset=N` form: on a regular file it truncates
 //! the file to the new filesystem size without the offset (ecosystem notes, B.9). It
@@ -41,8 +44,10 @@ mod copy;
 mod ext;
 mod extract;
 mod free;
+mod lvm;
 mod method;
 mod plan;
+mod region;
 mod table;
 
 use std::fs::{File, OpenOptions};
@@ -60,6 +65,7 @@ pub use ext::NO_SYNC_WRAPPER;
 pub use free::free_ranges;
 pub use method::Method;
 use plan::Trailing;
+use region::Region;
 
 /// The environment variable that forces a [`Method`] (`loop` or `extract`).
 pub const METHOD_ENV: &str = "SNF_SHRINK_METHOD";
@@ -82,39 +88,39 @@ pub enum ShrinkError {
         source: PartitionError,
     },
     /// e2fsck found errors it could not correct.
-    #[error("the ext filesystem on partition {partition} has errors e2fsck could not correct (exit code {code}): {detail}")]
+    #[error("the ext filesystem on {volume} has errors e2fsck could not correct (exit code {code}): {detail}")]
     Fsck {
-        partition: u32,
+        volume: String,
         code: i32,
         detail: String,
     },
     /// An e2fsprogs or util-linux tool failed. The tool saw the filesystem as `dev` (an
     /// extracted scratch file or a loop device), which the message calls the partition.
-    #[error("partition {partition}: {}", hide_dev(&.source.to_string(), .dev, *.partition))]
+    #[error("{volume}: {}", hide_dev(&.source.to_string(), .dev, .volume))]
     Tool {
-        partition: u32,
+        volume: String,
         dev: PathBuf,
         #[source]
         source: CommandError,
     },
     /// resize2fs said something that could not be understood.
-    #[error("partition {partition}: unexpected output from resize2fs -P: {output}")]
-    Estimate { partition: u32, output: String },
+    #[error("{volume}: unexpected output from resize2fs -P: {output}")]
+    Estimate { volume: String, output: String },
     /// The filesystem cannot be read through libext2fs (opened as `dev`, see `Tool`).
-    #[error("partition {partition}: {}", hide_dev(&.source.to_string(), .dev, *.partition))]
+    #[error("{volume}: {}", hide_dev(&.source.to_string(), .dev, .volume))]
     Ext {
-        partition: u32,
+        volume: String,
         dev: PathBuf,
         #[source]
         source: snf_guestfs::Error,
     },
     /// After resizing, the filesystem is not marked clean (the deploy side requires it).
-    #[error("partition {partition}: the ext filesystem is not clean after resizing")]
-    NotClean { partition: u32 },
+    #[error("{volume}: the ext filesystem is not clean after resizing")]
+    NotClean { volume: String },
     /// No loop device could be attached although [`Method::Loop`] was asked for.
-    #[error("cannot attach a loop device to partition {partition} of {disk}: {source}")]
+    #[error("cannot attach a loop device to {volume} of {disk}: {source}")]
     Loop {
-        partition: u32,
+        volume: String,
         disk: String,
         #[source]
         source: CommandError,
@@ -129,6 +135,9 @@ pub enum ShrinkError {
     /// Not enough room in the work directory for the extracted filesystem.
     #[error(transparent)]
     WorkDir(#[from] WorkDirError),
+    /// The LVM metadata cannot be read or written as needed.
+    #[error(transparent)]
+    Lvm(#[from] snf_disk::lvm::LvmError),
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
@@ -149,14 +158,14 @@ impl ShrinkError {
 }
 
 /// `text` (a tool's or libext2fs's message) with the path it was given for the
-/// filesystem of `partition` replaced by words: that path is a scratch file in the work
-/// directory or a loop device, and means nothing to the user.
-fn hide_dev(text: &str, dev: &Path, partition: u32) -> String {
+/// filesystem of `volume` (`partition N`, `LV vg/lv`) replaced by words: that path is a
+/// scratch file in the work directory or a loop device, and means nothing to the user.
+fn hide_dev(text: &str, dev: &Path, volume: &str) -> String {
     let dev = dev.display().to_string();
     if dev.is_empty() {
         return text.to_string();
     }
-    text.replace(&dev, &format!("the filesystem of partition {partition}"))
+    text.replace(&dev, &format!("the filesystem of {volume}"))
 }
 
 /// How messages name the disk being shrunk: a private copy in the work directory by
@@ -188,8 +197,10 @@ pub struct Removed {
 /// A filesystem [`shrink`] resized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShrunkFs {
-    /// The partition number.
+    /// The partition number (for a logical volume: the partition of its physical volume).
     pub partition: u32,
+    /// How messages name it: `partition N` or `LV vg/lv`.
+    pub volume: String,
     /// `ext2`, `ext3` or `ext4`.
     pub fs: &'static str,
     /// Filesystem size before, in bytes.
@@ -197,7 +208,8 @@ pub struct ShrunkFs {
     /// Filesystem size after, in bytes (it fills the partition but for less than a
     /// block when blocks are larger than sectors).
     pub new_bytes: u64,
-    /// Partition size after, in bytes (a whole number of sectors).
+    /// Size of its partition or logical volume after, in bytes (a whole number of
+    /// sectors, or of extents).
     pub partition_bytes: u64,
     /// How resize2fs reached it.
     pub method: Method,
@@ -260,13 +272,25 @@ pub fn shrink(
     let mut not_shrunk = None;
     if let Some((last, found)) = &last {
         if found.is_ext() {
-            let fs = ext::shrink_ext(disk, &next, last, *found, opts, reporter)?;
+            let region = Region::of_partition(last);
+            let ss = u64::from(next.sector_size());
+            let fs = ext::shrink_ext(disk, &region, last.number, ss, *found, opts, reporter)?;
             let ss = u64::from(next.sector_size());
             let new_end = last.start + fs.partition_bytes / ss - 1;
             if new_end != last.end {
                 next.set_end(last.number, new_end).map_err(table_err)?;
             }
             shrunk = Some(fs);
+        } else if *found == FsType::LvmPv {
+            if let Some(pv) = lvm::shrink_pv(disk, &next, last, opts, reporter)? {
+                let ss = u64::from(next.sector_size());
+                let new_end = last.start + pv.pv_bytes / ss - 1;
+                if new_end < last.end {
+                    next.set_end(last.number, new_end).map_err(table_err)?;
+                }
+                shrunk = pv.fs;
+                not_shrunk = pv.not_shrunk;
+            }
         } else {
             let why = if *found == FsType::Unknown {
                 format!(

@@ -1,0 +1,270 @@
+//! Logical volumes whose data is in several pieces on the disk (a volume extended after
+//! another was made, or one spanning two physical volumes). The backends read and write
+//! one contiguous byte range, so such a volume is gathered into a scratch file of the
+//! work directory, opened there, and scattered back into its pieces whenever the
+//! filesystem is synced or closed.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use snf_guestfs::assemble::{Backends, Opener, PartitionDesc};
+use snf_guestfs::probe::Probe;
+use snf_guestfs::{
+    DirEntry, Error as FsError, Filesystem, FsKind, Metadata, NewNode, NodeId, Result as FsResult,
+    SetAttr,
+};
+
+/// Opens volumes with the real backends, gathering split logical volumes into scratch
+/// files under `dir` first.
+pub struct GatheringOpener {
+    /// Where the scratch files go (the run's work directory).
+    pub dir: PathBuf,
+}
+
+impl Opener for GatheringOpener {
+    fn open(
+        &self,
+        image: &Path,
+        part: &PartitionDesc,
+        probe: &Probe,
+        writable: bool,
+    ) -> FsResult<Box<dyn Filesystem>> {
+        if part.pieces.is_empty() {
+            return Backends.open(image, part, probe, writable);
+        }
+        let io_err = |source: io::Error| FsError::Io {
+            path: PathBuf::from(part.name()),
+            source,
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("lv-")
+            .suffix(".gathered")
+            .tempfile_in(&self.dir)
+            .map_err(io_err)?;
+        let (file, path) = scratch.into_parts();
+        let disk = File::open(image).map_err(io_err)?;
+        let mut at = 0;
+        for piece in &part.pieces {
+            snf_core::cancel::check()?;
+            copy_data(&disk, piece.start, &file, at, piece.end - piece.start).map_err(io_err)?;
+            at += piece.end - piece.start;
+        }
+        file.set_len(at).map_err(io_err)?;
+        let whole = PartitionDesc {
+            offset: 0,
+            size: at,
+            pieces: Vec::new(),
+            ..part.clone()
+        };
+        let inner = Backends.open(&path, &whole, probe, writable)?;
+        Ok(Box::new(GatheredFs {
+            inner,
+            home: Home {
+                scratch: path,
+                image: image.to_path_buf(),
+                pieces: part.pieces.clone(),
+                name: part.name(),
+                writable,
+            },
+        }))
+    }
+}
+
+/// A filesystem opened on a gathered copy of a split volume.
+struct GatheredFs {
+    inner: Box<dyn Filesystem>,
+    home: Home,
+}
+
+/// Where a gathered copy came from, and goes back to.
+struct Home {
+    /// The gathered copy; removed when dropped.
+    scratch: tempfile::TempPath,
+    image: PathBuf,
+    pieces: Vec<Range<u64>>,
+    /// How messages name the volume.
+    name: String,
+    writable: bool,
+}
+
+impl Home {
+    /// Copy the gathered volume back into its pieces.
+    fn scatter(&self) -> FsResult<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        let io_err = |source: io::Error| FsError::Io {
+            path: PathBuf::from(&self.name),
+            source,
+        };
+        let src = File::open(&self.scratch).map_err(io_err)?;
+        let disk = OpenOptions::new()
+            .write(true)
+            .open(&self.image)
+            .map_err(io_err)?;
+        let mut at = 0;
+        for piece in &self.pieces {
+            let len = piece.end - piece.start;
+            copy_all(&src, at, &disk, piece.start, len).map_err(io_err)?;
+            at += len;
+        }
+        Ok(())
+    }
+}
+
+/// Copy the data segments of `len` bytes of `src` at `from` to `dst` at `to`; the holes
+/// of `src` are not written (`dst` is a new sparse file).
+fn copy_data(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    for seg in data_segments(src, from, from + len)? {
+        copy_bytes(src, seg.start, dst, to + (seg.start - from), seg.end - seg.start)?;
+    }
+    Ok(())
+}
+
+/// Copy `len` bytes of `src` at `from` over `dst` at `to`, holes of `src` included (as
+/// zeros): what was in `dst` must be replaced entirely.
+fn copy_all(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    let mut pos = from;
+    for seg in data_segments(src, from, from + len)? {
+        zero(dst, to + (pos - from), seg.start - pos)?;
+        copy_bytes(src, seg.start, dst, to + (seg.start - from), seg.end - seg.start)?;
+        pos = seg.end;
+    }
+    zero(dst, to + (pos - from), from + len - pos)
+}
+
+fn zero(dst: &File, at: u64, len: u64) -> io::Result<()> {
+    if len == 0 || snf_disk::punch_hole(dst, at..at + len).is_ok() {
+        return Ok(());
+    }
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        dst.write_all_at(&zeros[..n], at + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+fn copy_bytes(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    if snf_disk::kernel_copy(src, from, dst, to, len)? {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        src.read_exact_at(&mut buf[..n], from + done)?;
+        dst.write_all_at(&buf[..n], to + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// The data segments of `[start, end)` of `file` (`SEEK_DATA`/`SEEK_HOLE`); all of it
+/// where the filesystem cannot tell.
+fn data_segments(file: &File, start: u64, end: u64) -> io::Result<Vec<Range<u64>>> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut out = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        let data = match seek(file, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return Ok(vec![start..end]),
+        };
+        if data >= end {
+            break;
+        }
+        let hole = seek(file, SeekFrom::Hole(data)).map_or(end, |h| h.min(end));
+        out.push(data..hole);
+        pos = hole;
+    }
+    Ok(out)
+}
+
+impl Filesystem for GatheredFs {
+    fn kind(&self) -> FsKind {
+        self.inner.kind()
+    }
+    fn is_writable(&self) -> bool {
+        self.inner.is_writable()
+    }
+    fn root(&self) -> NodeId {
+        self.inner.root()
+    }
+    fn lookup(&mut self, dir: NodeId, name: &OsStr) -> FsResult<Option<NodeId>> {
+        self.inner.lookup(dir, name)
+    }
+    fn metadata(&mut self, node: NodeId) -> FsResult<Metadata> {
+        self.inner.metadata(node)
+    }
+    fn read_dir(&mut self, dir: NodeId) -> FsResult<Vec<DirEntry>> {
+        self.inner.read_dir(dir)
+    }
+    fn read_link(&mut self, node: NodeId) -> FsResult<OsString> {
+        self.inner.read_link(node)
+    }
+    fn read_at(&mut self, node: NodeId, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        self.inner.read_at(node, offset, buf)
+    }
+    fn write_at(&mut self, node: NodeId, offset: u64, data: &[u8]) -> FsResult<()> {
+        self.inner.write_at(node, offset, data)
+    }
+    fn set_len(&mut self, node: NodeId, size: u64) -> FsResult<()> {
+        self.inner.set_len(node, size)
+    }
+    fn create_file(&mut self, dir: NodeId, name: &OsStr, attr: NewNode) -> FsResult<NodeId> {
+        self.inner.create_file(dir, name, attr)
+    }
+    fn mkdir(&mut self, dir: NodeId, name: &OsStr, attr: NewNode) -> FsResult<NodeId> {
+        self.inner.mkdir(dir, name, attr)
+    }
+    fn symlink(
+        &mut self,
+        dir: NodeId,
+        name: &OsStr,
+        target: &OsStr,
+        attr: NewNode,
+    ) -> FsResult<NodeId> {
+        self.inner.symlink(dir, name, target, attr)
+    }
+    fn hard_link(&mut self, node: NodeId, dir: NodeId, name: &OsStr) -> FsResult<()> {
+        self.inner.hard_link(node, dir, name)
+    }
+    fn unlink(&mut self, dir: NodeId, name: &OsStr) -> FsResult<()> {
+        self.inner.unlink(dir, name)
+    }
+    fn rmdir(&mut self, dir: NodeId, name: &OsStr) -> FsResult<()> {
+        self.inner.rmdir(dir, name)
+    }
+    fn rename(
+        &mut self,
+        from_dir: NodeId,
+        from_name: &OsStr,
+        to_dir: NodeId,
+        to_name: &OsStr,
+    ) -> FsResult<()> {
+        self.inner.rename(from_dir, from_name, to_dir, to_name)
+    }
+    fn set_attr(&mut self, node: NodeId, attr: SetAttr) -> FsResult<()> {
+        self.inner.set_attr(node, attr)
+    }
+    fn xattrs(&mut self, node: NodeId) -> FsResult<Vec<(OsString, Vec<u8>)>> {
+        self.inner.xattrs(node)
+    }
+    fn sync(&mut self) -> FsResult<()> {
+        self.inner.sync()?;
+        self.home.scatter()
+    }
+    fn close(self: Box<Self>) -> FsResult<()> {
+        let GatheredFs { inner, home } = *self;
+        inner.close()?;
+        home.scatter()
+    }
+}
