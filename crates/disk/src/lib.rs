@@ -24,6 +24,7 @@ pub mod partition;
 pub mod dump;
 pub mod host;
 pub mod loopdev;
+pub mod lvm;
 pub mod media;
 pub mod snapshot;
 mod sparse;

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use snf_core::command::{self, CommandError};
 
 pub mod fixture;
+pub mod lvm;
 pub mod report;
 
 /// What went wrong preparing or running a real-guest step.
