@@ -192,9 +192,7 @@ fn open_ext(image: &Path, part: &PartitionDesc, writable: bool) -> Result<Box<dy
     match ExtFs::open(image, part.offset, writable) {
         Ok(fs) => Ok(Box::new(fs)),
         // The partition, not the working copy's file name, is what the user knows.
-        Err(e @ Error::UnsupportedFeatures { .. }) => {
-            Err(e.at(part.name()))
-        }
+        Err(e @ Error::UnsupportedFeatures { .. }) => Err(e.at(part.name())),
         Err(e) => Err(e),
     }
 }
@@ -525,7 +523,12 @@ pub fn match_source(spec: &str, parts: &[ProbedPartition], disk_bases: &[String]
 /// `/dev/VG/LV`, `/dev/disk/by-id/dm-name-VG-LV` and `/dev/disk/by-id/dm-uuid-LVM-...`.
 /// `None` when `spec` is none of these forms.
 fn match_lv_name(spec: &str, parts: &[ProbedPartition]) -> Option<SourceMatch> {
-    let lvs = || parts.iter().enumerate().filter_map(|(i, p)| Some((i, p.desc.lv.as_ref()?)));
+    let lvs = || {
+        parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.desc.lv.as_ref()?)))
+    };
     let found = |hit: Option<usize>, what: &str| {
         Some(match hit {
             Some(i) => SourceMatch::Partition(i),
@@ -556,7 +559,9 @@ fn match_lv_name(spec: &str, parts: &[ProbedPartition]) -> Option<SourceMatch> {
         return None;
     }
     found(
-        lvs().find(|(_, d)| d.vg == vg && d.name == lv).map(|(i, _)| i),
+        lvs()
+            .find(|(_, d)| d.vg == vg && d.name == lv)
+            .map(|(i, _)| i),
         &format!("{vg}/{lv}"),
     )
 }
@@ -972,7 +977,11 @@ mod tests {
                 "{spec}"
             );
         }
-        for spec in ["/dev/mapper/my--vg-home", "/dev/my-vg/home", "/dev/mapper/cryptroot"] {
+        for spec in [
+            "/dev/mapper/my--vg-home",
+            "/dev/my-vg/home",
+            "/dev/mapper/cryptroot",
+        ] {
             assert!(
                 matches!(match_source(spec, &parts, &bases), SourceMatch::NotFound(_)),
                 "{spec}"

@@ -27,7 +27,6 @@ use snf_disk::{
 };
 
 use crate::inspect::{self, InspectError, Inspection};
-use crate::volumes::{self, GatheringOpener, Volumes};
 use crate::metadata::Metadata;
 use crate::options::{self, OptionsError, RunOptions};
 use crate::private_names::PrivateNames;
@@ -35,6 +34,7 @@ use crate::shrink::{self, ShrinkError, ShrinkOptions};
 use crate::sysprep::{
     self, GuestOs, MountedFs, OpReport, Params, Registry, SysprepContext, SysprepError,
 };
+use crate::volumes::{self, GatheringOpener, Volumes};
 
 /// One step of a run, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -868,6 +868,12 @@ impl Session {
                 uuid: m.uuid.clone(),
             })
             .collect();
+        let kept_swap = inspection
+            .partitions
+            .iter()
+            .filter(|p| p.desc.lv.is_some() && p.probe.fs_type == snf_guestfs::probe::FsType::Swap)
+            .cloned()
+            .collect();
         let Some(guest) = &mut inspection.guest else {
             return Ok(());
         };
@@ -880,7 +886,8 @@ impl Session {
             self.reporter.as_ref(),
         )
         .with_dry_run(self.opts.dry_run)
-        .with_filesystems(filesystems);
+        .with_filesystems(filesystems)
+        .with_kept_swap(kept_swap);
         self.sysprep_reports = sysprep::run_enabled(registry, &mut ctx)?;
         Ok(())
     }

@@ -160,6 +160,11 @@ fn make_tree(root: &Path) {
     write_file(root, "/var/lib/systemd/random-seed", "seed");
     write_file(
         root,
+        "/etc/lvm/devices/system.devices",
+        "VERSION=1.1.1\nIDTYPE=sys_wwid IDNAME=naa.1 DEVNAME=/dev/sda2 PVID=x\n",
+    );
+    write_file(
+        root,
         "/etc/machine-id",
         "0123456789abcdef0123456789abcdef\n",
     );
@@ -411,6 +416,9 @@ fn defaults_clean_the_guest_as_promised() {
     );
     assert!(g.is_file(Path::new("/etc/ssh/sshd_config")));
     assert!(!g.lexists(Path::new("/var/lib/systemd/random-seed")));
+    // remove-lvm-system-devices
+    assert!(!g.lexists(Path::new("/etc/lvm/devices/system.devices")));
+    assert!(g.is_dir(Path::new("/etc/lvm/devices")));
     assert_eq!(g.lstat(Path::new("/etc/machine-id")).unwrap().size, 0);
     assert!(g
         .lstat(Path::new("/var/lib/dbus/machine-id"))

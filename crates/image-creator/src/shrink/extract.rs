@@ -49,10 +49,7 @@ impl Extracted {
             }
         };
         let bytes: u64 = used.iter().map(|r| r.end - r.start).sum();
-        workdir.ensure_space(
-            bytes,
-            &format!("a copy of the filesystem on {}", p.name),
-        )?;
+        workdir.ensure_space(bytes, &format!("a copy of the filesystem on {}", p.name))?;
         let file_name = format!("the extracted copy of {}", p.name);
         let disk_name = disk_name(disk, workdir);
         let temp = tempfile::Builder::new()
@@ -106,12 +103,11 @@ impl Extracted {
     /// Writes the resized filesystem's used blocks back into the partition and zeroes
     /// the rest of its first `part_bytes` bytes.
     pub(super) fn copy_back(&self, part_bytes: u64) -> Result<(), ShrinkError> {
-        let used =
-            trusted_used_ranges(&self.file_path, 0, part_bytes).ok_or_else(|| {
-                ShrinkError::NotClean {
-                    volume: self.volume.clone(),
-                }
-            })?;
+        let used = trusted_used_ranges(&self.file_path, 0, part_bytes).ok_or_else(|| {
+            ShrinkError::NotClean {
+                volume: self.volume.clone(),
+            }
+        })?;
         let src = OpenOptions::new()
             .read(true)
             .write(true)

@@ -88,14 +88,19 @@ pub(super) fn shrink_pv(
 
     let mut fs = None;
     let mut not_shrunk = None;
-    if let Some(lv) = last_lv_on(&vg, &pv_key) {
+    // The last filesystem on the PV: swap areas after it are kept as they are (the
+    // guest's fstab and initramfs may name them, and the deploy side cannot re-create a
+    // logical volume), and move down with the rest.
+    for lv in lvs_by_end(&vg, &pv_key) {
         match shrink_lv(disk, &mut vg, &lv, last.number, opts, reporter)? {
-            Ok(done) => fs = done,
-            Err(why) => {
+            LvShrink::Swap => continue,
+            LvShrink::Done(done) => fs = Some(done),
+            LvShrink::Not(why) => {
                 reporter.warn(&why);
                 not_shrunk = Some(why);
             }
         }
+        break;
     }
 
     cancel::check()?;
@@ -146,9 +151,11 @@ fn other_segment(vg: &VolumeGroup) -> Option<(String, String)> {
     })
 }
 
-/// The logical volume whose extents reach furthest into physical volume `pv_key`.
-fn last_lv_on(vg: &VolumeGroup, pv_key: &str) -> Option<String> {
-    vg.lvs
+/// The logical volumes with extents on physical volume `pv_key`, the one reaching
+/// furthest into it first.
+fn lvs_by_end(vg: &VolumeGroup, pv_key: &str) -> Vec<String> {
+    let mut ends: Vec<(u64, String)> = vg
+        .lvs
         .iter()
         .filter_map(|lv| {
             let end = lv
@@ -163,13 +170,22 @@ fn last_lv_on(vg: &VolumeGroup, pv_key: &str) -> Option<String> {
                 .max()?;
             Some((end, lv.name.clone()))
         })
-        .max()
-        .map(|(_, name)| name)
+        .collect();
+    ends.sort_by(|a, b| b.cmp(a));
+    ends.into_iter().map(|(_, name)| name).collect()
 }
 
-/// Shrink the filesystem of `lv` and the volume with it. `Ok(Err(why))` when it is not
-/// shrunk (swap areas are kept as they are: the guest's fstab and initramfs may name
-/// them, and the deploy side cannot re-create a logical volume).
+/// What [`shrink_lv`] did with one logical volume.
+enum LvShrink {
+    /// It holds a swap area, kept as it is.
+    Swap,
+    /// Its filesystem and the volume were shrunk.
+    Done(ShrunkFs),
+    /// Its filesystem cannot be shrunk, for this reason.
+    Not(String),
+}
+
+/// Shrink the filesystem of `lv` and the volume with it.
 fn shrink_lv(
     disk: &Path,
     vg: &mut VolumeGroup,
@@ -177,11 +193,11 @@ fn shrink_lv(
     number: u32,
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
-) -> Result<Result<Option<ShrunkFs>, String>, ShrinkError> {
+) -> Result<LvShrink, ShrinkError> {
     let name = format!("LV {}/{lv}", vg.name);
     let extents = vg.lv_extents(lv)?;
     let [one] = extents.as_slice() else {
-        return Ok(Err(format!(
+        return Ok(LvShrink::Not(format!(
             "Unable to shrink {name}: its data is in {} separate pieces on the disk",
             extents.len()
         )));
@@ -201,29 +217,21 @@ fn shrink_lv(
                 "Keeping the swap area on {name} as it is ({} MiB)",
                 region.size.div_ceil(super::MIB)
             ));
-            return Ok(Ok(None));
+            return Ok(LvShrink::Swap);
         }
         FsType::Unknown => {
-            return Ok(Err(format!(
+            return Ok(LvShrink::Not(format!(
                 "Unable to shrink {name}: could not detect its file system"
             )))
         }
         t => {
-            return Ok(Err(format!(
+            return Ok(LvShrink::Not(format!(
                 "Unable to shrink {name}: don't know how to shrink {} file systems",
                 t.name()
             )))
         }
     }
-    let fs = ext::shrink_ext(
-        disk,
-        &region,
-        number,
-        vg.extent_size,
-        found,
-        opts,
-        reporter,
-    )?;
+    let fs = ext::shrink_ext(disk, &region, number, vg.extent_size, found, opts, reporter)?;
     let count = fs.partition_bytes / vg.extent_size;
     let old = vg.lv(lv).map_or(0, |l| l.extent_count);
     if count < old {
@@ -233,5 +241,5 @@ fn shrink_lv(
             vg.extent_size >> 20
         ));
     }
-    Ok(Ok(Some(fs)))
+    Ok(LvShrink::Done(fs))
 }

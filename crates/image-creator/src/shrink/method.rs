@@ -1,8 +1,8 @@
 //! How resize2fs reaches the filesystem: a loop device over the partition or an
 //! extracted copy, and which one a run uses.
 
-pub(super) use snf_disk::loopdev::LoopDevice;
 use super::region::Region;
+pub(super) use snf_disk::loopdev::LoopDevice;
 use snf_guestfs::ExtFs;
 use std::path::Path;
 

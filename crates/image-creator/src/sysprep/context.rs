@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use snf_core::Reporter;
+use snf_guestfs::assemble::ProbedPartition;
 use snf_guestfs::{FileType, GuestFs, Metadata as FileMeta, NewNode, WalkEntry};
 
 use super::params::Params;
@@ -231,6 +232,8 @@ pub struct SysprepContext<'a> {
     params: &'a Params,
     reporter: &'a dyn Reporter,
     filesystems: Vec<MountedFs>,
+    /// Swap areas the image keeps (on logical volumes), as `remove-swap-entry` needs them.
+    kept_swap: Vec<ProbedPartition>,
     dry_run: bool,
     current: &'static str,
     changes: Changes,
@@ -268,6 +271,7 @@ impl<'a> SysprepContext<'a> {
             params,
             reporter,
             filesystems: Vec::new(),
+            kept_swap: Vec::new(),
             dry_run: false,
             current: "",
             changes: Changes::default(),
@@ -285,6 +289,21 @@ impl<'a> SysprepContext<'a> {
     pub fn with_filesystems(mut self, filesystems: Vec<MountedFs>) -> Self {
         self.filesystems = filesystems;
         self
+    }
+
+    /// The swap areas the image keeps: swap logical volumes, which shrinking leaves in
+    /// place and the deploy side cannot re-create, so their fstab lines must stay.
+    pub fn with_kept_swap(mut self, kept_swap: Vec<ProbedPartition>) -> Self {
+        self.kept_swap = kept_swap;
+        self
+    }
+
+    /// Whether the fstab source `spec` names a swap area the image keeps.
+    pub fn names_kept_swap(&self, spec: &str) -> bool {
+        matches!(
+            snf_guestfs::assemble::match_source(spec, &self.kept_swap, &[]),
+            snf_guestfs::assemble::SourceMatch::Partition(_)
+        )
     }
 
     pub fn os(&self) -> &'a GuestOs {

@@ -120,7 +120,13 @@ impl Home {
 /// of `src` are not written (`dst` is a new sparse file).
 fn copy_data(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
     for seg in data_segments(src, from, from + len)? {
-        copy_bytes(src, seg.start, dst, to + (seg.start - from), seg.end - seg.start)?;
+        copy_bytes(
+            src,
+            seg.start,
+            dst,
+            to + (seg.start - from),
+            seg.end - seg.start,
+        )?;
     }
     Ok(())
 }
@@ -131,7 +137,13 @@ fn copy_all(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<
     let mut pos = from;
     for seg in data_segments(src, from, from + len)? {
         zero(dst, to + (pos - from), seg.start - pos)?;
-        copy_bytes(src, seg.start, dst, to + (seg.start - from), seg.end - seg.start)?;
+        copy_bytes(
+            src,
+            seg.start,
+            dst,
+            to + (seg.start - from),
+            seg.end - seg.start,
+        )?;
         pos = seg.end;
     }
     zero(dst, to + (pos - from), from + len - pos)

@@ -45,9 +45,7 @@ pub fn list(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Volumes {
     let mut descs = partitions_from_layout(layout);
     let pvs: Vec<PvDevice> = descs
         .iter()
-        .filter(|d| {
-            probe_file(image, d.offset, d.size).is_ok_and(|p| p.fs_type == FsType::LvmPv)
-        })
+        .filter(|d| probe_file(image, d.offset, d.size).is_ok_and(|p| p.fs_type == FsType::LvmPv))
         .map(|d| PvDevice {
             id: d.number,
             offset: d.offset,
@@ -95,7 +93,11 @@ fn lv_desc(vg: &VolumeGroup, lv_name: &str) -> PartitionDesc {
         vg: vg.name.clone(),
         name: lv.name.clone(),
         mapper_name: vg.mapper_name(&lv.name),
-        dm_uuid: format!("LVM-{}{}", vg.uuid.replace('-', ""), lv.uuid.replace('-', "")),
+        dm_uuid: format!(
+            "LVM-{}{}",
+            vg.uuid.replace('-', ""),
+            lv.uuid.replace('-', "")
+        ),
     };
     let mut out = PartitionDesc {
         lv: Some(desc),

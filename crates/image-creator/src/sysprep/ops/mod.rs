@@ -25,6 +25,7 @@ pub mod disable_serial_console;
 pub mod enable_root_in_cloud_init;
 pub mod fix_acpid;
 pub mod remove_dhcp_leases;
+pub mod remove_lvm_system_devices;
 pub mod remove_networkmanager_system_connections;
 pub mod remove_password_backups;
 pub mod remove_persistent_net_rules;
@@ -63,6 +64,7 @@ pub static ALL: &[&Descriptor] = &[
     &cleanup_cloud_init_state::OP,
     &remove_ssh_host_keys::OP,
     &remove_random_seed::OP,
+    &remove_lvm_system_devices::OP,
     &clear_local_machine_id_configuration_file::OP,
     &selinux_relabel::OP,
     &shrink::OP,

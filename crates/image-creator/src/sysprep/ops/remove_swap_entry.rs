@@ -15,7 +15,9 @@ pub static OP: Descriptor = Descriptor {
     effect: "Drops every /etc/fstab line whose filesystem type (third field, after removing \
              a `#` comment) is `swap`; every other line is kept byte for byte. Lines with \
              3 to 6 fields count (fstab(5) makes the last ones optional; the original only \
-             looked at 6-field lines). A missing /etc/fstab is a warning.",
+             looked at 6-field lines). Lines naming a swap logical volume stay: shrinking \
+             keeps those volumes (the deploy side cannot re-create them). A missing \
+             /etc/fstab is a warning.",
     default_enabled: true,
     order: 160,
     families: super::LINUX,
@@ -33,7 +35,7 @@ fn run(ctx: &mut SysprepContext<'_>) -> Result<Changes> {
         .lines()
         .filter(|l| {
             let f = fstab_fields(l);
-            !(f.len() >= 3 && f.len() <= 6 && f[2] == "swap")
+            !(f.len() >= 3 && f.len() <= 6 && f[2] == "swap" && !ctx.names_kept_swap(&f[0]))
         })
         .collect();
     ctx.edit(p, &join_lines(&kept), false)?;
