@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use snf_disk::lvm::{self, LvmError, PvDevice, SegmentKind};
-use snf_testkit::fixture::{Disk, MIB};
+use snf_testkit::fixture::{assert_e2fsck_clean, pseudo_random, Disk, Mke2fs, MIB};
 use snf_testkit::lvm::Lvm;
 
 fn tmp() -> tempfile::TempDir {
@@ -282,4 +282,226 @@ fn not_a_pv_is_skipped() {
     );
     let scan = lvm::scan(disk.path(), &devices(&disk, &[1])).unwrap();
     assert!(scan.vgs.is_empty() && scan.warnings.is_empty());
+}
+
+/// Fill LV `lv` (through our extents) with `pattern(seed)`, leaving its second MiB a
+/// hole so sparseness is checked too; returns what it holds.
+fn fill(img: &Path, vg: &lvm::VolumeGroup, lv: &str, seed: u64) -> Vec<u8> {
+    let len: u64 = vg.lv_extents(lv).unwrap().iter().map(|e| e.len).sum();
+    let mut data = pseudo_random(len as usize, seed);
+    data[MIB as usize..2 * MIB as usize].fill(0);
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    let mut at = 0usize;
+    for e in vg.lv_extents(lv).unwrap() {
+        f.write_all_at(&data[at..at + e.len as usize], e.image_offset)
+            .unwrap();
+        at += e.len as usize;
+    }
+    // The hole: punched, not written zeros.
+    let first = vg.lv_extents(lv).unwrap()[0];
+    snf_disk::punch_hole(&f, first.image_offset + MIB..first.image_offset + 2 * MIB).unwrap();
+    data
+}
+
+/// What LV `lv` holds, read through our extents.
+fn read_lv(img: &Path, vg: &lvm::VolumeGroup, lv: &str) -> Vec<u8> {
+    let f = std::fs::File::open(img).unwrap();
+    let mut out = Vec::new();
+    for e in vg.lv_extents(lv).unwrap() {
+        let mut b = vec![0u8; e.len as usize];
+        f.read_exact_at(&mut b, e.image_offset).unwrap();
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+/// Bytes of `img` allocated on the disk.
+fn allocated(img: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(img).unwrap().blocks() * 512
+}
+
+#[test]
+fn reduce_remove_compact_resize_and_write_agree_with_the_tools() {
+    let dir = tmp();
+    let disk = root_var_home(dir.path());
+    let img = disk.path();
+    let devs = devices(&disk, &[2]);
+    let mut vg = lvm::scan(img, &devs).unwrap().vgs.remove(0);
+    // pv0: root 0-5, var 6-7, root 8-9, home 10-12.
+    let home = fill(img, &vg, "home", 1);
+    let root = fill(img, &vg, "root", 2);
+    let before = allocated(img);
+
+    vg.reduce_lv("root", 5).unwrap();
+    vg.remove_lv("var").unwrap();
+    assert_eq!(vg.used_pe_end("pv0"), 13);
+    let base = vg.pvs[0].offset + vg.pvs[0].pe_start;
+    let ext = vg.extent_size;
+    let pe_count = vg.pvs[0].pe_count;
+    assert_eq!(
+        vg.free_ranges(),
+        [
+            base + 5 * ext..base + 10 * ext,
+            base + 13 * ext..base + pe_count * ext
+        ]
+    );
+    let moves = vg.compact("pv0");
+    assert_eq!(
+        moves,
+        [lvm::ExtentMove {
+            pv: "pv0".into(),
+            from_pe: 10,
+            to_pe: 5,
+            count: 3
+        }]
+    );
+    assert_eq!(vg.used_pe_end("pv0"), 8);
+    let pe_start = vg.pvs[0].pe_start;
+    let new_size = pe_start + 8 * vg.extent_size;
+    vg.resize_pv("pv0", new_size).unwrap();
+    assert_eq!(vg.pvs[0].pe_count, 8);
+    assert!(vg.free_ranges().is_empty());
+    lvm::apply_moves(img, &vg, &moves).unwrap();
+    let seqno = vg.seqno;
+    vg.write(img).unwrap();
+    assert_eq!(vg.seqno, seqno + 1);
+
+    assert_eq!(read_lv(img, &vg, "home"), home);
+    assert_eq!(read_lv(img, &vg, "root"), root[..20 * MIB as usize]);
+    // The hole in home's first MiB moved as a hole (written zeros would add 1 MiB);
+    // the vacated source was punched.
+    assert!(
+        allocated(img) < before + MIB / 2,
+        "{} > {before}",
+        allocated(img)
+    );
+
+    // Read back by us and by the tools, the partition shrunk to the PV's new size.
+    let again = lvm::scan(img, &devs).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(again.vgs[0].seqno, seqno + 1);
+    assert_eq!(
+        again.vgs[0].lv_extents("home").unwrap(),
+        vg.lv_extents("home").unwrap()
+    );
+    let lvm = Lvm::attach(img, &[(disk.offset(2), new_size)]);
+    lvm.vgck("vg0");
+    lvm.pvck(0);
+    let rows = lvm.lvs("vg0");
+    let mut got: Vec<(String, u64, String)> = rows
+        .into_iter()
+        .map(|r| (r.lv, r.size, r.pe_ranges))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("home".to_string(), 12 * MIB, "0:5-7".to_string()),
+            ("root".to_string(), 20 * MIB, "0:0-4".to_string())
+        ]
+    );
+    assert_eq!(lvm.pv_size(0), (new_size, 8));
+}
+
+#[test]
+fn compact_splits_around_fixed_extents_and_moves_a_tail_metadata_area() {
+    let dir = tmp();
+    let disk = Disk::create(
+        dir.path().join("disk.img"),
+        120 * MIB,
+        "label: dos\nstart=2048, type=8e\n",
+    );
+    let lvm = attach(&disk, &[1]);
+    lvm.pvcreate(&[0], &["--pvmetadatacopies", "2"]);
+    lvm.vgcreate("vg0", &[0], &[]);
+    // pv0: gap 0-2 (removed below), thin pool meta 3, pool data 4-8, root 9-12, home 13-18
+    lvm.lvcreate("vg0", "gap", "12M", &[]);
+    lvm.thin("vg0", "pool", "20M", "thin", "16M");
+    lvm.lvcreate("vg0", "root", "16M", &[]);
+    lvm.lvcreate("vg0", "home", "24M", &[]);
+    drop(lvm);
+    let img = disk.path();
+    let devs = devices(&disk, &[1]);
+    let mut vg = lvm::scan(img, &devs).unwrap().vgs.remove(0);
+    let home_at = vg.lv_extents("home").unwrap()[0].image_offset;
+    Mke2fs::ext4().make(img, home_at, "24M");
+    let root = fill(img, &vg, "root", 3);
+
+    // Thin LVs and the pool's parts cannot be edited.
+    assert!(matches!(
+        vg.reduce_lv("thin", 1),
+        Err(LvmError::UnsupportedLvType { .. })
+    ));
+    let err = vg.remove_lv("pool_tdata").unwrap_err();
+    assert_eq!(err.to_string(), "LV vg0/pool_tdata: LV pool uses it");
+    assert!(vg.reduce_lv("root", 5).is_err());
+    assert!(vg.reduce_lv("root", 0).is_err());
+
+    vg.remove_lv("gap").unwrap();
+    let moves = vg.compact("pv0");
+    // The pool's hidden linear LVs move too; nothing is left above PE 15.
+    assert_eq!(vg.used_pe_end("pv0"), 16);
+    assert!(!moves.is_empty());
+    let used = vg.used_pe_end("pv0");
+    let tail_mda = 1 << 20;
+    let new_size = vg.pvs[0].pe_start + used * vg.extent_size + tail_mda;
+    assert!(vg
+        .resize_pv("pv0", vg.pvs[0].pe_start + used * vg.extent_size)
+        .is_err());
+    vg.resize_pv("pv0", new_size).unwrap();
+    lvm::apply_moves(img, &vg, &moves).unwrap();
+    vg.write(img).unwrap();
+
+    assert_eq!(read_lv(img, &vg, "root"), root);
+    let home_at = vg.lv_extents("home").unwrap()[0].image_offset;
+    assert_e2fsck_clean(img, home_at, "home after compaction");
+    let again = lvm::scan(img, &devs).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+
+    let lvm = Lvm::attach(img, &[(disk.offset(1), new_size)]);
+    lvm.vgck("vg0");
+    lvm.pvck(0);
+    let (size, pe_count) = lvm.pv_size(0);
+    assert_eq!((size, pe_count), (new_size, used));
+    let out = lvm.run(
+        "pvs",
+        &[
+            "--noheadings",
+            "-o",
+            "pv_mda_count,pv_mda_used_count",
+            lvm.dev(0),
+        ],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["2", "2"],
+        "{out}"
+    );
+    let sizes: Vec<(String, u64)> = lvm.lvs("vg0").into_iter().map(|r| (r.lv, r.size)).collect();
+    for (lv, size) in [("root", 16 * MIB), ("home", 24 * MIB), ("thin", 16 * MIB)] {
+        assert!(sizes.contains(&(lv.to_string(), size)), "{lv}: {sizes:?}");
+    }
+    assert!(!sizes.iter().any(|(lv, _)| lv == "gap"));
+}
+
+#[test]
+fn many_writes_wrap_around_the_metadata_buffer() {
+    let dir = tmp();
+    let disk = root_var_home(dir.path());
+    let img = disk.path();
+    let devs = devices(&disk, &[2]);
+    let mut vg = lvm::scan(img, &devs).unwrap().vgs.remove(0);
+    let start = vg.seqno;
+    // About 2.5 KiB a copy in a 1 MiB area: more than once around.
+    for _ in 0..900 {
+        vg.write(img).unwrap();
+    }
+    let again = lvm::scan(img, &devs).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(again.vgs[0].seqno, start + 900);
+    let lvm = attach(&disk, &[2]);
+    lvm.vgck("vg0");
+    lvm.pvck(0);
+    assert_eq!(lvm.lvs("vg0").len(), 4);
 }

@@ -24,6 +24,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+pub use moves::apply_moves;
 use ondisk::{Label, Locn, MdaHeader, SECTOR};
 use text::{Item, Value};
 
@@ -49,7 +50,6 @@ pub struct Scan {
 
 /// A volume group, as its newest valid metadata describes it.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // the private fields serve the write-back, coming next
 pub struct VolumeGroup {
     pub name: String,
     pub uuid: String,
@@ -68,7 +68,6 @@ pub struct VolumeGroup {
 
 /// A PV's on-disk label and metadata areas.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // for the write-back, coming next
 struct PvDisk {
     key: String,
     label: Label,
