@@ -36,5 +36,5 @@ pub use dump::{
 };
 pub use media::{MediaError, Source, SourceKind};
 pub use snapshot::{SnapshotError, SnapshotMode, WorkingDisk};
-pub use sparse::{kernel_copy, punch_hole};
+pub use sparse::{data_ranges, kernel_copy, punch_hole};
 pub use workdir::{WorkDir, WorkDirError, WriteError};

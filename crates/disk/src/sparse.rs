@@ -228,6 +228,23 @@ fn punch_zero_grains(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The data extents of `range` of `file` (`SEEK_DATA`/`SEEK_HOLE`), clipped to it, in
+/// order; all of `range` where the filesystem cannot tell.
+pub fn data_ranges(file: &File, range: Range<u64>) -> io::Result<Vec<Range<u64>>> {
+    let mut seg = Segments::new(file, range.end, &[]);
+    seg.pos = range.start;
+    let mut out: Vec<Range<u64>> = Vec::new();
+    while let Some(s) = seg.next()? {
+        if let Segment::Data(r) = s {
+            match out.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => out.push(r),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Deallocate `range` of `file`, which then reads as zeros; its size stays. Fails
 /// where the filesystem cannot punch holes.
 pub fn punch_hole(file: &File, range: Range<u64>) -> io::Result<()> {
@@ -485,6 +502,30 @@ mod tests {
     /// read every written byte outside the free ranges, for assorted layouts.
     #[test]
     #[allow(clippy::single_range_in_vec_init)]
+    fn data_ranges_are_the_data_extents_clipped_to_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("s"))
+            .unwrap();
+        f.set_len(8 << 20).unwrap();
+        f.write_all_at(&[1u8; 4096], 1 << 20).unwrap();
+        f.write_all_at(&[2u8; 8192], 4 << 20).unwrap();
+        assert_eq!(
+            data_ranges(&f, 0..8 << 20).unwrap(),
+            vec![(1 << 20)..(1 << 20) + 4096, (4 << 20)..(4 << 20) + 8192]
+        );
+        assert_eq!(
+            data_ranges(&f, (4 << 20) + 4096..6 << 20).unwrap(),
+            vec![(4 << 20) + 4096..(4 << 20) + 8192]
+        );
+        assert!(data_ranges(&f, 2 << 20..4 << 20).unwrap().is_empty());
+    }
+
+    #[test]
     fn segments_cover_everything_once() {
         let dir = tempfile::tempdir().unwrap();
         let mib = 1u64 << 20;

@@ -260,6 +260,27 @@ impl VolumeGroup {
         moves
     }
 
+    /// The smallest size, in bytes (a whole number of sectors), [`Self::resize_pv`]
+    /// accepts for PV `pv_key`: its allocated extents, plus a metadata area at its end
+    /// (aligned as `resize_pv` places it). Its current size when it is not on the disk.
+    pub fn min_pv_size(&self, pv_key: &str) -> u64 {
+        let Some(pv) = self.pv(pv_key) else {
+            return 0;
+        };
+        let Some(disk) = self.disks.iter().find(|d| d.key == pv_key) else {
+            return pv.dev_size;
+        };
+        let used_end = pv.pe_start + self.used_pe_end(pv_key) * self.extent_size;
+        let tail: u64 = disk
+            .label
+            .mdas
+            .iter()
+            .filter(|m| m.offset >= pv.pe_start)
+            .map(|m| m.size.div_ceil(TAIL_MDA_ALIGN) * TAIL_MDA_ALIGN)
+            .sum();
+        (used_end + tail).div_ceil(SECTOR) * SECTOR
+    }
+
     /// Shrink (or grow) PV `pv_key` to `new_dev_size` bytes: its extents must all lie
     /// below the new end, and a metadata area at the PV's end moves to the new end.
     pub fn resize_pv(&mut self, pv_key: &str, new_dev_size: u64) -> Result<(), LvmError> {

@@ -60,7 +60,7 @@ pub(super) fn shrink_ext(
                 return Err(ShrinkError::Loop {
                     volume: p.name.clone(),
                     disk: disk_name(disk, opts.workdir),
-                    source,
+                    source: Box::new(source),
                 })
             }
         },
@@ -97,7 +97,7 @@ pub(super) fn shrink_ext(
             .map_err(|source| ShrinkError::Ext {
                 volume: n.to_string(),
                 dev: dev.clone(),
-                source,
+                source: Box::new(source),
             })
     };
     tools.fsck(&dev, n, reporter)?;
@@ -185,7 +185,7 @@ impl E2fsTools {
         .map_err(|source| ShrinkError::Tool {
             volume: volume.to_string(),
             dev: dev.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         match out.status.code() {
             Some(0) => Ok(()),
@@ -209,7 +209,7 @@ impl E2fsTools {
             .map_err(|source| ShrinkError::Tool {
                 volume: volume.to_string(),
                 dev: dev.to_path_buf(),
-                source,
+                source: Box::new(source),
             })?;
         out.stdout
             .lines()
@@ -233,7 +233,7 @@ impl E2fsTools {
         .map_err(|source| ShrinkError::Tool {
             volume: volume.to_string(),
             dev: dev.to_path_buf(),
-            source,
+            source: Box::new(source),
         })
     }
 }

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use snf_core::report::Quiet;
 use snf_core::Reporter;
-use snf_disk::lvm::{SegmentKind, VolumeGroup};
 use snf_disk::partition::Layout;
 use snf_guestfs::probe::{self, FsType};
 use snf_guestfs::ExtFs;
@@ -130,47 +129,10 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
         }
     }
     for vg in &volumes.vgs {
-        free.extend(unallocated_extents(vg));
+        free.extend(vg.free_ranges());
     }
     free.sort_by_key(|r| r.start);
     free
-}
-
-/// The byte ranges of `vg`'s physical volumes that no logical volume holds. Nothing
-/// when a segment of the group is of a kind whose extents are not read here (striped,
-/// mirrored, thin ...): which extents those use is then not known.
-fn unallocated_extents(vg: &VolumeGroup) -> Vec<Range<u64>> {
-    let mut used: Vec<(&str, u64, u64)> = Vec::new();
-    for lv in &vg.lvs {
-        for seg in &lv.segments {
-            match &seg.kind {
-                SegmentKind::Linear { pv, start_pe } => {
-                    used.push((pv.as_str(), *start_pe, seg.extent_count));
-                }
-                SegmentKind::Other { .. } => return Vec::new(),
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for pv in vg.pvs.iter().filter(|pv| pv.device.is_some()) {
-        let mut on_pv: Vec<Range<u64>> = used
-            .iter()
-            .filter(|(key, ..)| *key == pv.key)
-            .map(|&(_, start, count)| start..start.saturating_add(count))
-            .collect();
-        on_pv.sort_by_key(|r| r.start);
-        let pe_bytes = |pe: u64| {
-            pe.checked_mul(vg.extent_size)
-                .and_then(|b| b.checked_add(pv.pe_start))
-                .filter(|&b| b <= pv.dev_size)
-        };
-        for gap in complement(&on_pv, pv.pe_count) {
-            if let (Some(start), Some(end)) = (pe_bytes(gap.start), pe_bytes(gap.end)) {
-                out.push(pv.offset + start..pv.offset + end);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //!
 //! Nothing of device-mapper is needed: the metadata is read and written by
 //! [`snf_disk::lvm`], and the filesystem is resized on its byte range like a partition's.
-//! Where a step cannot be done safely (a volume group with physical volumes elsewhere,
-//! segments of a kind whose extents are not moved, a volume in several pieces) it is
-//! skipped with a reason, and the steps after it still run where they are safe.
+//! Only linear segments move; the extents of other kinds (striped, mirrored, thin pool
+//! metadata ...) stay where they are and the others are packed around them. Where a
+//! step cannot be done safely (a volume group with physical volumes elsewhere, a volume
+//! in several pieces) it is skipped with a reason, and the steps after it still run
+//! where they are safe.
 
 use std::path::Path;
 
@@ -72,13 +74,6 @@ pub(super) fn shrink_pv(
             last.number, vg.name, pv.uuid
         ));
     }
-    if let Some((lv, seg_type)) = other_segment(&vg) {
-        return skip(format!(
-            "Unable to shrink partition {}: LV {}/{lv} is of type {seg_type}, whose extents \
-             are not moved",
-            last.number, vg.name
-        ));
-    }
     let pv_key = vg
         .pvs
         .iter()
@@ -139,16 +134,6 @@ pub(super) fn shrink_pv(
         fs,
         not_shrunk,
     }))
-}
-
-/// The first segment of `vg` whose extents this module cannot move: `(lv, type)`.
-fn other_segment(vg: &VolumeGroup) -> Option<(String, String)> {
-    vg.lvs.iter().find_map(|lv| {
-        lv.segments.iter().find_map(|s| match &s.kind {
-            SegmentKind::Other { seg_type } => Some((lv.name.clone(), seg_type.clone())),
-            SegmentKind::Linear { .. } => None,
-        })
-    })
 }
 
 /// The logical volumes with extents on physical volume `pv_key`, the one reaching

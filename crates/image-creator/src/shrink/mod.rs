@@ -100,8 +100,9 @@ pub enum ShrinkError {
     Tool {
         volume: String,
         dev: PathBuf,
+        /// Boxed: a tool's error carries its output, and this error travels far.
         #[source]
-        source: CommandError,
+        source: Box<CommandError>,
     },
     /// resize2fs said something that could not be understood.
     #[error("{volume}: unexpected output from resize2fs -P: {output}")]
@@ -112,7 +113,7 @@ pub enum ShrinkError {
         volume: String,
         dev: PathBuf,
         #[source]
-        source: snf_guestfs::Error,
+        source: Box<snf_guestfs::Error>,
     },
     /// After resizing, the filesystem is not marked clean (the deploy side requires it).
     #[error("{volume}: the ext filesystem is not clean after resizing")]
@@ -123,7 +124,7 @@ pub enum ShrinkError {
         volume: String,
         disk: String,
         #[source]
-        source: CommandError,
+        source: Box<CommandError>,
     },
     /// Reading or writing the disk or the extracted copy failed.
     #[error("cannot {what}: {source}")]
@@ -137,23 +138,27 @@ pub enum ShrinkError {
     WorkDir(#[from] WorkDirError),
     /// The LVM metadata cannot be read or written as needed.
     #[error(transparent)]
-    Lvm(#[from] snf_disk::lvm::LvmError),
+    Lvm(Box<snf_disk::lvm::LvmError>),
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
 }
 
+impl From<snf_disk::lvm::LvmError> for ShrinkError {
+    // Boxed, as names and reasons make it large and every shrink step returns this.
+    fn from(e: snf_disk::lvm::LvmError) -> ShrinkError {
+        ShrinkError::Lvm(Box::new(e))
+    }
+}
+
 impl ShrinkError {
     /// Whether the work stopped because the user cancelled.
     pub fn is_cancelled(&self) -> bool {
-        matches!(
-            self,
-            ShrinkError::Cancelled(_)
-                | ShrinkError::Tool {
-                    source: CommandError::Cancelled { .. },
-                    ..
-                }
-        )
+        match self {
+            ShrinkError::Cancelled(_) => true,
+            ShrinkError::Tool { source, .. } => matches!(**source, CommandError::Cancelled { .. }),
+            _ => false,
+        }
     }
 }
 

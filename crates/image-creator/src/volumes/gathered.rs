@@ -119,7 +119,7 @@ impl Home {
 /// Copy the data segments of `len` bytes of `src` at `from` to `dst` at `to`; the holes
 /// of `src` are not written (`dst` is a new sparse file).
 fn copy_data(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
-    for seg in data_segments(src, from, from + len)? {
+    for seg in snf_disk::data_ranges(src, from..from + len)? {
         copy_bytes(
             src,
             seg.start,
@@ -135,7 +135,7 @@ fn copy_data(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result
 /// zeros): what was in `dst` must be replaced entirely.
 fn copy_all(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
     let mut pos = from;
-    for seg in data_segments(src, from, from + len)? {
+    for seg in snf_disk::data_ranges(src, from..from + len)? {
         zero(dst, to + (pos - from), seg.start - pos)?;
         copy_bytes(
             src,
@@ -176,28 +176,6 @@ fn copy_bytes(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Resul
         done += n as u64;
     }
     Ok(())
-}
-
-/// The data segments of `[start, end)` of `file` (`SEEK_DATA`/`SEEK_HOLE`); all of it
-/// where the filesystem cannot tell.
-fn data_segments(file: &File, start: u64, end: u64) -> io::Result<Vec<Range<u64>>> {
-    use rustix::fs::{seek, SeekFrom};
-    let mut out = Vec::new();
-    let mut pos = start;
-    while pos < end {
-        let data = match seek(file, SeekFrom::Data(pos)) {
-            Ok(d) => d,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => return Ok(vec![start..end]),
-        };
-        if data >= end {
-            break;
-        }
-        let hole = seek(file, SeekFrom::Hole(data)).map_or(end, |h| h.min(end));
-        out.push(data..hole);
-        pos = hole;
-    }
-    Ok(out)
 }
 
 impl Filesystem for GatheredFs {

@@ -35,7 +35,7 @@ fn run(ctx: &mut SysprepContext<'_>) -> Result<Changes> {
         .lines()
         .filter(|l| {
             let f = fstab_fields(l);
-            !(f.len() >= 3 && f.len() <= 6 && f[2] == "swap" && !ctx.names_kept_swap(&f[0]))
+            !(f.len() >= 3 && f.len() <= 6 && f[2] == "swap" && !ctx.names_kept_swap(f[0]))
         })
         .collect();
     ctx.edit(p, &join_lines(&kept), false)?;
