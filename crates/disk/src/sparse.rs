@@ -498,8 +498,6 @@ mod tests {
         assert!((8192..(1 << 20)).contains(&data), "read {data} bytes");
         assert!(f.metadata().unwrap().blocks() > 0);
     }
-    /// Segments are contiguous, cover `[0, end)` exactly, never read a free range and
-    /// read every written byte outside the free ranges, for assorted layouts.
     #[test]
     #[allow(clippy::single_range_in_vec_init)]
     fn data_ranges_are_the_data_extents_clipped_to_the_range() {
@@ -525,7 +523,10 @@ mod tests {
         assert!(data_ranges(&f, 2 << 20..4 << 20).unwrap().is_empty());
     }
 
+    /// Segments are contiguous, cover `[0, end)` exactly, never read a free range and
+    /// read every written byte outside the free ranges, for assorted layouts.
     #[test]
+    #[allow(clippy::single_range_in_vec_init)]
     fn segments_cover_everything_once() {
         let dir = tempfile::tempdir().unwrap();
         let mib = 1u64 << 20;

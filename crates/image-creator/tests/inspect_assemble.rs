@@ -387,7 +387,8 @@ fn lvm_physical_volume() {
             },
         ],
         d.path(),
-        "The media contains LVM logical volumes, which are not supported.",
+        "Unable to detect any operating system on the media: partition 2 (an LVM physical \
+         volume: label in sector 1 has a bad checksum; ignored) cannot be read.",
     );
 }
 

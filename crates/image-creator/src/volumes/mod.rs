@@ -76,6 +76,25 @@ pub fn list(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Volumes {
     for w in &scan.warnings {
         reporter.warn(w);
     }
+    // A PV that no volume group claims (a damaged label, no readable metadata) is named
+    // with the reason, should nothing else be found.
+    for d in descs.iter_mut() {
+        if !pvs.iter().any(|pv| pv.id == d.number)
+            || scan
+                .vgs
+                .iter()
+                .any(|vg| vg.pvs.iter().any(|pv| pv.device == Some(d.number)))
+        {
+            continue;
+        }
+        let own = format!("{}: ", lvm::device_name(d.number));
+        let why = scan
+            .warnings
+            .iter()
+            .find_map(|w| w.strip_prefix(&own))
+            .unwrap_or("no volume group metadata could be read from it");
+        d.unusable = Some(format!("an LVM physical volume: {why}"));
+    }
     for vg in &scan.vgs {
         for lv in vg.lvs.iter().filter(|lv| lv.visible) {
             descs.push(lv_desc(vg, &lv.name));

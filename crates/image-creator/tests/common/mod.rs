@@ -217,11 +217,12 @@ pub fn part_guid(n: u32) -> String {
     format!("{n:08X}-AAAA-4BBB-8CCC-0000000000{n:02X}")
 }
 
-/// The partitions of `img` as the session would pass them, read by snf-disk.
+/// The volumes of `img` (partitions and LVM logical volumes) as the session would pass
+/// them, read by snf-disk.
 pub fn partitions(img: &Path) -> (Vec<PartitionDesc>, String) {
     let layout = snf_disk::partition::Layout::read_file(img, 512).expect("partition table");
     (
-        partitions_from_layout(&layout),
+        image_creator::volumes::list(img, &layout, &snf_core::report::Quiet).descs,
         layout.kind().as_str().to_string(),
     )
 }
