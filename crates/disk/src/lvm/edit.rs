@@ -260,6 +260,26 @@ impl VolumeGroup {
         moves
     }
 
+    /// The smallest size, in bytes, [`VolumeGroup::resize_pv`] accepts for PV `pv_key`:
+    /// its first extent plus the extents up to the last used one, plus a metadata area
+    /// at its end moved right after them. `None` for a PV not on the disk.
+    pub fn min_pv_size(&self, pv_key: &str) -> Option<u64> {
+        let pv = self.pv(pv_key)?;
+        let disk = self.disks.iter().find(|d| d.key == pv_key)?;
+        let used_end = pv.pe_start + self.used_pe_end(pv_key) * self.extent_size;
+        let tail: u64 = disk
+            .label
+            .mdas
+            .iter()
+            .filter(|m| m.offset >= pv.pe_start)
+            .map(|m| m.size)
+            .sum();
+        if tail == 0 {
+            return Some(used_end.div_ceil(SECTOR) * SECTOR);
+        }
+        Some(used_end.div_ceil(TAIL_MDA_ALIGN) * TAIL_MDA_ALIGN + tail)
+    }
+
     /// Shrink (or grow) PV `pv_key` to `new_dev_size` bytes: its extents must all lie
     /// below the new end, and a metadata area at the PV's end moves to the new end.
     pub fn resize_pv(&mut self, pv_key: &str, new_dev_size: u64) -> Result<(), LvmError> {

@@ -68,14 +68,57 @@ pub(super) fn shrink_ext(
         Target::Loop(_) => Method::Loop,
         Target::Extract(_) => Method::Extract,
     };
+    let r = resize_target(&target, p.number, p.size(), ss, reporter)?;
+    if let Target::Extract(x) = &target {
+        x.copy_back(r.part_bytes)?;
+    }
+    target.close();
+    reporter.info(&format!(
+        "Partition {}: {} filesystem shrunk from {} MiB to {} MiB",
+        p.number,
+        kind.name(),
+        r.old_bytes.div_ceil(MIB),
+        r.new_bytes.div_ceil(MIB)
+    ));
+    Ok(ShrunkFs {
+        partition: p.number,
+        fs: kind.name(),
+        old_bytes: r.old_bytes,
+        new_bytes: r.new_bytes,
+        partition_bytes: r.part_bytes,
+        method,
+    })
+}
+
+/// What [`resize_target`] did, in bytes.
+pub(super) struct Resized {
+    pub(super) old_bytes: u64,
+    pub(super) new_bytes: u64,
+    /// The filesystem's new container size: a whole number of `granule`s.
+    pub(super) part_bytes: u64,
+}
+
+/// Check the ext filesystem in `target` (of partition `n`, or on it for an LV, in a
+/// container of `size` bytes) and shrink it to its minimum plus [`HEADROOM`], rounded
+/// up to a whole number of `granule` bytes (a sector, an LVM extent) that it fills.
+pub(super) fn resize_target(
+    target: &Target,
+    n: u32,
+    size: u64,
+    granule: u64,
+    reporter: &dyn Reporter,
+) -> Result<Resized, ShrinkError> {
+    let method = match target {
+        Target::Loop(_) => Method::Loop,
+        Target::Extract(_) => Method::Extract,
+    };
     let dev = target.path().to_path_buf();
-    let n = p.number;
     // The extracted file is scratch: nothing in it needs to reach the platter.
     let tools = E2fsTools {
-        no_sync: matches!(target, Target::Extract(_)) && no_sync_available,
-        limit: command::data_limit(p.size()),
+        no_sync: matches!(target, Target::Extract(_)) && command::exists(NO_SYNC_WRAPPER),
+        limit: command::data_limit(size),
     };
-    let through = match &target {
+    let through = match target {
         Target::Loop(_) => dev.display().to_string(),
         Target::Extract(x) => x.file_name().to_string(),
     };
@@ -115,9 +158,9 @@ pub(super) fn shrink_ext(
         tools.resize2fs(&dev, n, target)?;
         wanted = target;
     }
-    // The partition ends on a sector boundary; the filesystem fills it exactly.
-    let part_bytes = (wanted * bs).div_ceil(ss) * ss;
-    let part_bytes = part_bytes.min(p.size());
+    // The container ends on a granule boundary; the filesystem fills it exactly.
+    let part_bytes = (wanted * bs).div_ceil(granule) * granule;
+    let part_bytes = part_bytes.min(size);
     let fill = part_bytes / bs;
     if fill != wanted {
         tools.resize2fs(&dev, n, fill)?;
@@ -126,24 +169,10 @@ pub(super) fn shrink_ext(
     if !after.is_clean() || after.has_errors() {
         return Err(ShrinkError::NotClean { partition: n });
     }
-    if let Target::Extract(x) = &target {
-        x.copy_back(part_bytes)?;
-    }
-    target.close();
-    let new_bytes = after.blocks_count * bs;
-    reporter.info(&format!(
-        "Partition {n}: {} filesystem shrunk from {} MiB to {} MiB",
-        kind.name(),
-        (old_blocks * bs).div_ceil(MIB),
-        new_bytes.div_ceil(MIB)
-    ));
-    Ok(ShrunkFs {
-        partition: n,
-        fs: kind.name(),
+    Ok(Resized {
         old_bytes: old_blocks * bs,
-        new_bytes,
-        partition_bytes: part_bytes,
-        method,
+        new_bytes: after.blocks_count * bs,
+        part_bytes,
     })
 }
 

@@ -22,7 +22,30 @@ pub(super) struct Extracted {
     /// How messages name the disk ([`disk_name`]).
     disk_name: String,
     partition: u32,
-    offset: u64,
+    /// Where the filesystem's bytes are on the disk, in its order: one piece for a
+    /// partition, one per extent run for an LVM logical volume.
+    map: Vec<Piece>,
+}
+
+/// `len` bytes of the filesystem at `at`, found on the disk at `disk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Piece {
+    pub(super) at: u64,
+    pub(super) disk: u64,
+    pub(super) len: u64,
+}
+
+/// `range` of the filesystem as (disk offset, length) pieces through `map`.
+fn through(map: &[Piece], range: Range<u64>) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for p in map {
+        let start = range.start.max(p.at);
+        let end = range.end.min(p.at + p.len);
+        if start < end {
+            out.push((p.disk + (start - p.at), end - start));
+        }
+    }
+    out
 }
 
 impl Extracted {
@@ -89,7 +112,68 @@ impl Extracted {
             disk: disk.to_path_buf(),
             disk_name,
             partition: p.number,
-            offset: p.offset(),
+            map: vec![Piece {
+                at: 0,
+                disk: p.offset(),
+                len: p.size(),
+            }],
+        })
+    }
+
+    /// Copies the filesystem made of the pieces `map` (an LVM logical volume on
+    /// partition `partition`, named `what` in messages) to a scratch file. Its bitmaps
+    /// are not at one offset of the disk for libext2fs to read, so everything but the
+    /// disk's holes is copied: a private copy already has the free blocks punched.
+    pub(super) fn gather(
+        disk: &Path,
+        map: Vec<Piece>,
+        partition: u32,
+        what: &str,
+        workdir: &WorkDir,
+        reporter: &dyn Reporter,
+    ) -> Result<Extracted, ShrinkError> {
+        let disk_name = disk_name(disk, workdir);
+        let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
+        let mut data: Vec<(u64, u64, u64)> = Vec::new();
+        for p in &map {
+            for (start, len) in
+                data_runs(&src, p.disk, p.len).map_err(io_err(format!("read {disk_name}")))?
+            {
+                data.push((p.at + (start - p.disk), start, len));
+            }
+        }
+        let bytes: u64 = data.iter().map(|d| d.2).sum();
+        workdir.ensure_space(bytes, &format!("a copy of the filesystem of {what}"))?;
+        let file_name = format!("the extracted copy of {what}");
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("lv{partition}-"))
+            .suffix(".ext")
+            .tempfile_in(workdir.path())
+            .map_err(io_err(format!(
+                "create {file_name} under {}",
+                workdir.parent().display()
+            )))?;
+        let (out, file_path) = temp.into_parts();
+        let size = map.iter().map(|p| p.at + p.len).max().unwrap_or(0);
+        out.set_len(size)
+            .map_err(io_err(format!("extend {file_name}")))?;
+        let task = reporter.task(
+            &format!("Extracting the filesystem of {what}"),
+            bytes,
+            snf_core::Unit::Bytes,
+        );
+        for (at, from, len) in data {
+            copy_range(&src, from, &out, at, len, |n| task.inc(n))
+                .map_err(|e| e.context(&disk_name, &file_name))?;
+        }
+        task.finish("done");
+        Ok(Extracted {
+            file_path,
+            file_name,
+            disk: disk.to_path_buf(),
+            disk_name,
+            partition,
+            map,
         })
     }
 
@@ -102,8 +186,8 @@ impl Extracted {
         &self.file_name
     }
 
-    /// Writes the resized filesystem's used blocks back into the partition and zeroes
-    /// the rest of its first `part_bytes` bytes.
+    /// Writes the resized filesystem's used blocks back into the partition (or the
+    /// LV's extents) and zeroes the rest of its first `part_bytes` bytes.
     pub(super) fn copy_back(&self, part_bytes: u64) -> Result<(), ShrinkError> {
         let used =
             trusted_used_ranges(&self.file_path, 0, part_bytes).ok_or(ShrinkError::NotClean {
@@ -126,21 +210,71 @@ impl Extracted {
         }
         let dst = open_rw(&self.disk, &self.disk_name)?;
         for r in &used {
-            copy_range(
-                &src,
-                r.start,
-                &dst,
-                self.offset + r.start,
-                r.end - r.start,
-                |_| {},
-            )
-            .map_err(|e| e.context(&self.file_name, &self.disk_name))?;
+            let mut at = r.start;
+            for (to, len) in through(&self.map, r.clone()) {
+                copy_range(&src, at, &dst, to, len, |_| {})
+                    .map_err(|e| e.context(&self.file_name, &self.disk_name))?;
+                at += len;
+            }
         }
         for r in complement(&used, part_bytes) {
-            zero_range(&dst, self.offset + r.start..self.offset + r.end)?;
+            for (to, len) in through(&self.map, r) {
+                zero_range(&dst, to..to + len)?;
+            }
         }
         // No fsync: the disk is read back through the page cache, and a private copy
         // need not reach the platter at all.
         Ok(())
+    }
+}
+
+/// The (offset, length) runs of `[from, from + len)` of `file` that hold data (holes
+/// left out; all of it where the filesystem cannot tell).
+fn data_runs(file: &File, from: u64, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom};
+    let end = from + len;
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < end {
+        snf_core::cancel::check().map_err(std::io::Error::other)?;
+        let start = match seek(file, SeekFrom::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return Ok(vec![(from, len)]),
+        };
+        if start >= end {
+            break;
+        }
+        let stop = match seek(file, SeekFrom::Hole(start)) {
+            Ok(h) => h.min(end),
+            Err(_) => end,
+        };
+        out.push((start, stop - start));
+        pos = stop;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_map_through_pieces() {
+        let map = [
+            Piece {
+                at: 0,
+                disk: 1000,
+                len: 10,
+            },
+            Piece {
+                at: 10,
+                disk: 500,
+                len: 10,
+            },
+        ];
+        assert_eq!(through(&map, 5..15), vec![(1005, 5), (500, 5)]);
+        assert_eq!(through(&map, 12..30), vec![(502, 8)]);
+        assert!(through(&map, 20..30).is_empty());
     }
 }

@@ -34,6 +34,10 @@
 //! snapshot copy and the dump can treat them as zeros: deleted data never reaches the
 //! image, and the image is as small as the data.
 //!
+//! An LVM2 physical volume as the last partition is shrunk too (`lvm.rs`): the ext
+//! filesystem of the LV that ends last on it, that LV, the PV's allocation (compacted),
+//! the PV and its partition; swap LVs are kept.
+//!
 //! Out of scope: a SYSLINUX boot partition that is the last partition would need
 //! `extlinux -U` after its filesystem moved; ext is the only filesystem shrunk anyway.
 
@@ -41,6 +45,7 @@ mod copy;
 mod ext;
 mod extract;
 mod free;
+mod lvm;
 mod method;
 mod plan;
 mod table;
@@ -129,6 +134,13 @@ pub enum ShrinkError {
     /// Not enough room in the work directory for the extracted filesystem.
     #[error(transparent)]
     WorkDir(#[from] WorkDirError),
+    /// Reading, editing or writing the LVM2 metadata or data of a PV failed.
+    #[error("partition {partition}: {source}")]
+    Lvm {
+        partition: u32,
+        #[source]
+        source: snf_disk::lvm::LvmError,
+    },
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
@@ -142,6 +154,10 @@ impl ShrinkError {
             ShrinkError::Cancelled(_)
                 | ShrinkError::Tool {
                     source: CommandError::Cancelled { .. },
+                    ..
+                }
+                | ShrinkError::Lvm {
+                    source: snf_disk::lvm::LvmError::Cancelled(_),
                     ..
                 }
         )
@@ -267,6 +283,21 @@ pub fn shrink(
                 next.set_end(last.number, new_end).map_err(table_err)?;
             }
             shrunk = Some(fs);
+        } else if *found == FsType::LvmPv {
+            match lvm::shrink_pv(disk, &next, last, opts, reporter)? {
+                Some(pv) => {
+                    let ss = u64::from(next.sector_size());
+                    let new_end = last.start + pv.partition_bytes / ss - 1;
+                    if new_end != last.end {
+                        next.set_end(last.number, new_end).map_err(table_err)?;
+                    }
+                    shrunk = pv.fs;
+                }
+                None => not_shrunk = Some(format!(
+                    "Unable to shrink partition {}: its LVM volume group cannot be changed safely",
+                    last.number
+                )),
+            }
         } else {
             let why = if *found == FsType::Unknown {
                 format!(
