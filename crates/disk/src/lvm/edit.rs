@@ -134,10 +134,14 @@ impl VolumeGroup {
                         }
                     }
                     SegmentKind::Other { seg_type } => {
+                        // Not validated when read (their layout is the segment type's):
+                        // kept inside the PV, so the arithmetic on them cannot overflow.
+                        let pe_count = self.pv(pv_key).map_or(0, |p| p.pe_count);
                         for (start, count) in fixed_areas(s, seg_type, pv_key) {
+                            let start = start.min(pe_count);
                             out.push(Area {
                                 start,
-                                count,
+                                count: count.min(pe_count - start),
                                 owner: None,
                             });
                         }

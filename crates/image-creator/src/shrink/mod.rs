@@ -293,10 +293,12 @@ pub fn shrink(
                     }
                     shrunk = pv.fs;
                 }
-                None => not_shrunk = Some(format!(
+                None => {
+                    not_shrunk = Some(format!(
                     "Unable to shrink partition {}: its LVM volume group cannot be changed safely",
                     last.number
-                )),
+                ))
+                }
             }
         } else {
             let why = if *found == FsType::Unknown {
