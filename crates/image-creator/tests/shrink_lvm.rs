@@ -214,3 +214,88 @@ fn swap_lv_last_is_kept_and_the_pv_compacted() {
         .unwrap();
     assert_eq!(&sig, b"SWAPSPACE2");
 }
+
+/// A VG over two partitions whose root LV spans both: shrinking the root frees the
+/// last PV entirely, which shrinks to its metadata; both PVs get the new metadata.
+#[test]
+fn vg_over_two_partitions_is_shrunk_on_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Tree::new(dir.path(), "root");
+    root.linux_base("/dev/mapper/vg0-root / ext4 defaults 0 1\n");
+    let disk = Disk::create(
+        dir.path().join("disk.img"),
+        120 * MIB,
+        "label: gpt\nstart=2048, size=40M\nsize=60M\n",
+    );
+    let lvm = Lvm::attach(
+        disk.path(),
+        &[
+            (disk.offset(1), disk.size(1)),
+            (disk.offset(2), disk.size(2)),
+        ],
+    );
+    lvm.pvcreate(&[0, 1], &[]);
+    lvm.vgcreate("vg0", &[0, 1], &[]);
+    lvm.lvcreate("vg0", "root", "36M", &[0]);
+    lvm.lvextend("vg0", "root", "+40M", &[1]);
+    drop(lvm);
+    let img = disk.path().to_path_buf();
+    // The filesystem goes in through a file: the LV is in two pieces.
+    let mut layout = Layout::read_file(&img, 512).unwrap();
+    let devs: Vec<PvDevice> = [1, 2]
+        .iter()
+        .map(|&n| PvDevice {
+            id: n,
+            offset: disk.offset(n),
+            size: disk.size(n),
+        })
+        .collect();
+    let vg = lvm::scan(&img, &devs).unwrap().vgs.remove(0);
+    let pieces = vg.lv_extents("root").unwrap();
+    assert_eq!(pieces.len(), 2);
+    let fs_file = dir.path().join("root.ext4");
+    let total: u64 = pieces.iter().map(|e| e.len).sum();
+    Mke2fs::ext4()
+        .tree(&root.root)
+        .make(&fs_file, 0, &format!("{}k", total / 1024));
+    let data = fs::read(&fs_file).unwrap();
+    let out = OpenOptions::new().write(true).open(&img).unwrap();
+    let mut at = 0usize;
+    for e in &pieces {
+        out.write_all_at(&data[at..at + e.len as usize], e.image_offset)
+            .unwrap();
+        at += e.len as usize;
+    }
+    drop(out);
+
+    let workdir = WorkDir::create(Some(dir.path())).unwrap();
+    let rec = Recorder::default();
+    let opts = ShrinkOptions {
+        workdir: &workdir,
+        method: None,
+    };
+    let done = shrink::shrink(&img, &mut layout, &opts, &rec).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(done.new_size)
+        .unwrap();
+    let fs = done.shrunk.as_ref().expect("root shrunk");
+    assert!(fs.new_bytes < 36 * MIB, "{fs:?}");
+    let p2 = layout.partition(2).unwrap().clone();
+    assert!(p2.size() < 8 * MIB, "{}", p2.size());
+
+    let lvm = Lvm::attach(
+        &img,
+        &[(disk.offset(1), disk.size(1)), (p2.offset(), p2.size())],
+    );
+    lvm.vgck("vg0");
+    lvm.pvck(0);
+    lvm.pvck(1);
+    assert_eq!(lvm.pv_size(1).0, p2.size());
+    drop(lvm);
+    let (root_off, _) = lv_offset(&img, &layout, "vg0", "root");
+    assert_ext_clean(&img, root_off, "root LV");
+    assert!(rec.warnings().is_empty(), "{:?}", rec.warnings());
+}

@@ -12,6 +12,9 @@ use super::{ExtentMove, LvmError, Segment, SegmentKind, VolumeGroup};
 /// moves at all.
 const MAX_AREAS: usize = 10_000;
 
+/// LVM's default `devices/pv_min_size` (2 MiB): smaller devices are not scanned.
+const PV_MIN_SIZE: u64 = 2 << 20;
+
 /// Alignment of a metadata area at the end of a PV, as `pvcreate` places it.
 const TAIL_MDA_ALIGN: u64 = 4096;
 
@@ -264,13 +267,17 @@ impl VolumeGroup {
         moves
     }
 
-    /// The smallest size, in bytes, [`VolumeGroup::resize_pv`] accepts for PV `pv_key`:
-    /// its first extent plus the extents up to the last used one, plus a metadata area
-    /// at its end moved right after them. `None` for a PV not on the disk.
+    /// The smallest size, in bytes, to resize PV `pv_key` to: up to its last used extent
+    /// (at least one, and at least the 2 MiB under which the LVM tools ignore a device),
+    /// plus a metadata area at its end moved right after them. `None` for a PV not on
+    /// the disk.
     pub fn min_pv_size(&self, pv_key: &str) -> Option<u64> {
         let pv = self.pv(pv_key)?;
         let disk = self.disks.iter().find(|d| d.key == pv_key)?;
-        let used_end = pv.pe_start + self.used_pe_end(pv_key) * self.extent_size;
+        // At least one extent, and at least LVM's default `pv_min_size`: the tools
+        // ignore a smaller device, and the VG would miss a PV.
+        let used = self.used_pe_end(pv_key).max(1);
+        let used_end = (pv.pe_start + used * self.extent_size).max(PV_MIN_SIZE);
         let tail: u64 = disk
             .label
             .mdas
