@@ -407,10 +407,23 @@ impl Lvm {
         );
     }
 
-    /// Panic unless `pvck` finds the PV on partition index `i` clean.
+    /// Panic unless `pvck` finds the PV on partition index `i` clean, its headers and
+    /// metadata included (`--dump` says "CHECK:" for each problem it sees).
     pub fn pvck(&self, i: usize) {
-        let (ok, out) = self.try_run("pvck", &[self.dev(i)]);
-        assert!(ok, "pvck {}: {out}", self.dev(i));
+        for args in [
+            &[][..],
+            &["--dump", "headers"][..],
+            &["--dump", "metadata"][..],
+        ] {
+            let mut all = args.to_vec();
+            all.push(self.dev(i));
+            let (ok, out) = self.try_run("pvck", &all);
+            assert!(
+                ok && !out.contains("CHECK"),
+                "pvck {}: {out}",
+                all.join(" ")
+            );
+        }
     }
 
     /// The image file.

@@ -12,6 +12,9 @@ use super::{ExtentMove, LvmError, Segment, SegmentKind, VolumeGroup};
 /// moves at all.
 const MAX_AREAS: usize = 10_000;
 
+/// LVM's default `devices/pv_min_size` (2 MiB): smaller devices are not scanned.
+const PV_MIN_SIZE: u64 = 2 << 20;
+
 /// Alignment of a metadata area at the end of a PV, as `pvcreate` places it.
 const TAIL_MDA_ALIGN: u64 = 4096;
 
@@ -134,10 +137,14 @@ impl VolumeGroup {
                         }
                     }
                     SegmentKind::Other { seg_type } => {
+                        // Not validated when read (their layout is the segment type's):
+                        // kept inside the PV, so the arithmetic on them cannot overflow.
+                        let pe_count = self.pv(pv_key).map_or(0, |p| p.pe_count);
                         for (start, count) in fixed_areas(s, seg_type, pv_key) {
+                            let start = start.min(pe_count);
                             out.push(Area {
                                 start,
-                                count,
+                                count: count.min(pe_count - start),
                                 owner: None,
                             });
                         }
@@ -260,25 +267,28 @@ impl VolumeGroup {
         moves
     }
 
-    /// The smallest size, in bytes (a whole number of sectors), [`Self::resize_pv`]
-    /// accepts for PV `pv_key`: its allocated extents, plus a metadata area at its end
-    /// (aligned as `resize_pv` places it). Its current size when it is not on the disk.
-    pub fn min_pv_size(&self, pv_key: &str) -> u64 {
-        let Some(pv) = self.pv(pv_key) else {
-            return 0;
-        };
-        let Some(disk) = self.disks.iter().find(|d| d.key == pv_key) else {
-            return pv.dev_size;
-        };
-        let used_end = pv.pe_start + self.used_pe_end(pv_key) * self.extent_size;
+    /// The smallest size, in bytes, to resize PV `pv_key` to: up to its last used extent
+    /// (at least one, and at least the 2 MiB under which the LVM tools ignore a device),
+    /// plus a metadata area at its end moved right after them. `None` for a PV not on
+    /// the disk.
+    pub fn min_pv_size(&self, pv_key: &str) -> Option<u64> {
+        let pv = self.pv(pv_key)?;
+        let disk = self.disks.iter().find(|d| d.key == pv_key)?;
+        // At least one extent, and at least LVM's default `pv_min_size`: the tools
+        // ignore a smaller device, and the VG would miss a PV.
+        let used = self.used_pe_end(pv_key).max(1);
+        let used_end = (pv.pe_start + used * self.extent_size).max(PV_MIN_SIZE);
         let tail: u64 = disk
             .label
             .mdas
             .iter()
             .filter(|m| m.offset >= pv.pe_start)
-            .map(|m| m.size.div_ceil(TAIL_MDA_ALIGN) * TAIL_MDA_ALIGN)
+            .map(|m| m.size)
             .sum();
-        (used_end + tail).div_ceil(SECTOR) * SECTOR
+        if tail == 0 {
+            return Some(used_end.div_ceil(SECTOR) * SECTOR);
+        }
+        Some(used_end.div_ceil(TAIL_MDA_ALIGN) * TAIL_MDA_ALIGN + tail)
     }
 
     /// Shrink (or grow) PV `pv_key` to `new_dev_size` bytes: its extents must all lie

@@ -495,6 +495,10 @@ fn build(copy: &Copy, labelled: &[Labelled]) -> Result<VolumeGroup, LvmError> {
         }
         let bare: String = uuid.chars().filter(|&c| c != '-').collect();
         let found = labelled.iter().find(|l| l.label.uuid == bare);
+        // Every byte offset computed below stays under the device's offset plus this.
+        if found.is_some_and(|l| l.dev.offset.checked_add(dev_size).is_none()) {
+            return Err(bad(format!("{what}: size of {dev_size} bytes")));
+        }
         if let Some(l) = found {
             disks.push(PvDisk {
                 key: key.clone(),

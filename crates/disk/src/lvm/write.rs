@@ -122,10 +122,20 @@ impl VolumeGroup {
             let pv = self.pv(&d.key).expect("disks are PVs of the VG");
             let dev = pv.device.expect("disks are on devices");
             for (mi, area) in d.label.mdas.iter().enumerate() {
+                // An area past the device's end was never read; it is not ours to write.
+                if area
+                    .offset
+                    .checked_add(area.size)
+                    .and_then(|e| e.checked_add(pv.offset))
+                    .is_none_or(|e| e > pv.device_end)
+                {
+                    continue;
+                }
+                // A copy whose place makes no sense is as good as none.
                 let old = d.headers[mi]
                     .as_ref()
                     .and_then(|h| h.locns.first())
-                    .filter(|l| l.size > 0);
+                    .filter(|l| ondisk::text_pieces(l.offset, l.size, area.size).is_ok());
                 if old.is_some_and(|l| l.flags & ondisk::RAW_LOCN_IGNORED != 0) {
                     continue;
                 }
@@ -147,7 +157,7 @@ impl VolumeGroup {
                         device: device_name(dev),
                         vg: self.name.clone(),
                         size,
-                        space: space - taken,
+                        space: space.saturating_sub(taken),
                     });
                 }
                 plans.push(Plan {

@@ -8,26 +8,23 @@ use std::time::Duration;
 use snf_core::cancel;
 use snf_core::command;
 use snf_core::Reporter;
-use snf_disk::partition::MIB;
+use snf_disk::partition::{Layout, Partition, MIB};
 use snf_guestfs::probe::FsType;
 use snf_guestfs::ExtFs;
 
 use super::extract::Extracted;
 use super::method::{self, LoopDevice, Method, Target};
-use super::region::Region;
 use super::{disk_name, hide_dev, ShrinkError, ShrinkOptions, ShrunkFs, HEADROOM};
 
 /// At most this many `resize2fs -P` / `resize2fs` rounds.
 const ESTIMATE_ROUNDS: usize = 3;
 
-/// Shrinks the ext filesystem in `p` (on partition `number`, or on a logical volume of
-/// it) and returns its new size, which is a whole number of `align` bytes (the sector
-/// size, or the LVM extent size): the partition or volume must end exactly there.
+/// Shrinks the ext filesystem on partition `p` and returns its new size, which is a
+/// whole number of sectors: the partition must end exactly there.
 pub(super) fn shrink_ext(
     disk: &Path,
-    p: &Region,
-    number: u32,
-    align: u64,
+    layout: &Layout,
+    p: &Partition,
     kind: FsType,
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
@@ -43,12 +40,13 @@ pub(super) fn shrink_ext(
     let no_sync_available = command::exists(NO_SYNC_WRAPPER);
     let method = method::choose(opts.method, disk, p, private_copy, no_sync_available);
     reporter.info(&format!(
-        "Shrinking the {} filesystem on {} ...",
+        "Shrinking the {} filesystem on partition {} ...",
         kind.name(),
-        p.name
+        p.number
     ));
+    let ss = u64::from(layout.sector_size());
     let target = match method {
-        Method::Loop => match LoopDevice::attach(disk, p.offset, p.size) {
+        Method::Loop => match LoopDevice::attach(disk, p.offset(), p.size()) {
             Ok(dev) => Target::Loop(dev),
             Err(source) if opts.method.is_none() => {
                 reporter.detail(&format!(
@@ -58,9 +56,9 @@ pub(super) fn shrink_ext(
             }
             Err(source) => {
                 return Err(ShrinkError::Loop {
-                    volume: p.name.clone(),
+                    partition: p.number,
                     disk: disk_name(disk, opts.workdir),
-                    source: Box::new(source),
+                    source,
                 })
             }
         },
@@ -70,19 +68,62 @@ pub(super) fn shrink_ext(
         Target::Loop(_) => Method::Loop,
         Target::Extract(_) => Method::Extract,
     };
+    let r = resize_target(&target, p.number, p.size(), ss, reporter)?;
+    if let Target::Extract(x) = &target {
+        x.copy_back(r.part_bytes)?;
+    }
+    target.close();
+    reporter.info(&format!(
+        "Partition {}: {} filesystem shrunk from {} MiB to {} MiB",
+        p.number,
+        kind.name(),
+        r.old_bytes.div_ceil(MIB),
+        r.new_bytes.div_ceil(MIB)
+    ));
+    Ok(ShrunkFs {
+        partition: p.number,
+        fs: kind.name(),
+        old_bytes: r.old_bytes,
+        new_bytes: r.new_bytes,
+        partition_bytes: r.part_bytes,
+        method,
+    })
+}
+
+/// What [`resize_target`] did, in bytes.
+pub(super) struct Resized {
+    pub(super) old_bytes: u64,
+    pub(super) new_bytes: u64,
+    /// The filesystem's new container size: a whole number of `granule`s.
+    pub(super) part_bytes: u64,
+}
+
+/// Check the ext filesystem in `target` (of partition `n`, or on it for an LV, in a
+/// container of `size` bytes) and shrink it to its minimum plus [`HEADROOM`], rounded
+/// up to a whole number of `granule` bytes (a sector, an LVM extent) that it fills.
+pub(super) fn resize_target(
+    target: &Target,
+    n: u32,
+    size: u64,
+    granule: u64,
+    reporter: &dyn Reporter,
+) -> Result<Resized, ShrinkError> {
+    let method = match target {
+        Target::Loop(_) => Method::Loop,
+        Target::Extract(_) => Method::Extract,
+    };
     let dev = target.path().to_path_buf();
-    let n = p.name.as_str();
     // The extracted file is scratch: nothing in it needs to reach the platter.
     let tools = E2fsTools {
-        no_sync: matches!(target, Target::Extract(_)) && no_sync_available,
-        limit: command::data_limit(p.size),
+        no_sync: matches!(target, Target::Extract(_)) && command::exists(NO_SYNC_WRAPPER),
+        limit: command::data_limit(size),
     };
-    let through = match &target {
+    let through = match target {
         Target::Loop(_) => dev.display().to_string(),
         Target::Extract(x) => x.file_name().to_string(),
     };
     reporter.detail(&format!(
-        "{n}: resizing through {through} ({}{})",
+        "partition {n}: resizing through {through} ({}{})",
         method.name(),
         if tools.no_sync {
             ", without syncs: eatmydata"
@@ -95,9 +136,9 @@ pub(super) fn shrink_ext(
         ExtFs::open(&dev, 0, false)
             .map(|fs| fs.info())
             .map_err(|source| ShrinkError::Ext {
-                volume: n.to_string(),
+                partition: n,
                 dev: dev.clone(),
-                source: Box::new(source),
+                source,
             })
     };
     tools.fsck(&dev, n, reporter)?;
@@ -117,40 +158,21 @@ pub(super) fn shrink_ext(
         tools.resize2fs(&dev, n, target)?;
         wanted = target;
     }
-    // The partition ends on a sector boundary (a logical volume on an extent boundary);
-    // the filesystem fills it exactly.
-    let part_bytes = (wanted * bs).div_ceil(align) * align;
-    let part_bytes = part_bytes.min(p.size);
+    // The container ends on a granule boundary; the filesystem fills it exactly.
+    let part_bytes = (wanted * bs).div_ceil(granule) * granule;
+    let part_bytes = part_bytes.min(size);
     let fill = part_bytes / bs;
     if fill != wanted {
         tools.resize2fs(&dev, n, fill)?;
     }
     let after = superblock()?;
     if !after.is_clean() || after.has_errors() {
-        return Err(ShrinkError::NotClean {
-            volume: n.to_string(),
-        });
+        return Err(ShrinkError::NotClean { partition: n });
     }
-    if let Target::Extract(x) = &target {
-        x.copy_back(part_bytes)?;
-    }
-    target.close();
-    let new_bytes = after.blocks_count * bs;
-    reporter.info(&format!(
-        "{}: {} filesystem shrunk from {} MiB to {} MiB",
-        upper_first(n),
-        kind.name(),
-        (old_blocks * bs).div_ceil(MIB),
-        new_bytes.div_ceil(MIB)
-    ));
-    Ok(ShrunkFs {
-        partition: number,
-        volume: n.to_string(),
-        fs: kind.name(),
+    Ok(Resized {
         old_bytes: old_blocks * bs,
-        new_bytes,
-        partition_bytes: part_bytes,
-        method,
+        new_bytes: after.blocks_count * bs,
+        part_bytes,
     })
 }
 
@@ -177,39 +199,39 @@ impl E2fsTools {
     }
 
     /// `e2fsck -fy`: exit codes 0 (clean) and 1 (errors corrected) are fine.
-    fn fsck(&self, dev: &Path, volume: &str, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
+    fn fsck(&self, dev: &Path, partition: u32, reporter: &dyn Reporter) -> Result<(), ShrinkError> {
         let out = command::run_unchecked_with_limit(
             self.command("e2fsck").arg("-fy").arg(dev),
             self.limit,
         )
         .map_err(|source| ShrinkError::Tool {
-            volume: volume.to_string(),
+            partition,
             dev: dev.to_path_buf(),
-            source: Box::new(source),
+            source,
         })?;
         match out.status.code() {
             Some(0) => Ok(()),
             Some(1) => {
                 reporter.detail(&format!(
-                    "{volume}: e2fsck corrected errors in the filesystem"
+                    "partition {partition}: e2fsck corrected errors in the filesystem"
                 ));
                 Ok(())
             }
             code => Err(ShrinkError::Fsck {
-                volume: volume.to_string(),
+                partition,
                 code: code.unwrap_or(-1),
-                detail: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, volume),
+                detail: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, partition),
             }),
         }
     }
 
     /// `resize2fs -P`: the estimated minimum size, in filesystem blocks.
-    fn min_blocks(&self, dev: &Path, volume: &str) -> Result<u64, ShrinkError> {
+    fn min_blocks(&self, dev: &Path, partition: u32) -> Result<u64, ShrinkError> {
         let out = command::run_with_limit(self.command("resize2fs").arg("-P").arg(dev), self.limit)
             .map_err(|source| ShrinkError::Tool {
-                volume: volume.to_string(),
+                partition,
                 dev: dev.to_path_buf(),
-                source: Box::new(source),
+                source,
             })?;
         out.stdout
             .lines()
@@ -218,32 +240,24 @@ impl E2fsTools {
                     .and_then(|v| v.trim().parse::<u64>().ok())
             })
             .ok_or_else(|| ShrinkError::Estimate {
-                volume: volume.to_string(),
-                output: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, volume),
+                partition,
+                output: hide_dev(&last_lines(&out.stdout, &out.stderr), dev, partition),
             })
     }
 
     /// `resize2fs DEV BLOCKS` (a size without unit is in filesystem blocks).
-    fn resize2fs(&self, dev: &Path, volume: &str, blocks: u64) -> Result<(), ShrinkError> {
+    fn resize2fs(&self, dev: &Path, partition: u32, blocks: u64) -> Result<(), ShrinkError> {
         command::run_with_limit(
             self.command("resize2fs").arg(dev).arg(blocks.to_string()),
             self.limit,
         )
         .map(|_| ())
         .map_err(|source| ShrinkError::Tool {
-            volume: volume.to_string(),
+            partition,
             dev: dev.to_path_buf(),
-            source: Box::new(source),
+            source,
         })
     }
-}
-
-/// `partition 2` → `Partition 2`, for a message that starts with the name.
-fn upper_first(name: &str) -> String {
-    let mut c = name.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 fn last_lines(stdout: &str, stderr: &str) -> String {

@@ -5,11 +5,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use snf_core::Reporter;
+use snf_disk::partition::Partition;
 use snf_disk::WorkDir;
 
 use super::copy::{copy_range, zero_range};
 use super::free::{complement, trusted_used_ranges};
-use super::region::Region;
 use super::{disk_name, io_err, open_rw, ShrinkError};
 
 /// A partition's filesystem copied to its own sparse file in the work directory.
@@ -21,9 +21,31 @@ pub(super) struct Extracted {
     disk: PathBuf,
     /// How messages name the disk ([`disk_name`]).
     disk_name: String,
-    /// How messages name the filesystem's partition or volume.
-    volume: String,
-    offset: u64,
+    partition: u32,
+    /// Where the filesystem's bytes are on the disk, in its order: one piece for a
+    /// partition, one per extent run for an LVM logical volume.
+    map: Vec<Piece>,
+}
+
+/// `len` bytes of the filesystem at `at`, found on the disk at `disk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Piece {
+    pub(super) at: u64,
+    pub(super) disk: u64,
+    pub(super) len: u64,
+}
+
+/// `range` of the filesystem as (disk offset, length) pieces through `map`.
+fn through(map: &[Piece], range: Range<u64>) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for p in map {
+        let start = range.start.max(p.at);
+        let end = range.end.min(p.at + p.len);
+        if start < end {
+            out.push((p.disk + (start - p.at), end - start));
+        }
+    }
+    out
 }
 
 impl Extracted {
@@ -31,29 +53,32 @@ impl Extracted {
     /// when its bitmaps cannot be trusted (unclean, journal to replay, errors).
     pub(super) fn new(
         disk: &Path,
-        p: &Region,
+        p: &Partition,
         workdir: &WorkDir,
         reporter: &dyn Reporter,
     ) -> Result<Extracted, ShrinkError> {
-        let used = match trusted_used_ranges(disk, p.offset, p.size) {
+        let used = match trusted_used_ranges(disk, p.offset(), p.size()) {
             Some(u) => u,
             None => {
                 reporter.detail(&format!(
-                    "{}: the filesystem is not clean; copying all of it",
-                    p.name
+                    "partition {}: the filesystem is not clean; copying all of it",
+                    p.number
                 ));
                 vec![Range {
                     start: 0,
-                    end: p.size,
+                    end: p.size(),
                 }]
             }
         };
         let bytes: u64 = used.iter().map(|r| r.end - r.start).sum();
-        workdir.ensure_space(bytes, &format!("a copy of the filesystem on {}", p.name))?;
-        let file_name = format!("the extracted copy of {}", p.name);
+        workdir.ensure_space(
+            bytes,
+            &format!("a copy of the filesystem on partition {}", p.number),
+        )?;
+        let file_name = format!("the extracted copy of partition {}", p.number);
         let disk_name = disk_name(disk, workdir);
         let temp = tempfile::Builder::new()
-            .prefix(&format!("{}-", p.file_stem()))
+            .prefix(&format!("part{}-", p.number))
             .suffix(".ext")
             .tempfile_in(workdir.path())
             .map_err(io_err(format!(
@@ -61,18 +86,18 @@ impl Extracted {
                 workdir.parent().display()
             )))?;
         let (out, file_path) = temp.into_parts();
-        out.set_len(p.size)
+        out.set_len(p.size())
             .map_err(io_err(format!("extend {file_name}")))?;
         let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
         let task = reporter.task(
-            &format!("Extracting the filesystem of {}", p.name),
+            &format!("Extracting the filesystem of partition {}", p.number),
             bytes,
             snf_core::Unit::Bytes,
         );
         for r in &used {
             copy_range(
                 &src,
-                p.offset + r.start,
+                p.offset() + r.start,
                 &out,
                 r.start,
                 r.end - r.start,
@@ -86,8 +111,69 @@ impl Extracted {
             file_name,
             disk: disk.to_path_buf(),
             disk_name,
-            volume: p.name.clone(),
-            offset: p.offset,
+            partition: p.number,
+            map: vec![Piece {
+                at: 0,
+                disk: p.offset(),
+                len: p.size(),
+            }],
+        })
+    }
+
+    /// Copies the filesystem made of the pieces `map` (an LVM logical volume on
+    /// partition `partition`, named `what` in messages) to a scratch file. Its bitmaps
+    /// are not at one offset of the disk for libext2fs to read, so everything but the
+    /// disk's holes is copied: a private copy already has the free blocks punched.
+    pub(super) fn gather(
+        disk: &Path,
+        map: Vec<Piece>,
+        partition: u32,
+        what: &str,
+        workdir: &WorkDir,
+        reporter: &dyn Reporter,
+    ) -> Result<Extracted, ShrinkError> {
+        let disk_name = disk_name(disk, workdir);
+        let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
+        let mut data: Vec<(u64, u64, u64)> = Vec::new();
+        for p in &map {
+            for (start, len) in
+                data_runs(&src, p.disk, p.len).map_err(io_err(format!("read {disk_name}")))?
+            {
+                data.push((p.at + (start - p.disk), start, len));
+            }
+        }
+        let bytes: u64 = data.iter().map(|d| d.2).sum();
+        workdir.ensure_space(bytes, &format!("a copy of the filesystem of {what}"))?;
+        let file_name = format!("the extracted copy of {what}");
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("lv{partition}-"))
+            .suffix(".ext")
+            .tempfile_in(workdir.path())
+            .map_err(io_err(format!(
+                "create {file_name} under {}",
+                workdir.parent().display()
+            )))?;
+        let (out, file_path) = temp.into_parts();
+        let size = map.iter().map(|p| p.at + p.len).max().unwrap_or(0);
+        out.set_len(size)
+            .map_err(io_err(format!("extend {file_name}")))?;
+        let task = reporter.task(
+            &format!("Extracting the filesystem of {what}"),
+            bytes,
+            snf_core::Unit::Bytes,
+        );
+        for (at, from, len) in data {
+            copy_range(&src, from, &out, at, len, |n| task.inc(n))
+                .map_err(|e| e.context(&disk_name, &file_name))?;
+        }
+        task.finish("done");
+        Ok(Extracted {
+            file_path,
+            file_name,
+            disk: disk.to_path_buf(),
+            disk_name,
+            partition,
+            map,
         })
     }
 
@@ -100,14 +186,13 @@ impl Extracted {
         &self.file_name
     }
 
-    /// Writes the resized filesystem's used blocks back into the partition and zeroes
-    /// the rest of its first `part_bytes` bytes.
+    /// Writes the resized filesystem's used blocks back into the partition (or the
+    /// LV's extents) and zeroes the rest of its first `part_bytes` bytes.
     pub(super) fn copy_back(&self, part_bytes: u64) -> Result<(), ShrinkError> {
-        let used = trusted_used_ranges(&self.file_path, 0, part_bytes).ok_or_else(|| {
-            ShrinkError::NotClean {
-                volume: self.volume.clone(),
-            }
-        })?;
+        let used =
+            trusted_used_ranges(&self.file_path, 0, part_bytes).ok_or(ShrinkError::NotClean {
+                partition: self.partition,
+            })?;
         let src = OpenOptions::new()
             .read(true)
             .write(true)
@@ -125,21 +210,71 @@ impl Extracted {
         }
         let dst = open_rw(&self.disk, &self.disk_name)?;
         for r in &used {
-            copy_range(
-                &src,
-                r.start,
-                &dst,
-                self.offset + r.start,
-                r.end - r.start,
-                |_| {},
-            )
-            .map_err(|e| e.context(&self.file_name, &self.disk_name))?;
+            let mut at = r.start;
+            for (to, len) in through(&self.map, r.clone()) {
+                copy_range(&src, at, &dst, to, len, |_| {})
+                    .map_err(|e| e.context(&self.file_name, &self.disk_name))?;
+                at += len;
+            }
         }
         for r in complement(&used, part_bytes) {
-            zero_range(&dst, self.offset + r.start..self.offset + r.end)?;
+            for (to, len) in through(&self.map, r) {
+                zero_range(&dst, to..to + len)?;
+            }
         }
         // No fsync: the disk is read back through the page cache, and a private copy
         // need not reach the platter at all.
         Ok(())
+    }
+}
+
+/// The (offset, length) runs of `[from, from + len)` of `file` that hold data (holes
+/// left out; all of it where the filesystem cannot tell).
+fn data_runs(file: &File, from: u64, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom};
+    let end = from + len;
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < end {
+        snf_core::cancel::check().map_err(std::io::Error::other)?;
+        let start = match seek(file, SeekFrom::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return Ok(vec![(from, len)]),
+        };
+        if start >= end {
+            break;
+        }
+        let stop = match seek(file, SeekFrom::Hole(start)) {
+            Ok(h) => h.min(end),
+            Err(_) => end,
+        };
+        out.push((start, stop - start));
+        pos = stop;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_map_through_pieces() {
+        let map = [
+            Piece {
+                at: 0,
+                disk: 1000,
+                len: 10,
+            },
+            Piece {
+                at: 10,
+                disk: 500,
+                len: 10,
+            },
+        ];
+        assert_eq!(through(&map, 5..15), vec![(1005, 5), (500, 5)]);
+        assert_eq!(through(&map, 12..30), vec![(502, 8)]);
+        assert!(through(&map, 20..30).is_empty());
     }
 }

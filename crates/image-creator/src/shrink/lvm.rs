@@ -1,230 +1,255 @@
-//! Shrinking a last partition that is an LVM2 physical volume: the filesystem of the
-//! logical volume that ends last on it, then that volume, then the group's allocation on
-//! the physical volume (extents moved down by copying data inside the disk and editing
-//! the metadata), then the physical volume. The partition is cut after it by the caller.
+//! Shrinking an LVM2 physical volume that is the last partition.
 //!
-//! Nothing of device-mapper is needed: the metadata is read and written by
-//! [`snf_disk::lvm`], and the filesystem is resized on its byte range like a partition's.
-//! Only linear segments move; the extents of other kinds (striped, mirrored, thin pool
-//! metadata ...) stay where they are and the others are packed around them. Where a
-//! step cannot be done safely (a volume group with physical volumes elsewhere, a volume
-//! in several pieces) it is skipped with a reason, and the steps after it still run
-//! where they are safe.
+//! In the order that keeps every step safe to stop after:
+//! 1. the ext filesystem of the LV whose data ends last on the PV (swap LVs after it are
+//!    passed over and kept) is checked and shrunk
+//!    to its minimum plus [`HEADROOM`](super::HEADROOM), rounded up to whole extents, on
+//!    a scratch copy gathered from the LV's extents and scattered back (the LV's
+//!    dropped tail is zeroed); a swap LV, or any other filesystem, is kept as it is;
+//! 2. the LV is reduced to the extents the filesystem fills;
+//! 3. the PV's allocation is compacted: extents move down into the gaps (data copied
+//!    inside the disk, holes kept), non-linear segments stay where they are;
+//! 4. the PV is resized to end after its last used extent (a metadata area at its end
+//!    moves along), and the metadata is written to every metadata area (seqno + 1);
+//! 5. the caller ends the partition there.
+//!
+//! Where a step is not safe (a VG with PVs elsewhere, an LV that is not plain linear,
+//! a filesystem we cannot shrink) it is skipped with a warning; what is left is still a
+//! consistent VG.
 
 use std::path::Path;
 
-use snf_core::cancel;
 use snf_core::Reporter;
-use snf_disk::lvm::{self, PvDevice, SegmentKind, VolumeGroup};
-use snf_disk::partition::{Layout, Partition};
+use snf_disk::lvm::{self, PvDevice, VolumeGroup};
+use snf_disk::partition::{Layout, Partition, MIB};
 use snf_guestfs::probe::{self, FsType};
 
-use super::region::Region;
-use super::{ext, io_err, ShrinkError, ShrinkOptions, ShrunkFs};
+use super::ext::resize_target;
+use super::extract::{Extracted, Piece};
+use super::method::{Method, Target};
+use super::{ShrinkError, ShrinkOptions, ShrunkFs};
 
-/// What [`shrink_pv`] did.
+/// What became of the PV partition.
 pub(super) struct PvShrunk {
-    /// The physical volume's new size in bytes, a whole number of sectors: the partition
-    /// must end exactly there.
-    pub pv_bytes: u64,
-    /// The filesystem shrunk, if one was.
-    pub fs: Option<ShrunkFs>,
-    /// Why the physical volume or its last filesystem could not be shrunk.
-    pub not_shrunk: Option<String>,
+    /// The new size of the partition, in bytes (the PV's new size).
+    pub(super) partition_bytes: u64,
+    /// The LV filesystem that was shrunk, if one was.
+    pub(super) fs: Option<ShrunkFs>,
 }
 
-/// Shrink the physical volume on partition `last` of the disk `disk` (table `layout`).
-/// `Ok(None)` when the volume group cannot be changed at all (the reason was warned).
+/// Shrink the PV on partition `p` of `disk` (see the module documentation). `Ok(None)`
+/// when nothing could safely be done; the reason was reported as a warning.
 pub(super) fn shrink_pv(
     disk: &Path,
     layout: &Layout,
-    last: &Partition,
+    p: &Partition,
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Option<PvShrunk>, ShrinkError> {
+    let n = p.number;
+    let skip = |why: String| {
+        reporter.warn(&format!("Unable to shrink partition {n}: {why}"));
+        Ok(None)
+    };
     let devices: Vec<PvDevice> = layout
         .partitions()
         .iter()
-        .filter(|p| !p.is_extended())
-        .map(|p| PvDevice {
-            id: p.number,
-            offset: p.offset(),
-            size: p.size(),
+        .filter(|q| !q.is_extended())
+        .map(|q| PvDevice {
+            id: q.number,
+            offset: q.offset(),
+            size: q.size(),
         })
         .collect();
-    let scan = lvm::scan(disk, &devices)?;
-    let skip = |why: String| {
-        reporter.warn(&why);
-        Ok(None)
+    let scan = match lvm::scan(disk, &devices) {
+        Ok(s) => s,
+        Err(e) => return skip(e.to_string()),
     };
+    for w in &scan.warnings {
+        reporter.warn(w);
+    }
     let Some(mut vg) = scan
         .vgs
         .into_iter()
-        .find(|vg| vg.pvs.iter().any(|pv| pv.device == Some(last.number)))
+        .find(|vg| vg.pvs.iter().any(|pv| pv.device == Some(n)))
     else {
-        return skip(format!(
-            "Unable to shrink partition {}: its LVM physical volume belongs to no volume group",
-            last.number
-        ));
+        return skip("its LVM physical volume belongs to no volume group".into());
     };
-    if let Some(pv) = vg.pvs.iter().find(|pv| pv.device.is_none()) {
+    if let Some(missing) = vg.pvs.iter().find(|pv| pv.device.is_none()) {
         return skip(format!(
-            "Unable to shrink partition {}: volume group {} has the physical volume {} on \
-             another disk",
-            last.number, vg.name, pv.uuid
+            "VG {} has a PV ({}) that is not on this disk",
+            vg.name, missing.uuid
         ));
     }
     let pv_key = vg
         .pvs
         .iter()
-        .find(|pv| pv.device == Some(last.number))
+        .find(|pv| pv.device == Some(n))
         .map(|pv| pv.key.clone())
-        .expect("the group was chosen for this PV");
+        .expect("found above");
 
+    // The last filesystem on the PV: swap LVs after it are kept as they are (the guest's
+    // fstab and initramfs may name them, and the deploy side cannot re-create an LV) and
+    // move down with the rest.
     let mut fs = None;
-    let mut not_shrunk = None;
-    // The last filesystem on the PV: swap areas after it are kept as they are (the
-    // guest's fstab and initramfs may name them, and the deploy side cannot re-create a
-    // logical volume), and move down with the rest.
     for lv in lvs_by_end(&vg, &pv_key) {
-        match shrink_lv(disk, &mut vg, &lv, last.number, opts, reporter)? {
-            LvShrink::Swap => continue,
-            LvShrink::Done(done) => fs = Some(done),
-            LvShrink::Not(why) => {
-                reporter.warn(&why);
-                not_shrunk = Some(why);
-            }
+        if holds_swap(disk, &vg, &lv) {
+            reporter.info(&format!("LV {}/{lv} is swap space: kept as it is", vg.name));
+            continue;
         }
+        fs = shrink_lv(disk, &mut vg, &lv, n, opts, reporter)?;
         break;
     }
 
-    cancel::check()?;
     let moves = vg.compact(&pv_key);
     if !moves.is_empty() {
-        let extents: u64 = moves.iter().map(|m| m.count).sum();
+        let count: u64 = moves.iter().map(|m| m.count).sum();
         reporter.info(&format!(
-            "Moving {extents} extent(s) of volume group {} to the start of partition {}",
-            vg.name, last.number
+            "Moving {} MiB of VG {} down on partition {n} ...",
+            (count * vg.extent_size).div_ceil(MIB),
+            vg.name
         ));
-        lvm::apply_moves(disk, &vg, &moves)?;
+        lvm::apply_moves(disk, &vg, &moves).map_err(lvm_err(n))?;
     }
-    let pv = vg
-        .pvs
-        .iter()
-        .find(|pv| pv.key == pv_key)
-        .expect("the PV is the group's");
     let ss = u64::from(layout.sector_size());
-    let needed = vg.min_pv_size(&pv_key).div_ceil(ss) * ss;
-    let pv_bytes = if needed < pv.dev_size.min(last.size()) {
-        let old = pv.dev_size;
-        vg.resize_pv(&pv_key, needed)?;
-        reporter.info(&format!(
-            "Partition {}: LVM physical volume shrunk from {} MiB to {} MiB",
-            last.number,
-            old.div_ceil(super::MIB),
-            needed.div_ceil(super::MIB)
-        ));
-        needed
-    } else {
-        last.size()
-    };
-    vg.write(disk)?;
+    let min = vg.min_pv_size(&pv_key).expect("the PV is on the disk");
+    let new_size = min.div_ceil(ss) * ss;
+    if new_size < p.size() {
+        vg.resize_pv(&pv_key, new_size).map_err(lvm_err(n))?;
+    }
+    vg.write(disk).map_err(lvm_err(n))?;
+    let pv = vg.pv(&pv_key).expect("found above");
+    reporter.info(&format!(
+        "Partition {n}: LVM physical volume of VG {} is {} MiB",
+        vg.name,
+        pv.dev_size.div_ceil(MIB)
+    ));
+    let partition_bytes = pv.dev_size.min(p.size());
+    if let Some(f) = fs.as_mut() {
+        // What the partition became, as for a plain partition.
+        f.partition_bytes = partition_bytes;
+    }
     Ok(Some(PvShrunk {
-        pv_bytes,
+        partition_bytes,
         fs,
-        not_shrunk,
     }))
 }
 
-/// The logical volumes with extents on physical volume `pv_key`, the one reaching
-/// furthest into it first.
+fn lvm_err(partition: u32) -> impl Fn(lvm::LvmError) -> ShrinkError {
+    move |source| ShrinkError::Lvm { partition, source }
+}
+
+/// The visible LVs with data on PV `pv_key`, the one whose data ends last first.
 fn lvs_by_end(vg: &VolumeGroup, pv_key: &str) -> Vec<String> {
-    let mut ends: Vec<(u64, String)> = vg
-        .lvs
-        .iter()
-        .filter_map(|lv| {
-            let end = lv
-                .segments
-                .iter()
-                .filter_map(|s| match &s.kind {
-                    SegmentKind::Linear { pv, start_pe } if pv == pv_key => {
-                        Some(start_pe.saturating_add(s.extent_count))
-                    }
-                    _ => None,
-                })
-                .max()?;
-            Some((end, lv.name.clone()))
-        })
-        .collect();
+    let mut ends: Vec<(u64, &str)> = Vec::new();
+    for l in vg.lvs.iter().filter(|l| l.visible) {
+        let end = l
+            .segments
+            .iter()
+            .filter_map(|s| match &s.kind {
+                lvm::SegmentKind::Linear { pv, start_pe } if pv == pv_key => {
+                    Some(start_pe.saturating_add(s.extent_count))
+                }
+                _ => None,
+            })
+            .max();
+        if let Some(end) = end {
+            ends.push((end, &l.name));
+        }
+    }
     ends.sort_by(|a, b| b.cmp(a));
-    ends.into_iter().map(|(_, name)| name).collect()
+    ends.into_iter().map(|(_, name)| name.to_string()).collect()
 }
 
-/// What [`shrink_lv`] did with one logical volume.
-enum LvShrink {
-    /// It holds a swap area, kept as it is.
-    Swap,
-    /// Its filesystem and the volume were shrunk.
-    Done(ShrunkFs),
-    /// Its filesystem cannot be shrunk, for this reason.
-    Not(String),
+/// Whether LV `lv` holds a swap area.
+fn holds_swap(disk: &Path, vg: &VolumeGroup, lv: &str) -> bool {
+    vg.lv_extents(lv)
+        .ok()
+        .and_then(|e| e.first().copied())
+        .and_then(|first| probe::probe_file(disk, first.image_offset, first.len).ok())
+        .is_some_and(|p| p.fs_type == FsType::Swap)
 }
 
-/// Shrink the filesystem of `lv` and the volume with it.
+/// Shrink the filesystem of LV `lv` and reduce the LV to it, when it is ext and the LV
+/// can be edited; otherwise say why it is kept.
 fn shrink_lv(
     disk: &Path,
     vg: &mut VolumeGroup,
     lv: &str,
-    number: u32,
+    n: u32,
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
-) -> Result<LvShrink, ShrinkError> {
-    let name = format!("LV {}/{lv}", vg.name);
-    let extents = vg.lv_extents(lv)?;
-    let [one] = extents.as_slice() else {
-        return Ok(LvShrink::Not(format!(
-            "Unable to shrink {name}: its data is in {} separate pieces on the disk",
-            extents.len()
-        )));
+) -> Result<Option<ShrunkFs>, ShrinkError> {
+    let what = format!("LV {}/{lv}", vg.name);
+    let extents = match vg.lv_extents(lv) {
+        Ok(e) => e,
+        Err(e) => {
+            reporter.warn(&format!("Unable to shrink {what}: {e}"));
+            return Ok(None);
+        }
     };
-    let region = Region {
-        name: name.clone(),
-        offset: one.image_offset,
-        size: one.len,
-    };
-    let found = probe::probe_file(disk, region.offset, region.size)
-        .map_err(io_err(format!("read {name}")))?
-        .fs_type;
-    match found {
-        t if t.is_ext() => {}
-        FsType::Swap => {
-            reporter.info(&format!(
-                "Keeping the swap area on {name} as it is ({} MiB)",
-                region.size.div_ceil(super::MIB)
-            ));
-            return Ok(LvShrink::Swap);
-        }
-        FsType::Unknown => {
-            return Ok(LvShrink::Not(format!(
-                "Unable to shrink {name}: could not detect its file system"
-            )))
-        }
-        t => {
-            return Ok(LvShrink::Not(format!(
-                "Unable to shrink {name}: don't know how to shrink {} file systems",
-                t.name()
-            )))
-        }
+    // Editable (linear, used by no other LV): try it on a copy first.
+    if let Err(e) = vg.clone().reduce_lv(lv, 1) {
+        reporter.warn(&format!("Unable to shrink {what}: {e}"));
+        return Ok(None);
     }
-    let fs = ext::shrink_ext(disk, &region, number, vg.extent_size, found, opts, reporter)?;
-    let count = fs.partition_bytes / vg.extent_size;
-    let old = vg.lv(lv).map_or(0, |l| l.extent_count);
-    if count < old {
-        vg.reduce_lv(lv, count)?;
-        reporter.info(&format!(
-            "{name}: reduced from {old} to {count} extents of {} MiB",
-            vg.extent_size >> 20
-        ));
+    let first = extents[0];
+    let found = probe::probe_file(disk, first.image_offset, first.len)
+        .map(|p| p.fs_type)
+        .unwrap_or(FsType::Unknown);
+    if found == FsType::Swap {
+        reporter.info(&format!("{what} is swap space: kept as it is"));
+        return Ok(None);
     }
-    Ok(LvShrink::Done(fs))
+    if !found.is_ext() {
+        let why = if found == FsType::Unknown {
+            "could not detect its file system".to_string()
+        } else {
+            format!("don't know how to shrink {} file systems", found.name())
+        };
+        reporter.warn(&format!("Unable to shrink {what}: {why}"));
+        return Ok(None);
+    }
+    reporter.info(&format!(
+        "Shrinking the {} filesystem on {what} ...",
+        found.name()
+    ));
+    let mut map = Vec::with_capacity(extents.len());
+    let mut at = 0;
+    for e in &extents {
+        map.push(Piece {
+            at,
+            disk: e.image_offset,
+            len: e.len,
+        });
+        at += e.len;
+    }
+    let lv_bytes = at;
+    let x = Extracted::gather(disk, map, n, &what, opts.workdir, reporter)?;
+    let target = Target::Extract(x);
+    let r = resize_target(&target, n, lv_bytes, vg.extent_size, reporter)?;
+    if let Target::Extract(x) = &target {
+        x.copy_back(r.part_bytes)?;
+    }
+    target.close();
+    let new_extents = r.part_bytes / vg.extent_size;
+    vg.reduce_lv(lv, new_extents.max(1))
+        .map_err(|source| ShrinkError::Lvm {
+            partition: n,
+            source,
+        })?;
+    reporter.info(&format!(
+        "{what}: {} filesystem shrunk from {} MiB to {} MiB",
+        found.name(),
+        r.old_bytes.div_ceil(MIB),
+        r.new_bytes.div_ceil(MIB)
+    ));
+    Ok(Some(ShrunkFs {
+        partition: n,
+        fs: found.name(),
+        old_bytes: r.old_bytes,
+        new_bytes: r.new_bytes,
+        partition_bytes: r.part_bytes,
+        method: Method::Extract,
+    }))
 }

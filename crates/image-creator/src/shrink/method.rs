@@ -1,8 +1,8 @@
 //! How resize2fs reaches the filesystem: a loop device over the partition or an
 //! extracted copy, and which one a run uses.
 
-use super::region::Region;
 pub(super) use snf_disk::loopdev::LoopDevice;
+use snf_disk::partition::Partition;
 use snf_guestfs::ExtFs;
 use std::path::Path;
 
@@ -47,7 +47,7 @@ impl Method {
 pub(super) fn choose(
     asked: Option<Method>,
     disk: &Path,
-    p: &Region,
+    p: &Partition,
     private_copy: bool,
     no_sync_available: bool,
 ) -> Method {
@@ -62,13 +62,13 @@ pub(super) fn choose(
 }
 
 /// Bytes the ext filesystem on `p` uses (all of the partition when it cannot be read).
-fn used_bytes(disk: &Path, p: &Region) -> u64 {
-    ExtFs::open(disk, p.offset, false)
+fn used_bytes(disk: &Path, p: &Partition) -> u64 {
+    ExtFs::open(disk, p.offset(), false)
         .map(|fs| {
             let info = fs.info();
             info.blocks_count.saturating_sub(info.free_blocks) * u64::from(info.block_size)
         })
-        .unwrap_or(p.size)
+        .unwrap_or(p.size())
 }
 
 /// Whether `bytes` of freshly written data are likely still in the page cache: they

@@ -7,11 +7,8 @@
 //! entries keep their type GUID, PARTUUID and name; logical partitions and 4096-byte
 //! sectors work) and the filesystem is grown to fill it exactly; the table is rewritten
 //! for a disk that ends 1 MiB after the last partition (plus the GPT backup), with valid
-//! checksums everywhere. A last partition that is an LVM2 physical volume is shrunk
-//! through its volume group ([`lvm`]: the last logical volume's ext filesystem and the
-//! volume, then the group's extents moved down, then the physical volume). Other
-//! filesystems are not shrunk, with a warning saying why; the disk is still cut after the
-//! last partition.
+//! checksums everywhere. Other filesystems are not shrunk, with a warning saying why;
+//! the disk is still cut after the last partition.
 //!
 //! resize2fs is never given the `image?offset=N` form: on a regular file it truncates
 //! the file to the new filesystem size without the offset (ecosystem notes, B.9). It
@@ -37,6 +34,10 @@
 //! snapshot copy and the dump can treat them as zeros: deleted data never reaches the
 //! image, and the image is as small as the data.
 //!
+//! An LVM2 physical volume as the last partition is shrunk too (`lvm.rs`): the ext
+//! filesystem of the last LV on it that is not swap, that LV, the PV's allocation
+//! (compacted), the PV and its partition; swap LVs are kept.
+//!
 //! Out of scope: a SYSLINUX boot partition that is the last partition would need
 //! `extlinux -U` after its filesystem moved; ext is the only filesystem shrunk anyway.
 
@@ -47,7 +48,6 @@ mod free;
 mod lvm;
 mod method;
 mod plan;
-mod region;
 mod table;
 
 use std::fs::{File, OpenOptions};
@@ -65,7 +65,6 @@ pub use ext::NO_SYNC_WRAPPER;
 pub use free::free_ranges;
 pub use method::Method;
 use plan::Trailing;
-use region::Region;
 
 /// The environment variable that forces a [`Method`] (`loop` or `extract`).
 pub const METHOD_ENV: &str = "SNF_SHRINK_METHOD";
@@ -88,43 +87,42 @@ pub enum ShrinkError {
         source: PartitionError,
     },
     /// e2fsck found errors it could not correct.
-    #[error("the ext filesystem on {volume} has errors e2fsck could not correct (exit code {code}): {detail}")]
+    #[error("the ext filesystem on partition {partition} has errors e2fsck could not correct (exit code {code}): {detail}")]
     Fsck {
-        volume: String,
+        partition: u32,
         code: i32,
         detail: String,
     },
     /// An e2fsprogs or util-linux tool failed. The tool saw the filesystem as `dev` (an
     /// extracted scratch file or a loop device), which the message calls the partition.
-    #[error("{volume}: {}", hide_dev(&.source.to_string(), .dev, .volume))]
+    #[error("partition {partition}: {}", hide_dev(&.source.to_string(), .dev, *.partition))]
     Tool {
-        volume: String,
+        partition: u32,
         dev: PathBuf,
-        /// Boxed: a tool's error carries its output, and this error travels far.
         #[source]
-        source: Box<CommandError>,
+        source: CommandError,
     },
     /// resize2fs said something that could not be understood.
-    #[error("{volume}: unexpected output from resize2fs -P: {output}")]
-    Estimate { volume: String, output: String },
+    #[error("partition {partition}: unexpected output from resize2fs -P: {output}")]
+    Estimate { partition: u32, output: String },
     /// The filesystem cannot be read through libext2fs (opened as `dev`, see `Tool`).
-    #[error("{volume}: {}", hide_dev(&.source.to_string(), .dev, .volume))]
+    #[error("partition {partition}: {}", hide_dev(&.source.to_string(), .dev, *.partition))]
     Ext {
-        volume: String,
+        partition: u32,
         dev: PathBuf,
         #[source]
-        source: Box<snf_guestfs::Error>,
+        source: snf_guestfs::Error,
     },
     /// After resizing, the filesystem is not marked clean (the deploy side requires it).
-    #[error("{volume}: the ext filesystem is not clean after resizing")]
-    NotClean { volume: String },
+    #[error("partition {partition}: the ext filesystem is not clean after resizing")]
+    NotClean { partition: u32 },
     /// No loop device could be attached although [`Method::Loop`] was asked for.
-    #[error("cannot attach a loop device to {volume} of {disk}: {source}")]
+    #[error("cannot attach a loop device to partition {partition} of {disk}: {source}")]
     Loop {
-        volume: String,
+        partition: u32,
         disk: String,
         #[source]
-        source: Box<CommandError>,
+        source: CommandError,
     },
     /// Reading or writing the disk or the extracted copy failed.
     #[error("cannot {what}: {source}")]
@@ -136,41 +134,45 @@ pub enum ShrinkError {
     /// Not enough room in the work directory for the extracted filesystem.
     #[error(transparent)]
     WorkDir(#[from] WorkDirError),
-    /// The LVM metadata cannot be read or written as needed.
-    #[error(transparent)]
-    Lvm(Box<snf_disk::lvm::LvmError>),
+    /// Reading, editing or writing the LVM2 metadata or data of a PV failed.
+    #[error("partition {partition}: {source}")]
+    Lvm {
+        partition: u32,
+        #[source]
+        source: snf_disk::lvm::LvmError,
+    },
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
 }
 
-impl From<snf_disk::lvm::LvmError> for ShrinkError {
-    // Boxed, as names and reasons make it large and every shrink step returns this.
-    fn from(e: snf_disk::lvm::LvmError) -> ShrinkError {
-        ShrinkError::Lvm(Box::new(e))
-    }
-}
-
 impl ShrinkError {
     /// Whether the work stopped because the user cancelled.
     pub fn is_cancelled(&self) -> bool {
-        match self {
-            ShrinkError::Cancelled(_) => true,
-            ShrinkError::Tool { source, .. } => matches!(**source, CommandError::Cancelled { .. }),
-            _ => false,
-        }
+        matches!(
+            self,
+            ShrinkError::Cancelled(_)
+                | ShrinkError::Tool {
+                    source: CommandError::Cancelled { .. },
+                    ..
+                }
+                | ShrinkError::Lvm {
+                    source: snf_disk::lvm::LvmError::Cancelled(_),
+                    ..
+                }
+        )
     }
 }
 
 /// `text` (a tool's or libext2fs's message) with the path it was given for the
-/// filesystem of `volume` (`partition N`, `LV vg/lv`) replaced by words: that path is a
-/// scratch file in the work directory or a loop device, and means nothing to the user.
-fn hide_dev(text: &str, dev: &Path, volume: &str) -> String {
+/// filesystem of `partition` replaced by words: that path is a scratch file in the work
+/// directory or a loop device, and means nothing to the user.
+fn hide_dev(text: &str, dev: &Path, partition: u32) -> String {
     let dev = dev.display().to_string();
     if dev.is_empty() {
         return text.to_string();
     }
-    text.replace(&dev, &format!("the filesystem of {volume}"))
+    text.replace(&dev, &format!("the filesystem of partition {partition}"))
 }
 
 /// How messages name the disk being shrunk: a private copy in the work directory by
@@ -202,10 +204,8 @@ pub struct Removed {
 /// A filesystem [`shrink`] resized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShrunkFs {
-    /// The partition number (for a logical volume: the partition of its physical volume).
+    /// The partition number.
     pub partition: u32,
-    /// How messages name it: `partition N` or `LV vg/lv`.
-    pub volume: String,
     /// `ext2`, `ext3` or `ext4`.
     pub fs: &'static str,
     /// Filesystem size before, in bytes.
@@ -213,8 +213,7 @@ pub struct ShrunkFs {
     /// Filesystem size after, in bytes (it fills the partition but for less than a
     /// block when blocks are larger than sectors).
     pub new_bytes: u64,
-    /// Size of its partition or logical volume after, in bytes (a whole number of
-    /// sectors, or of extents).
+    /// Partition size after, in bytes (a whole number of sectors).
     pub partition_bytes: u64,
     /// How resize2fs reached it.
     pub method: Method,
@@ -277,9 +276,7 @@ pub fn shrink(
     let mut not_shrunk = None;
     if let Some((last, found)) = &last {
         if found.is_ext() {
-            let region = Region::of_partition(last);
-            let ss = u64::from(next.sector_size());
-            let fs = ext::shrink_ext(disk, &region, last.number, ss, *found, opts, reporter)?;
+            let fs = ext::shrink_ext(disk, &next, last, *found, opts, reporter)?;
             let ss = u64::from(next.sector_size());
             let new_end = last.start + fs.partition_bytes / ss - 1;
             if new_end != last.end {
@@ -287,14 +284,21 @@ pub fn shrink(
             }
             shrunk = Some(fs);
         } else if *found == FsType::LvmPv {
-            if let Some(pv) = lvm::shrink_pv(disk, &next, last, opts, reporter)? {
-                let ss = u64::from(next.sector_size());
-                let new_end = last.start + pv.pv_bytes / ss - 1;
-                if new_end < last.end {
-                    next.set_end(last.number, new_end).map_err(table_err)?;
+            match lvm::shrink_pv(disk, &next, last, opts, reporter)? {
+                Some(pv) => {
+                    let ss = u64::from(next.sector_size());
+                    let new_end = last.start + pv.partition_bytes / ss - 1;
+                    if new_end != last.end {
+                        next.set_end(last.number, new_end).map_err(table_err)?;
+                    }
+                    shrunk = pv.fs;
                 }
-                shrunk = pv.fs;
-                not_shrunk = pv.not_shrunk;
+                None => {
+                    not_shrunk = Some(format!(
+                    "Unable to shrink partition {}: its LVM volume group cannot be changed safely",
+                    last.number
+                ))
+                }
             }
         } else {
             let why = if *found == FsType::Unknown {

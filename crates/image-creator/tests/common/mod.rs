@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use image_creator::inspect::{inspect, partitions_from_layout, Inspection};
+use image_creator::inspect::{inspect, Inspection};
 use image_creator::metadata::Metadata;
 use snf_guestfs::assemble::PartitionDesc;
 use snf_testkit::fixture::{
