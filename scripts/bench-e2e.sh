@@ -8,8 +8,10 @@
 # Targets: time at most 1.5x the floor; output allocation no larger than the guest's
 # used data (allocated blocks of its filesystems) plus 5%.
 #
-# Usage: scripts/bench-e2e.sh [GUEST_DIR [mbr|gpt]]
+# Usage: scripts/bench-e2e.sh [GUEST_DIR [mbr|gpt|lvm]]
 #   GUEST_DIR defaults to $SNF_TEST_GUEST_DIR or target/test-guest (built if missing).
+#   lvm: the guest whose root is an LV (debian12-lvm.raw): the PV is shrunk, the swap LV
+#   kept.
 # Needs root only to build the guest. Leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,18 +30,33 @@ calc() { python3 -c "print($1)"; }
 alloc() { echo $(($(stat -c %b "$1") * $(stat -c %B "$1"))); }
 mib() { calc "f'{$1 / 1048576:.0f} MiB'"; }
 
-# Used data of the guest: allocated blocks of every ext filesystem (e2fsprogs' view).
+# Used data of the guest: allocated blocks of every ext filesystem (e2fsprogs' view), in
+# the partitions and, on the LVM guest, in the root LV (its first extent is the PV's
+# first, see build-debian.sh; guest.json has pe_start).
+fs_offsets() {
+    sfdisk -J "$SRC" | python3 -c 'import json,sys
+for p in json.load(sys.stdin)["partitiontable"]["partitions"]: print(p["start"] * 512)'
+    if [ "$TABLE" = lvm ]; then
+        python3 - "$GUEST_DIR/guest.json" "$SRC" <<'EOF'
+import json, subprocess, sys
+lvm = json.load(open(sys.argv[1]))["images"]["lvm"]
+table = json.loads(subprocess.run(["sfdisk", "-J", sys.argv[2]], check=True,
+                                  capture_output=True).stdout)["partitiontable"]
+pv = table["partitions"][lvm["pv_partition"] - 1]
+print(pv["start"] * 512 + lvm["pe_start"])
+EOF
+    fi
+}
 used=0
-while read -r start; do
-    spec="$SRC?offset=$((start * 512))"
+while read -r offset; do
+    spec="$SRC?offset=$offset"
     if info=$(tune2fs -l "$spec" 2>/dev/null); then
         bc_=$(awk -F: '/^Block count/ {print $2+0}' <<<"$info")
         fb=$(awk -F: '/^Free blocks/ {print $2+0}' <<<"$info")
         bs=$(awk -F: '/^Block size/ {print $2+0}' <<<"$info")
         used=$((used + (bc_ - fb) * bs))
     fi
-done < <(sfdisk -J "$SRC" | python3 -c 'import json,sys
-for p in json.load(sys.stdin)["partitiontable"]["partitions"]: print(p["start"])')
+done < <(fs_offsets)
 
 # Both runs start with the source in the page cache (the first read of a cold image
 # would otherwise be charged to whichever runs first).

@@ -3,6 +3,9 @@
 #
 #   OUTDIR/debian12-mbr.raw  MBR: p1 ext4 / (bootable, /boot inside), p2 linux swap (last)
 #   OUTDIR/debian12-gpt.raw  GPT: p1 BIOS boot (EF02, 1 MiB, GRUB core), p2 ext4 /, p3 swap (last)
+#   OUTDIR/debian12-lvm.raw  MBR: p1 ext4 /boot (bootable), p2 LVM PV (type 8e, last) holding
+#                            VG snfvg: LV root (ext4 /), then LV swap (the Ubuntu Server /
+#                            RHEL layout); lvm2 in the guest and in its initramfs
 #   OUTDIR/guest.json        what the tests may rely on (passwords, UUIDs, marker ...)
 #   OUTDIR/id_ed25519        private half of the key planted in authorized_keys
 #
@@ -10,7 +13,11 @@
 #
 # Runs debootstrap once into a scratch directory, copies that tree into each image's
 # root filesystem and installs GRUB per image through a loop device. Needs root. Cached:
-# when OUTDIR holds both images and a stamp equal to this script's hash, it does nothing.
+# when OUTDIR holds all images and a stamp equal to this script's hash, it does nothing.
+#
+# The LVM image is made without device-mapper (this machine's kernel has none): the LVM
+# tools write only metadata (no activation) on the loop device's second partition, and
+# the root and swap filesystems are made as files and copied to the LVs' byte offsets.
 # Debootstrap's .deb cache persists in $SNF_DEBOOTSTRAP_CACHE (default
 # /var/cache/snf-test-debootstrap) so rebuilds on one machine download nothing.
 #
@@ -23,7 +30,8 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "build-debian.sh: needs root (debootstrap, loop devices, mount)" >&2
     exit 1
 fi
-for tool in debootstrap partx sfdisk sgdisk mkfs.ext4 mkswap losetup e2fsck openssl ssh-keygen; do
+for tool in debootstrap partx sfdisk sgdisk mkfs.ext4 mkswap losetup e2fsck openssl ssh-keygen \
+    pvcreate vgcreate lvcreate lvs pvs vgs vgck; do
     command -v "$tool" >/dev/null || { echo "build-debian.sh: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
 
@@ -37,6 +45,7 @@ MIRROR=${SNF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${SNF_DEBOOTSTRAP_CACHE:-/var/cache/snf-test-debootstrap}
 
 if [ -f "$OUTDIR/debian12-mbr.raw" ] && [ -f "$OUTDIR/debian12-gpt.raw" ] &&
+    [ -f "$OUTDIR/debian12-lvm.raw" ] &&
     [ "$(cat "$OUTDIR/stamp" 2>/dev/null)" = "$STAMP_VALUE" ]; then
     echo "build-debian.sh: $OUTDIR is up to date" >&2
     exit 0
@@ -59,10 +68,20 @@ MBR_LABEL_ID=0x5a0f0001
 GPT_DISK_GUID=6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9001
 GPT_PART_GUIDS=(6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9011 6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9012
     6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9013)
+LVM_LABEL_ID=0x5a0f0003
+LVM_BOOT_MIB=256              # /boot partition size
+LVM_VG=snfvg
+LVM_BOOT_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445521
+LVM_ROOT_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445522
+LVM_SWAP_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445523
+LVM_PV_UUID=SnfPVd-eb12-LVMg-uest-0001-Test-PV0001 # vgcreate/lvcreate take no UUID: theirs are recorded
 # Packages on top of minbase: what it takes to boot under BIOS, log in on the serial
 # console and be reachable by ssh. The cloud kernel (105 MB installed instead of 400 MB)
 # keeps the images small; it has virtio, which boot-check.sh uses.
 INCLUDE=linux-image-cloud-amd64,grub-pc,systemd-sysv,udev,openssh-server,sudo,kmod,iproute2,ifupdown,zstd
+# Only the LVM image gets lvm2: it is installed into the tree after the two plain images
+# are made, so they stay as they were (no LVM udev rules or initramfs hook in them).
+LVM_PACKAGES=(lvm2)
 # ---------------------------------------------------------------------------------------
 
 mkdir -p "$OUTDIR" "$CACHE"
@@ -274,6 +293,188 @@ make_image mbr "$WORK/debian12-mbr.raw"
 log "building GPT image"
 make_image gpt "$WORK/debian12-gpt.raw"
 
+# ---- 3. the LVM image (last: it changes the tree) ---------------------------------------
+# lvm_tool CMD ARGS...: an LVM tool that sees only the loop device's PV partition and
+# never talks to device-mapper (this kernel has none), with its own configuration so the
+# host's /etc/lvm (backups, archives, devices file) is neither read nor written.
+lvm_tool() {
+    LVM_SYSTEM_DIR=$WORK/lvm-etc LVM_SUPPRESS_FD_WARNINGS=1 "$@" --driverloaded n 2>>"$WORK/lvm.log" || {
+        echo "build-debian.sh: $* failed:" >&2
+        tail -20 "$WORK/lvm.log" >&2
+        return 1
+    }
+}
+
+fsck_clean() { # fsck_clean TARGET: e2fsck -fn, its report shown only when not clean
+    local report
+    report=$(e2fsck -fn "$1" 2>&1) || { echo "$report" >&2; return 1; }
+}
+
+make_lvm_image() { # make_lvm_image OUTFILE
+    local out=$1 loop kver mnt_boot vg_uuid root_lv_uuid swap_lv_uuid extent pe_start
+    local root_pe root_len swap_pe swap_len p2_start root_off swap_off vg_extents
+    rm -f "$out"
+    truncate -s "$SIZE" "$out"
+    local total_mib=$(($(stat -c %s "$out") / 1048576))
+    p2_start=$(((1 + LVM_BOOT_MIB) * 2048))
+    sfdisk -q "$out" <<EOF
+label: dos
+label-id: $LVM_LABEL_ID
+unit: sectors
+
+start=2048, size=$((LVM_BOOT_MIB * 2048)), type=83, bootable
+start=$p2_start, size=$(((total_mib - 1 - LVM_BOOT_MIB) * 2048)), type=8e
+EOF
+    loop=$(attach_loop "$out")
+    LOOPS+=("$loop")
+
+    # /boot: a plain partition GRUB reads, holding the tree's /boot.
+    mkfs.ext4 -q -U "$LVM_BOOT_UUID" -L boot "${loop}p1"
+    mnt_boot=$WORK/mnt-lvm-boot
+    mkdir -p "$mnt_boot"
+    mount "${loop}p1" "$mnt_boot"
+    cp -a "$ROOTFS/boot/." "$mnt_boot/"
+    umount "$mnt_boot"
+    find "$ROOTFS/boot" -mindepth 1 -delete
+    mount "${loop}p1" "$ROOTFS/boot"; MOUNTS+=("$ROOTFS/boot")
+
+    cat >"$ROOTFS/etc/fstab" <<EOF
+# /etc/fstab: static file system information.
+# <file system> <mount point> <type> <options> <dump> <pass>
+/dev/mapper/$LVM_VG-root / ext4 errors=remount-ro 0 1
+UUID=$LVM_BOOT_UUID /boot ext4 defaults 0 2
+/dev/$LVM_VG/swap none swap sw 0 0
+EOF
+    # initramfs-tools' resume hook would otherwise pick the build host's swap.
+    echo RESUME=none >"$ROOTFS/etc/initramfs-tools/conf.d/resume"
+
+    mount_pseudo "$ROOTFS" "$loop"
+    # lvm2 from the mirror, its .debs kept in the debootstrap cache (bind-mounted over
+    # the tree's apt archive, which keeps its dozen dirt .debs untouched).
+    flock 9
+    mount --bind "$CACHE" "$ROOTFS/var/cache/apt/archives"; MOUNTS+=("$ROOTFS/var/cache/apt/archives")
+    if ! in_root "$ROOTFS" apt-get install -y --no-install-recommends "${LVM_PACKAGES[@]}" \
+        >"$WORK/apt-lvm.log" 2>&1; then
+        # debootstrap's package lists may not name them: fetch the lists once.
+        in_root "$ROOTFS" apt-get update >>"$WORK/apt-lvm.log" 2>&1 &&
+            in_root "$ROOTFS" apt-get install -y --no-install-recommends "${LVM_PACKAGES[@]}" \
+                >>"$WORK/apt-lvm.log" 2>&1 || { tail -40 "$WORK/apt-lvm.log" >&2; return 1; }
+    fi
+    umount "$ROOTFS/var/cache/apt/archives"; unset 'MOUNTS[${#MOUNTS[@]}-1]'
+    flock -u 9
+    in_root "$ROOTFS" apt-cache gencaches >/dev/null 2>&1 || true
+
+    kver=$(find "$ROOTFS/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sed 's/^vmlinuz-//' | sort -V | tail -1)
+    [ -n "$kver" ] || { echo "build-debian.sh: no kernel in /boot" >&2; return 1; }
+    in_root "$ROOTFS" update-initramfs -u -k all >"$WORK/initramfs-lvm.log" 2>&1 || {
+        cat "$WORK/initramfs-lvm.log" >&2
+        return 1
+    }
+    local listing
+    # bookworm activates LVs in the initramfs through 69-lvm.rules (no local-top script).
+    listing=$(in_root "$ROOTFS" lsinitramfs "/boot/initrd.img-$kver")
+    for f in 'sbin/lvm$' '/dm-mod\.ko' 'udev/rules.d/69-lvm.rules$'; do
+        grep -qE "$f" <<<"$listing" || {
+            echo "build-debian.sh: the initramfs lacks $f: it cannot activate the root LV" >&2
+            return 1
+        }
+    done
+
+    in_root "$ROOTFS" grub-install --target=i386-pc "$loop" >"$WORK/grub-lvm.log" 2>&1 || {
+        cat "$WORK/grub-lvm.log" >&2
+        return 1
+    }
+    # Not update-grub: in this chroot it would probe the build host's filesystem for /.
+    # In the guest it works (its / is the LV) and writes the same root= line.
+    cat >"$ROOTFS/boot/grub/grub.cfg" <<EOF
+# Written by build-debian.sh (update-grub in the guest rewrites it the usual way).
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=1
+set default=0
+insmod part_msdos
+insmod ext2
+search --no-floppy --fs-uuid --set=root $LVM_BOOT_UUID
+menuentry 'Debian GNU/Linux 12 (root on LVM)' {
+	linux /vmlinuz-$kver root=/dev/mapper/$LVM_VG-root ro console=tty0 console=ttyS0,115200n8
+	initrd /initrd.img-$kver
+}
+EOF
+    echo "grub-pc grub-pc/install_devices multiselect /dev/sda" | in_root "$ROOTFS" debconf-set-selections
+    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}"; done
+    MOUNTS=()
+    e2fsck -fy "${loop}p1" >/dev/null 2>&1 || [ $? -le 1 ]
+
+    # The PV, the VG and its two LVs: metadata only.
+    mkdir -p "$WORK/lvm-etc"
+    cat >"$WORK/lvm-etc/lvm.conf" <<EOF
+devices {
+    filter = [ "a|^${loop}p2\$|", "r|.*|" ]
+    obtain_device_list_from_udev = 0
+    use_devicesfile = 0
+}
+activation { udev_sync = 0 udev_rules = 0 }
+backup { backup = 0 archive = 0 }
+EOF
+    lvm_tool pvcreate -q -y --uuid "$LVM_PV_UUID" --norestorefile "${loop}p2" >/dev/null
+    lvm_tool vgcreate -q "$LVM_VG" "${loop}p2" >/dev/null
+    vg_extents=$(lvm_tool vgs --noheadings -o vg_extent_count "$LVM_VG" | tr -d ' ')
+    extent=$(lvm_tool vgs --noheadings --units b --nosuffix -o vg_extent_size "$LVM_VG" | tr -d ' ')
+    swap_len=$((SWAP_MIB * 1048576 / extent))
+    lvm_tool lvcreate -q -an -Zn -n root -l $((vg_extents - swap_len)) "$LVM_VG" >/dev/null
+    lvm_tool lvcreate -q -an -Zn -n swap -l "$swap_len" "$LVM_VG" >/dev/null
+    pe_start=$(lvm_tool pvs --noheadings --units b --nosuffix -o pe_start "${loop}p2" | tr -d ' ')
+    lv_range() { # lv_range LV: "first_pe count" of its only segment
+        local r
+        r=$(lvm_tool lvs --noheadings --segments -o seg_pe_ranges "$LVM_VG/$1" | tr -d ' ')
+        [[ "$r" =~ ^${loop}p2:([0-9]+)-([0-9]+)$ ]] || {
+            echo "build-debian.sh: LV $1 is not one linear segment: $r" >&2
+            return 1
+        }
+        echo "${BASH_REMATCH[1]} $((BASH_REMATCH[2] - BASH_REMATCH[1] + 1))"
+    }
+    read -r root_pe root_len < <(lv_range root)
+    read -r swap_pe swap_len < <(lv_range swap)
+    vg_uuid=$(lvm_tool vgs --noheadings -o vg_uuid "$LVM_VG" | tr -d ' ')
+    root_lv_uuid=$(lvm_tool lvs --noheadings -o lv_uuid "$LVM_VG/root" | tr -d ' ')
+    swap_lv_uuid=$(lvm_tool lvs --noheadings -o lv_uuid "$LVM_VG/swap" | tr -d ' ')
+    lvm_tool vgck "$LVM_VG"
+    root_off=$((p2_start * 512 + pe_start + root_pe * extent))
+    swap_off=$((p2_start * 512 + pe_start + swap_pe * extent))
+
+    # The root filesystem: the tree (its /boot now an empty mount point) made into an
+    # ext4 image of the LV's size and copied to the LV's place in the PV.
+    local rootimg=$WORK/lvm-root.ext4 swapimg=$WORK/lvm-swap.img
+    truncate -s $((root_len * extent)) "$rootimg"
+    mke2fs -q -F -t ext4 -d "$ROOTFS" -U "$LVM_ROOT_UUID" -L root "$rootimg"
+    fsck_clean "$rootimg"
+    dd if="$rootimg" of="$out" bs=4M oflag=seek_bytes seek="$root_off" conv=notrunc,sparse status=none
+    rm -f "$rootimg"
+    truncate -s $((swap_len * extent)) "$swapimg"
+    mkswap -q -U "$LVM_SWAP_UUID" -L swap "$swapimg" >/dev/null
+    dd if="$swapimg" of="$out" bs=4M oflag=seek_bytes seek="$swap_off" conv=notrunc,sparse status=none
+    rm -f "$swapimg"
+    fsck_clean "$out?offset=$root_off"
+
+    detach_loop "$loop"
+    unset 'LOOPS[${#LOOPS[@]}-1]'
+    LVM_FACTS=$(cat <<EOF
+    "lvm": {"file": "debian12-lvm.raw", "boot_partition": 1, "pv_partition": 2,
+            "vg": "$LVM_VG", "root_lv": "root", "swap_lv": "swap",
+            "extent_size": $extent, "pe_start": $pe_start,
+            "root_extents": $root_len, "swap_extents": $swap_len,
+            "boot_uuid": "$LVM_BOOT_UUID", "root_uuid": "$LVM_ROOT_UUID",
+            "swap_uuid": "$LVM_SWAP_UUID", "pv_uuid": "$LVM_PV_UUID", "vg_uuid": "$vg_uuid",
+            "root_lv_uuid": "$root_lv_uuid", "swap_lv_uuid": "$swap_lv_uuid",
+            "kernel": "$kver"}
+EOF
+)
+}
+
+log "building LVM image"
+make_lvm_image "$WORK/debian12-lvm.raw"
+
 cat >"$WORK/guest.json" <<EOF
 {
   "os": "debian", "version": "12", "codename": "bookworm", "arch": "amd64",
@@ -289,13 +490,14 @@ cat >"$WORK/guest.json" <<EOF
             "root_uuid": "$MBR_ROOT_UUID", "swap_uuid": "$MBR_SWAP_UUID"},
     "gpt": {"file": "debian12-gpt.raw", "root_partition": 2, "swap_partition": 3,
             "bios_boot_partition": 1,
-            "root_uuid": "$GPT_ROOT_UUID", "swap_uuid": "$GPT_SWAP_UUID"}
+            "root_uuid": "$GPT_ROOT_UUID", "swap_uuid": "$GPT_SWAP_UUID"},
+$LVM_FACTS
   }
 }
 EOF
 
 rm -f "$OUTDIR/stamp"
-mv -f "$WORK/debian12-mbr.raw" "$WORK/debian12-gpt.raw" "$WORK/guest.json" \
+mv -f "$WORK/debian12-mbr.raw" "$WORK/debian12-gpt.raw" "$WORK/debian12-lvm.raw" "$WORK/guest.json" \
     "$WORK/id_ed25519" "$WORK/id_ed25519.pub" "$OUTDIR/"
 echo "$STAMP_VALUE" >"$OUTDIR/stamp"
 log "done: $(du -h --apparent-size "$OUTDIR"/debian12-*.raw | tr '\n' ' ')"

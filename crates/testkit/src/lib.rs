@@ -1,7 +1,7 @@
 //! Test support for the end-to-end tests that need a real guest.
 //!
-//! * [`debian_guest`] / [`debian_guest_info`]: real, bootable Debian 12 disk images (MBR
-//!   and GPT) made by `scripts/guest/build-debian.sh`, built once per machine into
+//! * [`debian_guest`] / [`debian_guest_info`]: real, bootable Debian 12 disk images (MBR,
+//!   GPT, and root on LVM: [`DebianGuest::lvm_image`]) made by `scripts/guest/build-debian.sh`, built once per machine into
 //!   `target/test-guest/` (cached by the script's hash) and at most once per test run:
 //!   a file lock makes parallel test binaries wait for the one that builds.
 //! * [`boot_check`]: boots an image under qemu (TCG) without writing to it and waits for
@@ -144,11 +144,53 @@ pub struct GuestImage {
     pub swap_uuid: String,
 }
 
-/// Both images' layouts.
+/// The image whose root is on LVM (`debian12-lvm.raw`), as `guest.json` describes it:
+/// MBR, p1 ext4 `/boot` (bootable), p2 (last) an LVM PV holding VG [`LvmGuestImage::vg`]
+/// with LV [`LvmGuestImage::root_lv`] (ext4 `/`, first) and LV [`LvmGuestImage::swap_lv`]
+/// (swap, [`GuestInfo::swap_mib`], after it). fstab names them `/dev/mapper/VG-root`,
+/// `UUID=<boot_uuid>` and `/dev/VG/swap`; the kernel boots `root=/dev/mapper/VG-root`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LvmGuestImage {
+    /// File name inside [`DebianGuest::dir`].
+    pub file: String,
+    pub boot_partition: u32,
+    /// The partition holding the PV, the last one.
+    pub pv_partition: u32,
+    pub vg: String,
+    pub root_lv: String,
+    pub swap_lv: String,
+    /// The VG's extent size, bytes.
+    pub extent_size: u64,
+    /// Where the PV's first extent starts, bytes from the start of the PV.
+    pub pe_start: u64,
+    pub root_extents: u64,
+    pub swap_extents: u64,
+    /// Filesystem UUIDs of `/boot`, the root LV and the swap LV.
+    pub boot_uuid: String,
+    pub root_uuid: String,
+    pub swap_uuid: String,
+    /// LVM's own UUIDs (dashed form, as `pvs`/`vgs`/`lvs` print them).
+    pub pv_uuid: String,
+    pub vg_uuid: String,
+    pub root_lv_uuid: String,
+    pub swap_lv_uuid: String,
+    /// The guest's kernel release (`/boot/vmlinuz-<kernel>`).
+    pub kernel: String,
+}
+
+impl LvmGuestImage {
+    /// `vg/lv` of the root LV, as the `ROOT_LV` metadata names it.
+    pub fn root_vg_lv(&self) -> String {
+        format!("{}/{}", self.vg, self.root_lv)
+    }
+}
+
+/// All images' layouts.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GuestImages {
     pub mbr: GuestImage,
     pub gpt: GuestImage,
+    pub lvm: LvmGuestImage,
 }
 
 /// The facts about the built guest that tests may rely on (`guest.json`).
@@ -164,7 +206,7 @@ pub struct GuestInfo {
     pub secret_marker: String,
     /// Content of `/etc/machine-id` in the images.
     pub machine_id: String,
-    /// Size of the trailing swap partition.
+    /// Size of the trailing swap partition (of the swap LV on the LVM image).
     pub swap_mib: u64,
     pub images: GuestImages,
 }
@@ -191,6 +233,17 @@ impl DebianGuest {
     /// (`cp --sparse=always`) or open it read-only.
     pub fn image(&self, table: Table) -> PathBuf {
         self.dir.join(&self.layout(table).file)
+    }
+
+    /// Layout of the image whose root is on LVM.
+    pub fn lvm(&self) -> &LvmGuestImage {
+        &self.info.images.lvm
+    }
+
+    /// Path of the image whose root is on LVM; as [`DebianGuest::image`], not to be
+    /// modified.
+    pub fn lvm_image(&self) -> PathBuf {
+        self.dir.join(&self.lvm().file)
     }
 }
 
