@@ -724,17 +724,18 @@ impl<B: Backend> App<B> {
         if !self.open_guest()? {
             return Ok(());
         }
+        let Some(registry) = self.session().syspreps().cloned() else {
+            return Ok(());
+        };
+        if registry.descriptors().is_empty() {
+            return self.ui.msgbox(
+                "System Preparation",
+                "No system preparation task is left to run.",
+            );
+        }
+        // One dialog for the whole visit: what the user checked survives Help and Params.
+        let mut d = screens::sysprep_checklist(&registry);
         loop {
-            let Some(registry) = self.session().syspreps().cloned() else {
-                return Ok(());
-            };
-            if registry.descriptors().is_empty() {
-                return self.ui.msgbox(
-                    "System Preparation",
-                    "No system preparation task is left to run.",
-                );
-            }
-            let mut d = screens::sysprep_checklist(&registry);
             match self.ui.show(&mut d)? {
                 Outcome::Button(0) => {
                     let checked = d.checked();
@@ -1095,8 +1096,9 @@ impl<B: Backend> App<B> {
             .get("OSFAMILY")
             .unwrap_or("")
             .to_string();
+        // One dialog for the whole visit: what the user checked survives Help.
+        let mut d = screens::exclude_checklist(&family, &self.exclusions);
         loop {
-            let mut d = screens::exclude_checklist(&family, &self.exclusions);
             match self.ui.show(&mut d)? {
                 Outcome::Button(0) => {
                     let checked = d.checked();

@@ -13,9 +13,9 @@ use image_creator::core::report::{Reporter, Task, Unit};
 
 use crate::widgets::Gauge;
 
-/// The log file: `-l FILE`, or a temporary `fatal-XXXX` file in the system's temporary
-/// directory that is removed on a normal exit and kept (and pointed to) after a fatal
-/// error or a crash.
+/// The log file: `-l FILE`, or a temporary `fatal-XXXX` file in the state directory
+/// ([`state_dir`]) that is removed on a normal exit or a hang-up and kept (and pointed
+/// to) after a fatal error or a crash.
 pub struct LogFile {
     path: PathBuf,
     file: Mutex<File>,
@@ -32,7 +32,11 @@ impl LogFile {
                 temp: Mutex::new(None),
             }),
             None => {
-                let named = tempfile::Builder::new().prefix("fatal-").tempfile()?;
+                let dir = state_dir();
+                std::fs::create_dir_all(&dir)?;
+                let named = tempfile::Builder::new()
+                    .prefix("fatal-")
+                    .tempfile_in(&dir)?;
                 let (file, temp) = named.into_parts();
                 Ok(LogFile {
                     path: temp.to_path_buf(),
@@ -76,6 +80,26 @@ impl LogFile {
         let _ = writeln!(f, "{} {line}", timestamp());
         let _ = f.flush();
     }
+}
+
+/// Where the program keeps what must outlive a run (the log of a failed run):
+/// `$XDG_STATE_HOME/snf-image-creator`, else `~/.local/state/snf-image-creator`. Not
+/// the shared temporary directory, which other users can read and which is cleaned
+/// behind one's back.
+pub fn state_dir() -> PathBuf {
+    let absolute = |v: std::ffi::OsString| {
+        let p = PathBuf::from(v);
+        p.is_absolute().then_some(p)
+    };
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    base.join("snf-image-creator")
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.

@@ -7,7 +7,8 @@
 //! * Space: toggle a checklist or radiolist entry;
 //! * Tab / Shift-Tab: next / previous part (entry field, list, buttons);
 //! * Left/Right: choose a button (move the cursor in an entry field);
-//! * Enter: press the highlighted button; Esc: cancel;
+//! * Enter: press the highlighted button (in a radiolist, choosing the highlighted
+//!   entry first: what is highlighted is what the user gets); Esc: cancel;
 //! * a letter in a menu: jump to the next entry starting with it.
 
 use std::path::{Path, PathBuf};
@@ -122,6 +123,12 @@ impl Buttons {
 
     fn left(&mut self) {
         self.selected = self.selected.saturating_sub(1);
+    }
+
+    /// Shift-Tab: the previous button, wrapping round like Tab does.
+    fn previous(&mut self) {
+        let n = self.labels.len().max(1);
+        self.selected = (self.selected + n - 1) % n;
     }
 
     fn right(&mut self) {
@@ -667,8 +674,23 @@ impl Dialog {
                 self.buttons.selected =
                     (self.buttons.selected + 1) % self.buttons.labels.len().max(1)
             }
-            KeyCode::BackTab => self.buttons.left(),
-            KeyCode::Enter => return Some(Outcome::Button(self.buttons.selected)),
+            KeyCode::BackTab => self.buttons.previous(),
+            KeyCode::Enter => {
+                // What the user sees highlighted in a radiolist is what they get.
+                if let Body::Check {
+                    items,
+                    selected,
+                    radio: true,
+                } = &mut self.body
+                {
+                    if *selected < items.len() {
+                        for (i, item) in items.iter_mut().enumerate() {
+                            item.2 = i == *selected;
+                        }
+                    }
+                }
+                return Some(Outcome::Button(self.buttons.selected));
+            }
             _ => {}
         }
         None
@@ -1021,6 +1043,17 @@ impl Dialog {
                 theme::title(),
             );
         }
+        // Say what Space does (Enter confirms the dialog).
+        if rows.iter().any(|r| r.2.is_some()) {
+            let hint = if radio {
+                " Space: choose "
+            } else {
+                " Space: check/uncheck "
+            };
+            if (hint.len() as u16) + 6 < inner.width {
+                buf.set_string(inner.x + 1, area.y + area.height - 1, hint, theme::dialog());
+            }
+        }
     }
 }
 
@@ -1334,6 +1367,33 @@ mod tests {
         d.handle(key(KeyCode::Right));
         assert_eq!(d.handle(key(KeyCode::Enter)), Some(Outcome::Button(1)));
         assert_eq!(d.handle(key(KeyCode::Esc)), Some(Outcome::Esc));
+    }
+
+    #[test]
+    fn enter_chooses_the_highlighted_radio_entry() {
+        let items = vec![
+            ("Private".to_string(), String::new(), true),
+            ("Public".to_string(), String::new(), false),
+        ];
+        let mut d = Dialog::radiolist("t", "", items, &["Next", "Back"]);
+        assert_eq!(d.handle(key(KeyCode::Down)), None);
+        assert_eq!(d.checked(), vec!["Private".to_string()]);
+        assert_eq!(d.handle(key(KeyCode::Enter)), Some(Outcome::Button(0)));
+        assert_eq!(d.checked(), vec!["Public".to_string()]);
+    }
+
+    #[test]
+    fn shift_tab_wraps_round_the_buttons() {
+        let mut d = Dialog::menu(
+            "t",
+            "",
+            vec![("a".into(), "b".into())],
+            &["OK", "Back", "Help"],
+        );
+        d.handle(key(KeyCode::BackTab));
+        assert_eq!(d.buttons.selected, 2);
+        d.handle(key(KeyCode::Tab));
+        assert_eq!(d.buttons.selected, 0);
     }
 
     #[test]

@@ -53,10 +53,20 @@ fn wizard_registers_the_image_in_the_test_cloud() {
             .unwrap()
             .as_secs()
     );
-    // The OS_* account only: no kamaki or clouds.yaml of the machine's user.
-    let mut vars: Vec<(String, String)> = std::env::vars()
+    // The OS_* account only: no kamaki or clouds.yaml of the machine's user. The
+    // admin's, which the test cloud's policy lets publish images.
+    let admin = [
+        ("OS_USERNAME", env("SNF_TEST_ADMIN_USERNAME")),
+        ("OS_PASSWORD", env("SNF_TEST_ADMIN_PASSWORD")),
+        ("OS_PROJECT_NAME", env("SNF_TEST_ADMIN_PROJECT")),
+    ];
+    let mut os_vars: std::collections::BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("OS_"))
         .collect();
+    for (k, v) in &admin {
+        os_vars.insert(k.to_string(), v.clone());
+    }
+    let mut vars: Vec<(String, String)> = os_vars.clone().into_iter().collect();
     vars.push(("HOME".into(), tmp.clone()));
     vars.push(("XDG_CONFIG_HOME".into(), tmp.clone()));
     vars.push((
@@ -88,12 +98,18 @@ fn wizard_registers_the_image_in_the_test_cloud() {
     t.keys(&["Enter"]);
     let s = t.wait_for("(4/4) Registration Type");
     assert!(s.contains("(*) Private"), "{s}");
-    t.keys(&["Enter"]);
+    assert!(
+        s.contains("Space: choose"),
+        "the screen says what Space does:\n{s}"
+    );
+    // Enter on the highlighted entry chooses it: what is highlighted is what one gets.
+    t.keys(&["Down", "Enter"]);
     let s = t.wait_for("Confirmation");
     assert!(
         s.contains("Cloud: envvars") && s.contains(&format!("Image Name: {name}")),
         "{s}"
     );
+    assert!(s.contains("Registration Type: Public"), "{s}");
     t.keys(&["Enter"]);
     t.wait_for_within("Would you like to", std::time::Duration::from_secs(300));
     t.keys(&["Left", "Enter"]);
@@ -108,7 +124,9 @@ fn wizard_registers_the_image_in_the_test_cloud() {
 
     let md5sum = std::fs::read_to_string(d.join("local.diskdump.md5sum")).unwrap();
     let md5 = md5sum.split_whitespace().next().unwrap().to_string();
-    let account = AccountFinder::from_process().find("envvars").unwrap();
+    let mut finder = AccountFinder::from_process();
+    finder.env.extend(os_vars);
+    let account = finder.find("envvars").unwrap();
     let cloud = Cloud::connect(&account, quiet().as_ref()).unwrap();
     let token = cloud.session().token.expose().to_string();
     let glance = cloud.session().endpoint("image", "public", None).unwrap();
@@ -121,7 +139,7 @@ fn wizard_registers_the_image_in_the_test_cloud() {
     let id = image["id"].as_str().unwrap().to_string();
     curl(&token, "DELETE", &format!("{glance}/v2/images/{id}"));
     assert_eq!(image["status"], "active", "{image}");
-    assert_eq!(image["visibility"], "private", "{image}");
+    assert_eq!(image["visibility"], "public", "{image}");
     assert_eq!(
         image["checksum"],
         md5.as_str(),

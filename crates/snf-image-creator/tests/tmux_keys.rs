@@ -1,0 +1,100 @@
+//! Keys in a real terminal (tmux): a paste is shown whole at once, a key after a resize
+//! is handled when it arrives, Shift-Tab wraps like Tab, and what is checked in the
+//! Sysprep list survives a visit to Help or Params.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{example_disk, Tmux};
+
+/// Wait this long at most for a screen that needs no further key.
+const AT_ONCE: Duration = Duration::from_secs(2);
+
+/// The program on the example disk in `d`, in expert mode.
+fn expert(d: &std::path::Path) -> Tmux {
+    example_disk(d);
+    let tmp = d.display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, "ex.raw"],
+        &[("TMPDIR", &tmp), ("XDG_STATE_HOME", &tmp)],
+        80,
+        24,
+    );
+    t.wait_for("Welcome");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t
+}
+
+#[test]
+fn a_pasted_name_is_shown_whole_without_another_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = expert(dir.path());
+    t.keys(&["Down", "Down", "Enter"]);
+    t.wait_for("Save image as...");
+    t.keys(&["C-u"]);
+    let name = "abcdefghij0123456789ABCDEFGHIJklmnopqrst";
+    assert_eq!(name.len(), 40);
+    // One write to the terminal, as a paste is.
+    t.type_text(name);
+    t.wait_for_within(name, AT_ONCE);
+
+    // A key that arrives behind a resize is handled when it arrives.
+    t.resize(100, 30);
+    t.type_text("X");
+    t.wait_for_within(&format!("{name}X"), AT_ONCE);
+    t.resize(80, 24);
+    t.keys(&["BSpace"]);
+    let s = t.wait_for_within(&format!("{name} "), AT_ONCE);
+    assert!(!s.contains(&format!("{name}X")), "{s}");
+}
+
+#[test]
+fn shift_tab_wraps_round_the_buttons_like_tab() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = expert(dir.path());
+    // From the first button (OK) Shift-Tab goes round to the last one (Exit).
+    t.keys(&["BTab", "Enter"]);
+    t.wait_for_within("Do you want to exit?", AT_ONCE);
+    t.keys(&["Enter"]);
+    assert_eq!(t.wait_exit(), 0);
+}
+
+#[test]
+fn sysprep_checks_survive_help_and_params() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = expert(dir.path());
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Choose which system preparation tasks");
+    assert!(s.contains("[*] Cleanup userdata"), "{s}");
+    assert!(
+        s.contains("Space: check/uncheck"),
+        "the screen says what Space does:\n{s}"
+    );
+    // Uncheck the first task, check the second.
+    t.keys(&["Space", "Down", "Space"]);
+    let s = t.wait_for("[*] Remove user accounts");
+    assert!(s.contains("[ ] Cleanup userdata"), "{s}");
+    // Help (third button) and back.
+    t.keys(&["Right", "Right", "Enter"]);
+    t.wait_for("Cleanup userdata (cleanup-userdata)");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Choose which system preparation tasks");
+    assert!(
+        s.contains("[ ] Cleanup userdata") && s.contains("[*] Remove user accounts"),
+        "the checks survived Help:\n{s}"
+    );
+    // Params (second button) and back.
+    t.keys(&["Left", "Enter"]);
+    t.wait_for("System Preparation Parameters");
+    t.keys(&["Escape"]);
+    let s = t.wait_for("Choose which system preparation tasks");
+    assert!(
+        s.contains("[ ] Cleanup userdata") && s.contains("[*] Remove user accounts"),
+        "the checks survived Params:\n{s}"
+    );
+}
