@@ -1036,11 +1036,7 @@ impl<B: Backend> App<B> {
                 }
                 Outcome::Button(1) => self.property_add()?,
                 Outcome::Button(2) => {
-                    self.ui.show(&mut Dialog::textbox(
-                        "Image Properties",
-                        screens::PROPERTIES_HELP,
-                        &["OK"],
-                    ))?;
+                    self.ui.show(&mut screens::properties_help())?;
                 }
                 _ => return Ok(()),
             }
@@ -1120,11 +1116,7 @@ impl<B: Backend> App<B> {
                     );
                 }
                 Outcome::Button(2) => {
-                    self.ui.show(&mut Dialog::textbox(
-                        "Configuration Tasks",
-                        screens::EXCLUDE_HELP,
-                        &["OK"],
-                    ))?;
+                    self.ui.show(&mut screens::exclude_help())?;
                 }
                 _ => return Ok(()),
             }
@@ -1264,8 +1256,8 @@ impl<B: Backend> App<B> {
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|_| self.reporter.lines().join("\n"));
         let mut d = screens::log_viewer(&path, &text);
-        if let crate::widgets::Body::Text { lines, scroll } = &mut d.body {
-            *scroll = lines.len();
+        if let crate::widgets::Body::Text { scroll, .. } = &mut d.body {
+            *scroll = usize::MAX;
         }
         if self.ui.show(&mut d)? == Outcome::Button(1) {
             self.save_text("Save Log", &text)?;

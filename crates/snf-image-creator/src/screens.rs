@@ -464,13 +464,13 @@ image. The deployment tool (snf-image) reads some of them to configure the new v
 machine, and the cloud's web interface shows others.\n\n\
 Keys may hold only letters, digits and underscores, and are stored upper-case.\n\n\
 Properties read at deployment:\n\
-  OSFAMILY        linux, windows, freebsd, netbsd, openbsd\n\
-  ROOT_PARTITION  the number of the root partition\n\
-  USERS           the users whose password is set\n\
-  SWAP            <partition>:<MiB> swap partition to create\n\
-  PASSWD_HASHING_METHOD  md5, sha1, blowfish, sha256, sha512\n\
-  CLOUD_INIT, NM_NETWORKING  configuration methods (yes/no)\n\
-  EXCLUDE_TASK_<Task>, EXCLUDE_ALL_TASKS  deployment tasks to skip\n\n\
+\x20 OSFAMILY        linux, windows, freebsd, netbsd, openbsd\n\
+\x20 ROOT_PARTITION  the number of the root partition\n\
+\x20 USERS           the users whose password is set\n\
+\x20 SWAP            <partition>:<MiB> swap partition to create\n\
+\x20 PASSWD_HASHING_METHOD  md5, sha1, blowfish, sha256, sha512\n\
+\x20 CLOUD_INIT, NM_NETWORKING  configuration methods (yes/no)\n\
+\x20 EXCLUDE_TASK_<Task>, EXCLUDE_ALL_TASKS  deployment tasks to skip\n\n\
 Informational: OS, DESCRIPTION, GUI, KERNEL, SORTORDER, REMOTE_CONNECTION, \
 PARTITION_TABLE, OSVERSION.";
 
@@ -483,6 +483,16 @@ Check a task to keep it from running on machines created from this image: the im
 gets the property EXCLUDE_TASK_<Task>=yes.\n\n\
 <No Config> excludes every task (EXCLUDE_ALL_TASKS=yes): the image is deployed exactly \
 as it is, without any configuration.";
+
+/// The Help of the Properties menu.
+pub fn properties_help() -> Dialog {
+    Dialog::textbox("Image Properties", PROPERTIES_HELP, &["OK"])
+}
+
+/// The Help of the Exclude checklist.
+pub fn exclude_help() -> Dialog {
+    Dialog::textbox("Configuration Tasks", EXCLUDE_HELP, &["OK"])
+}
 
 /// Buttons of the exclusions checklist.
 pub const EXCLUDE_BUTTONS: [&str; 4] = ["OK", "No Config", "Help", "Cancel"];

@@ -366,6 +366,134 @@ fn progress_screen() {
     }
 }
 
+/// `dialog` at `w`x`h` after `keys` (drawn before the keys, as the UI does).
+fn render_after(dialog: &Dialog, keys: &[KeyCode], w: u16, h: u16) -> String {
+    let term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut ui = Ui::new(
+        term,
+        Box::new(ScriptedEvents::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    ui.backtitle = BACKTITLE.into();
+    let mut d = dialog.clone();
+    ui.draw(&mut d).unwrap();
+    for k in keys {
+        d.handle(key(*k));
+        ui.draw(&mut d).unwrap();
+    }
+    text_of(ui.terminal())
+}
+
+/// The last few words of `text`, as they end one of its wrapped lines.
+fn last_words(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words[words.len().saturating_sub(2)..].join(" ")
+}
+
+#[test]
+fn every_help_screen_shows_its_last_line_at_80x24() {
+    let mut helps = vec![
+        (
+            "properties",
+            screens::properties_help(),
+            screens::PROPERTIES_HELP.to_string(),
+        ),
+        (
+            "exclude",
+            screens::exclude_help(),
+            screens::EXCLUDE_HELP.to_string(),
+        ),
+        ("help", screens::help(), screens::DOCS_URL.to_string()),
+    ];
+    for family in [OsFamily::Linux, OsFamily::Windows] {
+        let registry = Registry::for_family(family);
+        let last = registry
+            .descriptors()
+            .last()
+            .unwrap()
+            .description
+            .to_string();
+        helps.push(("sysprep", screens::sysprep_help(&registry), last));
+    }
+    for (name, d, text) in helps {
+        for (w, h) in SIZES {
+            let shown = render_after(&d, &[KeyCode::End], w, h);
+            let end = last_words(&text);
+            let flat = shown
+                .lines()
+                .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                flat.contains(&end),
+                "{name} at {w}x{h} does not show its end {end:?}:\n{shown}"
+            );
+        }
+    }
+    check("properties-help", screens::properties_help());
+    check("exclude-help", screens::exclude_help());
+}
+
+#[test]
+fn a_long_message_scrolls_to_its_end() {
+    let text: String = (1..=40)
+        .map(|i| format!("Line number {i} of the message.\n"))
+        .collect();
+    let d = Dialog::msgbox("Error", &text);
+    let first = render_after(&d, &[], 80, 24);
+    assert!(
+        first.contains("Line number 1 ") && !first.contains("number 40 "),
+        "{first}"
+    );
+    let end = render_after(&d, &[KeyCode::End], 80, 24);
+    assert!(
+        end.contains("Line number 40 ") && end.contains("100%"),
+        "{end}"
+    );
+    assert!(end.contains("<   OK   >"), "{end}");
+}
+
+#[test]
+fn long_values_end_with_an_ellipsis() {
+    let mut m = debian_metadata();
+    let long = "x".repeat(200);
+    m.insert("DESCRIPTION", &long).unwrap();
+    let shown = render(&screens::properties_menu(&m), 80, 24);
+    let line = shown.lines().find(|l| l.contains("DESCRIPTION")).unwrap();
+    assert!(line.contains("x…"), "{shown}");
+    check("properties-long-value", screens::properties_menu(&m));
+}
+
+#[test]
+fn progress_lines_keep_their_figures() {
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    term.draw(|f| {
+        let rest = render_screen(BACKTITLE, f.area(), f.buffer_mut());
+        let gauge = Gauge {
+            title: "Copying the data of the source into the private working copy of the image"
+                .into(),
+            position: 117 << 20,
+            total: 3072 << 20,
+            bytes: true,
+        };
+        render_progress(
+            "Initialization",
+            &[],
+            Some(&gauge),
+            false,
+            rest,
+            f.buffer_mut(),
+        );
+    })
+    .unwrap();
+    let text = text_of(&term);
+    assert!(
+        text.contains("…(117/3072 MiB)") || text.contains("… (117/3072 MiB)"),
+        "{text}"
+    );
+    snapshot("progress-long-label-80x24", &text);
+}
+
 #[test]
 fn screens_fit_a_tiny_terminal_without_panicking() {
     let registry = Registry::for_family(OsFamily::Linux);

@@ -98,3 +98,57 @@ fn sysprep_checks_survive_help_and_params() {
         "the checks survived Params:\n{s}"
     );
 }
+
+/// The last word of `text`.
+fn last_word(text: &str) -> &str {
+    text.split_whitespace().last().unwrap()
+}
+
+#[test]
+fn every_help_screen_at_80x24_shows_its_last_line() {
+    use image_creator::sysprep::{OsFamily, Registry};
+    use snf_image_creator::screens;
+    let dir = tempfile::tempdir().unwrap();
+    let t = expert(dir.path());
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    let registry = Registry::for_family(OsFamily::Linux);
+    let sysprep_end = registry.descriptors().last().unwrap().description;
+    for (letter, screen, start, end) in [
+        (
+            "p",
+            "Image Properties",
+            "Image properties are key/value",
+            screens::PROPERTIES_HELP,
+        ),
+        (
+            "e",
+            "Exclude Configuration Tasks",
+            "When a virtual machine is created",
+            screens::EXCLUDE_HELP,
+        ),
+        (
+            "s",
+            "Choose which system preparation tasks",
+            "(cleanup-userdata):",
+            sysprep_end,
+        ),
+    ] {
+        t.keys(&[letter, "Enter"]);
+        t.wait_for(screen);
+        // Help is the third button everywhere.
+        t.keys(&["Right", "Right", "Enter"]);
+        t.wait_for(start);
+        t.keys(&["End"]);
+        let end_word = last_word(end);
+        let s = t.wait_for_within(end_word, AT_ONCE);
+        assert!(
+            !s.contains("% ─┤") || s.contains("100% ─┤"),
+            "the help of {screen} is at its end:\n{s}"
+        );
+        t.keys(&["Enter"]);
+        t.wait_for(screen);
+        t.keys(&["Escape"]);
+        t.wait_for("Image Customization Menu");
+    }
+}
