@@ -13,12 +13,13 @@ use image_creator::core::cancel;
 use image_creator::core::report::{Reporter, SharedReporter};
 use image_creator::guestfs::fuse::GuestMount;
 use image_creator::interactive::{self, Exclusions, InteractiveError, Uploaded};
+use image_creator::metadata::keys;
 use image_creator::options::RunOptions;
 use image_creator::session::{Session, SessionError};
 use image_creator::sysprep::{OsFamily, ParamKind, ParamSpec, Params, SysprepError};
 use ratatui::backend::Backend;
 
-use crate::report::{compact_timestamp, UiReporter};
+use crate::report::{unix_now, UiReporter};
 use crate::screens::{self, CloudItem};
 use crate::ui::{Ui, UiError};
 use crate::widgets::{Dialog, Outcome};
@@ -168,15 +169,10 @@ impl<B: Backend> App<B> {
         self.registrations.clear();
     }
 
-    fn valid_source(p: &Path) -> bool {
-        use std::os::unix::fs::FileTypeExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() || m.file_type().is_block_device())
-    }
-
     /// The given source if usable, else the media selector's choice.
     fn choose_source(&mut self) -> Res<Option<PathBuf>> {
         if let Some(s) = &self.settings.source {
-            if Self::valid_source(s) || image_creator::options::is_host_root(s) {
+            if interactive::is_valid_source(s) || image_creator::options::is_host_root(s) {
                 return Ok(Some(s.clone()));
             }
         }
@@ -192,7 +188,7 @@ impl<B: Backend> App<B> {
                         dialog.chdir(&path, &shown);
                         continue;
                     }
-                    if Self::valid_source(&path) {
+                    if interactive::is_valid_source(&path) {
                         return Ok(Some(path));
                     }
                     self.ui.msgbox(
@@ -457,7 +453,7 @@ impl<B: Backend> App<B> {
         let mut name = interactive::default_image_name(session);
         let mut description = session
             .metadata()
-            .get("DESCRIPTION")
+            .get(keys::DESCRIPTION)
             .unwrap_or("")
             .to_string();
         let mut public = false;
@@ -580,9 +576,10 @@ impl<B: Backend> App<B> {
         public: bool,
     ) -> Res<Flow> {
         let reporter = self.reporter.clone();
-        let object = format!("{name}-{}.diskdump", compact_timestamp());
+        let object = interactive::timestamped_object_name(name, unix_now());
         let container = image_creator::cloud::DEFAULT_CONTAINER;
         let exclusions = self.exclusions.clone();
+        let cached = self.prepared.clone();
         let (Some(session), Some(cloud)) = (self.session.as_mut(), self.clouds.get(cloud_name))
         else {
             return Ok(Flow::Back);
@@ -592,11 +589,21 @@ impl<B: Backend> App<B> {
             &reporter,
             || -> Result<_, InteractiveError> {
                 let selected = interactive::default_syspreps(session);
+                // An image dumped already (an upload in expert mode) is good while
+                // nothing changes the guest.
+                let cached = cached.filter(|_| selected.is_empty());
                 interactive::run_syspreps(session, &selected)?;
-                if let Err(e) = session.metadata_mut().insert("DESCRIPTION", description) {
+                if let Err(e) = session
+                    .metadata_mut()
+                    .insert(keys::DESCRIPTION, description)
+                {
                     reporter.warn(&e.to_string());
                 }
-                let image = interactive::prepare_upload(session, reporter.as_ref())?;
+                // The one dump of the wizard: uploaded, then kept as the local copy.
+                let image = match cached {
+                    Some(i) => i,
+                    None => interactive::prepare_upload(session, reporter.as_ref())?,
+                };
                 let uploaded =
                     interactive::upload(cloud, container, &object, &image, reporter.as_ref())?;
                 let answer = interactive::register(
@@ -614,17 +621,98 @@ impl<B: Backend> App<B> {
         self.refresh_title();
         match result {
             Ok((image, uploaded, answer)) => {
+                let location = self
+                    .clouds
+                    .get(cloud_name)
+                    .map(|c| c.store().location(&uploaded.container, &uploaded.object))
+                    .unwrap_or_default();
+                let image_id = answer
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string();
                 self.prepared = Some(image);
                 self.uploads.insert(cloud_name.to_string(), uploaded);
                 self.registrations.insert(cloud_name.to_string(), answer);
-                if self.ui.show(&mut screens::keep_local_copy(name))? == Outcome::Button(0) {
-                    self.extract()?;
-                }
+                let local =
+                    if self.ui.show(&mut screens::keep_local_copy(name))? == Outcome::Button(0) {
+                        self.wizard_keep_copy()?
+                    } else {
+                        None
+                    };
+                let (md5, size) = self
+                    .prepared
+                    .as_ref()
+                    .map(|i| (i.md5.clone(), i.size))
+                    .unwrap_or_default();
+                let summary = screens::WizardSummary {
+                    cloud: cloud_name.to_string(),
+                    name: name.to_string(),
+                    public,
+                    image_id,
+                    location,
+                    local,
+                    md5,
+                    size,
+                };
+                self.ui.show(&mut screens::wizard_summary(&summary))?;
                 Ok(Flow::Exit)
             }
             Err(e) => {
                 self.failed("Image creation", e.is_cancelled(), &e)?;
                 Ok(Flow::Back)
+            }
+        }
+    }
+
+    /// Keep the wizard's image as a local file: the image uploaded, moved or copied
+    /// there with its side files, not dumped again. The path, once written.
+    fn wizard_keep_copy(&mut self) -> Res<Option<PathBuf>> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let mut d =
+            screens::extract_selector(&cwd, &format!("{}/", cwd.display()).replace("//", "/"));
+        loop {
+            if self.ui.show(&mut d)? != Outcome::Button(0) {
+                return Ok(None);
+            }
+            let path = PathBuf::from(d.value().trim());
+            if path.is_dir() {
+                let shown = format!("{}/", path.display()).replace("//", "/");
+                d.chdir(&path, &shown);
+                continue;
+            }
+            if let Err(e) = interactive::check_extract_target(self.session(), &path) {
+                self.ui.msgbox("Error", &e.to_string())?;
+                continue;
+            }
+            let existing: Vec<String> = interactive::existing_outputs(&path)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            if !existing.is_empty()
+                && self.ui.show(&mut screens::confirm_overwrite(&existing))? != Outcome::Button(0)
+            {
+                continue;
+            }
+            let Some(mut image) = self.prepared.clone() else {
+                return Ok(None);
+            };
+            let reporter = self.reporter.clone();
+            let exclusions = self.exclusions.clone();
+            // `&mut`: a session is Send but not Sync.
+            let session = self.session.as_mut().expect("initialized");
+            let (rep, img, out, ex) = (&reporter, &mut image, &path, &exclusions);
+            let result = self.ui.work("Image Extraction", &reporter, move || {
+                interactive::keep_prepared(session, img, out, ex, rep.as_ref())
+            })?;
+            // Moved or not, `image` says where the uploaded image is now.
+            self.prepared = Some(image);
+            match result {
+                Ok(written) => return Ok(Some(written.path)),
+                Err(e) => {
+                    self.failed("Image extraction", e.is_cancelled(), &e)?;
+                    return Ok(None);
+                }
             }
         }
     }
@@ -1089,7 +1177,7 @@ impl<B: Backend> App<B> {
         let family = self
             .session()
             .metadata()
-            .get("OSFAMILY")
+            .get(keys::OSFAMILY)
             .unwrap_or("")
             .to_string();
         // One dialog for the whole visit: what the user checked survives Help.
@@ -1199,7 +1287,18 @@ impl<B: Backend> App<B> {
         outcome
     }
 
+    /// Before writing or uploading an image on which no system preparation ran: ask.
+    fn confirm_unprepared(&mut self) -> Res<bool> {
+        if !interactive::syspreps_never_ran(self.session()) {
+            return Ok(true);
+        }
+        Ok(self.ui.show(&mut screens::confirm_unprepared())? == Outcome::Button(0))
+    }
+
     fn extract(&mut self) -> Res<()> {
+        if !self.confirm_unprepared()? {
+            return Ok(());
+        }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let mut d =
             screens::extract_selector(&cwd, &format!("{}/", cwd.display()).replace("//", "/"));
@@ -1213,7 +1312,8 @@ impl<B: Backend> App<B> {
                 d.chdir(&path, &shown);
                 continue;
             }
-            if let Err(e) = interactive::check_extract_path(&path) {
+            // Before any question about the file: the source is never overwritten.
+            if let Err(e) = interactive::check_extract_target(self.session(), &path) {
                 self.ui.msgbox("Error", &e.to_string())?;
                 continue;
             }
@@ -1446,7 +1546,10 @@ impl<B: Backend> App<B> {
         let Some(name) = self.current()? else {
             return Ok(());
         };
-        let default_name = format!("{}.diskdump", interactive::summary(self.session()).os);
+        if !self.confirm_unprepared()? {
+            return Ok(());
+        }
+        let default_name = interactive::default_object_name(self.session());
         let mut d = screens::upload_form(&default_name, image_creator::cloud::DEFAULT_CONTAINER);
         loop {
             if self.ui.show(&mut d)? != Outcome::Button(0) {
@@ -1528,7 +1631,7 @@ impl<B: Backend> App<B> {
         let desc = self
             .session()
             .metadata()
-            .get("DESCRIPTION")
+            .get(keys::DESCRIPTION)
             .unwrap_or("")
             .to_string();
         let mut d = screens::register_form(&default_name, &desc);
@@ -1549,9 +1652,9 @@ impl<B: Backend> App<B> {
             {
                 let meta = self.session.as_mut().expect("initialized").metadata_mut();
                 if description.is_empty() {
-                    meta.remove("DESCRIPTION");
+                    meta.remove(keys::DESCRIPTION);
                 } else {
-                    let _ = meta.insert("DESCRIPTION", description.clone());
+                    let _ = meta.insert(keys::DESCRIPTION, description.clone());
                 }
             }
             let reporter = self.reporter.clone();

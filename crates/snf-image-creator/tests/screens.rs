@@ -165,6 +165,22 @@ fn wizard_pages_and_confirmation() {
         ]),
     );
     check("wizard-keep-copy", screens::keep_local_copy("debian"));
+    let summary = screens::WizardSummary {
+        cloud: "envvars".into(),
+        name: "debian".into(),
+        public: false,
+        image_id: "0b3e0c0e-7e0b-4c53-a4b4-8d6e0f0c5c11".into(),
+        location:
+            "http://127.0.0.1:8080/v1/AUTH_0123456789abcdef/images/debian-202612050100.diskdump"
+                .into(),
+        local: Some("/srv/images/debian.diskdump".into()),
+        md5: "4b7a2d0c5e8f1a3b6c9d0e2f4a6b8c0d".into(),
+        size: 16 << 20,
+    };
+    check("wizard-summary", screens::wizard_summary(&summary));
+    let shown = render_after(&screens::wizard_summary(&summary), &[KeyCode::End], 80, 24);
+    assert!(shown.contains("deployment."), "the summary ends:\n{shown}");
+    check("confirm-unprepared", screens::confirm_unprepared());
     check(
         "cloud-form",
         screens::cloud_form(

@@ -32,8 +32,7 @@ fn expert(d: &std::path::Path) -> Tmux {
 fn a_pasted_name_is_shown_whole_without_another_key() {
     let dir = tempfile::tempdir().unwrap();
     let t = expert(dir.path());
-    t.keys(&["Down", "Down", "Enter"]);
-    t.wait_for("Save image as...");
+    t.open_extract();
     t.keys(&["C-u"]);
     let name = "abcdefghij0123456789ABCDEFGHIJklmnopqrst";
     assert_eq!(name.len(), 40);
@@ -151,4 +150,37 @@ fn every_help_screen_at_80x24_shows_its_last_line() {
         t.keys(&["Escape"]);
         t.wait_for("Image Customization Menu");
     }
+}
+
+#[test]
+fn extract_asks_about_an_unprepared_image_and_refuses_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = expert(d);
+    let source_md5 = common::md5(&d.join("ex.raw"));
+    // No system preparation ran: the question comes first; No goes back.
+    t.keys(&["e", "Enter"]);
+    let s = t.wait_for("No system preparation");
+    assert!(s.contains("Continue with the image as it is?"), "{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.open_extract();
+    t.keys(&["C-u"]);
+    t.type_text(&d.join("ex.raw").display().to_string());
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Error");
+    assert!(s.contains("source"), "the source is refused:\n{s}");
+    assert!(
+        !s.contains("Confirm Overwrite"),
+        "before any question about overwriting:\n{s}"
+    );
+    t.keys(&["Enter"]);
+    t.wait_for("Save image as...");
+    t.keys(&["Escape"]);
+    t.wait_for("Image Creator for Synnefo");
+    assert_eq!(
+        common::md5(&d.join("ex.raw")),
+        source_md5,
+        "the source is untouched"
+    );
 }

@@ -75,7 +75,8 @@ fn wizard_registers_the_image_in_the_test_cloud() {
     ));
     vars.push(("TMPDIR".into(), tmp.clone()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let t = Tmux::start(d, &["--tmpdir", &tmp, "ex.raw"], &vars, 80, 24);
+    let log = d.join("tui.log").display().to_string();
+    let t = Tmux::start(d, &["-l", &log, "--tmpdir", &tmp, "ex.raw"], &vars, 80, 24);
 
     t.wait_for("Welcome");
     t.keys(&["Enter"]);
@@ -117,13 +118,31 @@ fn wizard_registers_the_image_in_the_test_cloud() {
     t.keys(&["C-u"]);
     t.type_text(&d.join("local.diskdump").display().to_string());
     t.keys(&["Enter"]);
-    t.wait_for("was successfully created");
-    t.keys(&["Enter"]);
-    assert_eq!(t.wait_exit(), 0, "{}", t.screen());
-    assert!(!workdir_left(d), "the work directory was removed");
-
+    // The last screen: what was made, where, and what next.
+    let s = t.wait_for("Image created");
     let md5sum = std::fs::read_to_string(d.join("local.diskdump.md5sum")).unwrap();
     let md5 = md5sum.split_whitespace().next().unwrap().to_string();
+    for part in [
+        "Image ID:",
+        "Location:",
+        "local.diskdump",
+        md5.as_str(),
+        "Size:",
+        "Next:",
+        "(public)",
+    ] {
+        assert!(s.contains(part), "the summary shows {part:?}:\n{s}");
+    }
+    t.keys(&["End", "Enter"]);
+    assert_eq!(t.wait_exit(), 0, "{}", t.screen());
+    assert!(!workdir_left(d), "the work directory was removed");
+    // One dump for the upload and the local copy.
+    let log_text = std::fs::read_to_string(d.join("tui.log")).unwrap();
+    assert_eq!(
+        log_text.matches("Dumping image file ... done").count(),
+        1,
+        "the image is dumped once:\n{log_text}"
+    );
     let mut finder = AccountFinder::from_process();
     finder.env.extend(os_vars);
     let account = finder.find("envvars").unwrap();

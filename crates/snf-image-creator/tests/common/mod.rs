@@ -271,10 +271,38 @@ impl Tmux {
 }
 
 impl Tmux {
+    /// Wait until the screen shows one of `texts`; which one, and the screen.
+    pub fn wait_for_any(&self, texts: &[&str]) -> (usize, String) {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if let Some(i) = texts.iter().position(|t| s.contains(t)) {
+                std::thread::sleep(Duration::from_millis(100));
+                return (i, self.screen());
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "timed out waiting for one of {texts:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// From the main menu: Extract, saying Yes to the question about an image on which
+    /// no system preparation ran; at the file selector.
+    pub fn open_extract(&self) {
+        // The letter, wherever the highlight is.
+        self.keys(&["e", "Enter"]);
+        let (i, _) = self.wait_for_any(&["Save image as...", "No system preparation"]);
+        if i == 1 {
+            self.keys(&["Left", "Enter"]);
+            self.wait_for("Save image as...");
+        }
+    }
+
     /// From the main menu: save the image as `img` (Extract), then quit; the exit status.
     pub fn save_image_and_quit(&self, img: &Path) -> i32 {
-        self.keys(&["Down", "Down", "Enter"]);
-        self.wait_for("Save image as...");
+        self.open_extract();
         self.keys(&["C-u"]);
         self.type_text(&img.display().to_string());
         self.keys(&["Enter"]);
