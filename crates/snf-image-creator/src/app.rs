@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use image_creator::cloud::{
-    Account, AccountFinder, AccountSource, Cloud, ImageSource, KamakiCloud, KamakiConfig, Secret,
+    Account, AccountFinder, AccountSource, Cloud, CloudOptions, ImageSource, KamakiCloud,
+    KamakiConfig, RetryNotice, Secret,
 };
 use image_creator::core::cancel;
 use image_creator::core::report::{Reporter, SharedReporter};
@@ -314,6 +315,36 @@ impl<B: Backend> App<B> {
             .collect()
     }
 
+    /// How the clouds are talked to: every retry is told on the progress screen and in
+    /// the log (what failed, why, which attempt is next), so that a wait is never silent.
+    fn cloud_options(&self) -> CloudOptions {
+        let reporter = Arc::clone(&self.reporter);
+        let mut opts = CloudOptions::default();
+        opts.http.on_retry = Some(RetryNotice(Arc::new(move |note: &str| reporter.warn(note))));
+        opts
+    }
+
+    /// Authenticate to `account`, behind the progress screen (Cancel stops the retries).
+    /// A failure is logged and explained with the URL as the user gave it (the error
+    /// names the one tried).
+    fn authenticate(&mut self, account: &Account) -> Res<Result<Cloud, String>> {
+        let reporter = self.reporter.clone();
+        let opts = self.cloud_options();
+        let result = self.ui.work("Authentication", &reporter, || {
+            Cloud::connect_with(account, opts, reporter.as_ref())
+        })?;
+        let cancelled = cancel::is_requested();
+        cancel::reset();
+        Ok(result.map_err(|e| {
+            self.reporter.error(&e.to_string());
+            if cancelled {
+                "The authentication was cancelled.".to_string()
+            } else {
+                format!("{e}\n\nAuthentication URL (as given): {}", account.auth_url)
+            }
+        }))
+    }
+
     /// Authenticate to `name` (once per program run).
     fn connect(&mut self, name: &str) -> Res<Result<(), String>> {
         if self.clouds.contains_key(name) {
@@ -323,20 +354,12 @@ impl<B: Backend> App<B> {
             Ok(a) => a,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let reporter = self.reporter.clone();
-        let result = self.ui.work("Authentication", &reporter, || {
-            Cloud::connect(&account, reporter.as_ref())
-        })?;
-        cancel::reset();
-        match result {
+        match self.authenticate(&account)? {
             Ok(cloud) => {
                 self.clouds.insert(name.to_string(), cloud);
                 Ok(Ok(()))
             }
-            Err(e) => {
-                self.reporter.error(&e.to_string());
-                Ok(Err(e.to_string()))
-            }
+            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -401,12 +424,7 @@ impl<B: Backend> App<B> {
                 a.name = name.to_string();
                 a
             };
-            let reporter = self.reporter.clone();
-            let connected = self.ui.work("Authentication", &reporter, || {
-                Cloud::connect(&account, reporter.as_ref())
-            })?;
-            cancel::reset();
-            let cloud = match connected {
+            let cloud = match self.authenticate(&account)? {
                 Ok(c) => c,
                 Err(e) => {
                     self.ui.msgbox(

@@ -184,3 +184,73 @@ fn extract_asks_about_an_unprepared_image_and_refuses_the_source() {
         "the source is untouched"
     );
 }
+
+#[test]
+fn a_refused_cloud_shows_its_retries_can_be_cancelled_and_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example_disk(d);
+    let tmp = d.display().to_string();
+    let log = d.join("tui.log");
+    let kamakirc = d.join("kamakirc").display().to_string();
+    let t = Tmux::start(
+        d,
+        &["-l", &log.display().to_string(), "--tmpdir", &tmp, "ex.raw"],
+        &[
+            ("TMPDIR", &tmp),
+            ("XDG_STATE_HOME", &tmp),
+            ("HOME", &tmp),
+            ("XDG_CONFIG_HOME", &tmp),
+            ("KAMAKI_CONFIG", &kamakirc),
+        ],
+        80,
+        24,
+    );
+    t.wait_for("Welcome");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["r", "Enter"]);
+    t.wait_for("Image Registration Menu");
+    t.keys(&["Enter"]);
+    t.wait_for("Add Cloud");
+    // Nothing listens on port 1: every connection is refused.
+    let typed = "http://127.0.0.1:1/identity/";
+    t.type_text("refused");
+    t.keys(&["Tab", "Tab"]);
+    t.type_text(typed);
+    t.keys(&["Tab"]);
+    t.type_text("secret-token");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("retrying 2/5");
+    assert!(s.contains("Authentication"), "the retries are shown:\n{s}");
+    let s = t.wait_for("could not be verified");
+    assert!(
+        s.contains(&format!("(as given): {typed}")),
+        "the URL as typed:\n{s}"
+    );
+    assert!(
+        s.contains("at http://127.0.0.1:1/identity/v2.0"),
+        "the URL tried:\n{s}"
+    );
+    t.keys(&["Enter"]);
+    t.wait_for("Add Cloud");
+    // Again, and Cancel while it retries.
+    t.keys(&["Enter"]);
+    t.wait_for("retrying 2/5");
+    let start = std::time::Instant::now();
+    t.keys(&["Enter"]);
+    let s = t.wait_for("was cancelled");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "Cancel stops the retries at once:\n{s}"
+    );
+    t.keys(&["Enter"]);
+    t.wait_for("Add Cloud");
+    t.keys(&["Escape"]);
+    t.wait_for("Image Registration Menu");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("retrying 2/5") && text.contains("could not connect"),
+        "the cause is in the log:\n{text}"
+    );
+}
