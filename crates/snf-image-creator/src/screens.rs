@@ -672,6 +672,19 @@ pub fn cloud_radiolist(clouds: &[CloudItem], current: Option<&str>) -> Dialog {
     )
 }
 
+/// Choose the cloud account to edit.
+pub fn cloud_edit_menu(clouds: &[CloudItem]) -> Dialog {
+    Dialog::menu(
+        "Edit Cloud",
+        "Please select the cloud account to edit:",
+        clouds
+            .iter()
+            .map(|c| (c.name.clone(), c.description.clone()))
+            .collect(),
+        &["Edit", "Cancel"],
+    )
+}
+
 /// Choose cloud accounts to delete.
 pub fn cloud_delete_checklist(clouds: &[CloudItem]) -> Dialog {
     Dialog::checklist(

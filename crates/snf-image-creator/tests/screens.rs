@@ -194,6 +194,46 @@ fn wizard_pages_and_confirmation() {
 }
 
 #[test]
+fn cloud_screens() {
+    let clouds = vec![
+        CloudItem {
+            name: "envvars".into(),
+            description: "OpenStack (OS_* environment variables)".into(),
+        },
+        CloudItem {
+            name: "grnet".into(),
+            description: "~okeanos".into(),
+        },
+    ];
+    check("cloud-edit-menu", screens::cloud_edit_menu(&clouds));
+    check(
+        "cloud-radiolist",
+        screens::cloud_radiolist(&clouds, Some("grnet")),
+    );
+    check("cloud-delete", screens::cloud_delete_checklist(&clouds));
+    check(
+        "upload-form",
+        screens::upload_form("debian.diskdump", "images"),
+    );
+    check(
+        "register-form",
+        screens::register_form("debian", "Debian GNU/Linux 12 (bookworm)"),
+    );
+    let answer = serde_json::json!({
+        "id": "0b3e0c0e-7e0b-4c53-a4b4-8d6e0f0c5c11",
+        "name": "debian",
+        "visibility": "private",
+        "checksum": "4b7a2d0c5e8f1a3b6c9d0e2f4a6b8c0d",
+        "OSFAMILY": "linux",
+    });
+    check(
+        "registration-info",
+        screens::registration_info(&image_creator::cloud::pretty_json(&answer)),
+    );
+    check("save-as", screens::save_as("Save Log", "/srv/images/"));
+}
+
+#[test]
 fn expert_menus() {
     check("expert-menu", screens::expert_menu());
     check("customize-menu", screens::customize_menu(true));

@@ -14,7 +14,7 @@ use image_creator::metadata::keys;
 use ratatui::backend::Backend;
 
 use crate::screens::{self, CloudItem};
-use crate::widgets::{Dialog, Outcome};
+use crate::widgets::Outcome;
 
 use super::{App, Res};
 
@@ -225,15 +225,7 @@ impl<B: Backend> App<B> {
                         self.ui.msgbox("Edit", "No saved cloud account to edit.")?;
                         continue;
                     }
-                    let mut d = Dialog::menu(
-                        "Edit Cloud",
-                        "Please select the cloud account to edit:",
-                        clouds
-                            .iter()
-                            .map(|c| (c.name.clone(), c.description.clone()))
-                            .collect(),
-                        &["Edit", "Cancel"],
-                    );
+                    let mut d = screens::cloud_edit_menu(&clouds);
                     if self.ui.show(&mut d)? == Outcome::Button(0) {
                         if let Some(n) = d.selected_tag().map(str::to_string) {
                             self.cloud_form(Some(&n))?;
