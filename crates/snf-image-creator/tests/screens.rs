@@ -491,6 +491,21 @@ fn every_help_screen_shows_its_last_line_at_80x24() {
 }
 
 #[test]
+fn long_log_lines_wrap_whole() {
+    let long = format!(
+        "2026-11-25 10:00:00 Warning: {} END-OF-LINE",
+        "a very long message about what happened ".repeat(4)
+    );
+    let text = format!("2026-11-25 10:00:00 first\n{long}\n");
+    let mut d = screens::log_viewer(Path::new("/tmp/fatal-abc123"), &text);
+    if let snf_image_creator::widgets::Body::Text { scroll, .. } = &mut d.body {
+        *scroll = usize::MAX;
+    }
+    let shown = render_after(&d, &[], 80, 24);
+    assert!(shown.contains("END-OF-LINE"), "{shown}");
+}
+
+#[test]
 fn a_long_message_scrolls_to_its_end() {
     let text: String = (1..=40)
         .map(|i| format!("Line number {i} of the message.\n"))

@@ -170,3 +170,45 @@ fn wizard_registers_the_image_in_the_test_cloud() {
         "{image}"
     );
 }
+
+#[test]
+fn upload_of_an_unprepared_image_asks_first() {
+    env("OS_AUTH_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    example_disk(d);
+    let tmp = d.display().to_string();
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("OS_"))
+        .collect();
+    for k in ["HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "TMPDIR"] {
+        vars.push((k.into(), tmp.clone()));
+    }
+    vars.push((
+        "KAMAKI_CONFIG".into(),
+        d.join("kamakirc").display().to_string(),
+    ));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = Tmux::start(d, &["--tmpdir", &tmp, "ex.raw"], &vars, 80, 24);
+    t.wait_for("Welcome");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["r", "Enter"]);
+    t.wait_for("Image Registration Menu");
+    t.keys(&["c", "Enter"]);
+    t.wait_for("Please select a cloud:");
+    t.keys(&["Enter"]);
+    t.wait_for("current: envvars");
+    t.keys(&["u", "Enter"]);
+    let s = t.wait_for("No system preparation");
+    assert!(s.contains("Continue with the image as it is?"), "{s}");
+    // No (the default) goes back without uploading.
+    t.keys(&["Enter"]);
+    t.wait_for("Image Registration Menu");
+    t.keys(&["u", "Enter"]);
+    t.wait_for("No system preparation");
+    t.keys(&["Left", "Enter"]);
+    t.wait_for("Upload Image");
+    t.keys(&["Escape"]);
+    t.wait_for("Image Registration Menu");
+}
