@@ -29,6 +29,19 @@ pub struct HttpOptions {
     pub attempts: u32,
     /// The first wait between attempts; it doubles each time.
     pub backoff: Duration,
+    /// Told before every retry, so that a front-end can show why the program waits.
+    pub on_retry: Option<RetryNotice>,
+}
+
+/// A one-line note before a retry: what failed and why, and which attempt comes
+/// next ("... (connection refused); retrying 2/5 in 0.5 s").
+#[derive(Clone)]
+pub struct RetryNotice(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for RetryNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryNotice")
+    }
 }
 
 impl Default for HttpOptions {
@@ -38,6 +51,7 @@ impl Default for HttpOptions {
             ca_file: None,
             attempts: 5,
             backoff: Duration::from_millis(500),
+            on_retry: None,
         }
     }
 }
@@ -325,6 +339,20 @@ impl Http {
             }
             if let Some(p) = req.progress {
                 p.sub(counted);
+            }
+            if let Some(RetryNotice(notify)) = &self.opts.on_retry {
+                let why = match &outcome {
+                    Ok(r) => format!("HTTP {}", r.status),
+                    Err(Attempt::Transport(reason)) => reason.clone(),
+                    Err(Attempt::Fatal(e)) => e.to_string(),
+                };
+                notify(&format!(
+                    "{}: {} failed ({why}); retrying {}/{attempts} in {:.1} s",
+                    req.service,
+                    req.action,
+                    attempt + 1,
+                    wait.as_secs_f64()
+                ));
             }
             sleep_cancellable(wait)?;
             wait = (wait * 2).min(Duration::from_secs(30));

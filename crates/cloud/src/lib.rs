@@ -37,7 +37,7 @@ use snf_core::report::Reporter;
 pub use account::{Account, AccountFinder, AccountSource, AuthMethod, KamakiCloud, KamakiConfig};
 pub use auth::Session;
 pub use error::{CloudError, Result};
-pub use http::{Http, HttpOptions};
+pub use http::{Http, HttpOptions, RetryNotice};
 pub use registry::{ImageRegistry, Registration};
 pub use secret::Secret;
 pub use store::{ImageSource, ObjectStore, UploadStats};

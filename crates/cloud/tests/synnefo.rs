@@ -301,10 +301,15 @@ fn bad_token_and_unreachable_server() {
         &format!("http://127.0.0.1:{port}/identity/v2.0"),
         Secret::new(TOKEN),
     );
+    let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::clone(&notes);
     let opts = CloudOptions {
         http: HttpOptions {
             attempts: 2,
             backoff: Duration::from_millis(10),
+            on_retry: Some(snf_cloud::RetryNotice(std::sync::Arc::new(
+                move |n: &str| seen.lock().unwrap().push(n.to_string()),
+            ))),
             ..Default::default()
         },
         ..Default::default()
@@ -315,5 +320,12 @@ fn bad_token_and_unreachable_server() {
     assert!(
         e.contains("failed after 2 attempt(s)") && e.contains("could not connect"),
         "{e}"
+    );
+    // The retry was told, with its cause.
+    let notes = notes.lock().unwrap().clone();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("retrying 2/2") && notes[0].contains("could not connect"),
+        "{notes:?}"
     );
 }

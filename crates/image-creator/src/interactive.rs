@@ -14,7 +14,7 @@ use snf_cloud::{Cloud, CloudError, ImageSource};
 use snf_core::report::Reporter;
 use snf_disk::DumpError;
 
-use crate::metadata::Metadata;
+use crate::metadata::{keys, Metadata};
 use crate::session::{Session, SessionError, Stage, WrittenImage};
 use crate::sysprep::OsFamily;
 
@@ -65,7 +65,63 @@ pub fn initialize(session: &mut Session) -> Result<(), SessionError> {
 
 /// Why the media cannot be prepared, if it cannot.
 pub fn unsupported_reason(session: &Session) -> Option<&str> {
-    session.metadata().get("UNSUPPORTED")
+    session.metadata().get(keys::UNSUPPORTED)
+}
+
+/// Whether `path` can be the source of a session: a regular file or a block device
+/// (the running host, `/`, is chosen otherwise, by the user).
+pub fn is_valid_source(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() || m.file_type().is_block_device())
+}
+
+/// Whether no system preparation operation has run on the image yet: writing or
+/// uploading it then copies the guest as it is, with its logs, keys and passwords, and
+/// a front-end asks first. Never for media that cannot be prepared.
+pub fn syspreps_never_ran(session: &Session) -> bool {
+    session.syspreps().is_some_and(|r| {
+        r.descriptors().len()
+            == crate::sysprep::Registry::for_family(r.family())
+                .descriptors()
+                .len()
+    })
+}
+
+/// The object name the image is uploaded as when the user gave none: the OS.
+pub fn default_object_name(session: &Session) -> String {
+    format!("{}.diskdump", summary(session).os)
+}
+
+/// The object name a one-step upload (the wizard's) gives an image registered as
+/// `image_name` at Unix time `unix_secs`: unique per minute, so that an earlier image
+/// of the same name is not overwritten.
+pub fn timestamped_object_name(image_name: &str, unix_secs: u64) -> String {
+    let (y, mo, d, h, mi, _) = utc_date_time(unix_secs);
+    format!("{image_name}-{y:04}{mo:02}{d:02}{h:02}{mi:02}.diskdump")
+}
+
+/// Calendar date and time (year, month, day, hour, minute, second) of a Unix time, in
+/// UTC (Howard Hinnant's days-to-civil).
+pub fn utc_date_time(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem / 60 % 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 /// What the front-end shows of the image at all times.
@@ -110,18 +166,18 @@ impl Summary {
 /// The summary of an initialized session.
 pub fn summary(session: &Session) -> Summary {
     let meta = session.metadata();
-    let unsupported = meta.contains("UNSUPPORTED");
+    let unsupported = meta.contains(keys::UNSUPPORTED);
     let (os, distro) = match session.inspection() {
         Some(i) if !i.os.is_unknown() => (i.os.family.clone(), i.os.distro.clone()),
         _ => (
-            meta.get("OSFAMILY")
+            meta.get(keys::OSFAMILY)
                 .unwrap_or(if unsupported {
                     "unsupported"
                 } else {
                     "unknown"
                 })
                 .to_string(),
-            meta.get("OS").unwrap_or("unknown").to_string(),
+            meta.get(keys::OS).unwrap_or("unknown").to_string(),
         ),
     };
     let source_size = session.source().map(|s| s.size());
@@ -416,6 +472,108 @@ pub fn check_extract_path(out: &Path) -> Result<(), InteractiveError> {
     Ok(())
 }
 
+/// Check a path chosen for extraction against everything that makes it unusable,
+/// before the user is asked anything about it: [`check_extract_path`], and none of the
+/// files written may be one the source is made of (the source is never overwritten).
+pub fn check_extract_target(session: &Session, out: &Path) -> Result<(), InteractiveError> {
+    check_extract_path(out)?;
+    if let Some(source) = session.source() {
+        crate::options::check_outfile_against_source(out, source)
+            .map_err(|e| InteractiveError::BadOutput(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Keep the image prepared for upload ([`prepare_upload`]) as the local image `out`,
+/// with its `.meta`, `.md5sum` and `.variant` files, without dumping the disk again:
+/// the file is moved there when `out` is on the work directory's filesystem, else
+/// copied (its holes stay holes). The files are those [`extract`] writes. `image` is
+/// updated to the new place (it stays good for uploads).
+pub fn keep_prepared(
+    session: &Session,
+    image: &mut ImageSource,
+    out: &Path,
+    exclusions: &Exclusions,
+    reporter: &dyn Reporter,
+) -> Result<WrittenImage, InteractiveError> {
+    check_extract_target(session, out)?;
+    let bad = |what: &str, e: std::io::Error| {
+        InteractiveError::BadOutput(format!("cannot {what} {}: {e}", out.display()))
+    };
+    if let Ok(m) = std::fs::symlink_metadata(out) {
+        if !m.is_file() {
+            return Err(InteractiveError::BadOutput(format!(
+                "`{}' exists and is not a regular file",
+                out.display()
+            )));
+        }
+    }
+    match std::fs::rename(&image.path, out) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            copy_sparse(&image.path, out, image.size, reporter).map_err(|e| bad("write", e))?;
+        }
+        Err(e) => return Err(bad("write", e)),
+    }
+    image.path = out.to_path_buf();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = export_metadata(session, exclusions);
+    snf_disk::write_side_files(out, &name, &image.md5, meta.as_map())?;
+    reporter.success(&format!(
+        "Image file {} was successfully created (md5sum {})",
+        out.display(),
+        image.md5
+    ));
+    Ok(WrittenImage {
+        path: out.to_path_buf(),
+        md5_hex: image.md5.clone(),
+        size: image.size,
+    })
+}
+
+/// Copy the `size` bytes of `from` to `to` (through a temporary file beside it),
+/// leaving its holes as holes; cancellable.
+fn copy_sparse(from: &Path, to: &Path, size: u64, reporter: &dyn Reporter) -> std::io::Result<()> {
+    use rustix::fs::SeekFrom;
+    use std::os::unix::fs::FileExt;
+    let src = std::fs::File::open(from)?;
+    let dir = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".snf-image-creator.")
+        .tempfile_in(dir)?;
+    let task = reporter.task("Copying image file", size, snf_core::report::Unit::Bytes);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match rustix::fs::seek(&src, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = rustix::fs::seek(&src, SeekFrom::Hole(data))?.min(size);
+        let mut at = data;
+        while at < hole {
+            snf_core::cancel::check().map_err(std::io::Error::other)?;
+            let n = ((hole - at) as usize).min(buf.len());
+            src.read_exact_at(&mut buf[..n], at)?;
+            tmp.as_file().write_all_at(&buf[..n], at)?;
+            at += n as u64;
+            task.set_position(at);
+        }
+        pos = hole.max(data + 1);
+    }
+    tmp.as_file().set_len(size)?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    task.finish("done");
+    Ok(())
+}
+
 /// Write the image to `out` with its `.meta`, `.md5sum` and `.variant` files (the
 /// properties include the exclusions). The variant's `IMG_ID` is the file's name, as
 /// the original dialog wrote it; the files are those `snf-mkimage -o NAME` writes when
@@ -427,11 +585,7 @@ pub fn extract(
     exclusions: &Exclusions,
     reporter: &dyn Reporter,
 ) -> Result<WrittenImage, InteractiveError> {
-    check_extract_path(out)?;
-    if let Some(source) = session.source() {
-        crate::options::check_outfile_against_source(out, source)
-            .map_err(|e| InteractiveError::BadOutput(e.to_string()))?;
-    }
+    check_extract_target(session, out)?;
     session.update_free_ranges()?;
     let (Some(disk), Some(size)) = (session.working_disk(), session.image_size()) else {
         return Err(InteractiveError::NotReady);
@@ -566,6 +720,37 @@ pub fn os_family(session: &Session) -> OsFamily {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_keeps_the_data_and_the_holes() {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a"), dir.path().join("b"));
+        let f = std::fs::File::create(&from).unwrap();
+        let size = 64u64 << 20;
+        f.set_len(size).unwrap();
+        f.write_all_at(&[7u8; 4096], 1 << 20).unwrap();
+        f.write_all_at(&[9u8; 100], size - 100).unwrap();
+        drop(f);
+        copy_sparse(&from, &to, size, snf_core::report::quiet().as_ref()).unwrap();
+        assert_eq!(std::fs::read(&from).unwrap(), std::fs::read(&to).unwrap());
+        let blocks = std::fs::metadata(&to).unwrap().blocks() * 512;
+        assert!(
+            blocks < 1 << 20,
+            "holes stay holes: {blocks} bytes allocated"
+        );
+    }
+
+    #[test]
+    fn utc_dates_and_object_names() {
+        assert_eq!(utc_date_time(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(utc_date_time(951_782_400 + 3661), (2000, 2, 29, 1, 1, 1));
+        assert_eq!(utc_date_time(1_767_225_599), (2025, 12, 31, 23, 59, 59));
+        assert_eq!(
+            timestamped_object_name("debian", 1_767_225_599),
+            "debian-202512312359.diskdump"
+        );
+    }
 
     #[test]
     fn deploy_tasks_are_filtered_by_family() {

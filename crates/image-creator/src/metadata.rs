@@ -180,6 +180,19 @@ impl fmt::Display for MetadataTable<'_> {
     }
 }
 
+/// The names of the properties the front-ends read or set themselves, so that they
+/// share one spelling with the library.
+pub mod keys {
+    /// Free text describing the image.
+    pub const DESCRIPTION: &str = "DESCRIPTION";
+    /// The OS family (`linux`, `windows`, ...).
+    pub const OSFAMILY: &str = "OSFAMILY";
+    /// The OS (distribution).
+    pub const OS: &str = "OS";
+    /// Why the media cannot be prepared, when it cannot.
+    pub const UNSUPPORTED: &str = "UNSUPPORTED";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

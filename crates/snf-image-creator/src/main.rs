@@ -3,7 +3,9 @@
 //! This binary parses the options, sets up the log, the terminal and the signal
 //! handlers, and runs [`App`]. The terminal is restored on every way out: a normal
 //! exit, a fatal error (exit 1, the log is kept and named), Ctrl-C or a signal (exit
-//! 130/143 after cleanup) and a crash (exit 3, the log is kept and named).
+//! 130/143 after cleanup), a hang-up (the terminal's window closed: exit 129 after
+//! cleanup, no log kept, nothing written to the dead terminal) and a crash (exit 3, the
+//! log is kept and named). A kept log is in the state directory, not in `/tmp`.
 
 #![forbid(unsafe_code)]
 
@@ -21,11 +23,13 @@ use ratatui::crossterm::{execute, terminal};
 use ratatui::Terminal;
 use snf_image_creator::app::{App, Exit, Settings};
 use snf_image_creator::report::{LogFile, Syslog, UiReporter};
-use snf_image_creator::ui::{TerminalEvents, Ui, UiError};
+use snf_image_creator::ui::{TerminalEvents, TtyOut, Ui, UiError};
 
 const EXIT_FATAL: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_CRASH: u8 = 3;
+/// 128 + SIGHUP, as a shell reports a program ended by a hang-up.
+const EXIT_HANGUP: u8 = 129;
 
 /// Create a cloud image from a disk, interactively.
 #[derive(Debug, Parser)]
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
     // Signals quit the UI in order (the work is cancelled, the session dropped).
     let quit = Arc::new(AtomicBool::new(false));
     let sigterm = Arc::new(AtomicBool::new(false));
+    let sighup = Arc::new(AtomicBool::new(false));
     {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         for sig in [SIGINT, SIGTERM, SIGHUP] {
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
             }
         }
         let _ = signal_hook::flag::register(SIGTERM, Arc::clone(&sigterm));
+        let _ = signal_hook::flag::register(SIGHUP, Arc::clone(&sighup));
     }
 
     let syslog = if cli.syslog {
@@ -156,7 +162,7 @@ fn main() -> ExitCode {
         say!("Error: cannot set up the terminal: {e}");
         return ExitCode::from(EXIT_FATAL);
     }
-    let term = match Terminal::new(CrosstermBackend::new(std::io::stdout())) {
+    let term = match Terminal::new(CrosstermBackend::new(TtyOut::new())) {
         Ok(t) => t,
         Err(e) => {
             restore_terminal();
@@ -182,6 +188,16 @@ fn main() -> ExitCode {
         app.close();
         result
     }));
+    let hung_up = matches!(outcome, Ok(Err(UiError::HangUp)))
+        || (matches!(outcome, Ok(Err(UiError::Quit))) && sighup.load(Ordering::SeqCst))
+        || TtyOut::gone();
+    if hung_up && matches!(outcome, Ok(Err(_))) {
+        // A closed window is a normal way to end a session: the clean-up is done,
+        // nothing went wrong, and there is no terminal to restore or to tell.
+        log.write_line("the terminal hung up");
+        log.discard();
+        return ExitCode::from(EXIT_HANGUP);
+    }
     restore_terminal();
     match outcome {
         Ok(Ok(Exit::Done)) => {
@@ -196,7 +212,7 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_FATAL)
         }
-        Ok(Err(UiError::Quit)) => {
+        Ok(Err(UiError::Quit | UiError::HangUp)) => {
             log.write_line("interrupted by the user");
             log.discard();
             say!("snf-image-creator: interrupted by the user");

@@ -13,9 +13,9 @@ use image_creator::core::report::{Reporter, Task, Unit};
 
 use crate::widgets::Gauge;
 
-/// The log file: `-l FILE`, or a temporary `fatal-XXXX` file in the system's temporary
-/// directory that is removed on a normal exit and kept (and pointed to) after a fatal
-/// error or a crash.
+/// The log file: `-l FILE`, or a temporary `fatal-XXXX` file in the state directory
+/// ([`state_dir`]) that is removed on a normal exit or a hang-up and kept (and pointed
+/// to) after a fatal error or a crash.
 pub struct LogFile {
     path: PathBuf,
     file: Mutex<File>,
@@ -32,7 +32,11 @@ impl LogFile {
                 temp: Mutex::new(None),
             }),
             None => {
-                let named = tempfile::Builder::new().prefix("fatal-").tempfile()?;
+                let dir = state_dir();
+                std::fs::create_dir_all(&dir)?;
+                let named = tempfile::Builder::new()
+                    .prefix("fatal-")
+                    .tempfile_in(&dir)?;
                 let (file, temp) = named.into_parts();
                 Ok(LogFile {
                     path: temp.to_path_buf(),
@@ -78,47 +82,38 @@ impl LogFile {
     }
 }
 
+/// Where the program keeps what must outlive a run (the log of a failed run):
+/// `$XDG_STATE_HOME/snf-image-creator`, else `~/.local/state/snf-image-creator`. Not
+/// the shared temporary directory, which other users can read and which is cleaned
+/// behind one's back.
+pub fn state_dir() -> PathBuf {
+    let absolute = |v: std::ffi::OsString| {
+        let p = PathBuf::from(v);
+        p.is_absolute().then_some(p)
+    };
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    base.join("snf-image-creator")
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn timestamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, mo, d, h, mi, s) = civil(secs);
+    let (y, mo, d, h, mi, s) = image_creator::interactive::utc_date_time(unix_now());
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
-/// `YYYYmmddHHMM` in UTC (the wizard's object-name suffix).
-pub fn compact_timestamp() -> String {
-    let secs = SystemTime::now()
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, mo, d, h, mi, _) = civil(secs);
-    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}")
-}
-
-/// Calendar date and time of a Unix time (UTC), by Howard Hinnant's days-to-civil.
-fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem / 60 % 60) as u32,
-        (rem % 60) as u32,
-    )
+        .unwrap_or(0)
 }
 
 /// Messages to the local syslog daemon (`/dev/log`), prefixed like the original's.
@@ -287,13 +282,6 @@ impl Reporter for UiReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil(951_782_400 + 3661), (2000, 2, 29, 1, 1, 1));
-        assert_eq!(civil(1_767_225_599), (2025, 12, 31, 23, 59, 59));
-    }
 
     #[test]
     fn temporary_log_is_removed_unless_kept() {

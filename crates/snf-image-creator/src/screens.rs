@@ -184,6 +184,74 @@ pub fn keep_local_copy(name: &str) -> Dialog {
     )
 }
 
+/// What the wizard made, for its last screen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WizardSummary {
+    /// The cloud account.
+    pub cloud: String,
+    /// The registered name.
+    pub name: String,
+    /// Whether the image is public.
+    pub public: bool,
+    /// The image service's id of the image.
+    pub image_id: String,
+    /// Where the image file is in the cloud's storage.
+    pub location: String,
+    /// The local copy, if one was kept.
+    pub local: Option<std::path::PathBuf>,
+    /// The image's MD5.
+    pub md5: String,
+    /// The image's size in bytes.
+    pub size: u64,
+}
+
+/// The wizard's last screen: what was made, where it is, and what to do next.
+pub fn wizard_summary(s: &WizardSummary) -> Dialog {
+    let local = s
+        .local
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "not kept".into());
+    let id = if s.image_id.is_empty() {
+        "(not given by the cloud)"
+    } else {
+        &s.image_id
+    };
+    let text = format!(
+        "The image was uploaded and registered.\n\n\
+         Image name:  {name} ({visibility})\n\
+         Image ID:    {id}\n\
+         Cloud:       {cloud}\n\
+         Location:    {location}\n\
+         Local copy:  {local}\n\
+         MD5:         {md5}\n\
+         Size:        {size} MiB ({bytes} bytes)\n\n\
+         Next: create a virtual machine from image {id} with the cloud's web interface \
+         or its command-line client (e.g. `openstack server create --image {id}' or \
+         `kamaki server create --image-id {id}'). The image's properties tell \
+         snf-image how to configure it at deployment.",
+        name = s.name,
+        visibility = if s.public { "public" } else { "private" },
+        cloud = s.cloud,
+        location = s.location,
+        md5 = s.md5,
+        size = s.size.div_ceil(1 << 20),
+        bytes = s.size,
+    );
+    Dialog::msgbox("Image created", &text)
+}
+
+/// Write or upload an image on which no system preparation ran?
+pub fn confirm_unprepared() -> Dialog {
+    Dialog::yesno(
+        "No system preparation",
+        "No system preparation task has run on this image: it still holds the logs, \
+         caches, SSH host keys, password hashes and user secrets of the source. Use \
+         Customize > Sysprep to clean it up first.\n\nContinue with the image as it is?",
+        true,
+    )
+}
+
 /// The cloud account form (add or edit).
 pub fn cloud_form(title: &str, name: &str, description: &str, url: &str, token: &str) -> Dialog {
     Dialog::form(
@@ -464,13 +532,13 @@ image. The deployment tool (snf-image) reads some of them to configure the new v
 machine, and the cloud's web interface shows others.\n\n\
 Keys may hold only letters, digits and underscores, and are stored upper-case.\n\n\
 Properties read at deployment:\n\
-  OSFAMILY        linux, windows, freebsd, netbsd, openbsd\n\
-  ROOT_PARTITION  the number of the root partition\n\
-  USERS           the users whose password is set\n\
-  SWAP            <partition>:<MiB> swap partition to create\n\
-  PASSWD_HASHING_METHOD  md5, sha1, blowfish, sha256, sha512\n\
-  CLOUD_INIT, NM_NETWORKING  configuration methods (yes/no)\n\
-  EXCLUDE_TASK_<Task>, EXCLUDE_ALL_TASKS  deployment tasks to skip\n\n\
+\x20 OSFAMILY        linux, windows, freebsd, netbsd, openbsd\n\
+\x20 ROOT_PARTITION  the number of the root partition\n\
+\x20 USERS           the users whose password is set\n\
+\x20 SWAP            <partition>:<MiB> swap partition to create\n\
+\x20 PASSWD_HASHING_METHOD  md5, sha1, blowfish, sha256, sha512\n\
+\x20 CLOUD_INIT, NM_NETWORKING  configuration methods (yes/no)\n\
+\x20 EXCLUDE_TASK_<Task>, EXCLUDE_ALL_TASKS  deployment tasks to skip\n\n\
 Informational: OS, DESCRIPTION, GUI, KERNEL, SORTORDER, REMOTE_CONNECTION, \
 PARTITION_TABLE, OSVERSION.";
 
@@ -483,6 +551,16 @@ Check a task to keep it from running on machines created from this image: the im
 gets the property EXCLUDE_TASK_<Task>=yes.\n\n\
 <No Config> excludes every task (EXCLUDE_ALL_TASKS=yes): the image is deployed exactly \
 as it is, without any configuration.";
+
+/// The Help of the Properties menu.
+pub fn properties_help() -> Dialog {
+    Dialog::textbox("Image Properties", PROPERTIES_HELP, &["OK"])
+}
+
+/// The Help of the Exclude checklist.
+pub fn exclude_help() -> Dialog {
+    Dialog::textbox("Configuration Tasks", EXCLUDE_HELP, &["OK"])
+}
 
 /// Buttons of the exclusions checklist.
 pub const EXCLUDE_BUTTONS: [&str; 4] = ["OK", "No Config", "Help", "Cancel"];
@@ -591,6 +669,19 @@ pub fn cloud_radiolist(clouds: &[CloudItem], current: Option<&str>) -> Dialog {
             })
             .collect(),
         &["OK", "Cancel"],
+    )
+}
+
+/// Choose the cloud account to edit.
+pub fn cloud_edit_menu(clouds: &[CloudItem]) -> Dialog {
+    Dialog::menu(
+        "Edit Cloud",
+        "Please select the cloud account to edit:",
+        clouds
+            .iter()
+            .map(|c| (c.name.clone(), c.description.clone()))
+            .collect(),
+        &["Edit", "Cancel"],
     )
 }
 

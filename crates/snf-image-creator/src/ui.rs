@@ -22,6 +22,9 @@ pub enum UiError {
     /// Ctrl-C, SIGINT, SIGTERM or SIGHUP: quit now (after cleanup).
     #[error("interrupted by the user")]
     Quit,
+    /// The terminal hung up (its window was closed): quit now (after cleanup), quietly.
+    #[error("the terminal hung up")]
+    HangUp,
     /// The terminal failed.
     #[error("terminal error: {0}")]
     Io(#[from] io::Error),
@@ -36,6 +39,11 @@ pub trait Events {
     /// it); by default the same as [`Events::next`].
     fn next_during_work(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
         self.next(timeout)
+    }
+
+    /// An event that is already there, without waiting (typed ahead, pasted).
+    fn pending(&mut self) -> io::Result<Option<Event>> {
+        Ok(None)
     }
 }
 
@@ -65,7 +73,85 @@ fn terminal_gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the terminal went away")
 }
 
-/// The reader thread: one event per message until the terminal fails.
+/// Set once writing to the terminal failed: it hung up.
+static TTY_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Whether an I/O error of the terminal means that it hung up.
+fn is_hang_up(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+        || e.raw_os_error().is_some_and(|n| {
+            n == rustix::io::Errno::IO.raw_os_error() || n == rustix::io::Errno::NXIO.raw_os_error()
+        })
+}
+
+/// A terminal error as the UI reports it: a hang-up is not a failure.
+fn terminal_error(e: io::Error) -> UiError {
+    if is_hang_up(&e) || TTY_GONE.load(Ordering::SeqCst) {
+        UiError::HangUp
+    } else {
+        UiError::Io(e)
+    }
+}
+
+/// Standard output as the terminal backend writes it. Once the terminal has hung up,
+/// writes are dropped: nobody can see them, and the clean-up after a hang-up (ratatui
+/// shows the cursor again when its terminal is dropped, and panics when it cannot even
+/// report that it failed) must not fail on them. The UI notices the hang-up through
+/// [`Ui`]'s checks and quits in order.
+pub struct TtyOut {
+    out: io::Stdout,
+}
+
+impl TtyOut {
+    /// Standard output.
+    pub fn new() -> Self {
+        TtyOut { out: io::stdout() }
+    }
+
+    /// Whether the terminal has hung up.
+    pub fn gone() -> bool {
+        TTY_GONE.load(Ordering::SeqCst)
+    }
+
+    fn failed(&self, e: io::Error) -> io::Result<()> {
+        if is_hang_up(&e) {
+            TTY_GONE.store(true, Ordering::SeqCst);
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+}
+
+impl Default for TtyOut {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl io::Write for TtyOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if TTY_GONE.load(Ordering::SeqCst) {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => self.failed(e).map(|()| buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if TTY_GONE.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(e),
+        }
+    }
+}
+
+/// The reader thread: every event, as soon as it is there, until the terminal fails.
 fn read_terminal(tx: &mpsc::Sender<io::Result<Event>>) {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let stdin = rustix::stdio::stdin();
@@ -78,29 +164,31 @@ fn read_terminal(tx: &mpsc::Sender<io::Result<Event>>) {
         let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
         match poll(&mut fds, Some(&tick)) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 let _ = tx.send(Err(e.into()));
                 return;
             }
         }
-        let ready = fds[0].revents();
-        let message = if ready.intersects(gone) {
-            Err(terminal_gone())
-        } else if ready.contains(PollFlags::IN) {
-            // Only what is buffered now: a partial escape sequence waits for the
-            // next round instead of blocking inside crossterm.
-            match event::poll(Duration::ZERO) {
-                Ok(true) => event::read(),
-                Ok(false) => continue,
-                Err(e) => Err(e),
-            }
-        } else {
-            continue;
-        };
-        let failed = message.is_err();
-        if tx.send(message).is_err() || failed {
+        if fds[0].revents().intersects(gone) {
+            let _ = tx.send(Err(terminal_gone()));
             return;
+        }
+        // crossterm parses everything one read brings (a paste, a key behind a
+        // resize) into a queue of its own, which the terminal poll above no longer
+        // sees, and notices a resize only when asked: hand over its whole queue on
+        // every round (input or tick), or the rest would wait for the next key.
+        // A zero timeout never blocks, even on a partial escape sequence.
+        loop {
+            let event = match event::poll(Duration::ZERO) {
+                Ok(true) => event::read(),
+                Ok(false) => break,
+                Err(e) => Err(e),
+            };
+            let failed = event.is_err();
+            if tx.send(event).is_err() || failed {
+                return;
+            }
         }
     }
 }
@@ -112,6 +200,15 @@ impl Events for TerminalEvents {
             Ok(Err(e)) => Err(e),
             Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(terminal_gone()),
+        }
+    }
+
+    fn pending(&mut self) -> io::Result<Option<Event>> {
+        match self.events.try_recv() {
+            Ok(Ok(e)) => Ok(Some(e)),
+            Ok(Err(e)) => Err(e),
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => Err(terminal_gone()),
         }
     }
 }
@@ -184,7 +281,9 @@ impl<B: Backend> Ui<B> {
     }
 
     fn check_quit(&self) -> Result<(), UiError> {
-        if self.quit.load(Ordering::SeqCst) {
+        if TTY_GONE.load(Ordering::SeqCst) {
+            Err(UiError::HangUp)
+        } else if self.quit.load(Ordering::SeqCst) {
             Err(UiError::Quit)
         } else {
             Ok(())
@@ -200,7 +299,7 @@ impl<B: Backend> Ui<B> {
                 let rest = render_screen(&backtitle, area, f.buffer_mut());
                 dialog.render(rest, f.buffer_mut());
             })
-            .map_err(io_err)?;
+            .map_err(|e| terminal_error(io_err(e)))?;
         Ok(())
     }
 
@@ -209,17 +308,28 @@ impl<B: Backend> Ui<B> {
         loop {
             self.check_quit()?;
             self.draw(dialog)?;
-            match self.events.next(Duration::from_millis(200))? {
-                Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
-                    if is_ctrl_c(&key) {
-                        return Err(UiError::Quit);
+            // Everything already typed (a paste) is handled before the next frame.
+            let mut next = self
+                .events
+                .next(Duration::from_millis(200))
+                .map_err(terminal_error)?;
+            while let Some(event) = next {
+                match event {
+                    Event::Key(key) if key.kind != KeyEventKind::Release => {
+                        if is_ctrl_c(&key) {
+                            return Err(UiError::Quit);
+                        }
+                        if let Some(outcome) = dialog.handle(key) {
+                            return Ok(outcome);
+                        }
                     }
-                    if let Some(outcome) = dialog.handle(key) {
-                        return Ok(outcome);
-                    }
+                    Event::Resize(..) => self
+                        .terminal
+                        .autoresize()
+                        .map_err(|e| terminal_error(io_err(e)))?,
+                    _ => {}
                 }
-                Some(Event::Resize(..)) => self.terminal.autoresize().map_err(io_err)?,
-                _ => {}
+                next = self.events.pending().map_err(terminal_error)?;
             }
         }
     }
@@ -273,7 +383,12 @@ impl<B: Backend> Ui<B> {
                     // The work must still end before the scope does.
                     cancel::request();
                     let _ = handle.join();
-                    return Err(UiError::Io(io_err(e)));
+                    return Err(terminal_error(io_err(e)));
+                }
+                if TTY_GONE.load(Ordering::SeqCst) && !quitting {
+                    // Nobody can see the result: stop the work.
+                    quitting = true;
+                    cancel::request();
                 }
                 if handle.is_finished() {
                     break;
@@ -295,7 +410,7 @@ impl<B: Backend> Ui<B> {
                     Err(e) => {
                         cancel::request();
                         let _ = handle.join();
-                        return Err(UiError::Io(e));
+                        return Err(terminal_error(e));
                     }
                 }
             }
@@ -305,6 +420,9 @@ impl<B: Backend> Ui<B> {
             }
         });
         let value = result?;
+        if TTY_GONE.load(Ordering::SeqCst) {
+            return Err(UiError::HangUp);
+        }
         if quitting {
             return Err(UiError::Quit);
         }

@@ -7,7 +7,8 @@
 //! * Space: toggle a checklist or radiolist entry;
 //! * Tab / Shift-Tab: next / previous part (entry field, list, buttons);
 //! * Left/Right: choose a button (move the cursor in an entry field);
-//! * Enter: press the highlighted button; Esc: cancel;
+//! * Enter: press the highlighted button (in a radiolist, choosing the highlighted
+//!   entry first: what is highlighted is what the user gets); Esc: cancel;
 //! * a letter in a menu: jump to the next entry starting with it.
 
 use std::path::{Path, PathBuf};
@@ -122,6 +123,12 @@ impl Buttons {
 
     fn left(&mut self) {
         self.selected = self.selected.saturating_sub(1);
+    }
+
+    /// Shift-Tab: the previous button, wrapping round like Tab does.
+    fn previous(&mut self) {
+        let n = self.labels.len().max(1);
+        self.selected = (self.selected + n - 1) % n;
     }
 
     fn right(&mut self) {
@@ -307,6 +314,12 @@ pub struct Dialog {
     list_offset: usize,
     list_rows: usize,
     scroll_pct: Option<usize>,
+    /// A text body wrapped to the box when last drawn (scrolling moves over these).
+    wrapped: Vec<String>,
+    /// First line of the dialog's own text shown, when it is too long for the screen.
+    text_scroll: usize,
+    /// How many lines of the dialog's own text did not fit when last drawn.
+    text_hidden: usize,
 }
 
 impl Dialog {
@@ -320,6 +333,9 @@ impl Dialog {
             list_offset: 0,
             list_rows: 1,
             scroll_pct: None,
+            wrapped: Vec::new(),
+            text_scroll: 0,
+            text_hidden: 0,
         }
     }
 
@@ -535,7 +551,35 @@ impl Dialog {
         }
         let rows = self.list_rows.max(1);
         match &mut self.body {
-            Body::None => {}
+            Body::None => {
+                // A message too long for the screen scrolls.
+                if self.text_hidden > 0 {
+                    let max = self.text_hidden;
+                    let page = rows;
+                    let pos = &mut self.text_scroll;
+                    match key.code {
+                        KeyCode::Up => *pos = pos.saturating_sub(1),
+                        KeyCode::Down => *pos = (*pos + 1).min(max),
+                        KeyCode::PageUp => *pos = pos.saturating_sub(page),
+                        KeyCode::PageDown | KeyCode::Char(' ') => *pos = (*pos + page).min(max),
+                        KeyCode::Home => *pos = 0,
+                        KeyCode::End => *pos = max,
+                        _ => {}
+                    }
+                    if matches!(
+                        key.code,
+                        KeyCode::Up
+                            | KeyCode::Down
+                            | KeyCode::PageUp
+                            | KeyCode::PageDown
+                            | KeyCode::Home
+                            | KeyCode::End
+                            | KeyCode::Char(' ')
+                    ) {
+                        return None;
+                    }
+                }
+            }
             Body::Menu { items, selected } => {
                 if move_in_list(key.code, selected, items.len(), rows) {
                     return None;
@@ -567,8 +611,14 @@ impl Dialog {
                 }
             }
             Body::Text { lines, scroll } => {
-                let max = lines.len().saturating_sub(rows);
-                let mut pos = *scroll;
+                // Scrolling moves over the lines as wrapped on the screen.
+                let total = if self.wrapped.is_empty() {
+                    lines.len()
+                } else {
+                    self.wrapped.len()
+                };
+                let max = total.saturating_sub(rows);
+                let mut pos = (*scroll).min(max);
                 match key.code {
                     KeyCode::Up => pos = pos.saturating_sub(1),
                     KeyCode::Down => pos = (pos + 1).min(max),
@@ -667,8 +717,23 @@ impl Dialog {
                 self.buttons.selected =
                     (self.buttons.selected + 1) % self.buttons.labels.len().max(1)
             }
-            KeyCode::BackTab => self.buttons.left(),
-            KeyCode::Enter => return Some(Outcome::Button(self.buttons.selected)),
+            KeyCode::BackTab => self.buttons.previous(),
+            KeyCode::Enter => {
+                // What the user sees highlighted in a radiolist is what they get.
+                if let Body::Check {
+                    items,
+                    selected,
+                    radio: true,
+                } = &mut self.body
+                {
+                    if *selected < items.len() {
+                        for (i, item) in items.iter_mut().enumerate() {
+                            item.2 = i == *selected;
+                        }
+                    }
+                }
+                return Some(Outcome::Button(self.buttons.selected));
+            }
             _ => {}
         }
         None
@@ -689,7 +754,7 @@ impl Dialog {
             Body::Menu { items, .. } => items.len(),
             Body::Check { items, .. } => items.len(),
             Body::Fields { fields, .. } => fields.len() * 2 - 1,
-            Body::Text { lines, .. } => lines.len().max(1),
+            Body::Text { .. } => self.wrapped.len().max(1),
             Body::Files { entries, .. } => entries.len().max(8) + 2,
         }
     }
@@ -748,6 +813,9 @@ impl Dialog {
         let max_h = area.height.saturating_sub(2).max(6);
         // borders 2, buttons 1, separator line 1, blank after text
         let fixed = 4 + usize::from(!text.is_empty()) * (text.len() + 1);
+        if let Body::Text { lines, .. } = &self.body {
+            self.wrapped = lines.iter().flat_map(|l| wrap_line(l, inner_w)).collect();
+        }
         let mut body_rows = self.body_rows();
         let has_body = !matches!(self.body, Body::None);
         if has_body && matches!(self.body, Body::Menu { .. } | Body::Check { .. }) {
@@ -784,8 +852,20 @@ impl Dialog {
         let inner = block.inner(rect);
         block.render(rect, buf);
 
+        // What does not fit scrolls (a message box) or is cut (above a list).
+        self.text_hidden = if has_body {
+            0
+        } else {
+            text.len().saturating_sub(text_rows)
+        };
+        self.text_scroll = self.text_scroll.min(self.text_hidden);
+        if !has_body {
+            self.list_rows = text_rows.max(1);
+            self.scroll_pct =
+                (self.text_hidden > 0).then(|| self.text_scroll * 100 / self.text_hidden);
+        }
         let mut row = inner.y;
-        for line in text.iter().take(text_rows) {
+        for line in text.iter().skip(self.text_scroll).take(text_rows) {
             buf.set_stringn(inner.x + 1, row, line, inner_w, theme::dialog());
             row += 1;
         }
@@ -875,7 +955,8 @@ impl Dialog {
                     );
                 }
             }
-            Body::Text { lines, scroll } => {
+            Body::Text { scroll, .. } => {
+                let lines = &self.wrapped;
                 self.list_rows = area.height as usize;
                 let max = lines.len().saturating_sub(area.height as usize);
                 let start = (*scroll).min(max);
@@ -1003,7 +1084,7 @@ impl Dialog {
             if i == selected {
                 buf.set_string(inner.x, y, " ".repeat(inner.width as usize), style);
             }
-            buf.set_stringn(inner.x, y, &line, inner.width as usize, style);
+            buf.set_string(inner.x, y, ellipsize(&line, inner.width as usize), style);
         }
         if self.list_offset > 0 {
             buf.set_string(
@@ -1020,6 +1101,17 @@ impl Dialog {
                 "(+)",
                 theme::title(),
             );
+        }
+        // Say what Space does (Enter confirms the dialog).
+        if rows.iter().any(|r| r.2.is_some()) {
+            let hint = if radio {
+                " Space: choose "
+            } else {
+                " Space: check/uncheck "
+            };
+            if (hint.len() as u16) + 6 < inner.width {
+                buf.set_string(inner.x + 1, area.y + area.height - 1, hint, theme::dialog());
+            }
         }
     }
 }
@@ -1083,6 +1175,28 @@ pub fn list_dir(dir: &Path) -> Vec<DirEntry> {
     out
 }
 
+/// `text` in at most `width` columns: cut with an ellipsis when longer.
+pub fn ellipsize(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// One line of a text body wrapped to `width` (an empty line stays one empty line).
+fn wrap_line(line: &str, width: usize) -> Vec<String> {
+    let mut out = wrap(line, width);
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
+}
+
 /// Word-wrap `text` to `width` columns, keeping its line breaks; words longer than a
 /// line are split.
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -1092,6 +1206,12 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
         return out;
     }
     for para in text.split('\n') {
+        // A line that fits is kept as it is (the spacing of a table, say).
+        let para = para.trim_end();
+        if para.chars().count() <= width {
+            out.push(para.to_string());
+            continue;
+        }
         let indent: String = para.chars().take_while(|c| *c == ' ').collect();
         let mut line = String::new();
         let mut len = 0;
@@ -1146,11 +1266,10 @@ pub fn render_screen(backtitle: &str, area: Rect, buf: &mut Buffer) -> Rect {
     if area.height < 3 {
         return area;
     }
-    buf.set_stringn(
+    buf.set_string(
         area.x + 1,
         area.y,
-        backtitle,
-        area.width.saturating_sub(2) as usize,
+        ellipsize(backtitle, area.width.saturating_sub(2) as usize),
         theme::backtitle(),
     );
     buf.set_string(
@@ -1228,10 +1347,13 @@ pub fn render_progress(
         } else {
             format!("{}/{}", g.position, g.total)
         };
+        // The figures are what the user watches: the label gives way to them.
+        let figures = format!(" ({amount})");
+        let label = ellipsize(&g.title, inner_w.saturating_sub(figures.chars().count()));
         buf.set_stringn(
             inner.x + 1,
             gy,
-            format!("{} ({amount})", g.title),
+            format!("{label}{figures}"),
             inner_w,
             theme::dialog(),
         );
@@ -1334,6 +1456,33 @@ mod tests {
         d.handle(key(KeyCode::Right));
         assert_eq!(d.handle(key(KeyCode::Enter)), Some(Outcome::Button(1)));
         assert_eq!(d.handle(key(KeyCode::Esc)), Some(Outcome::Esc));
+    }
+
+    #[test]
+    fn enter_chooses_the_highlighted_radio_entry() {
+        let items = vec![
+            ("Private".to_string(), String::new(), true),
+            ("Public".to_string(), String::new(), false),
+        ];
+        let mut d = Dialog::radiolist("t", "", items, &["Next", "Back"]);
+        assert_eq!(d.handle(key(KeyCode::Down)), None);
+        assert_eq!(d.checked(), vec!["Private".to_string()]);
+        assert_eq!(d.handle(key(KeyCode::Enter)), Some(Outcome::Button(0)));
+        assert_eq!(d.checked(), vec!["Public".to_string()]);
+    }
+
+    #[test]
+    fn shift_tab_wraps_round_the_buttons() {
+        let mut d = Dialog::menu(
+            "t",
+            "",
+            vec![("a".into(), "b".into())],
+            &["OK", "Back", "Help"],
+        );
+        d.handle(key(KeyCode::BackTab));
+        assert_eq!(d.buttons.selected, 2);
+        d.handle(key(KeyCode::Tab));
+        assert_eq!(d.buttons.selected, 0);
     }
 
     #[test]

@@ -165,6 +165,22 @@ fn wizard_pages_and_confirmation() {
         ]),
     );
     check("wizard-keep-copy", screens::keep_local_copy("debian"));
+    let summary = screens::WizardSummary {
+        cloud: "envvars".into(),
+        name: "debian".into(),
+        public: false,
+        image_id: "0b3e0c0e-7e0b-4c53-a4b4-8d6e0f0c5c11".into(),
+        location:
+            "http://127.0.0.1:8080/v1/AUTH_0123456789abcdef/images/debian-202612050100.diskdump"
+                .into(),
+        local: Some("/srv/images/debian.diskdump".into()),
+        md5: "4b7a2d0c5e8f1a3b6c9d0e2f4a6b8c0d".into(),
+        size: 16 << 20,
+    };
+    check("wizard-summary", screens::wizard_summary(&summary));
+    let shown = render_after(&screens::wizard_summary(&summary), &[KeyCode::End], 80, 24);
+    assert!(shown.contains("deployment."), "the summary ends:\n{shown}");
+    check("confirm-unprepared", screens::confirm_unprepared());
     check(
         "cloud-form",
         screens::cloud_form(
@@ -175,6 +191,46 @@ fn wizard_pages_and_confirmation() {
             "secret",
         ),
     );
+}
+
+#[test]
+fn cloud_screens() {
+    let clouds = vec![
+        CloudItem {
+            name: "envvars".into(),
+            description: "OpenStack (OS_* environment variables)".into(),
+        },
+        CloudItem {
+            name: "grnet".into(),
+            description: "~okeanos".into(),
+        },
+    ];
+    check("cloud-edit-menu", screens::cloud_edit_menu(&clouds));
+    check(
+        "cloud-radiolist",
+        screens::cloud_radiolist(&clouds, Some("grnet")),
+    );
+    check("cloud-delete", screens::cloud_delete_checklist(&clouds));
+    check(
+        "upload-form",
+        screens::upload_form("debian.diskdump", "images"),
+    );
+    check(
+        "register-form",
+        screens::register_form("debian", "Debian GNU/Linux 12 (bookworm)"),
+    );
+    let answer = serde_json::json!({
+        "id": "0b3e0c0e-7e0b-4c53-a4b4-8d6e0f0c5c11",
+        "name": "debian",
+        "visibility": "private",
+        "checksum": "4b7a2d0c5e8f1a3b6c9d0e2f4a6b8c0d",
+        "OSFAMILY": "linux",
+    });
+    check(
+        "registration-info",
+        screens::registration_info(&image_creator::cloud::pretty_json(&answer)),
+    );
+    check("save-as", screens::save_as("Save Log", "/srv/images/"));
 }
 
 #[test]
@@ -364,6 +420,149 @@ fn progress_screen() {
         );
         snapshot(&format!("progress-{w}x{h}"), &text);
     }
+}
+
+/// `dialog` at `w`x`h` after `keys` (drawn before the keys, as the UI does).
+fn render_after(dialog: &Dialog, keys: &[KeyCode], w: u16, h: u16) -> String {
+    let term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut ui = Ui::new(
+        term,
+        Box::new(ScriptedEvents::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    ui.backtitle = BACKTITLE.into();
+    let mut d = dialog.clone();
+    ui.draw(&mut d).unwrap();
+    for k in keys {
+        d.handle(key(*k));
+        ui.draw(&mut d).unwrap();
+    }
+    text_of(ui.terminal())
+}
+
+/// The last few words of `text`, as they end one of its wrapped lines.
+fn last_words(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words[words.len().saturating_sub(2)..].join(" ")
+}
+
+#[test]
+fn every_help_screen_shows_its_last_line_at_80x24() {
+    let mut helps = vec![
+        (
+            "properties",
+            screens::properties_help(),
+            screens::PROPERTIES_HELP.to_string(),
+        ),
+        (
+            "exclude",
+            screens::exclude_help(),
+            screens::EXCLUDE_HELP.to_string(),
+        ),
+        ("help", screens::help(), screens::DOCS_URL.to_string()),
+    ];
+    for family in [OsFamily::Linux, OsFamily::Windows] {
+        let registry = Registry::for_family(family);
+        let last = registry
+            .descriptors()
+            .last()
+            .unwrap()
+            .description
+            .to_string();
+        helps.push(("sysprep", screens::sysprep_help(&registry), last));
+    }
+    for (name, d, text) in helps {
+        for (w, h) in SIZES {
+            let shown = render_after(&d, &[KeyCode::End], w, h);
+            let end = last_words(&text);
+            let flat = shown
+                .lines()
+                .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                flat.contains(&end),
+                "{name} at {w}x{h} does not show its end {end:?}:\n{shown}"
+            );
+        }
+    }
+    check("properties-help", screens::properties_help());
+    check("exclude-help", screens::exclude_help());
+}
+
+#[test]
+fn long_log_lines_wrap_whole() {
+    let long = format!(
+        "2026-11-25 10:00:00 Warning: {} END-OF-LINE",
+        "a very long message about what happened ".repeat(4)
+    );
+    let text = format!("2026-11-25 10:00:00 first\n{long}\n");
+    let mut d = screens::log_viewer(Path::new("/tmp/fatal-abc123"), &text);
+    if let snf_image_creator::widgets::Body::Text { scroll, .. } = &mut d.body {
+        *scroll = usize::MAX;
+    }
+    let shown = render_after(&d, &[], 80, 24);
+    assert!(shown.contains("END-OF-LINE"), "{shown}");
+}
+
+#[test]
+fn a_long_message_scrolls_to_its_end() {
+    let text: String = (1..=40)
+        .map(|i| format!("Line number {i} of the message.\n"))
+        .collect();
+    let d = Dialog::msgbox("Error", &text);
+    let first = render_after(&d, &[], 80, 24);
+    assert!(
+        first.contains("Line number 1 ") && !first.contains("number 40 "),
+        "{first}"
+    );
+    let end = render_after(&d, &[KeyCode::End], 80, 24);
+    assert!(
+        end.contains("Line number 40 ") && end.contains("100%"),
+        "{end}"
+    );
+    assert!(end.contains("<   OK   >"), "{end}");
+}
+
+#[test]
+fn long_values_end_with_an_ellipsis() {
+    let mut m = debian_metadata();
+    let long = "x".repeat(200);
+    m.insert("DESCRIPTION", &long).unwrap();
+    let shown = render(&screens::properties_menu(&m), 80, 24);
+    let line = shown.lines().find(|l| l.contains("DESCRIPTION")).unwrap();
+    assert!(line.contains("x…"), "{shown}");
+    check("properties-long-value", screens::properties_menu(&m));
+}
+
+#[test]
+fn progress_lines_keep_their_figures() {
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    term.draw(|f| {
+        let rest = render_screen(BACKTITLE, f.area(), f.buffer_mut());
+        let gauge = Gauge {
+            title: "Copying the data of the source into the private working copy of the image"
+                .into(),
+            position: 117 << 20,
+            total: 3072 << 20,
+            bytes: true,
+        };
+        render_progress(
+            "Initialization",
+            &[],
+            Some(&gauge),
+            false,
+            rest,
+            f.buffer_mut(),
+        );
+    })
+    .unwrap();
+    let text = text_of(&term);
+    assert!(
+        text.contains("…(117/3072 MiB)") || text.contains("… (117/3072 MiB)"),
+        "{text}"
+    );
+    snapshot("progress-long-label-80x24", &text);
 }
 
 #[test]

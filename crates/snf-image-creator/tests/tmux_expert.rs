@@ -26,8 +26,10 @@ fn expert_sysprep_properties_extract_match_snf_mkimage() {
     std::fs::create_dir(d.join("cli")).unwrap();
     let tmp = d.display().to_string();
     let log = d.join("tui.log").display().to_string();
+    let state = d.join("state").display().to_string();
     let mut env = FIXED_TIME.to_vec();
     env.push(("TMPDIR", &tmp));
+    env.push(("XDG_STATE_HOME", &state));
     let t = Tmux::start(d, &["-l", &log, "--tmpdir", &tmp, "ex.raw"], &env, 80, 24);
 
     let s = t.wait_for("Welcome");
@@ -95,11 +97,11 @@ fn expert_sysprep_properties_extract_match_snf_mkimage() {
     assert_eq!(t.wait_exit(), 0);
     assert!(!workdir_left(d), "the work directory was removed");
     assert_eq!(md5(&source), source_md5, "the source is untouched");
-    let fatal_logs = std::fs::read_dir(d)
-        .unwrap()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with("fatal-"));
-    assert!(!fatal_logs, "no temporary log is left after a normal exit");
+    assert_eq!(
+        logs_left(d),
+        Vec::<String>::new(),
+        "no temporary log is left after a normal exit"
+    );
 
     // The same with snf-mkimage, run in its output directory.
     let out = Command::new(snf_mkimage())
@@ -156,10 +158,11 @@ fn ctrl_c_during_initialization_restores_and_cleans_up() {
     assert!(st.success());
     let source_md5 = md5(&qcow);
     let tmp = d.display().to_string();
+    let state = d.join("state").display().to_string();
     let t = Tmux::start(
         d,
         &["--tmpdir", &tmp, "ex.qcow2"],
-        &[("TMPDIR", &tmp)],
+        &[("TMPDIR", &tmp), ("XDG_STATE_HOME", &state)],
         100,
         30,
     );
@@ -183,13 +186,7 @@ fn ctrl_c_during_initialization_restores_and_cleans_up() {
     assert!(!s.contains("┌"), "the dialog screen is gone:\n{s}");
     assert!(!workdir_left(d), "the work directory was removed");
     assert_eq!(md5(&qcow), source_md5, "the source is untouched");
-    let left: Vec<_> = std::fs::read_dir(d)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("fatal-"))
-        .collect();
-    assert!(left.is_empty(), "temporary logs left: {left:?}");
+    assert_eq!(logs_left(d), Vec::<String>::new(), "temporary logs left");
 }
 
 /// The program on the example disk in `d` (work files in `d`), at its first question;
@@ -209,23 +206,59 @@ fn welcome_on_the_example(d: &std::path::Path) -> (Tmux, String) {
     (t, source_md5)
 }
 
-#[test]
-fn a_closed_terminal_ends_the_program_and_cleans_up() {
+/// The files a run left in its state directory (under `d`) and in `d` itself.
+fn logs_left(d: &std::path::Path) -> Vec<String> {
+    let state = d.join("state/snf-image-creator");
+    [d.to_path_buf(), state]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fatal-"))
+        .collect()
+}
+
+/// Close the terminal of a program on the example disk once `at` is on the screen
+/// (after `keys`): it exits with the hang-up status (129), without a crash, after
+/// cleaning up, and keeps no log.
+fn hang_up_at(keys: &[&str], at: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (t, source_md5) = welcome_on_the_example(d);
+    example_disk(d);
+    let source_md5 = md5(&d.join("ex.raw"));
+    let tmp = d.display().to_string();
+    let state = d.join("state").display().to_string();
+    let t = Tmux::start_for_hang_up(
+        d,
+        &["--tmpdir", &tmp, "ex.raw"],
+        &[("TMPDIR", &tmp), ("XDG_STATE_HOME", &state)],
+    );
+    t.wait_for("Welcome");
+    t.keys(keys);
+    t.wait_for(at);
     let pid = t.pid();
     t.hang_up();
     assert!(
         common::wait_ended(pid, common::TIMEOUT),
         "snf-image-creator (pid {pid}) kept running after its terminal closed"
     );
+    assert_eq!(t.wait_exit(), 129, "the exit status of a hang-up");
     assert!(!workdir_left(d), "the work directory was removed");
     assert_eq!(
         md5(&d.join("ex.raw")),
         source_md5,
         "the source is untouched"
     );
+    assert_eq!(logs_left(d), Vec::<String>::new(), "no crash log is kept");
+}
+
+#[test]
+fn a_closed_terminal_ends_the_program_and_cleans_up() {
+    hang_up_at(&[], "Welcome");
+}
+
+#[test]
+fn a_closed_terminal_in_a_menu_ends_the_program_and_cleans_up() {
+    hang_up_at(&["Right", "Enter", "Enter"], "Image Customization Menu");
 }
 
 #[test]
@@ -470,4 +503,36 @@ fn sysprep_after_shrink_warns_then_runs_on_the_reopened_guest() {
     );
     fsck_clean(&img, 1);
     assert!(!workdir_left(d), "the work directory was removed");
+}
+
+#[test]
+fn a_fatal_error_keeps_its_log_in_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An empty file is no disk: initialization fails.
+    std::fs::write(d.join("junk.raw"), b"").unwrap();
+    let tmp = d.display().to_string();
+    let state = d.join("state").display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, "junk.raw"],
+        &[("TMPDIR", &tmp), ("XDG_STATE_HOME", &state)],
+        80,
+        24,
+    );
+    t.wait_for("Fatal error");
+    t.keys(&["Enter"]);
+    assert_eq!(t.wait_exit(), 1);
+    let logs = logs_left(d);
+    assert_eq!(logs.len(), 1, "the log is kept: {logs:?}");
+    let kept = d.join("state/snf-image-creator").join(&logs[0]);
+    assert!(
+        kept.is_file(),
+        "the log is in the state directory: {logs:?}"
+    );
+    let s = t.screen();
+    assert!(
+        s.contains(&kept.display().to_string()),
+        "the log is named:\n{s}"
+    );
 }

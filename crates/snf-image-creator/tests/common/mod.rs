@@ -103,6 +103,24 @@ impl Tmux {
         width: u16,
         height: u16,
     ) -> Tmux {
+        Self::start_full(runner, cwd, args, env, width, height, false)
+    }
+
+    /// [`Tmux::start`] for a test that closes the terminal ([`Tmux::hang_up`]): the
+    /// shell around the program outlives the hang-up, to write the exit status.
+    pub fn start_for_hang_up(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Tmux {
+        Self::start_full(&[], cwd, args, env, 80, 24, true)
+    }
+
+    fn start_full(
+        runner: &[&str],
+        cwd: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        width: u16,
+        height: u16,
+        outlive_hang_up: bool,
+    ) -> Tmux {
         require("tmux");
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let name = format!(
@@ -113,6 +131,10 @@ impl Tmux {
         let status_file = cwd.join("exit-status");
         let _ = std::fs::remove_file(&status_file);
         let mut cmd = String::new();
+        if outlive_hang_up {
+            // The program gets its own handlers (and the hang-up on its input).
+            cmd.push_str("trap '' HUP; ");
+        }
         for (k, v) in env {
             cmd.push_str(&format!("export {k}={}; ", quote(v)));
         }
@@ -127,9 +149,13 @@ impl Tmux {
             cmd.push_str(&quote(a));
         }
         cmd.push_str(&format!(
-            "; echo $? > {}; sleep 600",
+            "; echo $? > {}",
             quote(&status_file.display().to_string())
         ));
+        if !outlive_hang_up {
+            // Keep the pane (and the program's last words) until the test reads it.
+            cmd.push_str("; sleep 600");
+        }
         let out = tmux(&[
             "new-session",
             "-d",
@@ -168,6 +194,25 @@ impl Tmux {
             assert!(out.status.success(), "tmux send-keys {k}");
             std::thread::sleep(Duration::from_millis(60));
         }
+    }
+
+    /// Resize the terminal (the program gets SIGWINCH).
+    pub fn resize(&self, width: u16, height: u16) {
+        let out = tmux(&[
+            "resize-window",
+            "-t",
+            &self.name,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux resize-window: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 
     /// Type text literally.
@@ -226,10 +271,38 @@ impl Tmux {
 }
 
 impl Tmux {
+    /// Wait until the screen shows one of `texts`; which one, and the screen.
+    pub fn wait_for_any(&self, texts: &[&str]) -> (usize, String) {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if let Some(i) = texts.iter().position(|t| s.contains(t)) {
+                std::thread::sleep(Duration::from_millis(100));
+                return (i, self.screen());
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "timed out waiting for one of {texts:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// From the main menu: Extract, saying Yes to the question about an image on which
+    /// no system preparation ran; at the file selector.
+    pub fn open_extract(&self) {
+        // The letter, wherever the highlight is.
+        self.keys(&["e", "Enter"]);
+        let (i, _) = self.wait_for_any(&["Save image as...", "No system preparation"]);
+        if i == 1 {
+            self.keys(&["Left", "Enter"]);
+            self.wait_for("Save image as...");
+        }
+    }
+
     /// From the main menu: save the image as `img` (Extract), then quit; the exit status.
     pub fn save_image_and_quit(&self, img: &Path) -> i32 {
-        self.keys(&["Down", "Down", "Enter"]);
-        self.wait_for("Save image as...");
+        self.open_extract();
         self.keys(&["C-u"]);
         self.type_text(&img.display().to_string());
         self.keys(&["Enter"]);
