@@ -191,6 +191,10 @@ pub mod keys {
     pub const OS: &str = "OS";
     /// Why the media cannot be prepared, when it cannot.
     pub const UNSUPPORTED: &str = "UNSUPPORTED";
+    /// The number of the root partition (for a root on LVM: the partition of its PV).
+    pub const ROOT_PARTITION: &str = "ROOT_PARTITION";
+    /// `vg/lv` of a root on an LVM logical volume.
+    pub const ROOT_LV: &str = "ROOT_LV";
 }
 
 #[cfg(test)]

@@ -791,7 +791,7 @@ impl Session {
             .cloud
             .as_ref()
             .is_some_and(|c| c.flavor() == snf_cloud::Flavor::Synnefo);
-        if let (true, Some(lv)) = (synnefo, self.metadata.get("ROOT_LV")) {
+        if let (true, Some(lv)) = (synnefo, self.metadata.get(crate::metadata::keys::ROOT_LV)) {
             self.reporter.warn(&format!(
                 "the root filesystem is on the logical volume {lv}: snf-image, Synnefo's \
                  deployment tool, mounts the root partition and cannot deploy an LVM root"

@@ -534,6 +534,7 @@ Keys may hold only letters, digits and underscores, and are stored upper-case.\n
 Properties read at deployment:\n\
 \x20 OSFAMILY        linux, windows, freebsd, netbsd, openbsd\n\
 \x20 ROOT_PARTITION  the number of the root partition\n\
+\x20 ROOT_LV         vg/lv of a root on LVM (with ROOT_PARTITION its PV)\n\
 \x20 USERS           the users whose password is set\n\
 \x20 SWAP            <partition>:<MiB> swap partition to create\n\
 \x20 PASSWD_HASHING_METHOD  md5, sha1, blowfish, sha256, sha512\n\

@@ -24,7 +24,7 @@ use snf_guestfs::GuestFs;
 
 pub use detect::OsInfo;
 
-use crate::metadata::Metadata;
+use crate::metadata::{keys, Metadata};
 
 /// What can stop inspection (as opposed to media it merely cannot handle).
 #[derive(Debug, thiserror::Error)]
@@ -178,10 +178,10 @@ pub fn inspect_with(
         set(&mut metadata, "PARTITION_TABLE", partition_table);
         set(&mut metadata, "BOOTSTRAP", bootloader::mbr_bootinfo(&mbr));
         if let Some(r) = asm.root {
-            set(&mut metadata, "ROOT_PARTITION", &r.to_string());
+            set(&mut metadata, keys::ROOT_PARTITION, &r.to_string());
         }
         if let Some(lv) = &asm.root_lv {
-            set(&mut metadata, "ROOT_LV", lv);
+            set(&mut metadata, keys::ROOT_LV, lv);
         }
         collect(&mut guest, &mut os, &mut metadata, reporter);
     }
