@@ -83,7 +83,7 @@ fn upload_register_public_in_a_custom_container() {
     let md5sum = server.object_data("custom", "deb.diskdump.md5sum").unwrap();
     assert_eq!(
         String::from_utf8(md5sum).unwrap(),
-        format!("{} deb.diskdump\n", image.md5)
+        format!("{}  deb.diskdump\n", image.md5)
     );
     assert_eq!(
         server
