@@ -201,7 +201,7 @@ impl AccountFinder {
         self.first_file("OS_CLIENT_SECURE_FILE", "secure")
     }
 
-    fn clouds_yaml(&self) -> Result<Option<(PathBuf, serde_yaml::Mapping)>> {
+    fn clouds_yaml(&self) -> Result<Option<(PathBuf, serde_yaml_ng::Mapping)>> {
         let Some(path) = self.clouds_yaml_path() else {
             return Ok(None);
         };
@@ -305,18 +305,19 @@ impl AccountFinder {
     }
 }
 
-fn load_clouds_section(path: &Path) -> Result<serde_yaml::Mapping> {
+fn load_clouds_section(path: &Path) -> Result<serde_yaml_ng::Mapping> {
     let text = fs::read_to_string(path).map_err(|source| CloudError::Io {
         path: path.into(),
         source,
     })?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| CloudError::Config {
-        path: path.into(),
-        reason: format!("invalid YAML ({e})"),
-    })?;
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| CloudError::Config {
+            path: path.into(),
+            reason: format!("invalid YAML ({e})"),
+        })?;
     match doc.get("clouds") {
-        Some(serde_yaml::Value::Mapping(m)) => Ok(m.clone()),
-        None | Some(serde_yaml::Value::Null) => Ok(serde_yaml::Mapping::new()),
+        Some(serde_yaml_ng::Value::Mapping(m)) => Ok(m.clone()),
+        None | Some(serde_yaml_ng::Value::Null) => Ok(serde_yaml_ng::Mapping::new()),
         Some(_) => Err(CloudError::Config {
             path: path.into(),
             reason: "`clouds' is not a mapping".into(),
@@ -324,9 +325,9 @@ fn load_clouds_section(path: &Path) -> Result<serde_yaml::Mapping> {
     }
 }
 
-fn merge_yaml(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
+fn merge_yaml(into: &mut serde_yaml_ng::Value, from: serde_yaml_ng::Value) {
     match (into, from) {
-        (serde_yaml::Value::Mapping(a), serde_yaml::Value::Mapping(b)) => {
+        (serde_yaml_ng::Value::Mapping(a), serde_yaml_ng::Value::Mapping(b)) => {
             for (k, v) in b {
                 match a.get_mut(&k) {
                     Some(x) => merge_yaml(x, v),
@@ -341,13 +342,13 @@ fn merge_yaml(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
 }
 
 /// clouds.yaml entry -> the flat `OS_*`-style keys (`auth.username` -> `username`).
-fn flatten_cloud(entry: &serde_yaml::Value, out: &mut BTreeMap<String, String>) {
+fn flatten_cloud(entry: &serde_yaml_ng::Value, out: &mut BTreeMap<String, String>) {
     let Some(m) = entry.as_mapping() else { return };
     for (k, v) in m {
         let Some(k) = k.as_str() else { continue };
         match (k, v) {
-            ("auth", serde_yaml::Value::Mapping(_)) => flatten_cloud(v, out),
-            ("regions", serde_yaml::Value::Sequence(s)) => {
+            ("auth", serde_yaml_ng::Value::Mapping(_)) => flatten_cloud(v, out),
+            ("regions", serde_yaml_ng::Value::Sequence(s)) => {
                 if let Some(first) = s.first() {
                     let name = first.as_str().map(str::to_owned).or_else(|| {
                         first
@@ -360,13 +361,13 @@ fn flatten_cloud(entry: &serde_yaml::Value, out: &mut BTreeMap<String, String>) 
                     }
                 }
             }
-            (_, serde_yaml::Value::String(s)) => {
+            (_, serde_yaml_ng::Value::String(s)) => {
                 out.insert(k.to_owned(), s.clone());
             }
-            (_, serde_yaml::Value::Bool(b)) => {
+            (_, serde_yaml_ng::Value::Bool(b)) => {
                 out.insert(k.to_owned(), b.to_string());
             }
-            (_, serde_yaml::Value::Number(n)) => {
+            (_, serde_yaml_ng::Value::Number(n)) => {
                 out.insert(k.to_owned(), n.to_string());
             }
             _ => {}

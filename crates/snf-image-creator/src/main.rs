@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,34 +19,13 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::{execute, terminal};
 use ratatui::Terminal;
 use snf_image_creator::app::{App, Exit, Settings};
+use snf_image_creator::cli::Cli;
 use snf_image_creator::report::{LogFile, Syslog, UiReporter};
 use snf_image_creator::ui::{TerminalEvents, Ui, UiError};
 
 const EXIT_FATAL: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_CRASH: u8 = 3;
-
-/// Create a cloud image from a disk, interactively.
-#[derive(Debug, Parser)]
-#[command(name = "snf-image-creator", version = VERSION)]
-struct Cli {
-    /// Log all messages to FILE (truncated); without it, a temporary log is kept only
-    /// after a fatal error
-    #[arg(short = 'l', long = "logfile", value_name = "FILE")]
-    logfile: Option<PathBuf>,
-    /// Work on the source itself instead of a private copy (the source is changed)
-    #[arg(long = "no-snapshot")]
-    no_snapshot: bool,
-    /// Also send the log to syslog
-    #[arg(long)]
-    syslog: bool,
-    /// Create the large temporary files under DIR
-    #[arg(long, value_name = "DIR")]
-    tmpdir: Option<PathBuf>,
-    /// The disk image file or block device (asked for when missing or unusable)
-    #[arg(value_name = "SOURCE")]
-    source: Option<PathBuf>,
-}
 
 /// The log, reachable from the panic hook.
 static LOG: OnceLock<Arc<LogFile>> = OnceLock::new();

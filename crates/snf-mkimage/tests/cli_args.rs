@@ -177,7 +177,7 @@ fn version_and_help() {
         "-a, --authentication-url <URL>",
         "--add-timestamp",
         "--allow-unsupported",
-        "-c, --cloud <CLOUD>",
+        "-c, --cloud [<CLOUD>]",
         "--container <CONTAINER>",
         "--disable-sysprep <SYSPREP>",
         "--enable-sysprep <SYSPREP>",
