@@ -285,7 +285,7 @@ impl AccountFinder {
             return self.env_vars_account().map(Some);
         }
         let kamaki = KamakiConfig::load(&self.kamaki_path())?;
-        match kamaki.default_cloud() {
+        match kamaki.default_cloud_with(self.var("KAMAKI_DEFAULT_CLOUD")) {
             Some(n) => self.find(&n).map(Some),
             None => Ok(None),
         }
@@ -511,13 +511,31 @@ pub struct KamakiConfig {
     sections: Vec<IniSection>,
 }
 
-/// Whether `name` is acceptable as a new account name (the dialog UI's rule,
-/// `^[~@#$:\-\w]+$`).
+/// Whether `name` is acceptable as a cloud name: kamaki's rule for `[cloud "NAME"]`
+/// sections, `[~@#$.:\-\w]+`.
 pub fn valid_cloud_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
-            .all(|c| c.is_alphanumeric() || "_~@#$:-".contains(c))
+            .all(|c| c.is_alphanumeric() || "_~@#$.:-".contains(c))
+}
+
+/// A setting's value as kamaki (Python 2's `RawConfigParser`) reads it: the text after
+/// the first `;` is a comment when that `;` follows white space (a `#` after a value is
+/// kept, as there), the rest is trimmed, and `""` is the empty value.
+fn ini_value(raw: &str) -> String {
+    let mut v = raw;
+    if let Some(pos) = v.find(';') {
+        if v[..pos].ends_with(char::is_whitespace) {
+            v = &v[..pos];
+        }
+    }
+    let v = v.trim();
+    if v == "\"\"" {
+        String::new()
+    } else {
+        v.to_owned()
+    }
 }
 
 impl KamakiConfig {
@@ -538,6 +556,15 @@ impl KamakiConfig {
             let line = raw.trim_end();
             let t = line.trim_start();
             if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+                continue;
+            }
+            // RawConfigParser's other comment form: `rem` at the start of the line
+            let rem = line.starts_with(['r', 'R'])
+                && line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("rem"));
+            if rem {
                 continue;
             }
             if t.starts_with('[') {
@@ -574,7 +601,7 @@ impl KamakiConfig {
             };
             sec.entries.push((
                 t[..pos].trim().to_ascii_lowercase(),
-                t[pos + 1..].trim().to_owned(),
+                ini_value(&t[pos + 1..]),
             ));
         }
         Ok(KamakiConfig {
@@ -631,14 +658,26 @@ impl KamakiConfig {
             .map(|(_, v)| v.clone())
     }
 
-    /// `global.default_cloud` if it names a cloud; else the first cloud when no
-    /// default is set.
-    pub fn default_cloud(&self) -> Option<String> {
+    /// The cloud kamaki uses when none is named: `global.default_cloud` if it names a
+    /// cloud (one it does not name: none); when it is unset or empty, `env_default`
+    /// (kamaki's `KAMAKI_DEFAULT_CLOUD`), else the only cloud, and none when there are
+    /// several (kamaki refuses to choose).
+    pub fn default_cloud_with(&self, env_default: Option<&str>) -> Option<String> {
         let clouds = self.clouds();
-        match self.global("default_cloud") {
+        let named = self
+            .global("default_cloud")
+            .filter(|d| !d.is_empty())
+            .or_else(|| env_default.filter(|d| !d.is_empty()).map(str::to_owned));
+        match named {
             Some(d) => clouds.iter().find(|c| c.name == d).map(|c| c.name.clone()),
-            None => clouds.first().map(|c| c.name.clone()),
+            None if clouds.len() == 1 => Some(clouds[0].name.clone()),
+            None => None,
         }
+    }
+
+    /// [`KamakiConfig::default_cloud_with`] without `KAMAKI_DEFAULT_CLOUD`.
+    pub fn default_cloud(&self) -> Option<String> {
+        self.default_cloud_with(None)
     }
 
     fn section_mut(&mut self, name: &str) -> &mut IniSection {
@@ -665,7 +704,7 @@ impl KamakiConfig {
         if !valid_cloud_name(&cloud.name) {
             return Err(CloudError::InvalidCloud {
                 name: cloud.name.clone(),
-                reason: "a name may only hold letters, digits and _~@#$:-".into(),
+                reason: "a name may only hold letters, digits and _~@#$.:-".into(),
             });
         }
         let sec = format!("cloud \"{}\"", cloud.name);
@@ -800,6 +839,61 @@ mod tests {
                 description: None
             })
             .is_err());
+    }
+
+    #[test]
+    fn kamakirc_read_as_kamaki_reads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("kamakirc");
+        fs::write(
+            &p,
+            "[global]\ndefault_cloud =   ; empty, with a comment\nrem an old-style comment\n\n\
+             [cloud \"grnet.okeanos\"]\nurl = https://accounts.example.org/identity/v2.0 ; the URL\n\
+             token = tok;en-1\ndescription = one # two ; three\n",
+        )
+        .unwrap();
+        let c = KamakiConfig::load(&p).unwrap();
+        let cloud = c.cloud("grnet.okeanos").expect("a name with a dot");
+        assert_eq!(
+            cloud.url.as_deref(),
+            Some("https://accounts.example.org/identity/v2.0")
+        );
+        assert_eq!(
+            cloud.token.unwrap().expose(),
+            "tok;en-1",
+            "no space before `;'"
+        );
+        assert_eq!(cloud.description.as_deref(), Some("one # two"));
+        // an empty default_cloud is no default: the only cloud is used
+        assert_eq!(c.global("default_cloud").as_deref(), Some(""));
+        assert_eq!(c.default_cloud().as_deref(), Some("grnet.okeanos"));
+        assert!(valid_cloud_name("grnet.okeanos"));
+
+        // several clouds and no default: kamaki refuses to choose, unless
+        // KAMAKI_DEFAULT_CLOUD names one
+        let mut c = c;
+        c.set_cloud(&KamakiCloud {
+            name: "other".into(),
+            url: Some("https://b/identity/v2.0".into()),
+            token: Some(Secret::new("t2")),
+            description: None,
+        })
+        .unwrap();
+        assert_eq!(c.default_cloud(), None);
+        assert_eq!(
+            c.default_cloud_with(Some("other")).as_deref(),
+            Some("other")
+        );
+        assert_eq!(c.default_cloud_with(Some("nope")), None);
+        c.save().unwrap();
+        let f = finder(
+            d.path(),
+            &[
+                ("KAMAKI_CONFIG", p.to_str().unwrap()),
+                ("KAMAKI_DEFAULT_CLOUD", "other"),
+            ],
+        );
+        assert_eq!(f.default_account().unwrap().unwrap().name, "other");
     }
 
     #[test]
