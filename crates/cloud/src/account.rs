@@ -524,9 +524,16 @@ pub fn valid_cloud_name(name: &str) -> bool {
 /// the first `;` is a comment when that `;` follows white space (a `#` after a value is
 /// kept, as there), the rest is trimmed, and `""` is the empty value.
 fn ini_value(raw: &str) -> String {
-    let mut v = raw;
+    let mut v = raw.trim_start();
     if let Some(pos) = v.find(';') {
-        if v[..pos].ends_with(char::is_whitespace) {
+        // Python looks at `optval[pos-1]`: for a value that starts with `;` that is its
+        // last character
+        let before = if pos == 0 {
+            v.chars().last()
+        } else {
+            v[..pos].chars().last()
+        };
+        if before.is_some_and(char::is_whitespace) {
             v = &v[..pos];
         }
     }
@@ -847,7 +854,7 @@ mod tests {
         let p = d.path().join("kamakirc");
         fs::write(
             &p,
-            "[global]\ndefault_cloud =   ; empty, with a comment\nrem an old-style comment\n\n\
+            "[global]\ndefault_cloud =\nrem an old-style comment\ncolors = ; no comment: kamaki keeps it\n\n\
              [cloud \"grnet.okeanos\"]\nurl = https://accounts.example.org/identity/v2.0 ; the URL\n\
              token = tok;en-1\ndescription = one # two ; three\n",
         )
@@ -866,6 +873,10 @@ mod tests {
         assert_eq!(cloud.description.as_deref(), Some("one # two"));
         // an empty default_cloud is no default: the only cloud is used
         assert_eq!(c.global("default_cloud").as_deref(), Some(""));
+        assert_eq!(
+            c.global("colors").as_deref(),
+            Some("; no comment: kamaki keeps it")
+        );
         assert_eq!(c.default_cloud().as_deref(), Some("grnet.okeanos"));
         assert!(valid_cloud_name("grnet.okeanos"));
 
