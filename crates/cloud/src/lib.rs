@@ -224,13 +224,16 @@ impl Cloud {
         };
         let token = session.token.clone();
         let store: Box<dyn ObjectStore> = match flavor {
-            Flavor::Synnefo => Box::new(pithos::Pithos::new(
-                http.clone(),
-                &store_url,
-                &session.user_id,
-                token.clone(),
-                opts.workers,
-            )),
+            Flavor::Synnefo => Box::new(
+                pithos::Pithos::new(
+                    http.clone(),
+                    &store_url,
+                    &session.user_id,
+                    token.clone(),
+                    opts.workers,
+                )
+                .with_quotas(session.endpoint("account", iface, region).ok()),
+            ),
             Flavor::OpenStack => {
                 let mut so = opts.swift.clone();
                 so.workers = opts.workers;

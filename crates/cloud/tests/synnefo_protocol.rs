@@ -159,6 +159,7 @@ fn failures_on_every_kind_of_request_are_retried() {
         Kind::ObjectRead,
         Kind::ObjectPost,
         Kind::Register,
+        Kind::Quotas,
     ];
     for fault in [Fault::Unavailable, Fault::Drop] {
         for kind in kinds {
@@ -227,6 +228,47 @@ fn a_refused_registration_leaves_nothing_of_the_run() {
     cloud.preflight("images", "img", true, false).unwrap();
     cloud
         .publish(&publication, &image, &Recorder::default())
+        .unwrap();
+}
+
+#[test]
+fn a_diskspace_quota_is_checked_before_any_block_is_sent() {
+    let server = Synnefo::start(TOKEN, 1 << 20);
+    let cloud = connect(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let first = image_file(&dir.path().join("a"), &pseudo_random(3 << 20, 108));
+    cloud
+        .store()
+        .upload("images", "a", &first, &Recorder::default())
+        .unwrap();
+    server.set_diskspace_quota((5 << 20) + 100);
+    let second = image_file(&dir.path().join("b"), &pseudo_random(3 << 20, 109));
+    let publication = Publication {
+        container: "images",
+        object: "b",
+        register: None,
+        force: false,
+    };
+    let posts = server.block_posts();
+    let e = cloud
+        .publish(&publication, &second, &Recorder::default())
+        .unwrap_err();
+    assert!(matches!(e, CloudError::Quota { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("(3145728 bytes needed, 2097252 available)"),
+        "{e}"
+    );
+    assert_eq!(server.block_posts(), posts, "no block was sent");
+    assert_eq!(server.objects("images"), ["a"]);
+    // replacing `a' frees its own bytes: that fits
+    let again = Publication {
+        object: "a",
+        force: true,
+        ..publication
+    };
+    cloud
+        .publish(&again, &second, &Recorder::default())
         .unwrap();
 }
 

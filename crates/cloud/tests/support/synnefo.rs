@@ -89,6 +89,8 @@ pub enum Kind {
     ObjectDelete,
     /// Plankton's registration.
     Register,
+    /// Astakos' `GET /quotas`.
+    Quotas,
 }
 
 #[derive(Default)]
@@ -105,6 +107,8 @@ pub struct State {
     pub block_posts: usize,
     pub registrations: Vec<Registered>,
     pub faults: HashMap<Kind, (Fault, usize)>,
+    /// `pithos.diskspace` limit of the user's project (`None`: a large one).
+    pub diskspace: Option<u64>,
     pub requests: Vec<String>,
     next_id: u64,
 }
@@ -286,6 +290,9 @@ impl Kind {
         if req.path.starts_with("/image/") {
             return (m == "POST").then_some(Kind::Register);
         }
+        if req.path.starts_with("/account/") {
+            return Some(Kind::Quotas);
+        }
         let rest = req.path.strip_prefix("/object-store/v1/")?;
         let object = rest.splitn(3, '/').nth(2).is_some_and(|o| !o.is_empty());
         Some(match (m, object) {
@@ -374,6 +381,11 @@ impl Synnefo {
 
     pub fn block_posts(&self) -> usize {
         self.state.lock().unwrap().block_posts
+    }
+
+    /// Limit the user's `pithos.diskspace` (Astakos quota) to `bytes`.
+    pub fn set_diskspace_quota(&self, bytes: u64) {
+        self.state.lock().unwrap().diskspace = Some(bytes);
     }
 
     /// Misbehave on the next `times` block uploads.
@@ -483,7 +495,11 @@ fn write_resp(w: &mut TcpStream, req: &Req, out: Resp) -> std::io::Result<()> {
     for (k, v) in &out.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if out.status != 204 && !(100..200).contains(&out.status) {
+    let has_length = out
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    if out.status != 204 && !(100..200).contains(&out.status) && !has_length {
         head.push_str(&format!("Content-Length: {}\r\n", out.body.len()));
     }
     head.push_str("\r\n");
@@ -499,7 +515,8 @@ fn catalog(addr: &str) -> serde_json::Value {
         {"type": "identity", "name": "astakos_identity", "endpoints": [{"publicURL": format!("http://{addr}/identity/v2.0"), "versionId": "v2.0", "region": "default"}]},
         {"type": "object-store", "name": "pithos_object-store", "endpoints": [{"publicURL": format!("http://{addr}/object-store/v1"), "versionId": "v1", "region": "default"}]},
         // 'SNF:exposeVersion': False: the client adds the version
-        {"type": "image", "name": "cyclades_plankton", "endpoints": [{"publicURL": format!("http://{addr}/image"), "versionId": "v1.0", "region": "default"}]}
+        {"type": "image", "name": "cyclades_plankton", "endpoints": [{"publicURL": format!("http://{addr}/image"), "versionId": "v1.0", "region": "default"}]},
+        {"type": "account", "name": "astakos_account", "endpoints": [{"publicURL": format!("http://{addr}/account/v1.0"), "versionId": "v1.0", "region": "default"}]}
     ])
 }
 
@@ -696,6 +713,23 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
     if req.path.starts_with("/image/") {
         return plankton(req, s);
     }
+    if req.path == "/account/v1.0/quotas" || req.path == "/account/v1.0/quotas/" {
+        // astakos get_user_quotas: per project, per resource, the user's holding and
+        // the project's (usage includes pending)
+        let used = usage(s);
+        let limit = s.diskspace.unwrap_or(1 << 40);
+        return json_resp(
+            200,
+            &serde_json::json!({ s.uuid.clone(): {
+                "pithos.diskspace": {
+                    "limit": limit, "usage": used, "pending": 0,
+                    "project_limit": limit, "project_usage": used, "project_pending": 0
+                },
+                "cyclades.vm": {"limit": 2, "usage": 0, "pending": 0,
+                    "project_limit": 2, "project_usage": 0, "project_pending": 0}
+            }}),
+        );
+    }
     // Pithos
     let Some(rest) = req.path.strip_prefix("/object-store/v1/") else {
         return resp(404);
@@ -724,6 +758,9 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
                     headers: vec![
                         ("X-Container-Block-Size".into(), bs.to_string()),
                         ("X-Container-Block-Hash".into(), algo),
+                        ("X-Container-Policy-Quota".into(), "0".into()),
+                        ("X-Container-Policy-Versioning".into(), "auto".into()),
+                        ("X-Container-Policy-Project".into(), s.uuid.clone()),
                     ],
                     body: Vec::new(),
                 }
@@ -765,6 +802,7 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
                         headers.push(("X-Object-Sharing".into(), sh.clone()));
                     }
                     if req.method == "HEAD" {
+                        headers.push(("Content-Length".into(), obj.bytes.to_string()));
                         Resp {
                             status: 200,
                             headers,
@@ -832,6 +870,13 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
             if !missing.is_empty() {
                 return json_resp(409, &serde_json::json!(missing));
             }
+            // QuotaError: 413, charged by the change of the object's size
+            let old_bytes = s.containers[&container].get(&o).map_or(0, |x| x.bytes);
+            if let Some(limit) = s.diskspace {
+                if usage(s) - old_bytes + bytes > limit {
+                    return resp(413);
+                }
+            }
             s.next_id += 1;
             let version = s.next_id;
             let hash = merkle(&algo, &hashes);
@@ -888,4 +933,13 @@ fn handle(req: &Req, st: &Arc<Mutex<State>>, addr: &str) -> Resp {
         },
         _ => resp(400),
     }
+}
+
+/// Bytes of all objects: what `pithos.diskspace` counts.
+fn usage(s: &State) -> u64 {
+    s.containers
+        .values()
+        .flat_map(|m| m.values())
+        .map(|o| o.bytes)
+        .sum()
 }
