@@ -307,10 +307,16 @@ impl ImageRegistry for Glance {
     }
 
     fn named(&self, name: &str) -> Result<Vec<String>> {
-        let mut path = format!("/v2/images?limit=100&name={}", quote(name, false));
-        if let Some(o) = &self.owner {
-            path.push_str(&format!("&owner={}", quote(o, false)));
-        }
+        // Without a project, "the same name" would take in other projects' public
+        // images, which are not this user's to replace.
+        let Some(owner) = &self.owner else {
+            return Ok(Vec::new());
+        };
+        let mut path = format!(
+            "/v2/images?limit=100&name={}&owner={}",
+            quote(name, false),
+            quote(owner, false)
+        );
         let mut ids = Vec::new();
         // Glance pages with `next`; a project with more than a few pages of images of
         // one name is not worth more requests.
