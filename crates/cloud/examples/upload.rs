@@ -5,14 +5,18 @@
 //!        [-m KEY=VALUE]... [--workers N] FILE [REMOTE_NAME]
 //! ```
 //! Without `-c`/`-a`, the account comes from `OS_CLOUD` or the `OS_*` variables.
-//! Prints the registration JSON on stdout and `upload-seconds N` / statistics on stderr.
+//! Prints the registration JSON on stdout and `upload-seconds N` / statistics (with the
+//! bytes sent per image byte) on stderr.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use snf_cloud::{pretty_json, Account, AccountFinder, Cloud, CloudOptions, ImageSource, Secret};
+use snf_cloud::{
+    pretty_json, Account, AccountFinder, Cloud, CloudOptions, ImageSource, ImageSpec, Publication,
+    Secret,
+};
 use snf_core::md5::Md5;
 use snf_core::report::{Reporter, Task, Unit};
 
@@ -119,13 +123,26 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let t = Instant::now();
-    let stats = cloud.upload_image(&container, &remote, &image, &rep)?;
+    let before = cloud.bytes_sent();
+    let publication = Publication {
+        container: &container,
+        object: &remote,
+        register: register.as_deref().map(|name| ImageSpec {
+            name,
+            properties: &props,
+            public,
+        }),
+        force,
+    };
+    let done = cloud.publish(&publication, &image, &rep)?;
     let upload_secs = t.elapsed().as_secs_f64();
+    let sent = cloud.bytes_sent() - before;
     eprintln!("upload-seconds {upload_secs:.3}");
     eprintln!(
         "connect-and-upload-seconds {:.3}",
         connect_secs + upload_secs
     );
+    let stats = &done.stats;
     eprintln!(
         "pieces-sent {} pieces-skipped {} pieces-total {} bytes-sent {} large-object {}",
         stats.pieces_sent,
@@ -134,9 +151,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         stats.bytes_sent,
         stats.large_object
     );
-    if let Some(name) = register {
-        let answer = cloud.register(&container, &remote, &name, &image, &props, public, &rep)?;
-        println!("{}", pretty_json(&answer));
+    // every request body, side files and retries included, per byte of the image
+    eprintln!(
+        "network-bytes {sent} per-image-byte {:.4}",
+        sent as f64 / image.size.max(1) as f64
+    );
+    if let Some(answer) = &done.answer {
+        println!("{}", pretty_json(answer));
     }
     Ok(())
 }

@@ -201,7 +201,7 @@ impl AccountFinder {
         self.first_file("OS_CLIENT_SECURE_FILE", "secure")
     }
 
-    fn clouds_yaml(&self) -> Result<Option<(PathBuf, serde_yaml::Mapping)>> {
+    fn clouds_yaml(&self) -> Result<Option<(PathBuf, serde_yaml_ng::Mapping)>> {
         let Some(path) = self.clouds_yaml_path() else {
             return Ok(None);
         };
@@ -285,7 +285,7 @@ impl AccountFinder {
             return self.env_vars_account().map(Some);
         }
         let kamaki = KamakiConfig::load(&self.kamaki_path())?;
-        match kamaki.default_cloud() {
+        match kamaki.default_cloud_with(self.var("KAMAKI_DEFAULT_CLOUD")) {
             Some(n) => self.find(&n).map(Some),
             None => Ok(None),
         }
@@ -305,18 +305,19 @@ impl AccountFinder {
     }
 }
 
-fn load_clouds_section(path: &Path) -> Result<serde_yaml::Mapping> {
+fn load_clouds_section(path: &Path) -> Result<serde_yaml_ng::Mapping> {
     let text = fs::read_to_string(path).map_err(|source| CloudError::Io {
         path: path.into(),
         source,
     })?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| CloudError::Config {
-        path: path.into(),
-        reason: format!("invalid YAML ({e})"),
-    })?;
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| CloudError::Config {
+            path: path.into(),
+            reason: format!("invalid YAML ({e})"),
+        })?;
     match doc.get("clouds") {
-        Some(serde_yaml::Value::Mapping(m)) => Ok(m.clone()),
-        None | Some(serde_yaml::Value::Null) => Ok(serde_yaml::Mapping::new()),
+        Some(serde_yaml_ng::Value::Mapping(m)) => Ok(m.clone()),
+        None | Some(serde_yaml_ng::Value::Null) => Ok(serde_yaml_ng::Mapping::new()),
         Some(_) => Err(CloudError::Config {
             path: path.into(),
             reason: "`clouds' is not a mapping".into(),
@@ -324,9 +325,9 @@ fn load_clouds_section(path: &Path) -> Result<serde_yaml::Mapping> {
     }
 }
 
-fn merge_yaml(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
+fn merge_yaml(into: &mut serde_yaml_ng::Value, from: serde_yaml_ng::Value) {
     match (into, from) {
-        (serde_yaml::Value::Mapping(a), serde_yaml::Value::Mapping(b)) => {
+        (serde_yaml_ng::Value::Mapping(a), serde_yaml_ng::Value::Mapping(b)) => {
             for (k, v) in b {
                 match a.get_mut(&k) {
                     Some(x) => merge_yaml(x, v),
@@ -341,13 +342,13 @@ fn merge_yaml(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
 }
 
 /// clouds.yaml entry -> the flat `OS_*`-style keys (`auth.username` -> `username`).
-fn flatten_cloud(entry: &serde_yaml::Value, out: &mut BTreeMap<String, String>) {
+fn flatten_cloud(entry: &serde_yaml_ng::Value, out: &mut BTreeMap<String, String>) {
     let Some(m) = entry.as_mapping() else { return };
     for (k, v) in m {
         let Some(k) = k.as_str() else { continue };
         match (k, v) {
-            ("auth", serde_yaml::Value::Mapping(_)) => flatten_cloud(v, out),
-            ("regions", serde_yaml::Value::Sequence(s)) => {
+            ("auth", serde_yaml_ng::Value::Mapping(_)) => flatten_cloud(v, out),
+            ("regions", serde_yaml_ng::Value::Sequence(s)) => {
                 if let Some(first) = s.first() {
                     let name = first.as_str().map(str::to_owned).or_else(|| {
                         first
@@ -360,13 +361,13 @@ fn flatten_cloud(entry: &serde_yaml::Value, out: &mut BTreeMap<String, String>) 
                     }
                 }
             }
-            (_, serde_yaml::Value::String(s)) => {
+            (_, serde_yaml_ng::Value::String(s)) => {
                 out.insert(k.to_owned(), s.clone());
             }
-            (_, serde_yaml::Value::Bool(b)) => {
+            (_, serde_yaml_ng::Value::Bool(b)) => {
                 out.insert(k.to_owned(), b.to_string());
             }
-            (_, serde_yaml::Value::Number(n)) => {
+            (_, serde_yaml_ng::Value::Number(n)) => {
                 out.insert(k.to_owned(), n.to_string());
             }
             _ => {}
@@ -510,13 +511,38 @@ pub struct KamakiConfig {
     sections: Vec<IniSection>,
 }
 
-/// Whether `name` is acceptable as a new account name (the dialog UI's rule,
-/// `^[~@#$:\-\w]+$`).
+/// Whether `name` is acceptable as a cloud name: kamaki's rule for `[cloud "NAME"]`
+/// sections, `[~@#$.:\-\w]+`.
 pub fn valid_cloud_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
-            .all(|c| c.is_alphanumeric() || "_~@#$:-".contains(c))
+            .all(|c| c.is_alphanumeric() || "_~@#$.:-".contains(c))
+}
+
+/// A setting's value as kamaki (Python 2's `RawConfigParser`) reads it: the text after
+/// the first `;` is a comment when that `;` follows white space (a `#` after a value is
+/// kept, as there), the rest is trimmed, and `""` is the empty value.
+fn ini_value(raw: &str) -> String {
+    let mut v = raw.trim_start();
+    if let Some(pos) = v.find(';') {
+        // Python looks at `optval[pos-1]`: for a value that starts with `;` that is its
+        // last character
+        let before = if pos == 0 {
+            v.chars().last()
+        } else {
+            v[..pos].chars().last()
+        };
+        if before.is_some_and(char::is_whitespace) {
+            v = &v[..pos];
+        }
+    }
+    let v = v.trim();
+    if v == "\"\"" {
+        String::new()
+    } else {
+        v.to_owned()
+    }
 }
 
 impl KamakiConfig {
@@ -537,6 +563,15 @@ impl KamakiConfig {
             let line = raw.trim_end();
             let t = line.trim_start();
             if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+                continue;
+            }
+            // RawConfigParser's other comment form: `rem` at the start of the line
+            let rem = line.starts_with(['r', 'R'])
+                && line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("rem"));
+            if rem {
                 continue;
             }
             if t.starts_with('[') {
@@ -573,7 +608,7 @@ impl KamakiConfig {
             };
             sec.entries.push((
                 t[..pos].trim().to_ascii_lowercase(),
-                t[pos + 1..].trim().to_owned(),
+                ini_value(&t[pos + 1..]),
             ));
         }
         Ok(KamakiConfig {
@@ -630,14 +665,26 @@ impl KamakiConfig {
             .map(|(_, v)| v.clone())
     }
 
-    /// `global.default_cloud` if it names a cloud; else the first cloud when no
-    /// default is set.
-    pub fn default_cloud(&self) -> Option<String> {
+    /// The cloud kamaki uses when none is named: `global.default_cloud` if it names a
+    /// cloud (one it does not name: none); when it is unset or empty, `env_default`
+    /// (kamaki's `KAMAKI_DEFAULT_CLOUD`), else the only cloud, and none when there are
+    /// several (kamaki refuses to choose).
+    pub fn default_cloud_with(&self, env_default: Option<&str>) -> Option<String> {
         let clouds = self.clouds();
-        match self.global("default_cloud") {
+        let named = self
+            .global("default_cloud")
+            .filter(|d| !d.is_empty())
+            .or_else(|| env_default.filter(|d| !d.is_empty()).map(str::to_owned));
+        match named {
             Some(d) => clouds.iter().find(|c| c.name == d).map(|c| c.name.clone()),
-            None => clouds.first().map(|c| c.name.clone()),
+            None if clouds.len() == 1 => Some(clouds[0].name.clone()),
+            None => None,
         }
+    }
+
+    /// [`KamakiConfig::default_cloud_with`] without `KAMAKI_DEFAULT_CLOUD`.
+    pub fn default_cloud(&self) -> Option<String> {
+        self.default_cloud_with(None)
     }
 
     fn section_mut(&mut self, name: &str) -> &mut IniSection {
@@ -664,7 +711,7 @@ impl KamakiConfig {
         if !valid_cloud_name(&cloud.name) {
             return Err(CloudError::InvalidCloud {
                 name: cloud.name.clone(),
-                reason: "a name may only hold letters, digits and _~@#$:-".into(),
+                reason: "a name may only hold letters, digits and _~@#$.:-".into(),
             });
         }
         let sec = format!("cloud \"{}\"", cloud.name);
@@ -799,6 +846,65 @@ mod tests {
                 description: None
             })
             .is_err());
+    }
+
+    #[test]
+    fn kamakirc_read_as_kamaki_reads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("kamakirc");
+        fs::write(
+            &p,
+            "[global]\ndefault_cloud =\nrem an old-style comment\ncolors = ; no comment: kamaki keeps it\n\n\
+             [cloud \"grnet.okeanos\"]\nurl = https://accounts.example.org/identity/v2.0 ; the URL\n\
+             token = tok;en-1\ndescription = one # two ; three\n",
+        )
+        .unwrap();
+        let c = KamakiConfig::load(&p).unwrap();
+        let cloud = c.cloud("grnet.okeanos").expect("a name with a dot");
+        assert_eq!(
+            cloud.url.as_deref(),
+            Some("https://accounts.example.org/identity/v2.0")
+        );
+        assert_eq!(
+            cloud.token.unwrap().expose(),
+            "tok;en-1",
+            "no space before `;'"
+        );
+        assert_eq!(cloud.description.as_deref(), Some("one # two"));
+        // an empty default_cloud is no default: the only cloud is used
+        assert_eq!(c.global("default_cloud").as_deref(), Some(""));
+        assert_eq!(
+            c.global("colors").as_deref(),
+            Some("; no comment: kamaki keeps it")
+        );
+        assert_eq!(c.default_cloud().as_deref(), Some("grnet.okeanos"));
+        assert!(valid_cloud_name("grnet.okeanos"));
+
+        // several clouds and no default: kamaki refuses to choose, unless
+        // KAMAKI_DEFAULT_CLOUD names one
+        let mut c = c;
+        c.set_cloud(&KamakiCloud {
+            name: "other".into(),
+            url: Some("https://b/identity/v2.0".into()),
+            token: Some(Secret::new("t2")),
+            description: None,
+        })
+        .unwrap();
+        assert_eq!(c.default_cloud(), None);
+        assert_eq!(
+            c.default_cloud_with(Some("other")).as_deref(),
+            Some("other")
+        );
+        assert_eq!(c.default_cloud_with(Some("nope")), None);
+        c.save().unwrap();
+        let f = finder(
+            d.path(),
+            &[
+                ("KAMAKI_CONFIG", p.to_str().unwrap()),
+                ("KAMAKI_DEFAULT_CLOUD", "other"),
+            ],
+        );
+        assert_eq!(f.default_account().unwrap().unwrap().name, "other");
     }
 
     #[test]

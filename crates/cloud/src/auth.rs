@@ -215,10 +215,11 @@ fn authenticate_v2(http: &Http, account: &Account, url: &str) -> Result<Session>
         .and_then(Value::as_str)
         .map(str::to_owned)
         .unwrap_or_else(|| token.expose().to_owned());
+    // The Pithos account is the user's uuid; `token.tenant.id` is the user's default
+    // project (Astakos), which need not be the same.
     let user_id = access
         .pointer("/user/id")
         .and_then(Value::as_str)
-        .or_else(|| access.pointer("/token/tenant/id").and_then(Value::as_str))
         .ok_or_else(|| protocol(service, &action, "no user id in the answer"))?
         .to_owned();
     let mut catalog = Vec::new();

@@ -124,6 +124,18 @@ pub enum CloudError {
         detail: String,
     },
     /// Something this cloud does not offer or this tool does not support.
+    /// The upload would exceed a quota the service announces; nothing was sent.
+    #[error("{service}: {what} would exceed its quota ({needed} bytes needed, {available} available); nothing was uploaded")]
+    Quota {
+        /// The service whose quota it is.
+        service: &'static str,
+        /// The account, container or project the quota is on.
+        what: String,
+        /// Bytes (or images) the upload needs.
+        needed: u64,
+        /// Bytes (or images) left under the quota.
+        available: u64,
+    },
     #[error("{0}")]
     Unsupported(String),
     /// The user interrupted the work.

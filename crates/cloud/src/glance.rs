@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use snf_core::report::{Reporter, Unit};
 
 use crate::error::{CloudError, Result};
-use crate::http::{sleep_cancellable, Body, Http, Progress, Request};
+use crate::http::{quote, sleep_cancellable, Body, Http, Progress, Request};
 use crate::registry::{ImageRegistry, Registration};
 use crate::secret::Secret;
 
@@ -52,6 +52,8 @@ pub struct Glance {
     http: Http,
     url: String,
     token: Secret,
+    /// The project the token is scoped to: "the same name" means among its images.
+    owner: Option<String>,
 }
 
 impl std::fmt::Debug for Glance {
@@ -86,7 +88,18 @@ impl Glance {
     pub fn new(http: Http, url: &str, token: Secret) -> Self {
         let url = url.trim_end_matches('/');
         let url = url.strip_suffix("/v2").unwrap_or(url).to_owned();
-        Glance { http, url, token }
+        Glance {
+            http,
+            url,
+            token,
+            owner: None,
+        }
+    }
+
+    /// Look for images of the same name among `project`'s only.
+    pub fn with_owner(mut self, project: Option<String>) -> Self {
+        self.owner = project;
+        self
     }
 
     fn req(&self, method: &'static str, path: &str, action: String) -> Request<'_> {
@@ -232,11 +245,122 @@ impl Glance {
     }
 }
 
+/// The quota refusal Glance's `/v2/info/usage` answer predicts for one more image of
+/// `size` bytes: `image_size_total` (MiB) and `image_count_total`, when they are
+/// limited (a negative or absent limit is none).
+fn quota_refusal(usage: &Value, size: u64, project: &str) -> Option<CloudError> {
+    let entry = |k: &str| {
+        let e = usage.pointer(&format!("/usage/{k}"))?;
+        let limit = e.get("limit")?.as_i64()?;
+        let used = e.get("usage").and_then(Value::as_i64).unwrap_or(0).max(0);
+        (limit >= 0).then_some((limit as u64, used as u64))
+    };
+    if let Some((limit, used)) = entry("image_size_total") {
+        let (limit, used) = (limit.saturating_mul(1 << 20), used.saturating_mul(1 << 20));
+        if used.saturating_add(size) > limit {
+            return Some(CloudError::Quota {
+                service: SERVICE,
+                what: format!("the images of project {project}"),
+                needed: size,
+                available: limit.saturating_sub(used),
+            });
+        }
+    }
+    if let Some((limit, used)) = entry("image_count_total") {
+        if used >= limit {
+            return Some(CloudError::Quota {
+                service: SERVICE,
+                what: format!("the image count of project {project} (images, not bytes)"),
+                needed: 1,
+                available: 0,
+            });
+        }
+    }
+    None
+}
+
 impl ImageRegistry for Glance {
     fn name(&self) -> &'static str {
         SERVICE
     }
 
+    fn holds_data(&self) -> bool {
+        true
+    }
+
+    fn check(&self, reg: &Registration<'_>) -> Result<()> {
+        Self::validate(reg)?;
+        // Glance announces the unified-limits quotas since Yoga; older ones answer 404.
+        let action = "reading the image quotas (/v2/info/usage)".to_owned();
+        let r = self
+            .http
+            .send(self.req("GET", "/v2/info/usage", action.clone()))?;
+        if !r.is_success() {
+            return Ok(());
+        }
+        let usage: Value = r.json(SERVICE, &action)?;
+        let project = self.owner.as_deref().unwrap_or("(this project)");
+        match quota_refusal(&usage, reg.image.size, project) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn named(&self, name: &str) -> Result<Vec<String>> {
+        // Without a project, "the same name" would take in other projects' public
+        // images, which are not this user's to replace.
+        let Some(owner) = &self.owner else {
+            return Ok(Vec::new());
+        };
+        let mut path = format!(
+            "/v2/images?limit=100&name={}&owner={}",
+            quote(name, false),
+            quote(owner, false)
+        );
+        let mut ids = Vec::new();
+        // Glance pages with `next`; a project with more than a few pages of images of
+        // one name is not worth more requests.
+        for _ in 0..10 {
+            let action = format!("looking for images named `{name}'");
+            let r = self
+                .http
+                .send(self.req("GET", &path, action.clone()))?
+                .ok(SERVICE, &action)?;
+            let v: Value = r.json(SERVICE, &action)?;
+            for im in v
+                .get("images")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let same = im.get("name").and_then(Value::as_str) == Some(name);
+                if let (true, Some(id)) = (same, im.get("id").and_then(Value::as_str)) {
+                    ids.push(id.to_owned());
+                }
+            }
+            match v.get("next").and_then(Value::as_str) {
+                Some(next) if next.starts_with("/v2/") => path = next.to_owned(),
+                _ => break,
+            }
+        }
+        Ok(ids)
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        let action = format!("deleting image {id}");
+        let r = self.http.send(self.req(
+            "DELETE",
+            &format!("/v2/images/{}", quote(id, false)),
+            action.clone(),
+        ))?;
+        if r.status == 404 {
+            return Ok(());
+        }
+        r.ok(SERVICE, &action).map(|_| ())
+    }
+
+    /// Creates the image record first (so that a refused `--public` or property is
+    /// known before any data is sent), then sends the data to Glance.
     fn register(&self, reg: &Registration<'_>, reporter: &dyn Reporter) -> Result<Value> {
         Self::validate(reg)?;
         let mut body = json!({
@@ -301,5 +425,31 @@ impl ImageRegistry for Glance {
         }
         guard.armed = false;
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_refusals_from_the_usage_answer() {
+        let usage = json!({"usage": {
+            "image_size_total": {"limit": 10, "usage": 4},
+            "image_count_total": {"limit": 5, "usage": 1},
+        }});
+        assert!(quota_refusal(&usage, 6 << 20, "p").is_none());
+        let e = quota_refusal(&usage, (6 << 20) + 1, "p")
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("6291456 available") && e.contains("project p"),
+            "{e}"
+        );
+        let full = json!({"usage": {"image_count_total": {"limit": 1, "usage": 1}}});
+        assert!(quota_refusal(&full, 1, "p").is_some());
+        let unlimited = json!({"usage": {"image_size_total": {"limit": -1, "usage": 9}}});
+        assert!(quota_refusal(&unlimited, u64::MAX, "p").is_none());
+        assert!(quota_refusal(&json!({"usage": {}}), u64::MAX, "p").is_none());
     }
 }

@@ -238,6 +238,9 @@ impl Response {
 pub struct Http {
     agent: ureq::Agent,
     opts: HttpOptions,
+    /// Request body bytes handed to the network by this client and its clones, retries
+    /// included: what the upload really cost (`bench-upload.sh` reports it).
+    sent: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Http {
@@ -297,7 +300,13 @@ impl Http {
         Ok(Http {
             agent: config.new_agent(),
             opts,
+            sent: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Request body bytes sent so far by this client and its clones (retries included).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// The options this client was made with.
@@ -320,6 +329,7 @@ impl Http {
             snf_core::cancel::check()?;
             let mut counted = 0u64;
             let outcome = self.send_once(&req, &mut counted);
+            self.sent.fetch_add(counted, Ordering::Relaxed);
             let transient = match &outcome {
                 Ok(r) => matches!(r.status, 408 | 429 | 500 | 502 | 503 | 504),
                 Err(Attempt::Transport(_)) => true,

@@ -78,6 +78,8 @@ pub struct Pithos {
     token: Secret,
     workers: usize,
     blocks: Mutex<HashMap<String, BlockInfo>>,
+    /// Astakos' account API (`…/account/v1.0`), where the quotas are read.
+    quotas_url: Option<String>,
 }
 
 impl std::fmt::Debug for Pithos {
@@ -105,7 +107,15 @@ impl Pithos {
             token,
             workers,
             blocks: Mutex::new(HashMap::new()),
+            quotas_url: None,
         }
+    }
+
+    /// Read the quotas from Astakos' account API at `url` (the catalog's `account`
+    /// endpoint) before an upload.
+    pub fn with_quotas(mut self, url: Option<String>) -> Self {
+        self.quotas_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
     }
 
     fn account_url(&self) -> String {
@@ -381,9 +391,84 @@ impl Pithos {
     }
 }
 
+/// Bytes left of `pithos.diskspace` in `project`, from Astakos' `GET /quotas` answer
+/// (`{project: {resource: {limit, usage, project_limit, project_usage}}}`): the
+/// user's share and the project's, whichever is smaller; `None` without an entry.
+fn diskspace_left(quotas: &serde_json::Value, project: &str) -> Option<u64> {
+    let q = quotas.get(project)?.get("pithos.diskspace")?;
+    let left = |limit: &str, usage: &str| {
+        let l = q.get(limit)?.as_i64()?;
+        let u = q
+            .get(usage)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        Some(l.saturating_sub(u).max(0) as u64)
+    };
+    match (
+        left("limit", "usage"),
+        left("project_limit", "project_usage"),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl ObjectStore for Pithos {
     fn name(&self) -> &'static str {
         SERVICE
+    }
+
+    fn check_space(&self, container: &str, object: &str, size: u64) -> Result<()> {
+        let Some(url) = &self.quotas_url else {
+            return Ok(());
+        };
+        // The container's project pays (its policy), by default the user's own.
+        let action = format!("reading the policy of container `{container}'");
+        let r = self
+            .http
+            .send(self.req("HEAD", self.container_url(container), action.clone()))?;
+        let project = match r.status {
+            404 => self.uuid.clone(),
+            _ => r
+                .ok(SERVICE, &action)?
+                .header("x-container-policy-project")
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| self.uuid.clone()),
+        };
+        // An object replaced in place gives its own bytes back.
+        let action = format!("checking object `{container}/{object}'");
+        let r =
+            self.http
+                .send(self.req("HEAD", self.obj_url(container, object), action.clone()))?;
+        let old = match r.status {
+            404 => 0,
+            _ => r
+                .ok(SERVICE, &action)?
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0),
+        };
+        let action = "reading the quotas (Astakos)".to_owned();
+        let r = self.http.send(
+            Request::new("Astakos", "GET", format!("{url}/quotas"), action.clone())
+                .token(&self.token),
+        )?;
+        if !r.is_success() {
+            // a deployment without the quotas API: Pithos still refuses with 413
+            return Ok(());
+        }
+        let quotas: serde_json::Value = r.json("Astakos", &action)?;
+        let needed = size.saturating_sub(old);
+        match diskspace_left(&quotas, &project) {
+            Some(left) if left < needed => Err(CloudError::Quota {
+                service: SERVICE,
+                what: format!("the disk space of project {project}"),
+                needed,
+                available: left,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn ensure_container(&self, container: &str) -> Result<()> {

@@ -57,6 +57,11 @@ pub trait ObjectStore: Send + Sync {
         image: &ImageSource,
         reporter: &dyn Reporter,
     ) -> Result<UploadStats>;
+    /// Refuse now an upload of `size` bytes as `container/object` that a quota the
+    /// store announces would refuse later. Changes nothing.
+    fn check_space(&self, _container: &str, _object: &str, _size: u64) -> Result<()> {
+        Ok(())
+    }
     /// Make these objects readable by everyone.
     fn make_public(&self, container: &str, objects: &[&str], reporter: &dyn Reporter)
         -> Result<()>;

@@ -415,9 +415,68 @@ fn md5_of_range(path: &Path, offset: u64, len: u64) -> Result<String> {
     Ok(h.finalize_hex())
 }
 
+/// Bytes left under a quota that `quota_header` announces beside `used_header`
+/// (`None`: no quota, or an unreadable one, which Swift would not enforce either).
+fn room(h: &crate::http::Response, quota_header: &str, used_header: &str) -> Option<u64> {
+    let quota: u64 = h.header(quota_header)?.trim().parse().ok()?;
+    let used: u64 = h
+        .header(used_header)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Some(quota.saturating_sub(used))
+}
+
 impl ObjectStore for Swift {
     fn name(&self) -> &'static str {
         SERVICE
+    }
+
+    fn check_space(&self, container: &str, _object: &str, size: u64) -> Result<()> {
+        let action = "reading the account's quota".to_owned();
+        let r = self
+            .http
+            .send(self.req("HEAD", self.url.clone(), action.clone()))?
+            .ok(SERVICE, &action)?;
+        let quota = |what: String, available: u64| CloudError::Quota {
+            service: SERVICE,
+            what,
+            needed: size,
+            available,
+        };
+        if let Some(left) = room(&r, "x-account-meta-quota-bytes", "x-account-bytes-used") {
+            if left < size {
+                return Err(quota("the account".into(), left));
+            }
+        }
+        // The data lands in the segments container when it goes up as an SLO.
+        let threshold = self
+            .opts
+            .slo_threshold
+            .unwrap_or(u64::MAX)
+            .min(self.limits().max_file_size);
+        let target = if size > threshold {
+            format!("{container}_segments")
+        } else {
+            container.to_owned()
+        };
+        let action = format!("reading the quota of container `{target}'");
+        let r = self.http.send(self.req(
+            "HEAD",
+            format!("{}/{}", self.url, quote(&target, false)),
+            action.clone(),
+        ))?;
+        if r.status == 404 {
+            return Ok(());
+        }
+        let r = r.ok(SERVICE, &action)?;
+        if let Some(left) = room(&r, "x-container-meta-quota-bytes", "x-container-bytes-used") {
+            // an object replaced in place frees its own bytes, but only once it is
+            // replaced: Swift counts the old ones while the new ones arrive
+            if left < size {
+                return Err(quota(format!("container `{target}'"), left));
+            }
+        }
+        Ok(())
     }
 
     fn ensure_container(&self, container: &str) -> Result<()> {

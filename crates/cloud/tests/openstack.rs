@@ -64,7 +64,7 @@ fn upload_register_private_and_download_back() {
     assert_eq!(call(Some(&cloud), "GET", &format!("{base}/{name}")).1, data);
     assert_eq!(
         String::from_utf8(call(Some(&cloud), "GET", &format!("{base}/{name}.md5sum")).1).unwrap(),
-        format!("{} {name}\n", image.md5)
+        format!("{}  {name}\n", image.md5)
     );
     let meta: serde_json::Value =
         serde_json::from_slice(&call(Some(&cloud), "GET", &format!("{base}/{name}.meta")).1)

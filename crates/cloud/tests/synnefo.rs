@@ -83,7 +83,7 @@ fn upload_register_public_in_a_custom_container() {
     let md5sum = server.object_data("custom", "deb.diskdump.md5sum").unwrap();
     assert_eq!(
         String::from_utf8(md5sum).unwrap(),
-        format!("{} deb.diskdump\n", image.md5)
+        format!("{}  deb.diskdump\n", image.md5)
     );
     assert_eq!(
         server
@@ -164,11 +164,17 @@ fn upload_register_public_in_a_custom_container() {
             .as_deref(),
         Some("read=*")
     );
+    // Plankton itself lets everyone read the image object of a public image
+    let obj = server.object("custom", "deb.diskdump").unwrap();
+    assert_eq!(obj.sharing.as_deref(), Some("read=*"));
     assert_eq!(
-        server.object("custom", "deb.diskdump").unwrap().sharing,
-        None,
-        "the image object itself is not shared"
+        answer["id"],
+        obj.uuid.as_str(),
+        "the image id is the object's uuid"
     );
+    assert_eq!(answer["status"], "AVAILABLE");
+    assert_eq!(answer["checksum"], obj.hash.as_str());
+    assert_eq!(answer["properties"]["root_partition"], "1");
     assert!(!server
         .state
         .lock()

@@ -1015,7 +1015,8 @@ impl Session {
     }
 
     /// With `-u`: upload the image and `NAME.md5sum`; with `-r`, register it, upload
-    /// `NAME.meta` and (with `--public`) share the side files. The data sent is the
+    /// `NAME.meta` and (with `--public`) share the side files ([`snf_cloud::Cloud::publish`]:
+    /// the data crosses the network once). The data sent is the
     /// written image, or, without `-o`, a dump made in the work directory (so that free
     /// space never travels).
     fn upload(&mut self) -> Result<(), SessionError> {
@@ -1065,19 +1066,24 @@ impl Session {
                 needs: "the cloud connection",
             });
         };
-        cloud.upload_image(&container, &upload, &image, self.reporter.as_ref())?;
-        if let Some(name) = &self.opts.cloud.register {
-            let answer = cloud.register(
-                &container,
-                &upload,
+        let register = self
+            .opts
+            .cloud
+            .register
+            .as_deref()
+            .map(|name| snf_cloud::ImageSpec {
                 name,
-                &image,
-                self.metadata.as_map(),
-                self.opts.cloud.public,
-                self.reporter.as_ref(),
-            )?;
-            self.registration = Some(answer);
-        }
+                properties: self.metadata.as_map(),
+                public: self.opts.cloud.public,
+            });
+        let publication = snf_cloud::Publication {
+            container: &container,
+            object: &upload,
+            register,
+            force: self.opts.force,
+        };
+        let done = cloud.publish(&publication, &image, self.reporter.as_ref())?;
+        self.registration = done.answer;
         Ok(())
     }
 }

@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,6 +21,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::{execute, terminal};
 use ratatui::Terminal;
 use snf_image_creator::app::{App, Exit, Settings};
+use snf_image_creator::cli::Cli;
 use snf_image_creator::report::{LogFile, Syslog, UiReporter};
 use snf_image_creator::ui::{TerminalEvents, TtyOut, Ui, UiError};
 
@@ -30,28 +30,6 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_CRASH: u8 = 3;
 /// 128 + SIGHUP, as a shell reports a program ended by a hang-up.
 const EXIT_HANGUP: u8 = 129;
-
-/// Create a cloud image from a disk, interactively.
-#[derive(Debug, Parser)]
-#[command(name = "snf-image-creator", version = VERSION)]
-struct Cli {
-    /// Log all messages to FILE (truncated); without it, a temporary log is kept only
-    /// after a fatal error
-    #[arg(short = 'l', long = "logfile", value_name = "FILE")]
-    logfile: Option<PathBuf>,
-    /// Work on the source itself instead of a private copy (the source is changed)
-    #[arg(long = "no-snapshot")]
-    no_snapshot: bool,
-    /// Also send the log to syslog
-    #[arg(long)]
-    syslog: bool,
-    /// Create the large temporary files under DIR
-    #[arg(long, value_name = "DIR")]
-    tmpdir: Option<PathBuf>,
-    /// The disk image file or block device (asked for when missing or unusable)
-    #[arg(value_name = "SOURCE")]
-    source: Option<PathBuf>,
-}
 
 /// The log, reachable from the panic hook.
 static LOG: OnceLock<Arc<LogFile>> = OnceLock::new();

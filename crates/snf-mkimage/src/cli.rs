@@ -36,8 +36,10 @@ pub struct Cli {
     pub allow_unsupported: bool,
 
     /// Use this saved cloud account to authenticate when uploading/registering images
-    #[arg(short = 'c', long, value_name = "CLOUD")]
-    pub cloud: Option<String>,
+    /// (kamaki's config or clouds.yaml); without a name, OS_CLOUD, else the OS_*
+    /// variables, as every OpenStack client does (also when -u has no -c, -a or -t)
+    #[arg(short = 'c', long, value_name = "CLOUD", num_args = 0..=1)]
+    pub cloud: Option<Option<String>>,
 
     /// Container of the storage service to upload into [default: images]
     #[arg(long, value_name = "CONTAINER")]
@@ -202,7 +204,7 @@ impl Cli {
         opts.cloud = CloudOptions {
             auth_url: self.authentication_url.clone(),
             token: self.token.clone(),
-            cloud: self.cloud.clone(),
+            cloud: self.cloud_name(|k| std::env::var(k).ok())?,
             container: self.container.clone(),
             upload: self.upload.clone(),
             register: self.register.clone(),
@@ -212,6 +214,37 @@ impl Cli {
         // The library decides what makes sense, so that the UI refuses the same things.
         image_creator::session::check_options(&opts).map_err(|e| UsageError(e.to_string()))?;
         Ok(opts)
+    }
+
+    /// The cloud `-c` names. `-c` alone, or `-u` with none of `-c`, `-a` and `-t`,
+    /// means the cloud every OpenStack client would use: `OS_CLOUD`, else the `OS_*`
+    /// variables (the cloud `envvars`) when `OS_AUTH_URL` is set. Without them `-c`
+    /// alone is refused, and `-u` alone keeps the original's refusal (the library's).
+    pub fn cloud_name(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, UsageError> {
+        let from_env = || {
+            let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+            set("OS_CLOUD").or_else(|| set("OS_AUTH_URL").map(|_| "envvars".to_owned()))
+        };
+        match &self.cloud {
+            Some(Some(name)) => Ok(Some(name.clone())),
+            Some(None) => from_env().map(Some).ok_or_else(|| {
+                UsageError(
+                    "-c without a cloud name needs OS_CLOUD, or the OS_* variables \
+                     (OS_AUTH_URL, ...), in the environment"
+                        .into(),
+                )
+            }),
+            None if self.upload.is_some()
+                && self.authentication_url.is_none()
+                && self.token.is_none() =>
+            {
+                Ok(from_env())
+            }
+            None => Ok(None),
+        }
     }
 
     /// Options of this front-end that have no effect in this run (the library reports
@@ -245,6 +278,42 @@ mod tests {
     #[test]
     fn command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cloud_name_from_the_openstack_environment() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["snf-mkimage"], args, &["src"]].concat()).unwrap()
+        };
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let both = env(&[("OS_CLOUD", "mine"), ("OS_AUTH_URL", "http://k/v3")]);
+        let url = env(&[("OS_AUTH_URL", "http://k/v3"), ("OS_CLOUD", "")]);
+        let none = env(&[]);
+        let name = |args: &[&str], e: &dyn Fn(&str) -> Option<String>| {
+            parse(args).cloud_name(e).map_err(|e| e.0)
+        };
+        assert_eq!(
+            name(&["-u", "x", "-c", "named"], &both),
+            Ok(Some("named".into()))
+        );
+        assert_eq!(name(&["-c", "-u", "x"], &both), Ok(Some("mine".into())));
+        assert_eq!(name(&["-c", "-u", "x"], &url), Ok(Some("envvars".into())));
+        assert_eq!(name(&["-u", "x"], &both), Ok(Some("mine".into())));
+        assert_eq!(name(&["-u", "x"], &url), Ok(Some("envvars".into())));
+        assert_eq!(name(&["-u", "x"], &none), Ok(None));
+        assert!(name(&["-c", "-u", "x"], &none)
+            .unwrap_err()
+            .contains("OS_CLOUD"));
+        // -a/-t given: the environment is not consulted (the library checks the pair)
+        assert_eq!(name(&["-u", "x", "-t", "tok"], &both), Ok(None));
+        // no -u: nothing to authenticate for
+        assert_eq!(name(&["-o", "out"], &both), Ok(None));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 
 #![forbid(unsafe_code)]
 
-mod cli;
 mod console;
 mod syslog;
 
@@ -24,9 +23,9 @@ use image_creator::core::report::{Reporter, SharedReporter};
 use image_creator::session::{Session, SessionError};
 use image_creator::VERSION;
 
-use crate::cli::{Cli, UsageError};
 use crate::console::{printable, Console, Settings, Style};
 use crate::syslog::Syslog;
+use snf_mkimage::cli::{self, Cli, UsageError};
 
 /// Exit status for a bad command line.
 const EXIT_USAGE: u8 = 2;

@@ -8,9 +8,23 @@ use std::path::Path;
 
 use common::*;
 
+/// Runs `args` with `env` set and `OS_CLOUD`/`OS_AUTH_URL` removed (a bare `-u` takes
+/// its cloud from them, as OpenStack clients do).
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = std::process::Command::new(bin());
+    c.args(args)
+        .stdin(std::process::Stdio::null())
+        .env_remove("OS_CLOUD")
+        .env_remove("OS_AUTH_URL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("cannot run snf-mkimage")
+}
+
 /// Runs `args` and checks exit status 2 and exactly one stderr line `Error: <msg>`.
 fn usage_error(args: &[&str], msg: &str) {
-    let out = run(args);
+    let out = run_env(args, &[]);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     assert_eq!(stderr(&out), format!("Error: {msg}\n"), "{args:?}");
     assert!(out.stdout.is_empty());
@@ -45,6 +59,28 @@ fn every_validation_rule_exits_2_with_one_line() {
     usage_error(&["-u", "obj", src], no_auth);
     usage_error(&["-u", "obj", "-t", "tok", src], no_auth);
     usage_error(&["-u", "obj", "-a", "http://x", src], no_auth);
+    usage_error(
+        &["-u", "obj", "-c", "--", src],
+        "-c without a cloud name needs OS_CLOUD, or the OS_* variables (OS_AUTH_URL, ...), in the environment",
+    );
+    // -u alone, or -c without a name, takes the cloud from OS_CLOUD, as OpenStack
+    // clients do: here one that does not exist, named in the error (exit 1)
+    let kamaki = d.join("kamakirc");
+    for args in [&["-u", "obj", src][..], &["-u", "obj", "-c", "--", src][..]] {
+        let o = run_env(
+            args,
+            &[
+                ("OS_CLOUD", "no-such-os-cloud"),
+                ("KAMAKI_CONFIG", kamaki.to_str().unwrap()),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cloud `no-such-os-cloud' does not exist"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
     usage_error(
         &["--public", "-o", out_s, src],
         "--public only makes sense with -r (registering the image)",
@@ -141,7 +177,7 @@ fn version_and_help() {
         "-a, --authentication-url <URL>",
         "--add-timestamp",
         "--allow-unsupported",
-        "-c, --cloud <CLOUD>",
+        "-c, --cloud [<CLOUD>]",
         "--container <CONTAINER>",
         "--disable-sysprep <SYSPREP>",
         "--enable-sysprep <SYSPREP>",

@@ -31,6 +31,8 @@ fn upload_and_register_in_one_command() {
     let before = sha256(&src);
     let out = dir.path().join("out.diskdump");
     let name = format!("cli-{}.diskdump", std::process::id());
+    // unique: -f below replaces this project's images of the same name
+    let image_name = format!("CLI test image {}", std::process::id());
     let args = [
         "-c",
         "envvars",
@@ -39,7 +41,7 @@ fn upload_and_register_in_one_command() {
         "-u",
         &name,
         "-r",
-        "CLI test image",
+        &image_name,
         "-m",
         "EXTRA=value",
         "-o",
@@ -52,7 +54,8 @@ fn upload_and_register_in_one_command() {
     let answer: serde_json::Value = serde_json::from_str(&stdout(&run1))
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(&run1)));
     let text = answer.to_string();
-    assert!(text.contains("CLI test image"), "{text}");
+    assert!(text.contains(&image_name), "{text}");
+    let first_id = answer["id"].as_str().unwrap().to_owned();
     assert!(text.contains("EXTRA"), "{text}");
     let md5 = std::fs::read_to_string(out.with_extension("diskdump.md5sum")).unwrap();
     let md5 = md5.split_whitespace().next().unwrap();
@@ -78,6 +81,12 @@ fn upload_and_register_in_one_command() {
     forced.insert(0, "-f");
     let run3 = run(&forced);
     assert!(run3.status.success(), "{}", stderr(&run3));
+    // the image registered under the same name before is replaced, not duplicated
+    assert!(
+        stderr(&run3).contains(&format!("Replaced Glance image {first_id}")),
+        "{}",
+        stderr(&run3)
+    );
     assert_eq!(sha256(&src), before, "the source is untouched");
 }
 

@@ -74,11 +74,24 @@ pub fn unique(tag: &str) -> String {
 
 /// Raw request with this cloud's token (or none); status and body.
 pub fn call(cloud: Option<&Cloud>, method: &str, url: &str) -> (u16, Vec<u8>) {
+    call_with(cloud, method, url, &[])
+}
+
+/// [`call`] with extra request headers.
+pub fn call_with(
+    cloud: Option<&Cloud>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
     let mut b = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
     if let Some(c) = cloud {
         b = b.header("X-Auth-Token", c.session().token.expose());
     }
