@@ -75,17 +75,26 @@ impl VolumeGroup {
                 seg_type: seg_type.clone(),
             });
         }
-        for other in &self.lvs {
-            if other.name != lv
-                && other
-                    .segments
-                    .iter()
-                    .any(|s| s.items.iter().any(|it| names(it, lv)))
-            {
-                return Err(self.lv_err(lv, format!("LV {} uses it", other.name)));
-            }
+        if let Some(user) = self.users(lv).first() {
+            return Err(self.lv_err(lv, format!("LV {user} uses it")));
         }
         Ok(i)
+    }
+
+    /// The other LVs whose segments name LV `lv` (a snapshot of its origin, a pool of
+    /// its data and metadata, a mirror of its images ...): its blocks are theirs too.
+    pub fn users(&self, lv: &str) -> Vec<&str> {
+        self.lvs
+            .iter()
+            .filter(|other| {
+                other.name != lv
+                    && other
+                        .segments
+                        .iter()
+                        .any(|s| s.items.iter().any(|it| names(it, lv)))
+            })
+            .map(|other| other.name.as_str())
+            .collect()
     }
 
     /// Reduce LV `lv` to `new_extent_count` extents, dropping or trimming its last
@@ -176,9 +185,15 @@ impl VolumeGroup {
             }
             let base = pv.offset + pv.pe_start;
             let mut next = 0u64;
+            // Never past the device: metadata may claim a larger PV than its partition.
+            let end = pv.device_end;
             let mut push = |from: u64, to: u64| {
-                if to > from {
-                    out.push(base + from * self.extent_size..base + to * self.extent_size);
+                let (a, b) = (
+                    (base + from * self.extent_size).min(end),
+                    (base + to * self.extent_size).min(end),
+                );
+                if b > a {
+                    out.push(a..b);
                 }
             };
             for a in self.areas(&pv.key) {

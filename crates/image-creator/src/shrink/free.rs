@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use snf_core::Reporter;
+use snf_disk::lvm;
 use snf_disk::partition::Layout;
 use snf_guestfs::probe::{self, FsType};
 use snf_guestfs::ExtFs;
@@ -79,9 +80,11 @@ fn swap_header_len(image: &Path, offset: u64) -> u64 {
 /// a swap area but its header page (UUID and label). Other partitions, the gaps between
 /// partitions (where boot loaders live) and the tables are never listed. Sorted and
 /// disjoint. A filesystem that cannot be opened, is not clean or has a journal to
-/// replay counts as all used.
+/// replay counts as all used. Inside LVM2 volume groups, the same for each LV, and the
+/// VG's free extents.
 pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Vec<Range<u64>> {
     let mut free = Vec::new();
+    let mut lvm_pvs = false;
     for p in layout.partitions().iter().filter(|p| !p.is_extended()) {
         let (off, size) = (p.offset(), p.size());
         let Ok(found) = probe::probe_file(image, off, size) else {
@@ -112,10 +115,87 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
                     free.push(off + header..off + size);
                 }
             }
+            FsType::LvmPv => lvm_pvs = true,
             _ => {}
         }
     }
+    if lvm_pvs {
+        free.extend(lvm_free_ranges(image, layout, reporter));
+    }
     free.sort_by_key(|r| r.start);
+    free
+}
+
+/// The free bytes inside the LVM2 volume groups of the disk: the free extents of each
+/// VG, the free blocks of ext filesystems in LVs that lie in one piece (libext2fs reads
+/// a filesystem at one offset), all of a swap LV but its header page. A VG that cannot
+/// be read counts as all used.
+fn lvm_free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Vec<Range<u64>> {
+    let devices: Vec<lvm::PvDevice> = layout
+        .partitions()
+        .iter()
+        .filter(|p| !p.is_extended())
+        .map(|p| lvm::PvDevice {
+            id: p.number,
+            offset: p.offset(),
+            size: p.size(),
+        })
+        .collect();
+    let Ok(scan) = lvm::scan(image, &devices) else {
+        return Vec::new();
+    };
+    let mut free = Vec::new();
+    for vg in &scan.vgs {
+        let unallocated = vg.free_ranges();
+        let bytes: u64 = unallocated.iter().map(|r| r.end - r.start).sum();
+        if bytes > 0 {
+            reporter.detail(&format!(
+                "VG {}: {} MiB of free extents left out",
+                vg.name,
+                bytes >> 20
+            ));
+        }
+        free.extend(unallocated);
+        // An LV another one uses (a snapshot's origin) may hold blocks free for itself
+        // but not for that other one.
+        for lv in vg
+            .lvs
+            .iter()
+            .filter(|l| l.visible && vg.users(&l.name).is_empty())
+        {
+            let Ok(pieces) = vg.lv_extents(&lv.name) else {
+                continue;
+            };
+            let [piece] = pieces[..] else { continue };
+            let (off, size) = (piece.image_offset, piece.len);
+            let Ok(found) = probe::probe_file(image, off, size) else {
+                continue;
+            };
+            match found.fs_type {
+                t if t.is_ext() => {
+                    if let Some(used) = trusted_used_ranges(image, off, size) {
+                        let unused = complement(&used, size);
+                        let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
+                        reporter.detail(&format!(
+                            "LV {}/{}: {} MiB of free {} blocks left out",
+                            vg.name,
+                            lv.name,
+                            bytes >> 20,
+                            t.name()
+                        ));
+                        free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
+                    }
+                }
+                FsType::Swap => {
+                    let header = swap_header_len(image, off);
+                    if header < size {
+                        free.push(off + header..off + size);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     free
 }
 
