@@ -291,19 +291,25 @@ impl VolumeGroup {
         let disk = self.disks.iter().find(|d| d.key == pv_key)?;
         // At least one extent, and at least LVM's default `pv_min_size`: the tools
         // ignore a smaller device, and the VG would miss a PV.
+        // Saturating: hostile metadata can make these as large as it likes.
         let used = self.used_pe_end(pv_key).max(1);
-        let used_end = (pv.pe_start + used * self.extent_size).max(PV_MIN_SIZE);
-        let tail: u64 = disk
+        let used_end = pv
+            .pe_start
+            .saturating_add(used.saturating_mul(self.extent_size))
+            .max(PV_MIN_SIZE);
+        let tail = disk
             .label
             .mdas
             .iter()
             .filter(|m| m.offset >= pv.pe_start)
-            .map(|m| m.size)
-            .sum();
-        if tail == 0 {
-            return Some(used_end.div_ceil(SECTOR) * SECTOR);
-        }
-        Some(used_end.div_ceil(TAIL_MDA_ALIGN) * TAIL_MDA_ALIGN + tail)
+            .fold(0u64, |t, m| t.saturating_add(m.size));
+        let align = if tail == 0 { SECTOR } else { TAIL_MDA_ALIGN };
+        Some(
+            used_end
+                .div_ceil(align)
+                .saturating_mul(align)
+                .saturating_add(tail),
+        )
     }
 
     /// Shrink (or grow) PV `pv_key` to `new_dev_size` bytes: its extents must all lie
