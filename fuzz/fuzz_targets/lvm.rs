@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         for lv in &vg.lvs {
             let _ = vg.lv_extents(&lv.name);
             let _ = vg.mapper_name(&lv.name);
+            let _ = vg.users(&lv.name);
             let mut v = vg.clone();
             let _ = v.reduce_lv(&lv.name, lv.extent_count / 2);
             let mut v = vg.clone();
@@ -62,7 +63,14 @@ fuzz_target!(|data: &[u8]| {
             let used = v.used_pe_end(&pv.key);
             let _ = v.free_ranges();
             let _ = lvm::apply_moves(&path, &v, &moves);
-            let _ = v.resize_pv(&pv.key, pv.pe_start + used * v.extent_size + (1 << 20));
+            let size = pv
+                .pe_start
+                .saturating_add(used.saturating_mul(v.extent_size))
+                .saturating_add(1 << 20);
+            let _ = v.resize_pv(&pv.key, size);
+            if let Some(min) = v.min_pv_size(&pv.key) {
+                let _ = v.resize_pv(&pv.key, min);
+            }
         }
         if v.write(&path).is_ok() {
             let again = lvm::scan(&path, &[dev]).expect("our own write reads back");

@@ -262,6 +262,19 @@ fn damaged_first_copy_uses_the_second_and_none_is_an_error() {
         scan.warnings,
         ["PV on partition 1: metadata copy 1: the metadata text has a bad checksum; using copy 2"]
     );
+
+    // Writing back repairs the damaged copy, as vgck --updatemetadata would.
+    let saved = std::fs::read(disk.path()).unwrap();
+    let mut vg = scan.vgs[0].clone();
+    vg.write(disk.path()).unwrap();
+    let again = lvm::scan(disk.path(), &devs).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    let lvm = attach(&disk, &[1]);
+    lvm.vgck("vg0");
+    lvm.pvck(0);
+    drop(lvm);
+    std::fs::write(disk.path(), saved).unwrap();
+
     flip(disk.path(), text2 + 1);
     let err = lvm::scan(disk.path(), &devs).unwrap_err();
     assert!(matches!(err, LvmError::NoValidMetadata { .. }), "{err}");

@@ -303,3 +303,62 @@ fn vg_over_two_partitions_is_shrunk_on_the_last() {
     assert_ext_clean(&img, root_off, "root LV");
     assert!(rec.warnings().is_empty(), "{:?}", rec.warnings());
 }
+
+/// Free space inside a VG is found like free space in partitions: the VG's free
+/// extents, the free blocks of an ext4 LV, a swap LV but its header. Punching all of it
+/// leaves every LV and the metadata intact.
+#[test]
+fn free_ranges_inside_a_vg() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = home_tree(dir.path());
+    let disk = Disk::create(
+        dir.path().join("disk.img"),
+        100 * MIB,
+        "label: dos\nstart=2048, type=8e\n",
+    );
+    let lvm = Lvm::attach(disk.path(), &[(disk.offset(1), disk.size(1))]);
+    lvm.pvcreate(&[0], &[]);
+    lvm.vgcreate("vg0", &[0], &[]);
+    lvm.lvcreate("vg0", "home", "40M", &[]);
+    lvm.lvcreate("vg0", "swap", "8M", &[]);
+    let home_at = lvm.lv_ranges("vg0", "home")[0];
+    let swap_at = lvm.lv_ranges("vg0", "swap")[0];
+    drop(lvm);
+    let img = disk.path().to_path_buf();
+    Mke2fs::ext4().tree(&home.root).make(&img, home_at.0, "40M");
+    mkswap_at(&img, swap_at.0, swap_at.1, None);
+    // Garbage in the VG's free extents.
+    let secret_at = swap_at.0 + swap_at.1 + 3 * MIB;
+    snf_testkit::fixture::write_at(&img, secret_at, b"FREE-EXTENT-SECRET");
+
+    let layout = Layout::read_file(&img, 512).unwrap();
+    let rec = Recorder::default();
+    let free = shrink::free_ranges(&img, &layout, &rec);
+    let inside = |at: u64| free.iter().any(|r| r.contains(&at));
+    assert!(inside(secret_at));
+    assert!(inside(swap_at.0 + 4096) && !inside(swap_at.0 + 4095));
+    let in_home: u64 = free
+        .iter()
+        .filter(|r| r.start >= home_at.0 && r.end <= home_at.0 + home_at.1)
+        .map(|r| r.end - r.start)
+        .sum();
+    assert!(in_home > 20 * MIB, "{in_home}");
+    assert!(!inside(disk.offset(1)), "the PV label is not free");
+    for w in free.windows(2) {
+        assert!(w[0].end <= w[1].start, "{free:?}");
+    }
+
+    let f = OpenOptions::new().write(true).open(&img).unwrap();
+    for r in &free {
+        snf_disk::punch_hole(&f, r.clone()).unwrap();
+    }
+    drop(f);
+    assert_ext_clean(&img, home_at.0, "home LV");
+    let fs = ExtFs::open(&img, home_at.0, false).unwrap();
+    let mut guest = GuestFs::new(Box::new(fs), "test");
+    let want = fs::read(home.root.join("big.bin")).unwrap();
+    assert!(guest.read(Path::new("/big.bin")).unwrap() == want);
+    let lvm = Lvm::attach(&img, &[(disk.offset(1), disk.size(1))]);
+    lvm.vgck("vg0");
+    lvm.pvck(0);
+}

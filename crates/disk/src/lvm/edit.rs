@@ -75,17 +75,26 @@ impl VolumeGroup {
                 seg_type: seg_type.clone(),
             });
         }
-        for other in &self.lvs {
-            if other.name != lv
-                && other
-                    .segments
-                    .iter()
-                    .any(|s| s.items.iter().any(|it| names(it, lv)))
-            {
-                return Err(self.lv_err(lv, format!("LV {} uses it", other.name)));
-            }
+        if let Some(user) = self.users(lv).first() {
+            return Err(self.lv_err(lv, format!("LV {user} uses it")));
         }
         Ok(i)
+    }
+
+    /// The other LVs whose segments name LV `lv` (a snapshot of its origin, a pool of
+    /// its data and metadata, a mirror of its images ...): its blocks are theirs too.
+    pub fn users(&self, lv: &str) -> Vec<&str> {
+        self.lvs
+            .iter()
+            .filter(|other| {
+                other.name != lv
+                    && other
+                        .segments
+                        .iter()
+                        .any(|s| s.items.iter().any(|it| names(it, lv)))
+            })
+            .map(|other| other.name.as_str())
+            .collect()
     }
 
     /// Reduce LV `lv` to `new_extent_count` extents, dropping or trimming its last
@@ -176,9 +185,15 @@ impl VolumeGroup {
             }
             let base = pv.offset + pv.pe_start;
             let mut next = 0u64;
+            // Never past the device: metadata may claim a larger PV than its partition.
+            let end = pv.device_end;
             let mut push = |from: u64, to: u64| {
-                if to > from {
-                    out.push(base + from * self.extent_size..base + to * self.extent_size);
+                let (a, b) = (
+                    (base + from * self.extent_size).min(end),
+                    (base + to * self.extent_size).min(end),
+                );
+                if b > a {
+                    out.push(a..b);
                 }
             };
             for a in self.areas(&pv.key) {
@@ -276,19 +291,25 @@ impl VolumeGroup {
         let disk = self.disks.iter().find(|d| d.key == pv_key)?;
         // At least one extent, and at least LVM's default `pv_min_size`: the tools
         // ignore a smaller device, and the VG would miss a PV.
+        // Saturating: hostile metadata can make these as large as it likes.
         let used = self.used_pe_end(pv_key).max(1);
-        let used_end = (pv.pe_start + used * self.extent_size).max(PV_MIN_SIZE);
-        let tail: u64 = disk
+        let used_end = pv
+            .pe_start
+            .saturating_add(used.saturating_mul(self.extent_size))
+            .max(PV_MIN_SIZE);
+        let tail = disk
             .label
             .mdas
             .iter()
             .filter(|m| m.offset >= pv.pe_start)
-            .map(|m| m.size)
-            .sum();
-        if tail == 0 {
-            return Some(used_end.div_ceil(SECTOR) * SECTOR);
-        }
-        Some(used_end.div_ceil(TAIL_MDA_ALIGN) * TAIL_MDA_ALIGN + tail)
+            .fold(0u64, |t, m| t.saturating_add(m.size));
+        let align = if tail == 0 { SECTOR } else { TAIL_MDA_ALIGN };
+        Some(
+            used_end
+                .div_ceil(align)
+                .saturating_mul(align)
+                .saturating_add(tail),
+        )
     }
 
     /// Shrink (or grow) PV `pv_key` to `new_dev_size` bytes: its extents must all lie

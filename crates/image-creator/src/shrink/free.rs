@@ -91,10 +91,21 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
     let mut free = Vec::new();
     // A volume in pieces (a split logical volume) is kept whole: its filesystem can only
     // be read gathered.
+    // An LV another one uses (a snapshot's origin) may hold blocks free for itself but
+    // not for that other one: it is kept whole too.
+    let used_by_another = |v: &snf_guestfs::assemble::PartitionDesc| {
+        v.lv.as_ref().is_some_and(|lv| {
+            volumes
+                .vgs
+                .iter()
+                .find(|g| g.name == lv.vg)
+                .is_some_and(|g| !g.users(&lv.name).is_empty())
+        })
+    };
     for v in volumes
         .descs
         .iter()
-        .filter(|v| v.unusable.is_none() && v.pieces.is_empty())
+        .filter(|v| v.unusable.is_none() && v.pieces.is_empty() && !used_by_another(v))
     {
         let (off, size) = (v.offset, v.size);
         let Ok(found) = probe::probe_file(image, off, size) else {
@@ -129,7 +140,16 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
         }
     }
     for vg in &volumes.vgs {
-        free.extend(vg.free_ranges());
+        let unallocated = vg.free_ranges();
+        let bytes: u64 = unallocated.iter().map(|r| r.end - r.start).sum();
+        if bytes > 0 {
+            reporter.detail(&format!(
+                "VG {}: {} MiB of free extents left out",
+                vg.name,
+                bytes >> 20
+            ));
+        }
+        free.extend(unallocated);
     }
     free.sort_by_key(|r| r.start);
     free
