@@ -59,16 +59,7 @@ fn ext4_into_pieces(img: &Path, pieces: &[(u64, u64)], tree: Option<&Path>, labe
     mk.make(&file, 0, &format!("{}k", size / 1024));
     let mut at = 0;
     for &(off, len) in pieces {
-        run_tool(Command::new("dd").args([
-            format!("if={}", file.display()),
-            format!("of={}", img.display()),
-            "bs=64k".into(),
-            format!("skip={}", at / 65536),
-            format!("seek={}", off / 65536),
-            format!("count={}", len / 65536),
-            "conv=notrunc,sparse".into(),
-            "status=none".into(),
-        ]));
+        dd(&file, at, img, off, len);
         at += len;
     }
     fs::remove_file(&file).unwrap();
@@ -92,18 +83,23 @@ fn gather(img: &Path, pieces: &[(u64, u64)], to: &Path) {
     let _ = fs::remove_file(to);
     let mut at = 0;
     for &(off, len) in pieces {
-        run_tool(Command::new("dd").args([
-            format!("if={}", img.display()),
-            format!("of={}", to.display()),
-            "bs=64k".into(),
-            format!("skip={}", off / 65536),
-            format!("seek={}", at / 65536),
-            format!("count={}", len / 65536),
-            "conv=notrunc,sparse".into(),
-            "status=none".into(),
-        ]));
+        dd(img, off, to, at, len);
         at += len;
     }
+}
+
+/// Copy `len` bytes of `src` at `from` into `dst` at `to` with dd (64 KiB aligned).
+fn dd(src: &Path, from: u64, dst: &Path, to: u64, len: u64) {
+    run_tool(Command::new("dd").args([
+        format!("if={}", src.display()),
+        format!("of={}", dst.display()),
+        "bs=64k".into(),
+        format!("skip={}", from / 65536),
+        format!("seek={}", to / 65536),
+        format!("count={}", len / 65536),
+        "conv=notrunc,sparse".into(),
+        "status=none".into(),
+    ]));
 }
 
 /// MBR: p1 /boot ext4 (24 MiB), p2 LVM PV (rest of 200 MiB) with VG `vg0`: `root`

@@ -70,54 +70,17 @@ impl Extracted {
                 }]
             }
         };
-        let bytes: u64 = used.iter().map(|r| r.end - r.start).sum();
-        workdir.ensure_space(
-            bytes,
-            &format!("a copy of the filesystem on partition {}", p.number),
-        )?;
-        let file_name = format!("the extracted copy of partition {}", p.number);
-        let disk_name = disk_name(disk, workdir);
-        let temp = tempfile::Builder::new()
-            .prefix(&format!("part{}-", p.number))
-            .suffix(".ext")
-            .tempfile_in(workdir.path())
-            .map_err(io_err(format!(
-                "create {file_name} under {}",
-                workdir.parent().display()
-            )))?;
-        let (out, file_path) = temp.into_parts();
-        out.set_len(p.size())
-            .map_err(io_err(format!("extend {file_name}")))?;
-        let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
-        let task = reporter.task(
-            &format!("Extracting the filesystem of partition {}", p.number),
-            bytes,
-            snf_core::Unit::Bytes,
-        );
-        for r in &used {
-            copy_range(
-                &src,
-                p.offset() + r.start,
-                &out,
-                r.start,
-                r.end - r.start,
-                |n| task.inc(n),
-            )
-            .map_err(|e| e.context(&disk_name, &file_name))?;
-        }
-        task.finish("done");
-        Ok(Extracted {
-            file_path,
-            file_name,
-            disk: disk.to_path_buf(),
-            disk_name,
-            partition: p.number,
-            map: vec![Piece {
-                at: 0,
-                disk: p.offset(),
-                len: p.size(),
-            }],
-        })
+        let copies = used
+            .iter()
+            .map(|r| (r.start, p.offset() + r.start, r.end - r.start))
+            .collect();
+        let map = vec![Piece {
+            at: 0,
+            disk: p.offset(),
+            len: p.size(),
+        }];
+        let what = format!("partition {}", p.number);
+        Extracted::copy_out(disk, map, p.number, &what, copies, workdir, reporter)
     }
 
     /// Copies the filesystem made of the pieces `map` (an LVM logical volume on
@@ -136,17 +99,33 @@ impl Extracted {
         let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
         let mut data: Vec<(u64, u64, u64)> = Vec::new();
         for p in &map {
-            for (start, len) in
-                data_runs(&src, p.disk, p.len).map_err(io_err(format!("read {disk_name}")))?
-            {
-                data.push((p.at + (start - p.disk), start, len));
+            snf_core::cancel::check()?;
+            let runs = snf_disk::data_ranges(&src, p.disk..p.disk + p.len)
+                .map_err(io_err(format!("read {disk_name}")))?;
+            for r in runs {
+                data.push((p.at + (r.start - p.disk), r.start, r.end - r.start));
             }
         }
-        let bytes: u64 = data.iter().map(|d| d.2).sum();
+        Extracted::copy_out(disk, map, partition, what, data, workdir, reporter)
+    }
+
+    /// Copies `copies` — (filesystem offset, disk offset, length) — of the filesystem
+    /// made of the pieces `map` to a new sparse scratch file of the work directory.
+    fn copy_out(
+        disk: &Path,
+        map: Vec<Piece>,
+        partition: u32,
+        what: &str,
+        copies: Vec<(u64, u64, u64)>,
+        workdir: &WorkDir,
+        reporter: &dyn Reporter,
+    ) -> Result<Extracted, ShrinkError> {
+        let bytes: u64 = copies.iter().map(|d| d.2).sum();
         workdir.ensure_space(bytes, &format!("a copy of the filesystem of {what}"))?;
+        let disk_name = disk_name(disk, workdir);
         let file_name = format!("the extracted copy of {what}");
         let temp = tempfile::Builder::new()
-            .prefix(&format!("lv{partition}-"))
+            .prefix(&format!("part{partition}-"))
             .suffix(".ext")
             .tempfile_in(workdir.path())
             .map_err(io_err(format!(
@@ -157,12 +136,13 @@ impl Extracted {
         let size = map.iter().map(|p| p.at + p.len).max().unwrap_or(0);
         out.set_len(size)
             .map_err(io_err(format!("extend {file_name}")))?;
+        let src = File::open(disk).map_err(io_err(format!("open {disk_name}")))?;
         let task = reporter.task(
             &format!("Extracting the filesystem of {what}"),
             bytes,
             snf_core::Unit::Bytes,
         );
-        for (at, from, len) in data {
+        for (at, from, len) in copies {
             copy_range(&src, from, &out, at, len, |n| task.inc(n))
                 .map_err(|e| e.context(&disk_name, &file_name))?;
         }
@@ -226,33 +206,6 @@ impl Extracted {
         // need not reach the platter at all.
         Ok(())
     }
-}
-
-/// The (offset, length) runs of `[from, from + len)` of `file` that hold data (holes
-/// left out; all of it where the filesystem cannot tell).
-fn data_runs(file: &File, from: u64, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
-    use rustix::fs::{seek, SeekFrom};
-    let end = from + len;
-    let mut out = Vec::new();
-    let mut pos = from;
-    while pos < end {
-        snf_core::cancel::check().map_err(std::io::Error::other)?;
-        let start = match seek(file, SeekFrom::Data(pos)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => return Ok(vec![(from, len)]),
-        };
-        if start >= end {
-            break;
-        }
-        let stop = match seek(file, SeekFrom::Hole(start)) {
-            Ok(h) => h.min(end),
-            Err(_) => end,
-        };
-        out.push((start, stop - start));
-        pos = stop;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -83,16 +83,15 @@ impl<B: Backend> App<B> {
         Ok(self.ui.show(&mut screens::confirm_unprepared())? == Outcome::Button(0))
     }
 
-    pub(super) fn extract(&mut self) -> Res<()> {
-        if !self.confirm_unprepared()? {
-            return Ok(());
-        }
+    /// Ask where to write the image: a file that is not one of the source's, confirmed
+    /// when it or its side files exist. `None` when the user cancels.
+    pub(super) fn ask_output_path(&mut self) -> Res<Option<PathBuf>> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let mut d =
             screens::extract_selector(&cwd, &format!("{}/", cwd.display()).replace("//", "/"));
         loop {
             if self.ui.show(&mut d)? != Outcome::Button(0) {
-                return Ok(());
+                return Ok(None);
             }
             let path = PathBuf::from(d.value().trim());
             if path.is_dir() {
@@ -114,28 +113,34 @@ impl<B: Backend> App<B> {
             {
                 continue;
             }
-            let reporter = self.reporter.clone();
-            let exclusions = self.exclusions.clone();
-            let session = self.session.as_mut().expect("initialized");
-            let result = self.ui.work("Image Extraction", &reporter, || {
-                interactive::extract(session, &path, &exclusions, reporter.as_ref())
-            })?;
-            match result {
-                Ok(written) => {
-                    return self.ui.msgbox(
-                        "Image Extraction",
-                        &format!(
-                            "Image file {} was successfully created.\n\nmd5sum: {}\n\nThe \
-                             .meta, .md5sum and .variant files were written beside it.",
-                            written.path.display(),
-                            written.md5_hex
-                        ),
-                    );
-                }
-                Err(e) => {
-                    return self.failed("Image extraction", e.is_cancelled(), &e);
-                }
-            }
+            return Ok(Some(path));
+        }
+    }
+
+    pub(super) fn extract(&mut self) -> Res<()> {
+        if !self.confirm_unprepared()? {
+            return Ok(());
+        }
+        let Some(path) = self.ask_output_path()? else {
+            return Ok(());
+        };
+        let reporter = self.reporter.clone();
+        let exclusions = self.exclusions.clone();
+        let session = self.session.as_mut().expect("initialized");
+        let result = self.ui.work("Image Extraction", &reporter, || {
+            interactive::extract(session, &path, &exclusions, reporter.as_ref())
+        })?;
+        match result {
+            Ok(written) => self.ui.msgbox(
+                "Image Extraction",
+                &format!(
+                    "Image file {} was successfully created.\n\nmd5sum: {}\n\nThe \
+                     .meta, .md5sum and .variant files were written beside it.",
+                    written.path.display(),
+                    written.md5_hex
+                ),
+            ),
+            Err(e) => self.failed("Image extraction", e.is_cancelled(), &e),
         }
     }
 

@@ -235,51 +235,27 @@ impl<B: Backend> App<B> {
     /// Keep the wizard's image as a local file: the image uploaded, moved or copied
     /// there with its side files, not dumped again. The path, once written.
     pub(super) fn wizard_keep_copy(&mut self) -> Res<Option<PathBuf>> {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let mut d =
-            screens::extract_selector(&cwd, &format!("{}/", cwd.display()).replace("//", "/"));
-        loop {
-            if self.ui.show(&mut d)? != Outcome::Button(0) {
-                return Ok(None);
-            }
-            let path = PathBuf::from(d.value().trim());
-            if path.is_dir() {
-                let shown = format!("{}/", path.display()).replace("//", "/");
-                d.chdir(&path, &shown);
-                continue;
-            }
-            if let Err(e) = interactive::check_extract_target(self.session(), &path) {
-                self.ui.msgbox("Error", &e.to_string())?;
-                continue;
-            }
-            let existing: Vec<String> = interactive::existing_outputs(&path)
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            if !existing.is_empty()
-                && self.ui.show(&mut screens::confirm_overwrite(&existing))? != Outcome::Button(0)
-            {
-                continue;
-            }
-            let Some(mut image) = self.prepared.clone() else {
-                return Ok(None);
-            };
-            let reporter = self.reporter.clone();
-            let exclusions = self.exclusions.clone();
-            // `&mut`: a session is Send but not Sync.
-            let session = self.session.as_mut().expect("initialized");
-            let (rep, img, out, ex) = (&reporter, &mut image, &path, &exclusions);
-            let result = self.ui.work("Image Extraction", &reporter, move || {
-                interactive::keep_prepared(session, img, out, ex, rep.as_ref())
-            })?;
-            // Moved or not, `image` says where the uploaded image is now.
-            self.prepared = Some(image);
-            match result {
-                Ok(written) => return Ok(Some(written.path)),
-                Err(e) => {
-                    self.failed("Image extraction", e.is_cancelled(), &e)?;
-                    return Ok(None);
-                }
+        let Some(path) = self.ask_output_path()? else {
+            return Ok(None);
+        };
+        let Some(mut image) = self.prepared.clone() else {
+            return Ok(None);
+        };
+        let reporter = self.reporter.clone();
+        let exclusions = self.exclusions.clone();
+        // `&mut`: a session is Send but not Sync.
+        let session = self.session.as_mut().expect("initialized");
+        let (rep, img, out, ex) = (&reporter, &mut image, &path, &exclusions);
+        let result = self.ui.work("Image Extraction", &reporter, move || {
+            interactive::keep_prepared(session, img, out, ex, rep.as_ref())
+        })?;
+        // Moved or not, `image` says where the uploaded image is now.
+        self.prepared = Some(image);
+        match result {
+            Ok(written) => Ok(Some(written.path)),
+            Err(e) => {
+                self.failed("Image extraction", e.is_cancelled(), &e)?;
+                Ok(None)
             }
         }
     }
