@@ -5,6 +5,8 @@
 //! the LVM tools and e2fsprogs, not with the code that wrote it.
 
 mod common;
+#[path = "../../cloud/tests/support/synnefo.rs"]
+mod synnefo;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -367,4 +369,30 @@ fn an_lvm_image_needs_no_root() {
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(prop(&meta_of(&out), "ROOT_LV").as_deref(), Some("vg0/root"));
+}
+
+#[test]
+fn uploading_an_lvm_root_to_synnefo_says_snf_image_cannot_deploy_it() {
+    let dir = tempdir();
+    let img = server_layout(dir.path());
+    let server = synnefo::Synnefo::start("lvm-token", synnefo::DEFAULT_BLOCK_SIZE);
+    let r = run(&[
+        "-a",
+        &server.auth_url(),
+        "-t",
+        "lvm-token",
+        "-u",
+        "lvm.diskdump",
+        img.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let err = stderr(&r);
+    assert!(
+        err.contains("vg0/root") && err.contains("snf-image") && err.contains("cannot deploy"),
+        "{err}"
+    );
+    // Said before the long work, not after the upload.
+    let warned = err.find("cannot deploy").unwrap();
+    let dumped = err.find("Dumping image file").unwrap_or(usize::MAX);
+    assert!(warned < dumped, "{err}");
 }
