@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use snf_core::Reporter;
 
-use crate::backend::Filesystem;
+use crate::appliance::{ApplianceFs, Hold};
+use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
 use crate::ext::ExtFs;
 use crate::fat::FatFs;
@@ -46,6 +47,9 @@ pub struct PartitionDesc {
     pub gpt_name: Option<String>,
     /// MBR: the 32-bit disk signature at byte 440.
     pub mbr_signature: Option<u32>,
+    /// btrfs: the subvolume to mount (`subvol=` of `/etc/fstab`), `None` for the
+    /// filesystem's default one.
+    pub subvol: Option<String>,
 }
 
 /// What names an LVM logical volume in a guest's configuration.
@@ -147,7 +151,8 @@ pub trait Opener {
     ) -> Result<Box<dyn Filesystem>>;
 }
 
-/// The backends of this crate: ext2/3/4 through libext2fs, FAT through `fatfs`.
+/// The backends of this crate: ext2/3/4 through libext2fs, FAT through `fatfs`, xfs and
+/// btrfs through the libguestfs appliance.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Backends;
 
@@ -176,6 +181,32 @@ impl Opener for Backends {
                 writable,
             )?)),
             t if t.is_ext() => open_ext(image, part, writable),
+            FsType::Xfs | FsType::Btrfs => {
+                if part.lv.is_some() {
+                    return Err(Error::Unsupported {
+                        path: PathBuf::from(part.name()),
+                        what: format!("{} on a logical volume", probe.fs_type.name()),
+                    });
+                }
+                let kind = if probe.fs_type == FsType::Xfs {
+                    FsKind::Xfs
+                } else {
+                    FsKind::Btrfs
+                };
+                let options = part
+                    .subvol
+                    .as_ref()
+                    .map(|s| format!("subvol={s}"))
+                    .unwrap_or_default();
+                Ok(Box::new(ApplianceFs::open(
+                    image,
+                    part.offset,
+                    part.size,
+                    kind,
+                    &options,
+                    writable,
+                )?))
+            }
             t => Err(Error::Unsupported {
                 path: PathBuf::from(part.name()),
                 what: format!(
@@ -612,6 +643,9 @@ pub fn assemble_with(
     opener: &dyn Opener,
     reporter: &dyn Reporter,
 ) -> Result<Assembly> {
+    // One appliance for the whole assembly (and the guest it returns), launched only if
+    // a filesystem needs it.
+    let _hold = Hold::new(image);
     let mut parts = Vec::with_capacity(partitions.len());
     for d in partitions {
         snf_core::cancel::check()?;

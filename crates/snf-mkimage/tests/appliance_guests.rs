@@ -1,0 +1,268 @@
+//! Guests whose root no in-process library can write (xfs, btrfs), prepared through the
+//! libguestfs appliance by the real binary, and read back with independent tools only:
+//! the host kernel (a read-only loop mount of the output), `xfs_repair -n`,
+//! `btrfs check`. No appliance is left running after a run or after Ctrl-C.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use snf_testkit::fixture::{run as run_tool, write_file, Disk};
+
+const MIB: u64 = 1 << 20;
+const XFS_UUID: &str = "5b0c6a31-9f0e-4f8e-9d37-2a1c3e4f5a6b";
+const ROOT_HASH: &str = "$6$rounds=5000$saltsalt$ROOTHASHMARKER";
+const HISTORY_MARKER: &str = "SECRET-HISTORY-e81f";
+
+fn scratch() -> tempfile::TempDir {
+    // Images of a few hundred MiB: keep them off a small /tmp.
+    tempfile::Builder::new()
+        .prefix("appliance-guests.")
+        .tempdir_in(snf_testkit::target_dir())
+        .unwrap()
+}
+
+/// The files a RHEL-family or Fedora root has that inspection and the syspreps look
+/// at.
+fn redhat_tree(root: &Path, os_release: &str, release: &str, fstab: &str) {
+    write_file(root, "/etc/os-release", os_release);
+    write_file(root, "/etc/redhat-release", release);
+    write_file(root, "/etc/fstab", fstab);
+    write_file(root, "/etc/hostname", "fixture.example.org\n");
+    write_file(
+        root,
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\nrocky:x:1000:1000::/home/rocky:/bin/bash\n",
+    );
+    write_file(
+        root,
+        "/etc/shadow",
+        format!("root:{ROOT_HASH}:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\nrocky:$6$x$y:19000:0:99999:7:::\n"),
+    );
+    write_file(
+        root,
+        "/etc/group",
+        "root:x:0:\nwheel:x:10:rocky\nrocky:x:1000:\n",
+    );
+    write_file(
+        root,
+        "/etc/login.defs",
+        "UID_MIN 1000\nUID_MAX 60000\nENCRYPT_METHOD SHA512\n",
+    );
+    write_file(
+        root,
+        "/root/.bash_history",
+        format!("ls\n{HISTORY_MARKER}\n"),
+    );
+    write_file(
+        root,
+        "/home/rocky/.bash_history",
+        format!("{HISTORY_MARKER}\n"),
+    );
+    write_file(root, "/etc/ssh/ssh_host_ed25519_key", "PRIVATE HOST KEY\n");
+    write_file(root, "/etc/ssh/sshd_config", "PermitRootLogin yes\n");
+    write_file(root, "/var/log/messages", "boot log\n");
+    write_file(root, "/boot/config-5.14.0-362.8.1.el9_3.x86_64", "");
+    fs::create_dir_all(root.join("lib/modules/5.14.0-362.8.1.el9_3.x86_64")).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+}
+
+fn qemu_pids() -> String {
+    let out = Command::new("pgrep")
+        .args(["-a", "qemu-system"])
+        .output()
+        .expect("pgrep (procps)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The qemu processes whose command line names `dir` (other engineers' may run too).
+fn qemu_on(dir: &Path) -> Vec<String> {
+    let d = dir.display().to_string();
+    qemu_pids()
+        .lines()
+        .filter(|l| l.contains(&d))
+        .map(String::from)
+        .collect()
+}
+
+fn meta_of(out: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(format!("{}.meta", out.display())).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["properties"].clone()
+}
+
+/// A read-only loop mount of partition `number` of `img` by the host kernel, unmounted
+/// on drop.
+struct HostMount {
+    dir: tempfile::TempDir,
+}
+
+impl HostMount {
+    fn new(img: &Path, number: u32, opts: &str) -> HostMount {
+        let (_, parts) = snf_testkit::partitions(img).unwrap();
+        let p = parts.iter().find(|p| p.number == number).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        run_tool(
+            Command::new("mount")
+                .arg("-o")
+                .arg(format!(
+                    "ro,loop,offset={},sizelimit={}{opts}",
+                    p.start * 512,
+                    p.size * 512
+                ))
+                .arg(img)
+                .arg(dir.path()),
+        );
+        HostMount { dir }
+    }
+    fn path(&self, guest: &str) -> PathBuf {
+        self.dir.path().join(guest.trim_start_matches('/'))
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn mkimage(dir: &Path, src: &Path, out: &Path) -> std::process::Output {
+    Command::new(bin())
+        .arg("--tmpdir")
+        .arg(dir)
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// What the default syspreps promise on the RHEL-like tree, read by the host kernel.
+fn assert_prepared(m: &HostMount) {
+    let shadow = fs::read_to_string(m.path("/etc/shadow")).unwrap();
+    assert!(!shadow.contains(ROOT_HASH), "root's hash kept: {shadow}");
+    assert!(
+        !m.path("/root/.bash_history").exists()
+            || !fs::read_to_string(m.path("/root/.bash_history"))
+                .unwrap()
+                .contains(HISTORY_MARKER),
+        "root's history kept"
+    );
+    assert!(
+        !m.path("/etc/ssh/ssh_host_ed25519_key").exists(),
+        "the host key kept"
+    );
+    // Untouched files stay.
+    assert_eq!(
+        fs::read_to_string(m.path("/etc/hostname")).unwrap(),
+        "fixture.example.org\n"
+    );
+    assert!(m.path("/etc/redhat-release").is_file());
+}
+
+#[test]
+fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
+    require("mkfs.xfs");
+    require("xfs_repair");
+    let d = scratch();
+    let tree = d.path().join("tree");
+    redhat_tree(
+        &tree,
+        "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
+        "Rocky Linux release 9.3 (Blue Onyx)\n",
+        &format!("UUID={XFS_UUID} / xfs defaults 0 0\n"),
+    );
+    let disk = Disk::create(
+        d.path().join("rocky.raw"),
+        (2 + 320) * MIB,
+        "label: dos\nstart=2048, size=655360, type=83\n",
+    );
+    disk.xfs(1, XFS_UUID, &tree);
+    fs::remove_dir_all(&tree).unwrap();
+    let src = disk.into_path();
+    let before = fs::read(&src).unwrap();
+
+    let out = d.path().join("out.raw");
+    let t = Instant::now();
+    let run = mkimage(d.path(), &src, &out);
+    eprintln!("xfs run: {:?}\n{}", t.elapsed(), stderr(&run));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        qemu_on(d.path()).is_empty(),
+        "appliance left: {:?}",
+        qemu_on(d.path())
+    );
+    assert_eq!(fs::read(&src).unwrap(), before, "the source was changed");
+
+    let meta = meta_of(&out);
+    assert_eq!(meta["OSFAMILY"], "linux", "{meta}");
+    assert_eq!(meta["OS"], "rocky", "{meta}");
+    assert_eq!(meta["ROOT_PARTITION"], "1", "{meta}");
+    assert_eq!(meta["DESCRIPTION"], "Rocky Linux 9.3 (Blue Onyx)", "{meta}");
+    assert_eq!(meta["USERS"], "root rocky", "{meta}");
+
+    // xfs_repair -n needs the filesystem alone: cut it out of the output.
+    let (_, parts) = snf_testkit::partitions(&out).unwrap();
+    let p = &parts[0];
+    let part = d.path().join("p1.xfs");
+    run_tool(
+        Command::new("dd")
+            .arg(format!("if={}", out.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=512", "conv=sparse", "status=none"])
+            .arg(format!("skip={}", p.start))
+            .arg(format!("count={}", p.size)),
+    );
+    run_tool(Command::new("xfs_repair").arg("-n").arg(&part));
+    fs::remove_file(&part).unwrap();
+    {
+        let m = HostMount::new(&out, 1, ",norecovery");
+        assert_prepared(&m);
+    }
+    fs::remove_file(&out).unwrap();
+
+    let out = d.path().join("interrupted.raw");
+    // Ctrl-C while the appliance runs: the run stops and takes it down.
+    let mut child = Command::new(bin())
+        .arg("--tmpdir")
+        .arg(d.path())
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while qemu_on(d.path()).is_empty() {
+        assert!(Instant::now() < deadline, "no appliance started");
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("the run ended before the appliance: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !qemu_on(d.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "appliance left after Ctrl-C: {:?}",
+            qemu_on(d.path())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!out.exists(), "an output after Ctrl-C");
+}
