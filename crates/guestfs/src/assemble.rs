@@ -707,7 +707,11 @@ pub fn assemble_with(
             Ok(fs) => {
                 let mut g = GuestFs::new(fs, p.desc.name());
                 if looks_like_root(&mut g) {
-                    roots.push(i);
+                    roots.push((i, p.desc.subvol.clone()));
+                } else if p.probe.fs_type == FsType::Btrfs {
+                    if let Some(sv) = btrfs_root_subvolume(&mut g) {
+                        roots.push((i, Some(sv)));
+                    }
                 }
             }
             Err(e) => {
@@ -757,7 +761,10 @@ pub fn assemble_with(
         }
     }
 
-    let root_idx = roots[0];
+    let (root_idx, root_subvol) = roots[0].clone();
+    if root_subvol.is_some() {
+        out.partitions[root_idx].desc.subvol = root_subvol.clone();
+    }
     let root = out.partitions[root_idx].clone();
     out.root = Some(root.desc.number);
     out.root_lv = root.desc.lv.as_ref().map(LvDesc::full_name);
@@ -799,7 +806,8 @@ pub fn assemble_with(
     entries.sort_by_key(|e| e.mountpoint.len());
 
     // Volumes already in the tree, by index (an LV shares its partition number).
-    let mut used: HashSet<usize> = HashSet::from([root_idx]);
+    // (and a btrfs subvolume shares its partition).
+    let mut used: HashSet<(usize, Option<String>)> = HashSet::from([(root_idx, root_subvol)]);
     for e in entries {
         snf_core::cancel::check()?;
         let mp = normalize_mountpoint(&e.mountpoint);
@@ -822,8 +830,12 @@ pub fn assemble_with(
                 continue;
             }
         };
-        let p = out.partitions[idx].clone();
-        if used.contains(&idx) {
+        let mut p = out.partitions[idx].clone();
+        if p.probe.fs_type == FsType::Btrfs {
+            p.desc.subvol = fstab_subvol(&e.options);
+        }
+        let key = (idx, p.desc.subvol.clone());
+        if used.contains(&key) {
             reporter.warn(&format!(
                 "Not mounting {} at {mp} again: it is already mounted",
                 part_text(&p)
@@ -848,7 +860,7 @@ pub fn assemble_with(
             fail(&mut out, err.to_string());
             continue;
         }
-        used.insert(idx);
+        used.insert(key);
         out.mounts.push(AssembledMount {
             mountpoint: PathBuf::from(&mp),
             partition: p.desc.number,
@@ -861,6 +873,46 @@ pub fn assemble_with(
 
     out.guest = Some(guest);
     Ok(out)
+}
+
+/// The subvolume a `subvol=` mount option names, without a leading `/`.
+fn fstab_subvol(options: &str) -> Option<String> {
+    options
+        .split(',')
+        .find_map(|o| o.strip_prefix("subvol="))
+        .map(|v| v.trim_start_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// For a btrfs filesystem whose top level is not a root (Fedora installs the root in a
+/// subvolume `root`, others in `@`): the one top-level subvolume (seen as a directory)
+/// holding a Unix root, preferring the one its own `/etc/fstab` mounts at `/`.
+fn btrfs_root_subvolume(g: &mut GuestFs) -> Option<String> {
+    let entries = g.read_dir(Path::new("/")).ok()?;
+    let mut candidates = Vec::new();
+    for (name, _) in entries {
+        let Some(name) = name.to_str().map(String::from) else {
+            continue;
+        };
+        let fstab = PathBuf::from(format!("/{name}/etc/fstab"));
+        if g.is_file(&fstab) {
+            candidates.push((name, fstab));
+        }
+    }
+    if candidates.len() > 1 {
+        for (name, fstab) in &candidates {
+            let text = g.read_to_string(fstab).unwrap_or_default();
+            let names_itself = parse_fstab(&text).iter().any(|e| {
+                normalize_mountpoint(&e.mountpoint) == "/"
+                    && fstab_subvol(&e.options).as_deref() == Some(name.as_str())
+            });
+            if names_itself {
+                return Some(name.clone());
+            }
+        }
+        return None;
+    }
+    candidates.pop().map(|(name, _)| name)
 }
 
 fn p_name(p: &ProbedPartition) -> String {

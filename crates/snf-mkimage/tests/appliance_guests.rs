@@ -16,7 +16,11 @@ use snf_testkit::fixture::{run as run_tool, write_file, Disk};
 const MIB: u64 = 1 << 20;
 const XFS_UUID: &str = "5b0c6a31-9f0e-4f8e-9d37-2a1c3e4f5a6b";
 const ROOT_HASH: &str = "$6$rounds=5000$saltsalt$ROOTHASHMARKER";
+const BTRFS_UUID: &str = "7d2e4f60-1a2b-4c3d-8e9f-0a1b2c3d4e5f";
+const BOOT_UUID: &str = "0b0b0b0b-1111-4222-8333-444455556666";
 const HISTORY_MARKER: &str = "SECRET-HISTORY-e81f";
+/// In the SSH host key the syspreps delete: its freed block must not reach the output.
+const HOST_KEY_MARKER: &str = "PRIVATE-HOST-KEY-3c9d71";
 
 fn scratch() -> tempfile::TempDir {
     // Images of a few hundred MiB: keep them off a small /tmp.
@@ -63,7 +67,11 @@ fn redhat_tree(root: &Path, os_release: &str, release: &str, fstab: &str) {
         "/home/rocky/.bash_history",
         format!("{HISTORY_MARKER}\n"),
     );
-    write_file(root, "/etc/ssh/ssh_host_ed25519_key", "PRIVATE HOST KEY\n");
+    write_file(
+        root,
+        "/etc/ssh/ssh_host_ed25519_key",
+        HOST_KEY_MARKER.repeat(4096 / HOST_KEY_MARKER.len()),
+    );
     write_file(root, "/etc/ssh/sshd_config", "PermitRootLogin yes\n");
     write_file(root, "/var/log/messages", "boot log\n");
     write_file(root, "/boot/config-5.14.0-362.8.1.el9_3.x86_64", "");
@@ -127,6 +135,27 @@ impl Drop for HostMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
+}
+
+/// Partition `number` of `img` cut out into `dest` (the btrfs and xfs checkers want the
+/// filesystem alone).
+fn cut(img: &Path, number: u32, dest: &Path) {
+    let (_, parts) = snf_testkit::partitions(img).unwrap();
+    let p = parts.iter().find(|p| p.number == number).unwrap();
+    run_tool(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", dest.display()))
+            .args(["bs=512", "conv=sparse", "status=none"])
+            .arg(format!("skip={}", p.start))
+            .arg(format!("count={}", p.size)),
+    );
+}
+
+/// Whether `needle` occurs anywhere in `img` (read whole: the images are small).
+fn contains(img: &Path, needle: &str) -> bool {
+    let data = fs::read(img).unwrap();
+    data.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 fn mkimage(dir: &Path, src: &Path, out: &Path) -> std::process::Output {
@@ -204,19 +233,20 @@ fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
     assert_eq!(meta["ROOT_PARTITION"], "1", "{meta}");
     assert_eq!(meta["DESCRIPTION"], "Rocky Linux 9.3 (Blue Onyx)", "{meta}");
     assert_eq!(meta["USERS"], "root rocky", "{meta}");
-
-    // xfs_repair -n needs the filesystem alone: cut it out of the output.
-    let (_, parts) = snf_testkit::partitions(&out).unwrap();
-    let p = &parts[0];
-    let part = d.path().join("p1.xfs");
-    run_tool(
-        Command::new("dd")
-            .arg(format!("if={}", out.display()))
-            .arg(format!("of={}", part.display()))
-            .args(["bs=512", "conv=sparse", "status=none"])
-            .arg(format!("skip={}", p.start))
-            .arg(format!("count={}", p.size)),
+    assert!(
+        stderr(&run).contains("Unable to shrink partition 1: don't know how to shrink xfs"),
+        "the run does not say why xfs is not shrunk"
     );
+    // Deleted, then discarded by fstrim in the appliance: a hole in the output.
+    assert!(contains(&src, HOST_KEY_MARKER));
+    assert!(
+        !contains(&out, HOST_KEY_MARKER),
+        "the deleted host key reached the output"
+    );
+
+    // xfs_repair -n needs the filesystem alone.
+    let part = d.path().join("p1.xfs");
+    cut(&out, 1, &part);
     run_tool(Command::new("xfs_repair").arg("-n").arg(&part));
     fs::remove_file(&part).unwrap();
     {
@@ -265,4 +295,102 @@ fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!out.exists(), "an output after Ctrl-C");
+}
+
+/// Fedora's layout: ext4 `/boot` in-process, the root and `/home` in the btrfs
+/// subvolumes `root` and `home` of one filesystem (`subvol=` in fstab), through the
+/// appliance.
+#[test]
+fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
+    require("mkfs.btrfs");
+    let d = scratch();
+    let top = d.path().join("top");
+    let root = top.join("root");
+    redhat_tree(
+        &root,
+        "NAME=\"Fedora Linux\"\nVERSION=\"39 (Cloud Edition)\"\nID=fedora\nVERSION_ID=39\nPRETTY_NAME=\"Fedora Linux 39 (Cloud Edition)\"\n",
+        "Fedora release 39 (Thirty Nine)\n",
+        &format!(
+            "UUID={BTRFS_UUID} / btrfs subvol=root,compress=zstd:1 0 0\n\
+             UUID={BOOT_UUID} /boot ext4 defaults 1 2\n\
+             UUID={BTRFS_UUID} /home btrfs subvol=home,compress=zstd:1 0 0\n"
+        ),
+    );
+    write_file(
+        &root,
+        "/etc/fedora-release",
+        "Fedora release 39 (Thirty Nine)\n",
+    );
+    // /home's content lives in its own subvolume, /boot's in its own partition.
+    fs::rename(root.join("home"), top.join("home")).unwrap();
+    fs::create_dir_all(root.join("home")).unwrap();
+    let boot = d.path().join("boot");
+    fs::rename(root.join("boot"), &boot).unwrap();
+    fs::create_dir_all(root.join("boot")).unwrap();
+
+    let disk = Disk::create(
+        d.path().join("fedora.raw"),
+        (2 + 32 + 256) * MIB,
+        "label: dos\nstart=2048, size=65536, type=83\nstart=67584, size=524288, type=83\n",
+    );
+    disk.ext(
+        1,
+        &snf_testkit::fixture::Mke2fs::ext4()
+            .uuid(BOOT_UUID)
+            .tree(&boot),
+    );
+    disk.btrfs(2, BTRFS_UUID, &top, &["root", "home"]);
+    fs::remove_dir_all(&top).unwrap();
+    fs::remove_dir_all(&boot).unwrap();
+    let src = disk.into_path();
+
+    let out = d.path().join("out.raw");
+    let t = Instant::now();
+    let run = mkimage(d.path(), &src, &out);
+    eprintln!("btrfs run: {:?}\n{}", t.elapsed(), stderr(&run));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        qemu_on(d.path()).is_empty(),
+        "appliance left: {:?}",
+        qemu_on(d.path())
+    );
+
+    let meta = meta_of(&out);
+    assert_eq!(meta["OSFAMILY"], "linux", "{meta}");
+    assert_eq!(meta["OS"], "fedora", "{meta}");
+    assert_eq!(meta["ROOT_PARTITION"], "2", "{meta}");
+    assert_eq!(meta["USERS"], "root rocky", "{meta}");
+    assert!(
+        stderr(&run).contains("Unable to shrink partition 2: don't know how to shrink btrfs"),
+        "the run does not say why btrfs is not shrunk"
+    );
+    assert!(contains(&src, HOST_KEY_MARKER));
+    assert!(
+        !contains(&out, HOST_KEY_MARKER),
+        "the deleted host key reached the output"
+    );
+
+    let part = d.path().join("p2.btrfs");
+    cut(&out, 2, &part);
+    run_tool(
+        Command::new("btrfs")
+            .args(["check", "--readonly"])
+            .arg(&part),
+    );
+    fs::remove_file(&part).unwrap();
+    {
+        let m = HostMount::new(&out, 2, ",subvol=root");
+        assert_prepared(&m);
+        assert!(
+            fs::read_dir(m.path("/home")).unwrap().next().is_none(),
+            "/home's files went into the root subvolume"
+        );
+    }
+    {
+        let m = HostMount::new(&out, 2, ",subvol=home");
+        assert!(
+            m.path("/rocky").is_dir(),
+            "the home subvolume lost its files"
+        );
+    }
 }
