@@ -226,11 +226,16 @@ impl Appliance {
 
     /// The appliance's device for the volume at `offset` (`size` bytes) of the image.
     fn device(&self, offset: u64, size: u64) -> Option<String> {
-        let s = self.lock();
-        if let Some(p) = s.parts.iter().find(|p| p.start == offset && p.size == size) {
-            return Some(format!("/dev/sda{}", p.number));
+        // Nothing at byte 0 is a partition (the table is there): a filesystem on the
+        // whole disk, which parted reports as one "loop" partition.
+        if offset == 0 {
+            return Some("/dev/sda".to_string());
         }
-        (offset == 0 && s.parts.is_empty()).then(|| "/dev/sda".to_string())
+        let s = self.lock();
+        s.parts
+            .iter()
+            .find(|p| p.start == offset && p.size == size)
+            .map(|p| format!("/dev/sda{}", p.number))
     }
 }
 

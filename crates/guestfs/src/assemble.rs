@@ -952,6 +952,21 @@ mod tests {
     }
 
     #[test]
+    fn subvol_option_is_found_without_its_slash() {
+        assert_eq!(
+            fstab_subvol("subvol=root,compress=zstd:1").as_deref(),
+            Some("root")
+        );
+        assert_eq!(
+            fstab_subvol("noatime,subvol=/@home").as_deref(),
+            Some("@home")
+        );
+        assert_eq!(fstab_subvol("subvolid=256"), None);
+        assert_eq!(fstab_subvol("subvol=/"), None);
+        assert_eq!(fstab_subvol("defaults"), None);
+    }
+
+    #[test]
     fn fstab_is_parsed_with_escapes_and_defaults() {
         let e = parse_fstab(
             "# comment\n\nUUID=abc / ext4 errors=remount-ro 0 1\n\

@@ -255,21 +255,38 @@ fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
     }
     fs::remove_file(&out).unwrap();
 
-    let out = d.path().join("interrupted.raw");
-    // Ctrl-C while the appliance runs: the run stops and takes it down.
+    // Ctrl-C (SIGINT) or SIGTERM while the appliance runs: the run stops and takes
+    // it down.
+    for (signal, name) in [
+        (rustix::process::Signal::INT, "SIGINT"),
+        (rustix::process::Signal::TERM, "SIGTERM"),
+    ] {
+        interrupt_with_appliance_up(d.path(), &src, signal, name);
+    }
+}
+
+/// Run on `src`, send `signal` once the appliance is up, and check that the run fails,
+/// leaves no output and no qemu behind.
+fn interrupt_with_appliance_up(
+    dir: &Path,
+    src: &Path,
+    signal: rustix::process::Signal,
+    name: &str,
+) {
+    let out = dir.join(format!("interrupted-{name}.raw"));
     let mut child = Command::new(bin())
         .arg("--tmpdir")
-        .arg(d.path())
+        .arg(dir)
         .arg("-o")
         .arg(&out)
-        .arg(&src)
+        .arg(src)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while qemu_on(d.path()).is_empty() {
+    while qemu_on(dir).is_empty() {
         assert!(Instant::now() < deadline, "no appliance started");
         if child.try_wait().unwrap().is_some() {
             let out = child.wait_with_output().unwrap();
@@ -278,23 +295,19 @@ fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(2));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::INT,
-    )
-    .unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
     let status = child.wait().unwrap();
-    assert!(!status.success());
+    assert!(!status.success(), "{name}: the run succeeded");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !qemu_on(d.path()).is_empty() {
+    while !qemu_on(dir).is_empty() {
         assert!(
             Instant::now() < deadline,
-            "appliance left after Ctrl-C: {:?}",
-            qemu_on(d.path())
+            "appliance left after {name}: {:?}",
+            qemu_on(dir)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(!out.exists(), "an output after Ctrl-C");
+    assert!(!out.exists(), "an output after {name}");
 }
 
 /// Fedora's layout: ext4 `/boot` in-process, the root and `/home` in the btrfs
