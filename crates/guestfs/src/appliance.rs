@@ -323,11 +323,36 @@ impl ApplianceFs {
         options: &str,
         writable: bool,
     ) -> Result<ApplianceFs> {
+        Self::open_volume(image, offset, size, None, kind, options, writable)
+    }
+
+    /// [`ApplianceFs::open`] for a partition, or for the LVM logical volume `lv`
+    /// (`(vg, lv)`), which the appliance activated at launch.
+    pub fn open_volume(
+        image: &Path,
+        offset: u64,
+        size: u64,
+        lv: Option<(&str, &str)>,
+        kind: FsKind,
+        options: &str,
+        writable: bool,
+    ) -> Result<ApplianceFs> {
         let app = Appliance::for_image(image)?;
-        let device = app.device(offset, size).ok_or_else(|| Error::Unsupported {
-            path: image.to_path_buf(),
-            what: format!("a volume at byte {offset} that is not a partition the appliance sees"),
-        })?;
+        let device = match lv {
+            Some((vg, lv)) => {
+                let ok = |s: &str| !s.is_empty() && !s.contains('/') && !s.starts_with('.');
+                if !ok(vg) || !ok(lv) {
+                    return Err(Error::InvalidPath(PathBuf::from(format!("{vg}/{lv}"))));
+                }
+                format!("/dev/{vg}/{lv}")
+            }
+            None => app.device(offset, size).ok_or_else(|| Error::Unsupported {
+                path: image.to_path_buf(),
+                what: format!(
+                    "a volume at byte {offset} that is not a partition the appliance sees"
+                ),
+            })?,
+        };
         let mountpoint = {
             let mut s = app.lock();
             s.next_mount += 1;

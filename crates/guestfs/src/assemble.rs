@@ -182,12 +182,6 @@ impl Opener for Backends {
             )?)),
             t if t.is_ext() => open_ext(image, part, writable),
             FsType::Xfs | FsType::Btrfs => {
-                if part.lv.is_some() {
-                    return Err(Error::Unsupported {
-                        path: PathBuf::from(part.name()),
-                        what: format!("{} on a logical volume", probe.fs_type.name()),
-                    });
-                }
                 let kind = if probe.fs_type == FsType::Xfs {
                     FsKind::Xfs
                 } else {
@@ -198,10 +192,16 @@ impl Opener for Backends {
                     .as_ref()
                     .map(|s| format!("subvol={s}"))
                     .unwrap_or_default();
-                Ok(Box::new(ApplianceFs::open(
+                // The appliance activates the volume groups itself at launch.
+                let lv = part
+                    .lv
+                    .as_ref()
+                    .map(|lv| (lv.vg.as_str(), lv.name.as_str()));
+                Ok(Box::new(ApplianceFs::open_volume(
                     image,
                     part.offset,
                     part.size,
+                    lv,
                     kind,
                     &options,
                     writable,

@@ -407,3 +407,90 @@ fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
         );
     }
 }
+
+/// RHEL's default layout: ext4 `/boot`, then an LVM PV with the xfs root in LV
+/// `rl/root`, named `/dev/mapper/rl-root` in fstab.
+#[test]
+fn rocky_on_xfs_in_lvm() {
+    require("mkfs.xfs");
+    let d = scratch();
+    let root = d.path().join("root");
+    redhat_tree(
+        &root,
+        "NAME=\"Rocky Linux\"\nID=\"rocky\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
+        "Rocky Linux release 9.3 (Blue Onyx)\n",
+        &format!(
+            "/dev/mapper/rl-root / xfs defaults 0 0\nUUID={BOOT_UUID} /boot ext4 defaults 1 2\n"
+        ),
+    );
+    let boot = d.path().join("boot");
+    fs::rename(root.join("boot"), &boot).unwrap();
+    fs::create_dir_all(root.join("boot")).unwrap();
+    let disk = Disk::create(
+        d.path().join("rocky-lvm.raw"),
+        (2 + 32 + 400) * MIB,
+        "label: dos\nstart=2048, size=65536, type=83\nstart=67584, size=819200, type=8e\n",
+    );
+    disk.ext(
+        1,
+        &snf_testkit::fixture::Mke2fs::ext4()
+            .uuid(BOOT_UUID)
+            .tree(&boot),
+    );
+    let lvm = snf_testkit::lvm::Lvm::attach(disk.path(), &[(disk.offset(2), disk.size(2))]);
+    lvm.pvcreate(&[0], &[]);
+    lvm.vgcreate("rl", &[0], &[]);
+    lvm.lvcreate("rl", "root", "320M", &[]);
+    let ranges = lvm.lv_ranges("rl", "root");
+    drop(lvm);
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    snf_testkit::fixture::xfs_at(disk.path(), ranges[0].0, ranges[0].1, XFS_UUID, &root);
+    fs::remove_dir_all(&root).unwrap();
+    fs::remove_dir_all(&boot).unwrap();
+    let src = disk.into_path();
+
+    let out = d.path().join("out.raw");
+    let run = mkimage(d.path(), &src, &out);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        qemu_on(d.path()).is_empty(),
+        "appliance left: {:?}",
+        qemu_on(d.path())
+    );
+    let meta = meta_of(&out);
+    assert_eq!(meta["OS"], "rocky", "{meta}");
+    assert_eq!(meta["ROOT_PARTITION"], "2", "{meta}");
+    assert_eq!(meta["ROOT_LV"], "rl/root", "{meta}");
+    assert!(
+        !contains(&out, HOST_KEY_MARKER),
+        "the deleted host key reached the output"
+    );
+    // The LV's extents did not move (xfs is not shrunk): read it where it was.
+    let lv = d.path().join("lv.xfs");
+    run_tool(
+        Command::new("dd")
+            .arg(format!("if={}", out.display()))
+            .arg(format!("of={}", lv.display()))
+            .args([
+                "bs=1M",
+                "conv=sparse",
+                "status=none",
+                "iflag=skip_bytes,count_bytes",
+            ])
+            .arg(format!("skip={}", ranges[0].0))
+            .arg(format!("count={}", ranges[0].1)),
+    );
+    run_tool(Command::new("xfs_repair").arg("-n").arg(&lv));
+    let m = tempfile::tempdir().unwrap();
+    run_tool(
+        Command::new("mount")
+            .args(["-o", "ro,loop,norecovery"])
+            .arg(&lv)
+            .arg(m.path()),
+    );
+    let shadow = fs::read_to_string(m.path().join("etc/shadow"));
+    let key_gone = !m.path().join("etc/ssh/ssh_host_ed25519_key").exists();
+    run_tool(Command::new("umount").arg(m.path()));
+    assert!(!shadow.unwrap().contains(ROOT_HASH));
+    assert!(key_gone);
+}

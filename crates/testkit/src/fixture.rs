@@ -557,26 +557,10 @@ impl Disk {
     }
 
     /// Make partition `number` an xfs filesystem with UUID `uuid`, holding a copy of the
-    /// host directory `tree` (modes, owners, symlinks), through `mkfs.xfs -p` and a
-    /// prototype file written from the tree.
+    /// host directory `tree` (see [`xfs_at`]).
     pub fn xfs(&self, number: u32, uuid: &str, tree: &Path) -> &Disk {
-        require("mkfs.xfs");
         let (offset, size) = self.partition(number);
-        let dir = tempfile_dir(&self.path);
-        let proto = dir.join("xfs.proto");
-        let mut text = String::from("/dev/null\n0 0\n");
-        proto_dir(tree, &mut text, "d--755 0 0\n");
-        std::fs::write(&proto, text).unwrap();
-        let fs = dir.join("xfs.fs");
-        sparse_file(&fs, size);
-        run(Command::new("mkfs.xfs")
-            .args(["-q", "-f", "-m"])
-            .arg(format!("uuid={uuid}"))
-            .arg("-p")
-            .arg(&proto)
-            .arg(&fs));
-        copy_into(&fs, &self.path, offset);
-        std::fs::remove_dir_all(&dir).unwrap();
+        xfs_at(&self.path, offset, size, uuid, tree);
         self
     }
 
@@ -754,6 +738,28 @@ fn others_in(dir: &Path, top: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// An xfs filesystem of `size` bytes with UUID `uuid` at byte `offset` of `img`, holding
+/// a copy of the host directory `tree` (modes, owners, symlinks): `mkfs.xfs -p` with a
+/// prototype file written from the tree, in a scratch file copied in.
+pub fn xfs_at(img: &Path, offset: u64, size: u64, uuid: &str, tree: &Path) {
+    require("mkfs.xfs");
+    let dir = tempfile_dir(img);
+    let proto = dir.join("xfs.proto");
+    let mut text = String::from("/dev/null\n0 0\n");
+    proto_dir(tree, &mut text, "d--755 0 0\n");
+    std::fs::write(&proto, text).unwrap();
+    let fs = dir.join("xfs.fs");
+    sparse_file(&fs, size);
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-m"])
+        .arg(format!("uuid={uuid}"))
+        .arg("-p")
+        .arg(&proto)
+        .arg(&fs));
+    copy_into(&fs, img, offset);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A scratch directory next to `img` (fixtures are large: not in a small /tmp).
