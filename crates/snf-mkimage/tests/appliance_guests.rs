@@ -450,7 +450,9 @@ fn rocky_on_xfs_in_lvm() {
     let src = disk.into_path();
 
     let out = d.path().join("out.raw");
+    let t = Instant::now();
     let run = mkimage(d.path(), &src, &out);
+    eprintln!("xfs-on-LVM run: {:?}\n{}", t.elapsed(), stderr(&run));
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
         qemu_on(d.path()).is_empty(),
