@@ -257,6 +257,10 @@ pub struct ApplianceFs {
     /// root is the empty path, id 1 at index 0).
     paths: Vec<PathBuf>,
     ids: HashMap<PathBuf, NodeId>,
+    /// Data written since the last sync. The kernel drops an unlinked file's dirty pages
+    /// unwritten, so zeros written over a secret (scrubbing) before an unlink would never
+    /// reach the disk: unlink and rename sync first when this is set.
+    dirty: bool,
     closed: bool,
 }
 
@@ -384,6 +388,7 @@ impl ApplianceFs {
             writable,
             paths: vec![PathBuf::new()],
             ids: HashMap::from([(PathBuf::new(), 1)]),
+            dirty: false,
             closed: false,
         })
     }
@@ -428,6 +433,15 @@ impl ApplianceFs {
 
     fn forget(&mut self, rel: &Path) {
         self.ids.retain(|p, _| !p.starts_with(rel));
+    }
+
+    /// Write dirty data out before an object loses its last name (see `dirty`).
+    fn flush_before_removal(&mut self) -> Result<()> {
+        if self.dirty {
+            self.with(|h| h.sync())?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -565,6 +579,7 @@ impl Filesystem for ApplianceFs {
     fn write_at(&mut self, node: NodeId, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         let full = self.full(node)?;
+        self.dirty = true;
         for (i, chunk) in data.chunks(libguestfs::MAX_CHUNK).enumerate() {
             let at = offset + (i * libguestfs::MAX_CHUNK) as u64;
             self.with(|h| h.pwrite_all(&full, at, chunk))?;
@@ -621,6 +636,7 @@ impl Filesystem for ApplianceFs {
     fn unlink(&mut self, dir: NodeId, name: &OsStr) -> Result<()> {
         self.check_writable()?;
         let (full, rel) = self.child(dir, name)?;
+        self.flush_before_removal()?;
         self.with(|h| h.rm(&full))?;
         self.forget(&rel);
         Ok(())
@@ -644,6 +660,8 @@ impl Filesystem for ApplianceFs {
         self.check_writable()?;
         let (from, from_rel) = self.child(from_dir, from_name)?;
         let (to, to_rel) = self.child(to_dir, to_name)?;
+        // The target may be replaced.
+        self.flush_before_removal()?;
         self.with(|h| h.rename(&from, &to))?;
         // Ids keep naming the same objects: every path under the old name moves.
         self.forget(&to_rel);
@@ -702,7 +720,9 @@ impl Filesystem for ApplianceFs {
         if !self.writable {
             return Ok(());
         }
-        self.with(|h| h.sync())
+        self.with(|h| h.sync())?;
+        self.dirty = false;
+        Ok(())
     }
 
     fn close(mut self: Box<Self>) -> Result<()> {

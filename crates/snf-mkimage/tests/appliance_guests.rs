@@ -21,6 +21,9 @@ const BOOT_UUID: &str = "0b0b0b0b-1111-4222-8333-444455556666";
 const HISTORY_MARKER: &str = "SECRET-HISTORY-e81f";
 /// In the SSH host key the syspreps delete: its freed block must not reach the output.
 const HOST_KEY_MARKER: &str = "PRIVATE-HOST-KEY-3c9d71";
+/// In a package cache the syspreps remove without overwriting: only discarding the
+/// freed blocks (fstrim in the appliance) keeps it out of the output.
+const CACHE_MARKER: &str = "CACHED-RPM-CONTENT-5e0a22";
 
 fn scratch() -> tempfile::TempDir {
     // Images of a few hundred MiB: keep them off a small /tmp.
@@ -74,6 +77,11 @@ fn redhat_tree(root: &Path, os_release: &str, release: &str, fstab: &str) {
     );
     write_file(root, "/etc/ssh/sshd_config", "PermitRootLogin yes\n");
     write_file(root, "/var/log/messages", "boot log\n");
+    write_file(
+        root,
+        "/var/cache/dnf/baseos/packages/bash.rpm",
+        CACHE_MARKER.repeat(65536 / CACHE_MARKER.len()),
+    );
     write_file(root, "/boot/config-5.14.0-362.8.1.el9_3.x86_64", "");
     fs::create_dir_all(root.join("lib/modules/5.14.0-362.8.1.el9_3.x86_64")).unwrap();
     fs::create_dir_all(root.join("tmp")).unwrap();
@@ -243,6 +251,11 @@ fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
         !contains(&out, HOST_KEY_MARKER),
         "the deleted host key reached the output"
     );
+    assert!(contains(&src, CACHE_MARKER));
+    assert!(
+        !contains(&out, CACHE_MARKER),
+        "the removed cache reached the output"
+    );
 
     // xfs_repair -n needs the filesystem alone.
     let part = d.path().join("p1.xfs");
@@ -382,6 +395,11 @@ fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
         !contains(&out, HOST_KEY_MARKER),
         "the deleted host key reached the output"
     );
+    assert!(contains(&src, CACHE_MARKER));
+    assert!(
+        !contains(&out, CACHE_MARKER),
+        "the removed cache reached the output"
+    );
 
     let part = d.path().join("p2.btrfs");
     cut(&out, 2, &part);
@@ -466,6 +484,11 @@ fn rocky_on_xfs_in_lvm() {
     assert!(
         !contains(&out, HOST_KEY_MARKER),
         "the deleted host key reached the output"
+    );
+    assert!(contains(&src, CACHE_MARKER));
+    assert!(
+        !contains(&out, CACHE_MARKER),
+        "the removed cache reached the output"
     );
     // The LV's extents did not move (xfs is not shrunk): read it where it was.
     let lv = d.path().join("lv.xfs");
