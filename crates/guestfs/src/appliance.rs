@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,9 @@ fn key(image: &Path) -> PathBuf {
     std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf())
 }
 
+/// Set once a launch with KVM failed: later launches of the process go straight to TCG.
+static KVM_FAILED: AtomicBool = AtomicBool::new(false);
+
 /// Whether `/dev/kvm` can be opened for use.
 fn kvm_usable() -> bool {
     std::fs::OpenOptions::new()
@@ -181,14 +185,18 @@ impl Appliance {
             h.launch()?;
             Ok(h)
         };
-        let (mut handle, accel) = if kvm_usable() {
+        let (mut handle, accel) = if kvm_usable() && !KVM_FAILED.load(Ordering::Relaxed) {
             match attempt(false) {
                 Ok(h) => (h, Accel::Kvm),
-                // Nested KVM can abort qemu at start (ecosystem §A.1.4): emulate instead.
-                Err(_) => (
-                    attempt(true).map_err(|e| launch_error(image, e))?,
-                    Accel::Tcg,
-                ),
+                // Nested KVM can abort qemu at start (ecosystem §A.1.4): emulate instead,
+                // and from now on.
+                Err(_) => {
+                    KVM_FAILED.store(true, Ordering::Relaxed);
+                    (
+                        attempt(true).map_err(|e| launch_error(image, e))?,
+                        Accel::Tcg,
+                    )
+                }
             }
         } else {
             (
