@@ -26,6 +26,17 @@ fi
 # picks the right suite.
 scripts/guest/install-qemu-system.sh
 
+# The libguestfs appliance, once qemu-system-x86 is the right one.
+mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' scripts/apt-packages-appliance.txt)
+missing=()
+for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}" >&2
+    apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=900 "${missing[@]}" >/dev/null
+fi
+
 # FUSE for unprivileged users (--host-run and the TUI's Mount without root go through
 # fusermount3): Debian's udev rule makes /dev/fuse 0666, but machines without udev
 # (containers, chroots) leave the node root-only.

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use snf_core::Reporter;
 
-use crate::backend::Filesystem;
+use crate::appliance::{ApplianceFs, Hold};
+use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
 use crate::ext::ExtFs;
 use crate::fat::FatFs;
@@ -46,6 +47,9 @@ pub struct PartitionDesc {
     pub gpt_name: Option<String>,
     /// MBR: the 32-bit disk signature at byte 440.
     pub mbr_signature: Option<u32>,
+    /// btrfs: the subvolume to mount (`subvol=` of `/etc/fstab`), `None` for the
+    /// filesystem's default one.
+    pub subvol: Option<String>,
 }
 
 /// What names an LVM logical volume in a guest's configuration.
@@ -147,7 +151,8 @@ pub trait Opener {
     ) -> Result<Box<dyn Filesystem>>;
 }
 
-/// The backends of this crate: ext2/3/4 through libext2fs, FAT through `fatfs`.
+/// The backends of this crate: ext2/3/4 through libext2fs, FAT through `fatfs`, xfs and
+/// btrfs through the libguestfs appliance.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Backends;
 
@@ -176,6 +181,32 @@ impl Opener for Backends {
                 writable,
             )?)),
             t if t.is_ext() => open_ext(image, part, writable),
+            FsType::Xfs | FsType::Btrfs => {
+                let kind = if probe.fs_type == FsType::Xfs {
+                    FsKind::Xfs
+                } else {
+                    FsKind::Btrfs
+                };
+                let options = part
+                    .subvol
+                    .as_ref()
+                    .map(|s| format!("subvol={s}"))
+                    .unwrap_or_default();
+                // The appliance activates the volume groups itself at launch.
+                let lv = part
+                    .lv
+                    .as_ref()
+                    .map(|lv| (lv.vg.as_str(), lv.name.as_str()));
+                Ok(Box::new(ApplianceFs::open_volume(
+                    image,
+                    part.offset,
+                    part.size,
+                    lv,
+                    kind,
+                    &options,
+                    writable,
+                )?))
+            }
             t => Err(Error::Unsupported {
                 path: PathBuf::from(part.name()),
                 what: format!(
@@ -612,6 +643,9 @@ pub fn assemble_with(
     opener: &dyn Opener,
     reporter: &dyn Reporter,
 ) -> Result<Assembly> {
+    // One appliance for the whole assembly (and the guest it returns), launched only if
+    // a filesystem needs it.
+    let _hold = Hold::new(image);
     let mut parts = Vec::with_capacity(partitions.len());
     for d in partitions {
         snf_core::cancel::check()?;
@@ -673,7 +707,11 @@ pub fn assemble_with(
             Ok(fs) => {
                 let mut g = GuestFs::new(fs, p.desc.name());
                 if looks_like_root(&mut g) {
-                    roots.push(i);
+                    roots.push((i, p.desc.subvol.clone()));
+                } else if p.probe.fs_type == FsType::Btrfs {
+                    if let Some(sv) = btrfs_root_subvolume(&mut g) {
+                        roots.push((i, Some(sv)));
+                    }
                 }
             }
             Err(e) => {
@@ -723,7 +761,10 @@ pub fn assemble_with(
         }
     }
 
-    let root_idx = roots[0];
+    let (root_idx, root_subvol) = roots[0].clone();
+    if root_subvol.is_some() {
+        out.partitions[root_idx].desc.subvol = root_subvol.clone();
+    }
     let root = out.partitions[root_idx].clone();
     out.root = Some(root.desc.number);
     out.root_lv = root.desc.lv.as_ref().map(LvDesc::full_name);
@@ -765,7 +806,8 @@ pub fn assemble_with(
     entries.sort_by_key(|e| e.mountpoint.len());
 
     // Volumes already in the tree, by index (an LV shares its partition number).
-    let mut used: HashSet<usize> = HashSet::from([root_idx]);
+    // (and a btrfs subvolume shares its partition).
+    let mut used: HashSet<(usize, Option<String>)> = HashSet::from([(root_idx, root_subvol)]);
     for e in entries {
         snf_core::cancel::check()?;
         let mp = normalize_mountpoint(&e.mountpoint);
@@ -788,8 +830,12 @@ pub fn assemble_with(
                 continue;
             }
         };
-        let p = out.partitions[idx].clone();
-        if used.contains(&idx) {
+        let mut p = out.partitions[idx].clone();
+        if p.probe.fs_type == FsType::Btrfs {
+            p.desc.subvol = fstab_subvol(&e.options);
+        }
+        let key = (idx, p.desc.subvol.clone());
+        if used.contains(&key) {
             reporter.warn(&format!(
                 "Not mounting {} at {mp} again: it is already mounted",
                 part_text(&p)
@@ -814,7 +860,7 @@ pub fn assemble_with(
             fail(&mut out, err.to_string());
             continue;
         }
-        used.insert(idx);
+        used.insert(key);
         out.mounts.push(AssembledMount {
             mountpoint: PathBuf::from(&mp),
             partition: p.desc.number,
@@ -827,6 +873,46 @@ pub fn assemble_with(
 
     out.guest = Some(guest);
     Ok(out)
+}
+
+/// The subvolume a `subvol=` mount option names, without a leading `/`.
+fn fstab_subvol(options: &str) -> Option<String> {
+    options
+        .split(',')
+        .find_map(|o| o.strip_prefix("subvol="))
+        .map(|v| v.trim_start_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// For a btrfs filesystem whose top level is not a root (Fedora installs the root in a
+/// subvolume `root`, others in `@`): the one top-level subvolume (seen as a directory)
+/// holding a Unix root, preferring the one its own `/etc/fstab` mounts at `/`.
+fn btrfs_root_subvolume(g: &mut GuestFs) -> Option<String> {
+    let entries = g.read_dir(Path::new("/")).ok()?;
+    let mut candidates = Vec::new();
+    for (name, _) in entries {
+        let Some(name) = name.to_str().map(String::from) else {
+            continue;
+        };
+        let fstab = PathBuf::from(format!("/{name}/etc/fstab"));
+        if g.is_file(&fstab) {
+            candidates.push((name, fstab));
+        }
+    }
+    if candidates.len() > 1 {
+        for (name, fstab) in &candidates {
+            let text = g.read_to_string(fstab).unwrap_or_default();
+            let names_itself = parse_fstab(&text).iter().any(|e| {
+                normalize_mountpoint(&e.mountpoint) == "/"
+                    && fstab_subvol(&e.options).as_deref() == Some(name.as_str())
+            });
+            if names_itself {
+                return Some(name.clone());
+            }
+        }
+        return None;
+    }
+    candidates.pop().map(|(name, _)| name)
 }
 
 fn p_name(p: &ProbedPartition) -> String {
@@ -863,6 +949,21 @@ mod tests {
                 label: label.map(String::from),
             },
         }
+    }
+
+    #[test]
+    fn subvol_option_is_found_without_its_slash() {
+        assert_eq!(
+            fstab_subvol("subvol=root,compress=zstd:1").as_deref(),
+            Some("root")
+        );
+        assert_eq!(
+            fstab_subvol("noatime,subvol=/@home").as_deref(),
+            Some("@home")
+        );
+        assert_eq!(fstab_subvol("subvolid=256"), None);
+        assert_eq!(fstab_subvol("subvol=/"), None);
+        assert_eq!(fstab_subvol("defaults"), None);
     }
 
     #[test]

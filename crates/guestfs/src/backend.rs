@@ -13,6 +13,10 @@ pub enum FsKind {
     Ext3,
     Ext4,
     Vfat,
+    /// Through the libguestfs appliance.
+    Xfs,
+    /// Through the libguestfs appliance.
+    Btrfs,
     /// A directory of the host (tests, host bundling).
     HostDir,
 }
@@ -25,6 +29,8 @@ impl FsKind {
             FsKind::Ext3 => "ext3",
             FsKind::Ext4 => "ext4",
             FsKind::Vfat => "vfat",
+            FsKind::Xfs => "xfs",
+            FsKind::Btrfs => "btrfs",
             FsKind::HostDir => "directory",
         }
     }

@@ -1,9 +1,11 @@
-//! Guest filesystems, read and written in-process with no helper VM.
+//! Guest filesystems, read and written in-process where a library can, through a
+//! libguestfs appliance where none can.
 //!
 //! Layers, bottom up:
 //! * [`Filesystem`] (module [`backend`]): one filesystem, addressed by node ids. Each kind
 //!   of filesystem is a backend: ext2/3/4 through libext2fs, FAT through `fatfs`, a host
-//!   directory. New kinds (xfs, btrfs, UFS, NTFS, LVM) plug in here.
+//!   directory; xfs and btrfs through a libguestfs appliance (module [`appliance`]), a
+//!   VM started only when a guest has one. New kinds (UFS, NTFS) plug in here.
 //! * [`GuestFs`] (module [`tree`]): several filesystems mounted into one guest tree,
 //!   addressed by guest paths. It resolves symlinks itself, inside the guest: an absolute
 //!   link target starts again at the guest root and `..` never climbs above it, so no
@@ -13,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod appliance;
 pub mod assemble;
 pub mod backend;
 pub mod dir;

@@ -66,12 +66,18 @@ impl FsType {
         }
     }
 
-    /// Whether a backend of this crate can open it (read and write).
+    /// Whether a backend of this crate can open it (read and write): in-process, or
+    /// through the libguestfs appliance ([`FsType::needs_appliance`]).
     pub fn has_backend(self) -> bool {
         matches!(
             self,
             FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Vfat
-        )
+        ) || self.needs_appliance()
+    }
+
+    /// Whether it is read and written through the libguestfs appliance.
+    pub fn needs_appliance(self) -> bool {
+        matches!(self, FsType::Xfs | FsType::Btrfs)
     }
 
     /// Whether this is an ext2/3/4 filesystem.
@@ -83,12 +89,15 @@ impl FsType {
     /// `None` for kinds that have a backend.
     pub fn why_unchangeable(self) -> Option<&'static str> {
         Some(match self {
-            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Vfat => return None,
+            FsType::Ext2
+            | FsType::Ext3
+            | FsType::Ext4
+            | FsType::Vfat
+            | FsType::Xfs
+            | FsType::Btrfs => return None,
             FsType::ExtJournal => "it is an external ext3/ext4 journal, not a filesystem",
             FsType::Exfat => "exFAT filesystems cannot be read or changed yet",
             FsType::Swap => "it is swap space and holds no files",
-            FsType::Xfs => "xfs filesystems cannot be read or changed yet",
-            FsType::Btrfs => "btrfs filesystems cannot be read or changed yet",
             FsType::Ntfs => "NTFS filesystems cannot be read or changed yet",
             FsType::Ufs1 | FsType::Ufs2 => "UFS filesystems cannot be read or changed yet",
             FsType::BsdLabel => "BSD disklabels and the UFS filesystems in them cannot be read yet",
@@ -496,8 +505,6 @@ mod tests {
     fn every_kind_without_backend_says_why() {
         for t in [
             FsType::Swap,
-            FsType::Xfs,
-            FsType::Btrfs,
             FsType::Ntfs,
             FsType::Ufs2,
             FsType::LvmPv,
@@ -509,6 +516,10 @@ mod tests {
         }
         assert!(FsType::Ext4.why_unchangeable().is_none());
         assert!(FsType::Vfat.has_backend());
+        for t in [FsType::Xfs, FsType::Btrfs] {
+            assert!(t.has_backend() && t.needs_appliance(), "{t:?}");
+            assert!(t.why_unchangeable().is_none(), "{t:?}");
+        }
     }
 
     #[test]

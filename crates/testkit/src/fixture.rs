@@ -556,6 +556,53 @@ impl Disk {
         self
     }
 
+    /// Make partition `number` an xfs filesystem with UUID `uuid`, holding a copy of the
+    /// host directory `tree` (see [`xfs_at`]).
+    pub fn xfs(&self, number: u32, uuid: &str, tree: &Path) -> &Disk {
+        let (offset, size) = self.partition(number);
+        xfs_at(&self.path, offset, size, uuid, tree);
+        self
+    }
+
+    /// Make partition `number` a btrfs filesystem with UUID `uuid` holding the host
+    /// directory `tree` (`mkfs.btrfs --rootdir`), with each of `subvolumes` (top-level
+    /// directories of the tree) then made a subvolume holding the same files, as
+    /// Fedora's installer lays out `root` and `home` (this btrfs-progs has no
+    /// `--subvol`: done on a loop mount with `btrfs subvolume create` and `cp -a`).
+    pub fn btrfs(&self, number: u32, uuid: &str, tree: &Path, subvolumes: &[&str]) -> &Disk {
+        require("mkfs.btrfs");
+        let (offset, size) = self.partition(number);
+        let dir = tempfile_dir(&self.path);
+        let fs = dir.join("btrfs.fs");
+        sparse_file(&fs, size);
+        run(Command::new("mkfs.btrfs")
+            .args(["-q", "-f", "-U", uuid, "--rootdir"])
+            .arg(tree)
+            .arg(&fs));
+        if !subvolumes.is_empty() {
+            require("btrfs");
+            let m = dir.join("m");
+            std::fs::create_dir_all(&m).unwrap();
+            run(Command::new("mount").args(["-o", "loop"]).arg(&fs).arg(&m));
+            for s in subvolumes {
+                let new = m.join(format!("{s}.subvol"));
+                run(Command::new("btrfs")
+                    .args(["-q", "subvolume", "create"])
+                    .arg(&new));
+                run(Command::new("cp")
+                    .arg("-a")
+                    .arg(m.join(s).join("."))
+                    .arg(&new));
+                std::fs::remove_dir_all(m.join(s)).unwrap();
+                std::fs::rename(&new, m.join(s)).unwrap();
+            }
+            run(Command::new("umount").arg(&m));
+        }
+        copy_into(&fs, &self.path, offset);
+        std::fs::remove_dir_all(&dir).unwrap();
+        self
+    }
+
     /// Make partition `number` a swap area (swap UUID `uuid`, random when `None`).
     pub fn swap(&self, number: u32, uuid: Option<&str>) -> &Disk {
         let (offset, size) = self.partition(number);
@@ -691,4 +738,78 @@ fn others_in(dir: &Path, top: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// An xfs filesystem of `size` bytes with UUID `uuid` at byte `offset` of `img`, holding
+/// a copy of the host directory `tree` (modes, owners, symlinks): `mkfs.xfs -p` with a
+/// prototype file written from the tree, in a scratch file copied in.
+pub fn xfs_at(img: &Path, offset: u64, size: u64, uuid: &str, tree: &Path) {
+    require("mkfs.xfs");
+    let dir = tempfile_dir(img);
+    let proto = dir.join("xfs.proto");
+    let mut text = String::from("/dev/null\n0 0\n");
+    proto_dir(tree, &mut text, "d--755 0 0\n");
+    std::fs::write(&proto, text).unwrap();
+    let fs = dir.join("xfs.fs");
+    sparse_file(&fs, size);
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-m"])
+        .arg(format!("uuid={uuid}"))
+        .arg("-p")
+        .arg(&proto)
+        .arg(&fs));
+    copy_into(&fs, img, offset);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A scratch directory next to `img` (fixtures are large: not in a small /tmp).
+fn tempfile_dir(img: &Path) -> PathBuf {
+    let parent = img
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = parent.join(format!(
+        ".{}.scratch",
+        img.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `mkfs.xfs -p` prototype lines for the host directory `dir` (whose own line is
+/// `head`), recursively: regular files, directories and symlinks with their modes and
+/// owners.
+fn proto_dir(dir: &Path, out: &mut String, head: &str) {
+    use std::os::unix::fs::MetadataExt;
+    out.push_str(head);
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let name = p
+            .file_name()
+            .unwrap()
+            .to_str()
+            .expect("UTF-8 fixture names");
+        assert!(
+            !name.contains(char::is_whitespace),
+            "mkfs.xfs prototypes cannot name {name:?}"
+        );
+        let perm = m.mode() & 0o777;
+        let suid = if m.mode() & 0o4000 != 0 { 'u' } else { '-' };
+        let sgid = if m.mode() & 0o2000 != 0 { 'g' } else { '-' };
+        let own = format!("{perm:03o} {} {}", m.uid(), m.gid());
+        if m.file_type().is_symlink() {
+            let t = std::fs::read_link(&p).unwrap();
+            out.push_str(&format!("{name} l{suid}{sgid}{own} {}\n", t.display()));
+        } else if m.is_dir() {
+            proto_dir(&p, out, &format!("{name} d{suid}{sgid}{own}\n"));
+        } else {
+            out.push_str(&format!("{name} -{suid}{sgid}{own} {}\n", p.display()));
+        }
+    }
+    out.push_str("$\n");
 }

@@ -1,0 +1,521 @@
+//! Guests whose root no in-process library can write (xfs, btrfs), prepared through the
+//! libguestfs appliance by the real binary, and read back with independent tools only:
+//! the host kernel (a read-only loop mount of the output), `xfs_repair -n`,
+//! `btrfs check`. No appliance is left running after a run or after Ctrl-C.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use snf_testkit::fixture::{run as run_tool, write_file, Disk};
+
+const MIB: u64 = 1 << 20;
+const XFS_UUID: &str = "5b0c6a31-9f0e-4f8e-9d37-2a1c3e4f5a6b";
+const ROOT_HASH: &str = "$6$rounds=5000$saltsalt$ROOTHASHMARKER";
+const BTRFS_UUID: &str = "7d2e4f60-1a2b-4c3d-8e9f-0a1b2c3d4e5f";
+const BOOT_UUID: &str = "0b0b0b0b-1111-4222-8333-444455556666";
+const HISTORY_MARKER: &str = "SECRET-HISTORY-e81f";
+/// In the SSH host key the syspreps delete: its freed block must not reach the output.
+const HOST_KEY_MARKER: &str = "PRIVATE-HOST-KEY-3c9d71";
+/// In a package cache the syspreps remove without overwriting: only discarding the
+/// freed blocks (fstrim in the appliance) keeps it out of the output.
+const CACHE_MARKER: &str = "CACHED-RPM-CONTENT-5e0a22";
+
+fn scratch() -> tempfile::TempDir {
+    // Images of a few hundred MiB: keep them off a small /tmp.
+    tempfile::Builder::new()
+        .prefix("appliance-guests.")
+        .tempdir_in(snf_testkit::target_dir())
+        .unwrap()
+}
+
+/// The files a RHEL-family or Fedora root has that inspection and the syspreps look
+/// at.
+fn redhat_tree(root: &Path, os_release: &str, release: &str, fstab: &str) {
+    write_file(root, "/etc/os-release", os_release);
+    write_file(root, "/etc/redhat-release", release);
+    write_file(root, "/etc/fstab", fstab);
+    write_file(root, "/etc/hostname", "fixture.example.org\n");
+    write_file(
+        root,
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\nrocky:x:1000:1000::/home/rocky:/bin/bash\n",
+    );
+    write_file(
+        root,
+        "/etc/shadow",
+        format!("root:{ROOT_HASH}:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\nrocky:$6$x$y:19000:0:99999:7:::\n"),
+    );
+    write_file(
+        root,
+        "/etc/group",
+        "root:x:0:\nwheel:x:10:rocky\nrocky:x:1000:\n",
+    );
+    write_file(
+        root,
+        "/etc/login.defs",
+        "UID_MIN 1000\nUID_MAX 60000\nENCRYPT_METHOD SHA512\n",
+    );
+    write_file(
+        root,
+        "/root/.bash_history",
+        format!("ls\n{HISTORY_MARKER}\n"),
+    );
+    write_file(
+        root,
+        "/home/rocky/.bash_history",
+        format!("{HISTORY_MARKER}\n"),
+    );
+    write_file(
+        root,
+        "/etc/ssh/ssh_host_ed25519_key",
+        HOST_KEY_MARKER.repeat(4096 / HOST_KEY_MARKER.len()),
+    );
+    write_file(root, "/etc/ssh/sshd_config", "PermitRootLogin yes\n");
+    write_file(root, "/var/log/messages", "boot log\n");
+    write_file(
+        root,
+        "/var/cache/dnf/baseos/packages/bash.rpm",
+        CACHE_MARKER.repeat(65536 / CACHE_MARKER.len()),
+    );
+    write_file(root, "/boot/config-5.14.0-362.8.1.el9_3.x86_64", "");
+    fs::create_dir_all(root.join("lib/modules/5.14.0-362.8.1.el9_3.x86_64")).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+}
+
+fn qemu_pids() -> String {
+    let out = Command::new("pgrep")
+        .args(["-a", "qemu-system"])
+        .output()
+        .expect("pgrep (procps)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The qemu processes whose command line names `dir` (other engineers' may run too).
+fn qemu_on(dir: &Path) -> Vec<String> {
+    let d = dir.display().to_string();
+    qemu_pids()
+        .lines()
+        .filter(|l| l.contains(&d))
+        .map(String::from)
+        .collect()
+}
+
+fn meta_of(out: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(format!("{}.meta", out.display())).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["properties"].clone()
+}
+
+/// A read-only loop mount of partition `number` of `img` by the host kernel, unmounted
+/// on drop.
+struct HostMount {
+    dir: tempfile::TempDir,
+}
+
+impl HostMount {
+    fn new(img: &Path, number: u32, opts: &str) -> HostMount {
+        let (_, parts) = snf_testkit::partitions(img).unwrap();
+        let p = parts.iter().find(|p| p.number == number).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        run_tool(
+            Command::new("mount")
+                .arg("-o")
+                .arg(format!(
+                    "ro,loop,offset={},sizelimit={}{opts}",
+                    p.start * 512,
+                    p.size * 512
+                ))
+                .arg(img)
+                .arg(dir.path()),
+        );
+        HostMount { dir }
+    }
+    fn path(&self, guest: &str) -> PathBuf {
+        self.dir.path().join(guest.trim_start_matches('/'))
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Partition `number` of `img` cut out into `dest` (the btrfs and xfs checkers want the
+/// filesystem alone).
+fn cut(img: &Path, number: u32, dest: &Path) {
+    let (_, parts) = snf_testkit::partitions(img).unwrap();
+    let p = parts.iter().find(|p| p.number == number).unwrap();
+    run_tool(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", dest.display()))
+            .args(["bs=512", "conv=sparse", "status=none"])
+            .arg(format!("skip={}", p.start))
+            .arg(format!("count={}", p.size)),
+    );
+}
+
+/// Whether `needle` occurs anywhere in `img` (read whole: the images are small).
+fn contains(img: &Path, needle: &str) -> bool {
+    let data = fs::read(img).unwrap();
+    data.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn mkimage(dir: &Path, src: &Path, out: &Path) -> std::process::Output {
+    Command::new(bin())
+        .arg("--tmpdir")
+        .arg(dir)
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// What the default syspreps promise on the RHEL-like tree, read by the host kernel.
+fn assert_prepared(m: &HostMount) {
+    let shadow = fs::read_to_string(m.path("/etc/shadow")).unwrap();
+    assert!(!shadow.contains(ROOT_HASH), "root's hash kept: {shadow}");
+    assert!(
+        !m.path("/root/.bash_history").exists()
+            || !fs::read_to_string(m.path("/root/.bash_history"))
+                .unwrap()
+                .contains(HISTORY_MARKER),
+        "root's history kept"
+    );
+    assert!(
+        !m.path("/etc/ssh/ssh_host_ed25519_key").exists(),
+        "the host key kept"
+    );
+    // Untouched files stay.
+    assert_eq!(
+        fs::read_to_string(m.path("/etc/hostname")).unwrap(),
+        "fixture.example.org\n"
+    );
+    assert!(m.path("/etc/redhat-release").is_file());
+}
+
+#[test]
+fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
+    require("mkfs.xfs");
+    require("xfs_repair");
+    let d = scratch();
+    let tree = d.path().join("tree");
+    redhat_tree(
+        &tree,
+        "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
+        "Rocky Linux release 9.3 (Blue Onyx)\n",
+        &format!("UUID={XFS_UUID} / xfs defaults 0 0\n"),
+    );
+    let disk = Disk::create(
+        d.path().join("rocky.raw"),
+        (2 + 320) * MIB,
+        "label: dos\nstart=2048, size=655360, type=83\n",
+    );
+    disk.xfs(1, XFS_UUID, &tree);
+    fs::remove_dir_all(&tree).unwrap();
+    let src = disk.into_path();
+    let before = fs::read(&src).unwrap();
+
+    let out = d.path().join("out.raw");
+    let t = Instant::now();
+    let run = mkimage(d.path(), &src, &out);
+    eprintln!("xfs run: {:?}\n{}", t.elapsed(), stderr(&run));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        qemu_on(d.path()).is_empty(),
+        "appliance left: {:?}",
+        qemu_on(d.path())
+    );
+    assert_eq!(fs::read(&src).unwrap(), before, "the source was changed");
+
+    let meta = meta_of(&out);
+    assert_eq!(meta["OSFAMILY"], "linux", "{meta}");
+    assert_eq!(meta["OS"], "rocky", "{meta}");
+    assert_eq!(meta["ROOT_PARTITION"], "1", "{meta}");
+    assert_eq!(meta["DESCRIPTION"], "Rocky Linux 9.3 (Blue Onyx)", "{meta}");
+    assert_eq!(meta["USERS"], "root rocky", "{meta}");
+    assert!(
+        stderr(&run).contains("Unable to shrink partition 1: don't know how to shrink xfs"),
+        "the run does not say why xfs is not shrunk"
+    );
+    // Deleted, then discarded by fstrim in the appliance: a hole in the output.
+    assert!(contains(&src, HOST_KEY_MARKER));
+    assert!(
+        !contains(&out, HOST_KEY_MARKER),
+        "the deleted host key reached the output"
+    );
+    assert!(contains(&src, CACHE_MARKER));
+    assert!(
+        !contains(&out, CACHE_MARKER),
+        "the removed cache reached the output"
+    );
+
+    // xfs_repair -n needs the filesystem alone.
+    let part = d.path().join("p1.xfs");
+    cut(&out, 1, &part);
+    run_tool(Command::new("xfs_repair").arg("-n").arg(&part));
+    fs::remove_file(&part).unwrap();
+    {
+        let m = HostMount::new(&out, 1, ",norecovery");
+        assert_prepared(&m);
+    }
+    fs::remove_file(&out).unwrap();
+
+    // Ctrl-C (SIGINT) or SIGTERM while the appliance runs: the run stops and takes
+    // it down.
+    for (signal, name) in [
+        (rustix::process::Signal::INT, "SIGINT"),
+        (rustix::process::Signal::TERM, "SIGTERM"),
+    ] {
+        interrupt_with_appliance_up(d.path(), &src, signal, name);
+    }
+}
+
+/// Run on `src`, send `signal` once the appliance is up, and check that the run fails,
+/// leaves no output and no qemu behind.
+fn interrupt_with_appliance_up(
+    dir: &Path,
+    src: &Path,
+    signal: rustix::process::Signal,
+    name: &str,
+) {
+    let out = dir.join(format!("interrupted-{name}.raw"));
+    let mut child = Command::new(bin())
+        .arg("--tmpdir")
+        .arg(dir)
+        .arg("-o")
+        .arg(&out)
+        .arg(src)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while qemu_on(dir).is_empty() {
+        assert!(Instant::now() < deadline, "no appliance started");
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("the run ended before the appliance: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{name}: the run succeeded");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !qemu_on(dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "appliance left after {name}: {:?}",
+            qemu_on(dir)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!out.exists(), "an output after {name}");
+}
+
+/// Fedora's layout: ext4 `/boot` in-process, the root and `/home` in the btrfs
+/// subvolumes `root` and `home` of one filesystem (`subvol=` in fstab), through the
+/// appliance.
+#[test]
+fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
+    require("mkfs.btrfs");
+    let d = scratch();
+    let top = d.path().join("top");
+    let root = top.join("root");
+    redhat_tree(
+        &root,
+        "NAME=\"Fedora Linux\"\nVERSION=\"39 (Cloud Edition)\"\nID=fedora\nVERSION_ID=39\nPRETTY_NAME=\"Fedora Linux 39 (Cloud Edition)\"\n",
+        "Fedora release 39 (Thirty Nine)\n",
+        &format!(
+            "UUID={BTRFS_UUID} / btrfs subvol=root,compress=zstd:1 0 0\n\
+             UUID={BOOT_UUID} /boot ext4 defaults 1 2\n\
+             UUID={BTRFS_UUID} /home btrfs subvol=home,compress=zstd:1 0 0\n"
+        ),
+    );
+    write_file(
+        &root,
+        "/etc/fedora-release",
+        "Fedora release 39 (Thirty Nine)\n",
+    );
+    // /home's content lives in its own subvolume, /boot's in its own partition.
+    fs::rename(root.join("home"), top.join("home")).unwrap();
+    fs::create_dir_all(root.join("home")).unwrap();
+    let boot = d.path().join("boot");
+    fs::rename(root.join("boot"), &boot).unwrap();
+    fs::create_dir_all(root.join("boot")).unwrap();
+
+    let disk = Disk::create(
+        d.path().join("fedora.raw"),
+        (2 + 32 + 256) * MIB,
+        "label: dos\nstart=2048, size=65536, type=83\nstart=67584, size=524288, type=83\n",
+    );
+    disk.ext(
+        1,
+        &snf_testkit::fixture::Mke2fs::ext4()
+            .uuid(BOOT_UUID)
+            .tree(&boot),
+    );
+    disk.btrfs(2, BTRFS_UUID, &top, &["root", "home"]);
+    fs::remove_dir_all(&top).unwrap();
+    fs::remove_dir_all(&boot).unwrap();
+    let src = disk.into_path();
+
+    let out = d.path().join("out.raw");
+    let t = Instant::now();
+    let run = mkimage(d.path(), &src, &out);
+    eprintln!("btrfs run: {:?}\n{}", t.elapsed(), stderr(&run));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        qemu_on(d.path()).is_empty(),
+        "appliance left: {:?}",
+        qemu_on(d.path())
+    );
+
+    let meta = meta_of(&out);
+    assert_eq!(meta["OSFAMILY"], "linux", "{meta}");
+    assert_eq!(meta["OS"], "fedora", "{meta}");
+    assert_eq!(meta["ROOT_PARTITION"], "2", "{meta}");
+    assert_eq!(meta["USERS"], "root rocky", "{meta}");
+    assert!(
+        stderr(&run).contains("Unable to shrink partition 2: don't know how to shrink btrfs"),
+        "the run does not say why btrfs is not shrunk"
+    );
+    assert!(contains(&src, HOST_KEY_MARKER));
+    assert!(
+        !contains(&out, HOST_KEY_MARKER),
+        "the deleted host key reached the output"
+    );
+    assert!(contains(&src, CACHE_MARKER));
+    assert!(
+        !contains(&out, CACHE_MARKER),
+        "the removed cache reached the output"
+    );
+
+    let part = d.path().join("p2.btrfs");
+    cut(&out, 2, &part);
+    run_tool(
+        Command::new("btrfs")
+            .args(["check", "--readonly"])
+            .arg(&part),
+    );
+    fs::remove_file(&part).unwrap();
+    {
+        let m = HostMount::new(&out, 2, ",subvol=root");
+        assert_prepared(&m);
+        assert!(
+            fs::read_dir(m.path("/home")).unwrap().next().is_none(),
+            "/home's files went into the root subvolume"
+        );
+    }
+    {
+        let m = HostMount::new(&out, 2, ",subvol=home");
+        assert!(
+            m.path("/rocky").is_dir(),
+            "the home subvolume lost its files"
+        );
+    }
+}
+
+/// RHEL's default layout: ext4 `/boot`, then an LVM PV with the xfs root in LV
+/// `rl/root`, named `/dev/mapper/rl-root` in fstab.
+#[test]
+fn rocky_on_xfs_in_lvm() {
+    require("mkfs.xfs");
+    let d = scratch();
+    let root = d.path().join("root");
+    redhat_tree(
+        &root,
+        "NAME=\"Rocky Linux\"\nID=\"rocky\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
+        "Rocky Linux release 9.3 (Blue Onyx)\n",
+        &format!(
+            "/dev/mapper/rl-root / xfs defaults 0 0\nUUID={BOOT_UUID} /boot ext4 defaults 1 2\n"
+        ),
+    );
+    let boot = d.path().join("boot");
+    fs::rename(root.join("boot"), &boot).unwrap();
+    fs::create_dir_all(root.join("boot")).unwrap();
+    let disk = Disk::create(
+        d.path().join("rocky-lvm.raw"),
+        (2 + 32 + 400) * MIB,
+        "label: dos\nstart=2048, size=65536, type=83\nstart=67584, size=819200, type=8e\n",
+    );
+    disk.ext(
+        1,
+        &snf_testkit::fixture::Mke2fs::ext4()
+            .uuid(BOOT_UUID)
+            .tree(&boot),
+    );
+    let lvm = snf_testkit::lvm::Lvm::attach(disk.path(), &[(disk.offset(2), disk.size(2))]);
+    lvm.pvcreate(&[0], &[]);
+    lvm.vgcreate("rl", &[0], &[]);
+    lvm.lvcreate("rl", "root", "320M", &[]);
+    let ranges = lvm.lv_ranges("rl", "root");
+    drop(lvm);
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    snf_testkit::fixture::xfs_at(disk.path(), ranges[0].0, ranges[0].1, XFS_UUID, &root);
+    fs::remove_dir_all(&root).unwrap();
+    fs::remove_dir_all(&boot).unwrap();
+    let src = disk.into_path();
+
+    let out = d.path().join("out.raw");
+    let t = Instant::now();
+    let run = mkimage(d.path(), &src, &out);
+    eprintln!("xfs-on-LVM run: {:?}\n{}", t.elapsed(), stderr(&run));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        qemu_on(d.path()).is_empty(),
+        "appliance left: {:?}",
+        qemu_on(d.path())
+    );
+    let meta = meta_of(&out);
+    assert_eq!(meta["OS"], "rocky", "{meta}");
+    assert_eq!(meta["ROOT_PARTITION"], "2", "{meta}");
+    assert_eq!(meta["ROOT_LV"], "rl/root", "{meta}");
+    assert!(
+        !contains(&out, HOST_KEY_MARKER),
+        "the deleted host key reached the output"
+    );
+    assert!(contains(&src, CACHE_MARKER));
+    assert!(
+        !contains(&out, CACHE_MARKER),
+        "the removed cache reached the output"
+    );
+    // The LV's extents did not move (xfs is not shrunk): read it where it was.
+    let lv = d.path().join("lv.xfs");
+    run_tool(
+        Command::new("dd")
+            .arg(format!("if={}", out.display()))
+            .arg(format!("of={}", lv.display()))
+            .args([
+                "bs=1M",
+                "conv=sparse",
+                "status=none",
+                "iflag=skip_bytes,count_bytes",
+            ])
+            .arg(format!("skip={}", ranges[0].0))
+            .arg(format!("count={}", ranges[0].1)),
+    );
+    run_tool(Command::new("xfs_repair").arg("-n").arg(&lv));
+    let m = tempfile::tempdir().unwrap();
+    run_tool(
+        Command::new("mount")
+            .args(["-o", "ro,loop,norecovery"])
+            .arg(&lv)
+            .arg(m.path()),
+    );
+    let shadow = fs::read_to_string(m.path().join("etc/shadow"));
+    let key_gone = !m.path().join("etc/ssh/ssh_host_ed25519_key").exists();
+    run_tool(Command::new("umount").arg(m.path()));
+    assert!(!shadow.unwrap().contains(ROOT_HASH));
+    assert!(key_gone);
+}
