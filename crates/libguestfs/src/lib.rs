@@ -11,6 +11,17 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
+/// The library's functions. Every call but [`Handle::new`]'s own check happens through
+/// a handle, which exists only once the library was loaded.
+fn api() -> &'static sys::Api {
+    sys::api().expect("libguestfs is loaded before any handle exists")
+}
+
+/// Whether libguestfs can be loaded here, and if not, one line saying what to install.
+pub fn available() -> std::result::Result<(), String> {
+    sys::api().map(|_| ()).map_err(str::to_string)
+}
+
 /// Most bytes one `pread`/`pwrite` round trip carries: well under the protocol's
 /// 4 MiB message limit.
 pub const MAX_CHUNK: usize = 1 << 20;
@@ -103,8 +114,14 @@ impl Handle {
     /// A new handle with the `direct` backend (qemu run by libguestfs itself, no
     /// libvirt), its error messages returned instead of printed.
     pub fn new() -> Result<Handle> {
+        sys::api().map_err(|why| Error {
+            op: "create",
+            arg: String::new(),
+            msg: why.to_string(),
+            errno: 0,
+        })?;
         // SAFETY: guestfs_create takes no arguments and returns a new handle or NULL.
-        let g = unsafe { sys::guestfs_create() };
+        let g = unsafe { (api().guestfs_create)() };
         if g.is_null() {
             return Err(Error {
                 op: "create",
@@ -115,10 +132,10 @@ impl Handle {
         }
         let mut h = Handle { g };
         // SAFETY: `h.g` is a live handle; a NULL callback disables printing errors.
-        unsafe { sys::guestfs_set_error_handler(h.g, None, std::ptr::null_mut()) };
+        unsafe { (api().guestfs_set_error_handler)(h.g, None, std::ptr::null_mut()) };
         let direct = c"direct";
         // SAFETY: live handle, NUL-terminated static string.
-        let rc = unsafe { sys::guestfs_set_backend(h.g, direct.as_ptr()) };
+        let rc = unsafe { (api().guestfs_set_backend)(h.g, direct.as_ptr()) };
         h.check(rc, "set_backend", "direct")?;
         Ok(h)
     }
@@ -127,13 +144,13 @@ impl Handle {
         // SAFETY: live handle; the returned string (possibly NULL) is owned by the
         // handle and valid until the next call, so it is copied at once.
         let (msg, errno) = unsafe {
-            let p = sys::guestfs_last_error(self.g);
+            let p = (api().guestfs_last_error)(self.g);
             let msg = if p.is_null() {
                 "unknown error".to_string()
             } else {
                 CStr::from_ptr(p).to_string_lossy().into_owned()
             };
-            (msg, sys::guestfs_last_errno(self.g))
+            (msg, (api().guestfs_last_errno)(self.g))
         };
         Error {
             op,
@@ -157,7 +174,7 @@ impl Handle {
         let n = cstring("set_backend_setting", name.as_bytes())?;
         let v = cstring("set_backend_setting", value.as_bytes())?;
         // SAFETY: live handle, NUL-terminated strings copied by the library.
-        let rc = unsafe { sys::guestfs_set_backend_setting(self.g, n.as_ptr(), v.as_ptr()) };
+        let rc = unsafe { (api().guestfs_set_backend_setting)(self.g, n.as_ptr(), v.as_ptr()) };
         self.check(rc, "set_backend_setting", format!("{name}={value}"))
     }
 
@@ -165,7 +182,7 @@ impl Handle {
     pub fn set_memsize(&mut self, mib: u32) -> Result<()> {
         let mib = c_int::try_from(mib).unwrap_or(c_int::MAX);
         // SAFETY: live handle, plain integer argument.
-        let rc = unsafe { sys::guestfs_set_memsize(self.g, mib) };
+        let rc = unsafe { (api().guestfs_set_memsize)(self.g, mib) };
         self.check(rc, "set_memsize", mib.to_string())
     }
 
@@ -177,7 +194,7 @@ impl Handle {
         // guestfs.h documents (readonly: int, format: const char *, discard: const char *)
         // ended by -1; the strings outlive the call.
         let rc = unsafe {
-            sys::guestfs_add_drive_opts(
+            (api().guestfs_add_drive_opts)(
                 self.g,
                 file.as_ptr(),
                 sys::ADD_DRIVE_OPTS_READONLY,
@@ -197,7 +214,7 @@ impl Handle {
     /// Start the appliance.
     pub fn launch(&mut self) -> Result<()> {
         // SAFETY: live handle.
-        let rc = unsafe { sys::guestfs_launch(self.g) };
+        let rc = unsafe { (api().guestfs_launch)(self.g) };
         self.check(rc, "launch", "")
     }
 
@@ -205,7 +222,7 @@ impl Handle {
     /// back (closing the handle after this is then only freeing memory).
     pub fn shutdown(&mut self) -> Result<()> {
         // SAFETY: live handle.
-        let rc = unsafe { sys::guestfs_shutdown(self.g) };
+        let rc = unsafe { (api().guestfs_shutdown)(self.g) };
         self.check(rc, "shutdown", "")
     }
 
@@ -213,7 +230,7 @@ impl Handle {
     pub fn part_list(&mut self, device: &str) -> Result<Vec<PartInfo>> {
         let d = cstring("part_list", device.as_bytes())?;
         // SAFETY: live handle, NUL-terminated string; the list returned is ours to free.
-        let l = unsafe { sys::guestfs_part_list(self.g, d.as_ptr()) };
+        let l = unsafe { (api().guestfs_part_list)(self.g, d.as_ptr()) };
         if l.is_null() {
             return Err(self.error("part_list", device));
         }
@@ -229,7 +246,7 @@ impl Handle {
                     size: p.part_size,
                 })
                 .collect();
-            sys::guestfs_free_partition_list(l);
+            (api().guestfs_free_partition_list)(l);
             v
         };
         Ok(out)
@@ -239,7 +256,7 @@ impl Handle {
     pub fn btrfs_subvolume_list(&mut self, mountpoint: &str) -> Result<Vec<Subvolume>> {
         let d = cstring("btrfs_subvolume_list", mountpoint.as_bytes())?;
         // SAFETY: live handle, NUL-terminated string; the list returned is ours to free.
-        let l = unsafe { sys::guestfs_btrfs_subvolume_list(self.g, d.as_ptr()) };
+        let l = unsafe { (api().guestfs_btrfs_subvolume_list)(self.g, d.as_ptr()) };
         if l.is_null() {
             return Err(self.error("btrfs_subvolume_list", mountpoint));
         }
@@ -258,7 +275,7 @@ impl Handle {
                     },
                 })
                 .collect();
-            sys::guestfs_free_btrfssubvolume_list(l);
+            (api().guestfs_free_btrfssubvolume_list)(l);
             v
         };
         Ok(out)
@@ -269,7 +286,7 @@ impl Handle {
     pub fn mkmountpoint(&mut self, path: &str) -> Result<()> {
         let p = cstring("mkmountpoint", path.as_bytes())?;
         // SAFETY: live handle, NUL-terminated string.
-        let rc = unsafe { sys::guestfs_mkmountpoint(self.g, p.as_ptr()) };
+        let rc = unsafe { (api().guestfs_mkmountpoint)(self.g, p.as_ptr()) };
         self.check(rc, "mkmountpoint", path)
     }
 
@@ -279,7 +296,8 @@ impl Handle {
         let d = cstring("mount", device.as_bytes())?;
         let m = cstring("mount", mountpoint.as_bytes())?;
         // SAFETY: live handle, NUL-terminated strings.
-        let rc = unsafe { sys::guestfs_mount_options(self.g, o.as_ptr(), d.as_ptr(), m.as_ptr()) };
+        let rc =
+            unsafe { (api().guestfs_mount_options)(self.g, o.as_ptr(), d.as_ptr(), m.as_ptr()) };
         self.check(rc, "mount", format!("{device} on {mountpoint} ({options})"))
     }
 
@@ -287,14 +305,14 @@ impl Handle {
     pub fn umount(&mut self, mountpoint: &str) -> Result<()> {
         let m = cstring("umount", mountpoint.as_bytes())?;
         // SAFETY: live handle, NUL-terminated string.
-        let rc = unsafe { sys::guestfs_umount(self.g, m.as_ptr()) };
+        let rc = unsafe { (api().guestfs_umount)(self.g, m.as_ptr()) };
         self.check(rc, "umount", mountpoint)
     }
 
     /// Unmount every filesystem.
     pub fn umount_all(&mut self) -> Result<()> {
         // SAFETY: live handle.
-        let rc = unsafe { sys::guestfs_umount_all(self.g) };
+        let rc = unsafe { (api().guestfs_umount_all)(self.g) };
         self.check(rc, "umount_all", "")
     }
 
@@ -302,14 +320,14 @@ impl Handle {
     pub fn fstrim(&mut self, mountpoint: &str) -> Result<()> {
         let m = cstring("fstrim", mountpoint.as_bytes())?;
         // SAFETY: live handle, NUL-terminated string, no optional arguments (-1 ends).
-        let rc = unsafe { sys::guestfs_fstrim(self.g, m.as_ptr(), sys::OPTARGS_END) };
+        let rc = unsafe { (api().guestfs_fstrim)(self.g, m.as_ptr(), sys::OPTARGS_END) };
         self.check(rc, "fstrim", mountpoint)
     }
 
     /// Write everything cached in the appliance to the drives.
     pub fn sync(&mut self) -> Result<()> {
         // SAFETY: live handle.
-        let rc = unsafe { sys::guestfs_sync(self.g) };
+        let rc = unsafe { (api().guestfs_sync)(self.g) };
         self.check(rc, "sync", "")
     }
 
@@ -317,7 +335,7 @@ impl Handle {
     pub fn readdir(&mut self, dir: &Path) -> Result<Vec<Dirent>> {
         let d = path_c("readdir", dir)?;
         // SAFETY: live handle, NUL-terminated string; the list returned is ours to free.
-        let l = unsafe { sys::guestfs_readdir(self.g, d.as_ptr()) };
+        let l = unsafe { (api().guestfs_readdir)(self.g, d.as_ptr()) };
         if l.is_null() {
             return Err(self.error("readdir", dir.display().to_string()));
         }
@@ -333,7 +351,7 @@ impl Handle {
                     name: OsString::from_vec(CStr::from_ptr(e.name).to_bytes().to_vec()),
                 })
                 .collect();
-            sys::guestfs_free_dirent_list(l);
+            (api().guestfs_free_dirent_list)(l);
             v
         };
         Ok(out)
@@ -343,7 +361,7 @@ impl Handle {
     pub fn lstat(&mut self, path: &Path) -> Result<Stat> {
         let p = path_c("lstatns", path)?;
         // SAFETY: live handle, NUL-terminated string; the struct returned is ours to free.
-        let s = unsafe { sys::guestfs_lstatns(self.g, p.as_ptr()) };
+        let s = unsafe { (api().guestfs_lstatns)(self.g, p.as_ptr()) };
         if s.is_null() {
             return Err(self.error("lstatns", path.display().to_string()));
         }
@@ -363,7 +381,7 @@ impl Handle {
                 mtime: st.st_mtime_sec,
                 ctime: st.st_ctime_sec,
             };
-            sys::guestfs_free_statns(s);
+            (api().guestfs_free_statns)(s);
             out
         };
         Ok(out)
@@ -373,7 +391,7 @@ impl Handle {
     pub fn readlink(&mut self, path: &Path) -> Result<OsString> {
         let p = path_c("readlink", path)?;
         // SAFETY: live handle, NUL-terminated string; the string returned is ours.
-        let s = unsafe { sys::guestfs_readlink(self.g, p.as_ptr()) };
+        let s = unsafe { (api().guestfs_readlink)(self.g, p.as_ptr()) };
         if s.is_null() {
             return Err(self.error("readlink", path.display().to_string()));
         }
@@ -399,7 +417,7 @@ impl Handle {
         let mut got: usize = 0;
         // SAFETY: live handle, NUL-terminated string, `got` a valid out pointer; the
         // buffer returned (NULL on error) holds `got` bytes and is ours to free.
-        let r = unsafe { sys::guestfs_pread(self.g, p.as_ptr(), count as c_int, off, &mut got) };
+        let r = unsafe { (api().guestfs_pread)(self.g, p.as_ptr(), count as c_int, off, &mut got) };
         if r.is_null() {
             return Err(self.error("pread", path.display().to_string()));
         }
@@ -426,7 +444,7 @@ impl Handle {
             })?;
             // SAFETY: live handle; `data[..n]` is valid for `n` bytes during the call.
             let rc = unsafe {
-                sys::guestfs_pwrite(self.g, p.as_ptr(), data.as_ptr().cast::<c_char>(), n, off)
+                (api().guestfs_pwrite)(self.g, p.as_ptr(), data.as_ptr().cast::<c_char>(), n, off)
             };
             if rc <= 0 {
                 return Err(self.error("pwrite", path.display().to_string()));
@@ -443,7 +461,7 @@ impl Handle {
         let p = path_c("truncate", path)?;
         let size = i64::try_from(size).unwrap_or(i64::MAX);
         // SAFETY: live handle, NUL-terminated string.
-        let rc = unsafe { sys::guestfs_truncate_size(self.g, p.as_ptr(), size) };
+        let rc = unsafe { (api().guestfs_truncate_size)(self.g, p.as_ptr(), size) };
         self.check(rc, "truncate", path.display().to_string())
     }
 
@@ -451,7 +469,7 @@ impl Handle {
     pub fn touch(&mut self, path: &Path) -> Result<()> {
         self.path_op("touch", path, |g, p| {
             // SAFETY: live handle, NUL-terminated string.
-            unsafe { sys::guestfs_touch(g, p) }
+            unsafe { (api().guestfs_touch)(g, p) }
         })
     }
 
@@ -460,7 +478,7 @@ impl Handle {
         let mode = (mode & 0o7777) as c_int;
         self.path_op("mkdir", path, |g, p| {
             // SAFETY: live handle, NUL-terminated string.
-            unsafe { sys::guestfs_mkdir_mode(g, p, mode) }
+            unsafe { (api().guestfs_mkdir_mode)(g, p, mode) }
         })
     }
 
@@ -469,7 +487,7 @@ impl Handle {
         let t = cstring("ln_s", target.as_bytes())?;
         self.path_op("ln_s", link, |g, p| {
             // SAFETY: live handle, NUL-terminated strings.
-            unsafe { sys::guestfs_ln_s(g, t.as_ptr(), p) }
+            unsafe { (api().guestfs_ln_s)(g, t.as_ptr(), p) }
         })
     }
 
@@ -478,7 +496,7 @@ impl Handle {
         let t = path_c("ln", existing)?;
         self.path_op("ln", link, |g, p| {
             // SAFETY: live handle, NUL-terminated strings.
-            unsafe { sys::guestfs_ln(g, t.as_ptr(), p) }
+            unsafe { (api().guestfs_ln)(g, t.as_ptr(), p) }
         })
     }
 
@@ -486,7 +504,7 @@ impl Handle {
     pub fn rm(&mut self, path: &Path) -> Result<()> {
         self.path_op("rm", path, |g, p| {
             // SAFETY: live handle, NUL-terminated string.
-            unsafe { sys::guestfs_rm(g, p) }
+            unsafe { (api().guestfs_rm)(g, p) }
         })
     }
 
@@ -494,7 +512,7 @@ impl Handle {
     pub fn rmdir(&mut self, path: &Path) -> Result<()> {
         self.path_op("rmdir", path, |g, p| {
             // SAFETY: live handle, NUL-terminated string.
-            unsafe { sys::guestfs_rmdir(g, p) }
+            unsafe { (api().guestfs_rmdir)(g, p) }
         })
     }
 
@@ -503,7 +521,7 @@ impl Handle {
         let f = path_c("rename", from)?;
         self.path_op("rename", to, |g, p| {
             // SAFETY: live handle, NUL-terminated strings.
-            unsafe { sys::guestfs_rename(g, f.as_ptr(), p) }
+            unsafe { (api().guestfs_rename)(g, f.as_ptr(), p) }
         })
     }
 
@@ -512,7 +530,7 @@ impl Handle {
         let mode = (mode & 0o7777) as c_int;
         self.path_op("chmod", path, |g, p| {
             // SAFETY: live handle, NUL-terminated string.
-            unsafe { sys::guestfs_chmod(g, mode, p) }
+            unsafe { (api().guestfs_chmod)(g, mode, p) }
         })
     }
 
@@ -520,7 +538,7 @@ impl Handle {
     pub fn lchown(&mut self, path: &Path, uid: i32, gid: i32) -> Result<()> {
         self.path_op("lchown", path, |g, p| {
             // SAFETY: live handle, NUL-terminated string.
-            unsafe { sys::guestfs_lchown(g, uid, gid, p) }
+            unsafe { (api().guestfs_lchown)(g, uid, gid, p) }
         })
     }
 
@@ -528,7 +546,7 @@ impl Handle {
     pub fn utimens(&mut self, path: &Path, atime: i64, mtime: i64) -> Result<()> {
         self.path_op("utimens", path, |g, p| {
             // SAFETY: live handle, NUL-terminated string.
-            unsafe { sys::guestfs_utimens(g, p, atime, 0, mtime, 0) }
+            unsafe { (api().guestfs_utimens)(g, p, atime, 0, mtime, 0) }
         })
     }
 
@@ -548,7 +566,7 @@ impl Drop for Handle {
     fn drop(&mut self) {
         // SAFETY: the handle is live and closed exactly once; guestfs_close kills the
         // appliance if it is still running and frees everything the handle owns.
-        unsafe { sys::guestfs_close(self.g) };
+        unsafe { (api().guestfs_close)(self.g) };
     }
 }
 

@@ -1,7 +1,8 @@
 //! The libguestfs C declarations this crate uses, written by hand from
 //! /usr/include/guestfs.h (libguestfs 1.48). Only what `lib.rs` calls.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::OnceLock;
 
 /// The opaque `guestfs_h`.
 #[repr(C)]
@@ -84,87 +85,270 @@ pub struct Statns {
 
 pub type ErrorHandler = Option<unsafe extern "C" fn(*mut GuestfsH, *mut c_void, *const c_char)>;
 
-#[link(name = "guestfs")]
+/// Where the library is looked for: the soname of Debian's libguestfs0.
+const SONAME: &CStr = c"libguestfs.so.0";
+
+/// The functions of libguestfs this crate calls, found in the library at run time
+/// (`dlopen`): the programs start, and work on every other filesystem, on a machine
+/// without libguestfs; only a guest that needs the appliance asks for it.
+pub struct Api {
+    pub guestfs_create: unsafe extern "C" fn() -> *mut GuestfsH,
+    pub guestfs_close: unsafe extern "C" fn(*mut GuestfsH),
+    pub guestfs_last_error: unsafe extern "C" fn(*mut GuestfsH) -> *const c_char,
+    pub guestfs_last_errno: unsafe extern "C" fn(*mut GuestfsH) -> c_int,
+    pub guestfs_set_error_handler: unsafe extern "C" fn(*mut GuestfsH, ErrorHandler, *mut c_void),
+    pub guestfs_set_backend: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int,
+    pub guestfs_set_backend_setting:
+        unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int,
+    pub guestfs_set_memsize: unsafe extern "C" fn(*mut GuestfsH, c_int) -> c_int,
+    pub guestfs_add_drive_opts: unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int,
+    pub guestfs_launch: unsafe extern "C" fn(*mut GuestfsH) -> c_int,
+    pub guestfs_shutdown: unsafe extern "C" fn(*mut GuestfsH) -> c_int,
+    pub guestfs_part_list: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut PartitionList,
+    pub guestfs_free_partition_list: unsafe extern "C" fn(*mut PartitionList),
+    pub guestfs_btrfs_subvolume_list:
+        unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut BtrfsSubvolumeList,
+    pub guestfs_free_btrfssubvolume_list: unsafe extern "C" fn(*mut BtrfsSubvolumeList),
+    pub guestfs_mkmountpoint: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int,
+    pub guestfs_mount_options:
+        unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char, *const c_char) -> c_int,
+    pub guestfs_umount: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int,
+    pub guestfs_umount_all: unsafe extern "C" fn(*mut GuestfsH) -> c_int,
+    pub guestfs_fstrim: unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int,
+    pub guestfs_sync: unsafe extern "C" fn(*mut GuestfsH) -> c_int,
+    pub guestfs_readdir: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut DirentList,
+    pub guestfs_free_dirent_list: unsafe extern "C" fn(*mut DirentList),
+    pub guestfs_lstatns: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut Statns,
+    pub guestfs_free_statns: unsafe extern "C" fn(*mut Statns),
+    pub guestfs_readlink: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut c_char,
+    pub guestfs_pread:
+        unsafe extern "C" fn(*mut GuestfsH, *const c_char, c_int, i64, *mut usize) -> *mut c_char,
+    pub guestfs_pwrite:
+        unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char, usize, i64) -> c_int,
+    pub guestfs_truncate_size: unsafe extern "C" fn(*mut GuestfsH, *const c_char, i64) -> c_int,
+    pub guestfs_touch: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int,
+    pub guestfs_mkdir_mode: unsafe extern "C" fn(*mut GuestfsH, *const c_char, c_int) -> c_int,
+    pub guestfs_ln_s: unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int,
+    pub guestfs_ln: unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int,
+    pub guestfs_rm: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int,
+    pub guestfs_rmdir: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int,
+    pub guestfs_rename: unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int,
+    pub guestfs_chmod: unsafe extern "C" fn(*mut GuestfsH, c_int, *const c_char) -> c_int,
+    pub guestfs_lchown: unsafe extern "C" fn(*mut GuestfsH, c_int, c_int, *const c_char) -> c_int,
+    pub guestfs_utimens:
+        unsafe extern "C" fn(*mut GuestfsH, *const c_char, i64, i64, i64, i64) -> c_int,
+}
+
+static API: OnceLock<std::result::Result<Api, String>> = OnceLock::new();
+
+/// The library's functions, loaded on first use; the error says what is missing.
+pub fn api() -> std::result::Result<&'static Api, &'static str> {
+    API.get_or_init(load).as_ref().map_err(String::as_str)
+}
+
+fn load() -> std::result::Result<Api, String> {
+    // SAFETY: dlopen with a NUL-terminated soname; the handle is never closed, so the
+    // function pointers taken from it stay valid for the life of the process.
+    let lib = unsafe { dlopen(SONAME.as_ptr(), RTLD_NOW | RTLD_LOCAL) };
+    if lib.is_null() {
+        return Err(format!(
+            "libguestfs is not installed ({}): install the Debian package libguestfs0",
+            dl_error()
+        ));
+    }
+    /// Each symbol, as the type of its field: the declarations above are written from
+    /// guestfs.h, so the transmute gives each function its real signature.
+    macro_rules! sym {
+        ($name:ident, $t:ty) => {{
+            let name = concat!(stringify!($name), "\0");
+            // SAFETY: `lib` is a live handle and `name` NUL-terminated.
+            let p = unsafe { dlsym(lib, name.as_ptr().cast()) };
+            if p.is_null() {
+                return Err(format!(
+                    "the installed libguestfs lacks {} (libguestfs 1.40 or later is needed)",
+                    stringify!($name)
+                ));
+            }
+            // SAFETY: `p` is the address of the C function `$name`, whose signature is
+            // the field's type (from guestfs.h); function and data pointers have the
+            // same size and representation on the platforms Linux runs on.
+            unsafe { std::mem::transmute::<*mut c_void, $t>(p) }
+        }};
+    }
+    Ok(Api {
+        guestfs_create: sym!(guestfs_create, unsafe extern "C" fn() -> *mut GuestfsH),
+        guestfs_close: sym!(guestfs_close, unsafe extern "C" fn(*mut GuestfsH)),
+        guestfs_last_error: sym!(
+            guestfs_last_error,
+            unsafe extern "C" fn(*mut GuestfsH) -> *const c_char
+        ),
+        guestfs_last_errno: sym!(
+            guestfs_last_errno,
+            unsafe extern "C" fn(*mut GuestfsH) -> c_int
+        ),
+        guestfs_set_error_handler: sym!(
+            guestfs_set_error_handler,
+            unsafe extern "C" fn(*mut GuestfsH, ErrorHandler, *mut c_void)
+        ),
+        guestfs_set_backend: sym!(
+            guestfs_set_backend,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int
+        ),
+        guestfs_set_backend_setting: sym!(
+            guestfs_set_backend_setting,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int
+        ),
+        guestfs_set_memsize: sym!(
+            guestfs_set_memsize,
+            unsafe extern "C" fn(*mut GuestfsH, c_int) -> c_int
+        ),
+        guestfs_add_drive_opts: sym!(
+            guestfs_add_drive_opts,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int
+        ),
+        guestfs_launch: sym!(guestfs_launch, unsafe extern "C" fn(*mut GuestfsH) -> c_int),
+        guestfs_shutdown: sym!(
+            guestfs_shutdown,
+            unsafe extern "C" fn(*mut GuestfsH) -> c_int
+        ),
+        guestfs_part_list: sym!(
+            guestfs_part_list,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut PartitionList
+        ),
+        guestfs_free_partition_list: sym!(
+            guestfs_free_partition_list,
+            unsafe extern "C" fn(*mut PartitionList)
+        ),
+        guestfs_btrfs_subvolume_list: sym!(
+            guestfs_btrfs_subvolume_list,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut BtrfsSubvolumeList
+        ),
+        guestfs_free_btrfssubvolume_list: sym!(
+            guestfs_free_btrfssubvolume_list,
+            unsafe extern "C" fn(*mut BtrfsSubvolumeList)
+        ),
+        guestfs_mkmountpoint: sym!(
+            guestfs_mkmountpoint,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int
+        ),
+        guestfs_mount_options: sym!(
+            guestfs_mount_options,
+            unsafe extern "C" fn(
+                *mut GuestfsH,
+                *const c_char,
+                *const c_char,
+                *const c_char,
+            ) -> c_int
+        ),
+        guestfs_umount: sym!(
+            guestfs_umount,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int
+        ),
+        guestfs_umount_all: sym!(
+            guestfs_umount_all,
+            unsafe extern "C" fn(*mut GuestfsH) -> c_int
+        ),
+        guestfs_fstrim: sym!(
+            guestfs_fstrim,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int
+        ),
+        guestfs_sync: sym!(guestfs_sync, unsafe extern "C" fn(*mut GuestfsH) -> c_int),
+        guestfs_readdir: sym!(
+            guestfs_readdir,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut DirentList
+        ),
+        guestfs_free_dirent_list: sym!(
+            guestfs_free_dirent_list,
+            unsafe extern "C" fn(*mut DirentList)
+        ),
+        guestfs_lstatns: sym!(
+            guestfs_lstatns,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut Statns
+        ),
+        guestfs_free_statns: sym!(guestfs_free_statns, unsafe extern "C" fn(*mut Statns)),
+        guestfs_readlink: sym!(
+            guestfs_readlink,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut c_char
+        ),
+        guestfs_pread: sym!(
+            guestfs_pread,
+            unsafe extern "C" fn(
+                *mut GuestfsH,
+                *const c_char,
+                c_int,
+                i64,
+                *mut usize,
+            ) -> *mut c_char
+        ),
+        guestfs_pwrite: sym!(
+            guestfs_pwrite,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char, usize, i64) -> c_int
+        ),
+        guestfs_truncate_size: sym!(
+            guestfs_truncate_size,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, i64) -> c_int
+        ),
+        guestfs_touch: sym!(
+            guestfs_touch,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int
+        ),
+        guestfs_mkdir_mode: sym!(
+            guestfs_mkdir_mode,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, c_int) -> c_int
+        ),
+        guestfs_ln_s: sym!(
+            guestfs_ln_s,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int
+        ),
+        guestfs_ln: sym!(
+            guestfs_ln,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int
+        ),
+        guestfs_rm: sym!(
+            guestfs_rm,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int
+        ),
+        guestfs_rmdir: sym!(
+            guestfs_rmdir,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> c_int
+        ),
+        guestfs_rename: sym!(
+            guestfs_rename,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, *const c_char) -> c_int
+        ),
+        guestfs_chmod: sym!(
+            guestfs_chmod,
+            unsafe extern "C" fn(*mut GuestfsH, c_int, *const c_char) -> c_int
+        ),
+        guestfs_lchown: sym!(
+            guestfs_lchown,
+            unsafe extern "C" fn(*mut GuestfsH, c_int, c_int, *const c_char) -> c_int
+        ),
+        guestfs_utimens: sym!(
+            guestfs_utimens,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, i64, i64, i64, i64) -> c_int
+        ),
+    })
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns NULL or a NUL-terminated message valid until the next
+    // dl* call on this thread; it is copied at once.
+    let e = unsafe { dlerror() };
+    if e.is_null() {
+        return "unknown error".into();
+    }
+    // SAFETY: non-NULL, NUL-terminated (above).
+    unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
+}
+
+const RTLD_NOW: c_int = 2;
+const RTLD_LOCAL: c_int = 0;
+
 extern "C" {
-    pub fn guestfs_create() -> *mut GuestfsH;
-    pub fn guestfs_close(g: *mut GuestfsH);
-    pub fn guestfs_last_error(g: *mut GuestfsH) -> *const c_char;
-    pub fn guestfs_last_errno(g: *mut GuestfsH) -> c_int;
-    pub fn guestfs_set_error_handler(g: *mut GuestfsH, cb: ErrorHandler, opaque: *mut c_void);
-    pub fn guestfs_set_backend(g: *mut GuestfsH, backend: *const c_char) -> c_int;
-    pub fn guestfs_set_backend_setting(
-        g: *mut GuestfsH,
-        name: *const c_char,
-        val: *const c_char,
-    ) -> c_int;
-    pub fn guestfs_set_memsize(g: *mut GuestfsH, memsize: c_int) -> c_int;
-    pub fn guestfs_add_drive_opts(g: *mut GuestfsH, filename: *const c_char, ...) -> c_int;
-    pub fn guestfs_launch(g: *mut GuestfsH) -> c_int;
-    pub fn guestfs_shutdown(g: *mut GuestfsH) -> c_int;
-    pub fn guestfs_part_list(g: *mut GuestfsH, device: *const c_char) -> *mut PartitionList;
-    pub fn guestfs_free_partition_list(l: *mut PartitionList);
-    pub fn guestfs_btrfs_subvolume_list(
-        g: *mut GuestfsH,
-        fs: *const c_char,
-    ) -> *mut BtrfsSubvolumeList;
-    pub fn guestfs_free_btrfssubvolume_list(l: *mut BtrfsSubvolumeList);
-    pub fn guestfs_mkmountpoint(g: *mut GuestfsH, path: *const c_char) -> c_int;
-    pub fn guestfs_mount_options(
-        g: *mut GuestfsH,
-        options: *const c_char,
-        mountable: *const c_char,
-        mountpoint: *const c_char,
-    ) -> c_int;
-    pub fn guestfs_umount(g: *mut GuestfsH, pathordevice: *const c_char) -> c_int;
-    pub fn guestfs_umount_all(g: *mut GuestfsH) -> c_int;
-    pub fn guestfs_fstrim(g: *mut GuestfsH, mountpoint: *const c_char, ...) -> c_int;
-    pub fn guestfs_sync(g: *mut GuestfsH) -> c_int;
-    pub fn guestfs_readdir(g: *mut GuestfsH, dir: *const c_char) -> *mut DirentList;
-    pub fn guestfs_free_dirent_list(l: *mut DirentList);
-    pub fn guestfs_lstatns(g: *mut GuestfsH, path: *const c_char) -> *mut Statns;
-    pub fn guestfs_free_statns(s: *mut Statns);
-    pub fn guestfs_readlink(g: *mut GuestfsH, path: *const c_char) -> *mut c_char;
-    pub fn guestfs_pread(
-        g: *mut GuestfsH,
-        path: *const c_char,
-        count: c_int,
-        offset: i64,
-        size_r: *mut usize,
-    ) -> *mut c_char;
-    pub fn guestfs_pwrite(
-        g: *mut GuestfsH,
-        path: *const c_char,
-        content: *const c_char,
-        content_size: usize,
-        offset: i64,
-    ) -> c_int;
-    pub fn guestfs_truncate_size(g: *mut GuestfsH, path: *const c_char, size: i64) -> c_int;
-    pub fn guestfs_touch(g: *mut GuestfsH, path: *const c_char) -> c_int;
-    pub fn guestfs_mkdir_mode(g: *mut GuestfsH, path: *const c_char, mode: c_int) -> c_int;
-    pub fn guestfs_ln_s(g: *mut GuestfsH, target: *const c_char, linkname: *const c_char) -> c_int;
-    pub fn guestfs_ln(g: *mut GuestfsH, target: *const c_char, linkname: *const c_char) -> c_int;
-    pub fn guestfs_rm(g: *mut GuestfsH, path: *const c_char) -> c_int;
-    pub fn guestfs_rmdir(g: *mut GuestfsH, path: *const c_char) -> c_int;
-    pub fn guestfs_rename(
-        g: *mut GuestfsH,
-        oldpath: *const c_char,
-        newpath: *const c_char,
-    ) -> c_int;
-    pub fn guestfs_chmod(g: *mut GuestfsH, mode: c_int, path: *const c_char) -> c_int;
-    pub fn guestfs_lchown(
-        g: *mut GuestfsH,
-        owner: c_int,
-        group: c_int,
-        path: *const c_char,
-    ) -> c_int;
-    pub fn guestfs_utimens(
-        g: *mut GuestfsH,
-        path: *const c_char,
-        atsecs: i64,
-        atnsecs: i64,
-        mtsecs: i64,
-        mtnsecs: i64,
-    ) -> c_int;
+    fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlerror() -> *mut c_char;
 }
 
 extern "C" {
