@@ -38,10 +38,12 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 arch=$(dpkg --print-architecture)
 out=target/debian
 deb="$out/${name}_${version}_${arch}.deb"
-# Runtime programs (not libraries: dpkg-shlibdeps finds those). fdisk/gdisk are only
-# used by the tests; lvm2 serves guests on LVM.
+# Runtime programs (not libraries: dpkg-shlibdeps finds those). fdisk/gdisk and lvm2
+# are only used by the tests (LVM metadata is read and written in-process).
 runtime_depends="e2fsprogs, qemu-utils, fuse3, mount, eatmydata"
-recommends="lvm2"
+# libguestfs0 (with supermin and a kernel) serves xfs and btrfs guests through an
+# appliance; it is loaded at run time, so the programs work without it for the rest.
+suggests="libguestfs0, supermin, linux-image-amd64"
 
 cargo build -q --profile "$profile" -p snf-mkimage -p snf-image-creator
 work=$(mktemp -d /var/tmp/snf-package.XXXXXX)
@@ -95,7 +97,7 @@ Architecture: $arch
 Maintainer: snf-image-creator developers <snf-image-creator@localhost>
 Installed-Size: $(du -sk "$pkg/usr" | cut -f1)
 Depends: $shlibs, $runtime_depends
-Recommends: $recommends
+Suggests: $suggests
 Section: admin
 Priority: optional
 Homepage: https://github.com/grnet/snf-image-creator
