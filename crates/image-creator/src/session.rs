@@ -874,6 +874,7 @@ impl Session {
             .filter(|p| p.desc.lv.is_some() && p.probe.fs_type == snf_guestfs::probe::FsType::Swap)
             .cloned()
             .collect();
+        let partitions = inspection.partitions.clone();
         let Some(guest) = &mut inspection.guest else {
             return Ok(());
         };
@@ -887,7 +888,8 @@ impl Session {
         )
         .with_dry_run(self.opts.dry_run)
         .with_filesystems(filesystems)
-        .with_kept_swap(kept_swap);
+        .with_kept_swap(kept_swap)
+        .with_partitions(partitions);
         self.sysprep_reports = sysprep::run_enabled(registry, &mut ctx)?;
         Ok(())
     }
