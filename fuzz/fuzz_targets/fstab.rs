@@ -16,6 +16,7 @@ fn part(number: u32, fs_type: FsType, uuid: &str, label: &str, gpt: bool) -> Pro
             gpt_guid: gpt.then(|| format!("0f3c9e2a-6b1d-4c55-9a7e-2d1f00c0ff{number:02x}")),
             gpt_name: gpt.then(|| format!("part{number}")),
             mbr_signature: (!gpt).then_some(0x1234_abcd),
+            ..PartitionDesc::default()
         },
         probe: Probe {
             fs_type,

@@ -142,17 +142,23 @@ fn edit_cmdlines(
     }
     let text = ctx.read_string(path)?.unwrap_or_default();
     let mut out = CmdlineOutcome::default();
+    let mut changed = false;
     let lines: Vec<String> = text
         .lines()
         .map(|l| {
             if is_cmdline(l) {
-                rewrite_cmdline(l, names, &mut out)
+                let new = rewrite_cmdline(l, names, &mut out);
+                changed |= new != l;
+                new
             } else {
                 l.to_string()
             }
         })
         .collect();
-    ctx.edit(path, &join_lines(&lines), false)?;
+    // Only rewritten when a line changed: a file that is not UTF-8 stays byte for byte.
+    if changed {
+        ctx.edit(path, &join_lines(&lines), false)?;
+    }
     report(ctx, path, &out);
     Ok(true)
 }
@@ -226,6 +232,9 @@ fn grubenv(ctx: &mut SysprepContext<'_>, path: &Path, names: &Names) -> Result<(
         })
         .collect();
     let new_body = join_lines(&lines);
+    if new_body == body {
+        return Ok(());
+    }
     if new_body.len() > text.len() {
         ctx.warn(format!(
             "{}: the new kernelopts do not fit in the block: left as is",
