@@ -11,8 +11,10 @@ pub static OP: Descriptor = Descriptor {
     name: "use-persistent-block-device-names",
     heading: "Replacing fstab & grub non-persistent device references",
     display: "Use persistent block device names",
-    description: "Scan fstab & grub configuration files and replace all non-persistent \
-                  device references with UUIDs.",
+    description: "Scan fstab, crypttab and every boot loader configuration (GRUB 2 also on \
+                  the EFI partition, BLS entries, GRUB legacy, syslinux) and replace all \
+                  non-persistent device references (root=, resume=) with UUIDs, so the \
+                  image boots whatever bus its disk is on.",
     effect: "Makes the image boot whatever bus its disk is attached to (virtio-blk, \
              virtio-scsi, SATA, NVMe). A device name is non-persistent when it starts like \
              /dev/hdX, /dev/sdX, /dev/vdX (a letter after the prefix; /dev/xvd* counts as \
