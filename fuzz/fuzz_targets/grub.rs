@@ -1,6 +1,8 @@
 //! Boot configuration and fstab as system preparation edits them: GRUB 2
-//! (/etc/default/grub, grub.cfg), GRUB legacy (menu.lst), syslinux/extlinux, and the
-//! fstab entries rewritten to persistent names or dropped for swap.
+//! (/etc/default/grub, grub.cfg, the ESP's grub.cfg, grubenv), BLS entries,
+//! /etc/kernel/cmdline, GRUB legacy (menu.lst), syslinux/extlinux, crypttab, the
+//! initramfs resume file, and the fstab entries rewritten to persistent names or
+//! dropped for swap.
 #![no_main]
 use image_creator::metadata::Metadata;
 use image_creator::sysprep::OsFamily;
@@ -17,6 +19,12 @@ const FILES: &[&str] = &[
     "/etc/fstab",
     "/etc/sysctl.conf",
     "/etc/selinux/config",
+    "/boot/loader/entries/x.conf",
+    "/boot/grub2/grubenv",
+    "/boot/efi/EFI/debian/grub.cfg",
+    "/etc/kernel/cmdline",
+    "/etc/crypttab",
+    "/etc/initramfs-tools/conf.d/resume",
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Boot a raw disk image under qemu (TCG, BIOS/SeaBIOS) and wait for a login prompt on
-# the serial console.
+# Boot a raw disk image under qemu (TCG; BIOS/SeaBIOS or UEFI/OVMF) with its disk on a
+# chosen bus and wait for a login prompt on the serial console.
 #
 # Usage: boot-check.sh IMAGE [TIMEOUT_SECONDS]
 #
@@ -11,7 +11,10 @@
 #   SNF_BOOT_LOG=FILE      keep the serial console log in FILE (default: a temp file,
 #                          removed on success)
 #   SNF_BOOT_MEM=MiB       guest memory (default 1024)
-#   SNF_BOOT_DISK_IF=virtio|ide   disk bus (default virtio)
+#   SNF_BOOT_DISK_IF=BUS   disk bus (default virtio): virtio (virtio-blk), scsi
+#                          (virtio-scsi), sata (AHCI), nvme or ide
+#   SNF_BOOT_FIRMWARE=bios|uefi   firmware (default bios): SeaBIOS, or OVMF from
+#                          Debian's ovmf package (its variable store copied per boot)
 set -euo pipefail
 
 usage() { echo "usage: $0 IMAGE [TIMEOUT_SECONDS]" >&2; exit 2; }
@@ -26,8 +29,38 @@ command -v qemu-system-x86_64 >/dev/null || {
 }
 MEM=${SNF_BOOT_MEM:-1024}
 DISK_IF=${SNF_BOOT_DISK_IF:-virtio}
+FIRMWARE=${SNF_BOOT_FIRMWARE:-bios}
+OVMF_DIR=/usr/share/OVMF
+
+# The disk, never written (snapshot=on), on the bus asked for; bootindex so the firmware
+# boots it whatever bus it is on.
+DRIVE="file=$IMAGE,format=raw,snapshot=on,cache=unsafe"
+case "$DISK_IF" in
+    virtio) DISK=(-drive "$DRIVE,if=none,id=d0" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
+    scsi) DISK=(-device virtio-scsi-pci,id=scsi0 -drive "$DRIVE,if=none,id=d0"
+        -device scsi-hd,drive=d0,bus=scsi0.0,bootindex=1) ;;
+    sata) DISK=(-device ahci,id=ahci0 -drive "$DRIVE,if=none,id=d0"
+        -device ide-hd,drive=d0,bus=ahci0.0,bootindex=1) ;;
+    nvme) DISK=(-drive "$DRIVE,if=none,id=d0" -device nvme,drive=d0,serial=snfboot0,bootindex=1) ;;
+    ide) DISK=(-drive "$DRIVE,if=ide") ;;
+    *) echo "boot-check.sh: SNF_BOOT_DISK_IF=$DISK_IF: not virtio, scsi, sata, nvme or ide" >&2; exit 2 ;;
+esac
 
 TMP=$(mktemp -d)
+case "$FIRMWARE" in
+    bios) FW=() ;;
+    uefi)
+        [ -f "$OVMF_DIR/OVMF_CODE_4M.fd" ] && [ -f "$OVMF_DIR/OVMF_VARS_4M.fd" ] || {
+            echo "boot-check.sh: $OVMF_DIR/OVMF_CODE_4M.fd not found (apt-get install ovmf)" >&2
+            rm -rf "$TMP"
+            exit 1
+        }
+        # The firmware writes its variables (boot entries): a private copy each boot.
+        cp "$OVMF_DIR/OVMF_VARS_4M.fd" "$TMP/vars.fd"
+        FW=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_DIR/OVMF_CODE_4M.fd"
+            -drive "if=pflash,format=raw,unit=1,file=$TMP/vars.fd") ;;
+    *) echo "boot-check.sh: SNF_BOOT_FIRMWARE=$FIRMWARE: not bios or uefi" >&2; rm -rf "$TMP"; exit 2 ;;
+esac
 LOG=${SNF_BOOT_LOG:-$TMP/console.log}
 : >"$LOG"
 QEMU_PID=
@@ -51,8 +84,7 @@ START=$(date +%s.%N)
 # timeout(1) is a backstop: should this script be SIGKILLed (no trap runs), qemu still
 # dies shortly after the deadline instead of lingering.
 timeout --kill-after=10 $((TIMEOUT + 30)) qemu-system-x86_64 -accel tcg -machine pc -m "$MEM" -smp 1 \
-    -nodefaults -display none -vga none -no-reboot \
-    -drive "file=$IMAGE,format=raw,if=$DISK_IF,snapshot=on,cache=unsafe" \
+    -nodefaults -display none -vga none -no-reboot "${FW[@]}" "${DISK[@]}" \
     -nic user,model=virtio-net-pci \
     -serial "file:$LOG" -monitor none \
     >"$TMP/qemu.out" 2>&1 &

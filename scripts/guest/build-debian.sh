@@ -3,6 +3,10 @@
 #
 #   OUTDIR/debian12-mbr.raw  MBR: p1 ext4 / (bootable, /boot inside), p2 linux swap (last)
 #   OUTDIR/debian12-gpt.raw  GPT: p1 BIOS boot (EF02, 1 MiB, GRUB core), p2 ext4 /, p3 swap (last)
+#   OUTDIR/debian12-uefi.raw GPT, booted by UEFI firmware (OVMF): p1 EFI system partition
+#                            (FAT, EF00, /boot/efi, GRUB x86_64-efi at the removable path
+#                            EFI/BOOT/BOOTX64.EFI), p2 ext4 /, p3 swap (last); Debian's
+#                            generic kernel (AHCI) instead of the cloud one
 #   OUTDIR/debian12-lvm.raw  MBR: p1 ext4 /boot (bootable), p2 LVM PV (type 8e, last) holding
 #                            VG snfvg: LV root (ext4 /), then LV swap (the Ubuntu Server /
 #                            RHEL layout); lvm2 in the guest and in its initramfs
@@ -30,7 +34,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "build-debian.sh: needs root (debootstrap, loop devices, mount)" >&2
     exit 1
 fi
-for tool in debootstrap partx sfdisk sgdisk mkfs.ext4 mkswap losetup e2fsck openssl ssh-keygen \
+for tool in debootstrap partx sfdisk sgdisk mkfs.ext4 mkfs.vfat mmd mcopy mkswap losetup e2fsck openssl ssh-keygen \
     pvcreate vgcreate lvcreate lvs pvs vgs vgck; do
     command -v "$tool" >/dev/null || { echo "build-debian.sh: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
@@ -45,7 +49,7 @@ MIRROR=${SNF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${SNF_DEBOOTSTRAP_CACHE:-/var/cache/snf-test-debootstrap}
 
 if [ -f "$OUTDIR/debian12-mbr.raw" ] && [ -f "$OUTDIR/debian12-gpt.raw" ] &&
-    [ -f "$OUTDIR/debian12-lvm.raw" ] &&
+    [ -f "$OUTDIR/debian12-lvm.raw" ] && [ -f "$OUTDIR/debian12-uefi.raw" ] &&
     [ "$(cat "$OUTDIR/stamp" 2>/dev/null)" = "$STAMP_VALUE" ]; then
     echo "build-debian.sh: $OUTDIR is up to date" >&2
     exit 0
@@ -68,6 +72,17 @@ MBR_LABEL_ID=0x5a0f0001
 GPT_DISK_GUID=6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9001
 GPT_PART_GUIDS=(6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9011 6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9012
     6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9013)
+UEFI_ROOT_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445531
+UEFI_SWAP_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445532
+UEFI_ESP_VOLID=5A0F0E51       # FAT volume id: fstab names it UUID=5A0F-0E51
+UEFI_ESP_MIB=64
+UEFI_DISK_GUID=6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9002
+UEFI_PART_GUIDS=(6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9021 6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9022
+    6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9023)
+# GRUB for UEFI (its -bin package coexists with grub-pc) and Debian's generic kernel in
+# place of the cloud one, which has no AHCI driver: the UEFI image is the one the tests
+# boot on SATA. Installed into that image only, so the other images stay as they were.
+UEFI_PACKAGES=(grub-efi-amd64-bin linux-image-amd64)
 LVM_LABEL_ID=0x5a0f0003
 LVM_BOOT_MIB=256              # /boot partition size
 LVM_VG=snfvg
@@ -238,6 +253,13 @@ unit: sectors
 start=2048, size=$(((total_mib - 1 - SWAP_MIB) * 2048)), type=83, bootable
 start=$(((total_mib - SWAP_MIB) * 2048)), type=82
 EOF
+    elif [ "$kind" = uefi ]; then
+        root_uuid=$UEFI_ROOT_UUID swap_uuid=$UEFI_SWAP_UUID rootpart=2 swappart=3
+        sgdisk -o -U "$UEFI_DISK_GUID" \
+            -n "1:2048:+${UEFI_ESP_MIB}M" -t 1:EF00 -c 1:esp -u "1:${UEFI_PART_GUIDS[0]}" \
+            -n "2:0:$(((total_mib - 1 - SWAP_MIB) * 2048 - 1))" -t 2:8300 -c 2:root -u "2:${UEFI_PART_GUIDS[1]}" \
+            -n "3:0:+${SWAP_MIB}M" -t 3:8200 -c 3:swap -u "3:${UEFI_PART_GUIDS[2]}" "$out" >/dev/null
+        sgdisk -v "$out" | grep -q 'No problems found' || { echo "build-debian.sh: sgdisk made a bad table" >&2; return 1; }
     else
         root_uuid=$GPT_ROOT_UUID swap_uuid=$GPT_SWAP_UUID rootpart=2 swappart=3
         # No -q: sgdisk 1.0.9 -q silently writes nothing on a disk without a table.
@@ -263,13 +285,60 @@ UUID=$root_uuid / ext4 errors=remount-ro 0 1
 UUID=$swap_uuid none swap sw 0 0
 EOF
     mount_pseudo "$mnt" "$loop"
+    local target=i386-pc
+    if [ "$kind" = uefi ]; then
+        mkfs.vfat -i "$UEFI_ESP_VOLID" -n ESP "${loop}p1" >/dev/null
+        # nofail: a guest kernel without vfat still boots.
+        echo "UUID=${UEFI_ESP_VOLID:0:4}-${UEFI_ESP_VOLID:4:4} /boot/efi vfat umask=0077,nofail 0 1" >>"$mnt/etc/fstab"
+        mkdir -p "$mnt/boot/efi"
+        flock 9
+        mount --bind "$CACHE" "$mnt/var/cache/apt/archives"; MOUNTS+=("$mnt/var/cache/apt/archives")
+        if ! in_root "$mnt" apt-get install -y --no-install-recommends "${UEFI_PACKAGES[@]}" \
+            >"$WORK/apt-uefi.log" 2>&1; then
+            # debootstrap's package lists may not name them: fetch the lists once.
+            in_root "$mnt" apt-get update >>"$WORK/apt-uefi.log" 2>&1 &&
+                in_root "$mnt" apt-get install -y --no-install-recommends "${UEFI_PACKAGES[@]}" \
+                    >>"$WORK/apt-uefi.log" 2>&1 || { tail -40 "$WORK/apt-uefi.log" >&2; return 1; }
+        fi
+        local cloud
+        cloud=$(in_root "$mnt" dpkg-query -W -f '${Package}\n' 'linux-image-*cloud-amd64')
+        # shellcheck disable=SC2086 # one package name a line
+        in_root "$mnt" apt-get purge -y $cloud >>"$WORK/apt-uefi.log" 2>&1 ||
+            { tail -40 "$WORK/apt-uefi.log" >&2; return 1; }
+        umount "$mnt/var/cache/apt/archives"; unset 'MOUNTS[${#MOUNTS[@]}-1]'
+        flock -u 9
+        in_root "$mnt" apt-cache gencaches >/dev/null 2>&1 || true
+        local kmods
+        kmods=$(find "$mnt/lib/modules" -name 'ahci.ko*' | head -1)
+        [ -n "$kmods" ] || { echo "build-debian.sh: the UEFI image's kernel has no ahci module" >&2; return 1; }
+        # What `grub-install --target=x86_64-efi --removable --no-nvram` does, by hand:
+        # it wants the ESP mounted and this machine's kernel has no vfat. The modules go
+        # to /boot/grub/x86_64-efi, the core image (finding the root by UUID, as
+        # grub-install's load.cfg does) to the removable path EFI/BOOT/BOOTX64.EFI,
+        # which firmware boots without NVRAM entries (a new VM has none).
+        mkdir -p "$mnt/boot/grub/x86_64-efi"
+        cp "$mnt"/usr/lib/grub/x86_64-efi/*.mod "$mnt"/usr/lib/grub/x86_64-efi/*.lst \
+            "$mnt/boot/grub/x86_64-efi/"
+        printf 'search.fs_uuid %s root\nset prefix=($root)/boot/grub\n' "$root_uuid" >"$mnt/tmp/load.cfg"
+        in_root "$mnt" grub-mkimage -O x86_64-efi -o /tmp/BOOTX64.EFI -c /tmp/load.cfg \
+            -p /boot/grub part_gpt ext2 search_fs_uuid >"$WORK/grub-$kind.log" 2>&1 || {
+            cat "$WORK/grub-$kind.log" >&2
+            return 1
+        }
+        MTOOLS_SKIP_CHECK=1 mmd -i "${loop}p1" ::/EFI ::/EFI/BOOT
+        MTOOLS_SKIP_CHECK=1 mcopy -i "${loop}p1" "$mnt/tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+        rm -f "$mnt/tmp/BOOTX64.EFI" "$mnt/tmp/load.cfg"
+        target=
+    fi
     # grub-mkconfig only writes root=UUID= when /dev/disk/by-uuid/<uuid> exists.
     mkdir -p "$mnt/dev/disk/by-uuid"
     ln -s "../../$(basename "$loop")p$rootpart" "$mnt/dev/disk/by-uuid/$root_uuid"
-    in_root "$mnt" grub-install --target=i386-pc "$loop" >"$WORK/grub-$kind.log" 2>&1 || {
-        cat "$WORK/grub-$kind.log" >&2
-        return 1
-    }
+    if [ -n "$target" ]; then
+        in_root "$mnt" grub-install --target="$target" "$loop" >"$WORK/grub-$kind.log" 2>&1 || {
+            cat "$WORK/grub-$kind.log" >&2
+            return 1
+        }
+    fi
     in_root "$mnt" update-grub >>"$WORK/grub-$kind.log" 2>&1 || {
         cat "$WORK/grub-$kind.log" >&2
         return 1
@@ -280,7 +349,7 @@ EOF
     }
     # grub-pc's debconf would otherwise point at a loop device that no guest has.
     echo "grub-pc grub-pc/install_devices multiselect /dev/sda" | in_root "$mnt" debconf-set-selections
-    umount -R "$mnt"
+    for ((i = ${#MOUNTS[@]} - 1; i >= nmounts; i--)); do umount "${MOUNTS[i]}"; done
     MOUNTS=("${MOUNTS[@]:0:nmounts}")
     # snf-image refuses to resize an ext filesystem that is not clean.
     e2fsck -fy "${loop}p$rootpart" >/dev/null 2>&1 || [ $? -le 1 ]
@@ -292,6 +361,8 @@ log "building MBR image"
 make_image mbr "$WORK/debian12-mbr.raw"
 log "building GPT image"
 make_image gpt "$WORK/debian12-gpt.raw"
+log "building UEFI image"
+make_image uefi "$WORK/debian12-uefi.raw"
 
 # ---- 3. the LVM image (last: it changes the tree) ---------------------------------------
 # lvm_tool CMD ARGS...: an LVM tool that sees only the loop device's PV partition and
@@ -491,13 +562,17 @@ cat >"$WORK/guest.json" <<EOF
     "gpt": {"file": "debian12-gpt.raw", "root_partition": 2, "swap_partition": 3,
             "bios_boot_partition": 1,
             "root_uuid": "$GPT_ROOT_UUID", "swap_uuid": "$GPT_SWAP_UUID"},
+    "uefi": {"file": "debian12-uefi.raw", "root_partition": 2, "swap_partition": 3,
+             "esp_partition": 1, "esp_uuid": "${UEFI_ESP_VOLID:0:4}-${UEFI_ESP_VOLID:4:4}",
+             "root_uuid": "$UEFI_ROOT_UUID", "swap_uuid": "$UEFI_SWAP_UUID"},
 $LVM_FACTS
   }
 }
 EOF
 
 rm -f "$OUTDIR/stamp"
-mv -f "$WORK/debian12-mbr.raw" "$WORK/debian12-gpt.raw" "$WORK/debian12-lvm.raw" "$WORK/guest.json" \
+mv -f "$WORK/debian12-mbr.raw" "$WORK/debian12-gpt.raw" "$WORK/debian12-uefi.raw" \
+    "$WORK/debian12-lvm.raw" "$WORK/guest.json" \
     "$WORK/id_ed25519" "$WORK/id_ed25519.pub" "$OUTDIR/"
 echo "$STAMP_VALUE" >"$OUTDIR/stamp"
 log "done: $(du -h --apparent-size "$OUTDIR"/debian12-*.raw | tr '\n' ' ')"

@@ -638,6 +638,47 @@ impl Session {
         }
     }
 
+    /// On a GPT image, `SWAP` (from a removed swap partition, or a bundled host's) is
+    /// dropped unless `-m SWAP=` asked for it, with a warning: snf-image cannot
+    /// re-create swap on GPT (its `sgdisk -n N:-SIZE:-2049 -t N:swap` overlaps the
+    /// grown root and `swap` is no type code), so every deployment of such an image
+    /// would fail. See the README.
+    fn gpt_swap(&mut self) {
+        let gpt = self
+            .layout
+            .as_ref()
+            .is_some_and(|l| l.kind() == partition::TableKind::Gpt);
+        let Some(swap) = self
+            .metadata
+            .get("SWAP")
+            .filter(|_| gpt)
+            .map(str::to_string)
+        else {
+            return;
+        };
+        let why = "snf-image cannot re-create a swap partition on GPT disks (its `sgdisk \
+                   -n N:-SIZE:-2049 -t N:swap' overlaps the grown root partition), so a \
+                   deployment of a GPT image with SWAP fails";
+        match self.opts.metadata.get("SWAP") {
+            // `-m SWAP=`: dropped on purpose, nothing to say.
+            Some("") => {
+                self.metadata.remove("SWAP");
+            }
+            Some(_) => self.reporter.warn(&format!(
+                "GPT image with SWAP={swap} (asked for with -m): {why}; use it only with a \
+                 deployment tool that handles swap on GPT"
+            )),
+            None => {
+                self.metadata.remove("SWAP");
+                self.reporter.warn(&format!(
+                    "SWAP={swap} is not recorded for this GPT image: {why}. Deployed VMs get \
+                     no swap partition. To record it anyway (for a deployment tool that \
+                     handles swap on GPT), pass -m SWAP={swap}"
+                ));
+            }
+        }
+    }
+
     fn set_detected(&mut self, key: &'static str, value: &str) {
         // Keys set here are constants made of valid characters.
         let _ = self.metadata.insert(key, value);
@@ -874,6 +915,7 @@ impl Session {
             .filter(|p| p.desc.lv.is_some() && p.probe.fs_type == snf_guestfs::probe::FsType::Swap)
             .cloned()
             .collect();
+        let partitions = inspection.partitions.clone();
         let Some(guest) = &mut inspection.guest else {
             return Ok(());
         };
@@ -887,7 +929,8 @@ impl Session {
         )
         .with_dry_run(self.opts.dry_run)
         .with_filesystems(filesystems)
-        .with_kept_swap(kept_swap);
+        .with_kept_swap(kept_swap)
+        .with_partitions(partitions);
         self.sysprep_reports = sysprep::run_enabled(registry, &mut ctx)?;
         Ok(())
     }
@@ -933,6 +976,7 @@ impl Session {
                 self.set_detected("SWAP", swap);
             }
         }
+        self.gpt_swap();
         if self.opts.produces_image() && !self.opts.dry_run {
             if let (Some(disk), Some(layout)) = (&self.disk, &self.layout) {
                 self.free = shrink::free_ranges(disk.path(), layout, self.reporter.as_ref());

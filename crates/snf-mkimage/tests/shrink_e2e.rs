@@ -214,10 +214,23 @@ fn image_guest(dir: &Path, table: Table) -> PathBuf {
     assert_eq!(meta["OS"], "debian");
     assert_eq!(meta["ROOT_PARTITION"], lay.root_partition.to_string());
     assert_eq!(meta["USERS"], "root user");
-    assert_eq!(
-        meta["SWAP"],
-        format!("{}:{}", lay.swap_partition, guest.info.swap_mib)
-    );
+    if table == Table::Gpt {
+        // snf-image cannot re-create swap on GPT: not recorded, and said so (README).
+        assert!(meta.get("SWAP").is_none(), "SWAP set on GPT: {meta}");
+        assert!(
+            stderr(&run).contains(&format!(
+                "SWAP={}:{} is not recorded",
+                lay.swap_partition, guest.info.swap_mib
+            )),
+            "{}",
+            stderr(&run)
+        );
+    } else {
+        assert_eq!(
+            meta["SWAP"],
+            format!("{}:{}", lay.swap_partition, guest.info.swap_mib)
+        );
+    }
     // Every filesystem clean, the swap gone, the image cut after the root.
     let (label, parts) = partitions(&out).unwrap();
     assert!(parts.iter().all(|p| p.number != lay.swap_partition));
@@ -257,7 +270,7 @@ fn the_debian_mbr_guest_is_shrunk_clean_and_boots() {
 }
 
 #[test]
-fn the_debian_gpt_guest_is_shrunk_deploys_to_a_bigger_disk_and_boots() {
+fn the_debian_gpt_guest_is_shrunk_deploys_to_a_bigger_disk_without_swap_and_boots() {
     let guest = debian_guest_info();
     let lay = guest.layout(Table::Gpt);
     let dir = tempfile::tempdir_in(snf_testkit::target_dir()).unwrap();
@@ -283,12 +296,10 @@ fn the_debian_gpt_guest_is_shrunk_deploys_to_a_bigger_disk_and_boots() {
         .iter()
         .find(|p| p.number == lay.root_partition)
         .unwrap();
-    let swap = parts
-        .iter()
-        .find(|p| p.number == lay.swap_partition)
-        .unwrap();
-    assert_eq!(grown.start + grown.size, swap.start);
-    assert_eq!(swap.size, guest.info.swap_mib * 2048);
+    // No SWAP on GPT (snf-image cannot re-create it): the root takes the whole disk.
+    assert!(parts.iter().all(|p| p.number != lay.swap_partition));
+    // deploy.sh (as snf-image) ends the grown partition 2048 sectors before the disk end.
+    assert_eq!(grown.start + grown.size, size / 512 - 2048, "{grown:?}");
     assert_eq!(grown.uuid, root.uuid, "PARTUUID changed");
     assert_boots(&vm);
 }

@@ -1,11 +1,13 @@
 //! Test support for the end-to-end tests that need a real guest.
 //!
 //! * [`debian_guest`] / [`debian_guest_info`]: real, bootable Debian 12 disk images (MBR,
-//!   GPT, and root on LVM: [`DebianGuest::lvm_image`]) made by `scripts/guest/build-debian.sh`, built once per machine into
+//!   GPT, GPT booted by UEFI: [`DebianGuest::uefi_image`], and root on LVM:
+//!   [`DebianGuest::lvm_image`]) made by `scripts/guest/build-debian.sh`, built once per machine into
 //!   `target/test-guest/` (cached by the script's hash) and at most once per test run:
 //!   a file lock makes parallel test binaries wait for the one that builds.
-//! * [`boot_check`]: boots an image under qemu (TCG) without writing to it and waits for
-//!   a login prompt on the serial console (`scripts/guest/boot-check.sh`).
+//! * [`boot_check`] / [`boot_check_with`]: boots an image under qemu (TCG; BIOS or UEFI,
+//!   its disk on virtio-blk, virtio-scsi, SATA, NVMe or IDE) without writing to it and
+//!   waits for a login prompt on the serial console (`scripts/guest/boot-check.sh`).
 //! * [`deploy`]: does to an image what snf-image does when it deploys one to a bigger VM
 //!   disk (`scripts/guest/deploy.sh`).
 //! * [`partitions`], [`guest_file`]: read a disk's partition table and a file in one of
@@ -140,6 +142,12 @@ pub struct GuestImage {
     pub swap_partition: u32,
     /// GPT only: the EF02 partition GRUB's core image lives in.
     pub bios_boot_partition: Option<u32>,
+    /// UEFI image only: the EFI system partition (FAT, mounted at `/boot/efi`).
+    #[serde(default)]
+    pub esp_partition: Option<u32>,
+    /// UEFI image only: the ESP's FAT volume id as fstab names it (`XXXX-XXXX`).
+    #[serde(default)]
+    pub esp_uuid: Option<String>,
     pub root_uuid: String,
     pub swap_uuid: String,
 }
@@ -190,6 +198,8 @@ impl LvmGuestImage {
 pub struct GuestImages {
     pub mbr: GuestImage,
     pub gpt: GuestImage,
+    /// GPT booted by UEFI: p1 ESP, p2 root, p3 swap (`debian12-uefi.raw`).
+    pub uefi: GuestImage,
     pub lvm: LvmGuestImage,
 }
 
@@ -233,6 +243,17 @@ impl DebianGuest {
     /// (`cp --sparse=always`) or open it read-only.
     pub fn image(&self, table: Table) -> PathBuf {
         self.dir.join(&self.layout(table).file)
+    }
+
+    /// Layout of the UEFI image: GPT, p1 the EFI system partition (GRUB x86_64-efi at
+    /// `EFI/BOOT/BOOTX64.EFI`, `/boot/efi` in fstab), p2 ext4 root, p3 swap.
+    pub fn uefi(&self) -> &GuestImage {
+        &self.info.images.uefi
+    }
+
+    /// Path of the UEFI image; as [`DebianGuest::image`], not to be modified.
+    pub fn uefi_image(&self) -> PathBuf {
+        self.dir.join(&self.uefi().file)
     }
 
     /// Layout of the image whose root is on LVM.
@@ -327,11 +348,67 @@ pub struct BootReport {
     pub console: String,
 }
 
+/// The bus a boot check attaches the disk to (what clouds use: virtio-blk by default,
+/// virtio-scsi with OpenStack's `hw_disk_bus=scsi`, SATA, NVMe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskBus {
+    /// virtio-blk: the guest sees `/dev/vda`.
+    #[default]
+    VirtioBlk,
+    /// virtio-scsi: `/dev/sda`.
+    VirtioScsi,
+    /// SATA through an AHCI controller: `/dev/sda`.
+    Sata,
+    /// NVMe: `/dev/nvme0n1`.
+    Nvme,
+    /// Legacy IDE: `/dev/sda` (libata).
+    Ide,
+}
+
+impl DiskBus {
+    /// `SNF_BOOT_DISK_IF` of `boot-check.sh`.
+    fn script_name(self) -> &'static str {
+        match self {
+            DiskBus::VirtioBlk => "virtio",
+            DiskBus::VirtioScsi => "scsi",
+            DiskBus::Sata => "sata",
+            DiskBus::Nvme => "nvme",
+            DiskBus::Ide => "ide",
+        }
+    }
+}
+
+/// The firmware a boot check starts the machine with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Firmware {
+    /// SeaBIOS (legacy BIOS boot from the MBR / BIOS boot partition).
+    #[default]
+    Bios,
+    /// OVMF (Debian's `ovmf` package): UEFI boot from the EFI system partition.
+    Uefi,
+}
+
+/// How a boot check attaches the disk and which firmware boots it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootOptions {
+    pub bus: DiskBus,
+    pub firmware: Firmware,
+}
+
 /// Boot `image` (raw) under qemu/TCG with snapshot=on, so the image is not written,
 /// and wait up to `timeout` for a `login:` prompt on the serial console.
 ///
 /// On failure the error carries the tail of the console log.
 pub fn boot_check(image: &Path, timeout: Duration) -> Result<BootReport> {
+    boot_check_with(image, timeout, BootOptions::default())
+}
+
+/// [`boot_check`] with the disk on `opts.bus` and booted by `opts.firmware`.
+pub fn boot_check_with(image: &Path, timeout: Duration, opts: BootOptions) -> Result<BootReport> {
+    let firmware = match opts.firmware {
+        Firmware::Bios => "bios",
+        Firmware::Uefi => "uefi",
+    };
     let log = tempfile::NamedTempFile::new().map_err(|source| TestkitError::Io {
         path: std::env::temp_dir(),
         source,
@@ -342,7 +419,9 @@ pub fn boot_check(image: &Path, timeout: Duration) -> Result<BootReport> {
             .arg(scripts_dir().join("boot-check.sh"))
             .arg(image)
             .arg(timeout.as_secs().max(1).to_string())
-            .env("SNF_BOOT_LOG", log.path()),
+            .env("SNF_BOOT_LOG", log.path())
+            .env("SNF_BOOT_DISK_IF", opts.bus.script_name())
+            .env("SNF_BOOT_FIRMWARE", firmware),
     )?;
     let elapsed = start.elapsed();
     let console = std::fs::read(log.path()).map_err(|source| TestkitError::Io {

@@ -299,3 +299,49 @@ fn shrunk_mbr_guest_deploys_and_boots() {
 fn shrunk_gpt_guest_deploys_and_boots() {
     deploy_and_boot(Table::Gpt);
 }
+
+/// The UEFI image: GPT with the EFI system partition first (FAT, GRUB at the removable
+/// path), the root and the trailing swap as `guest.json` says; fstab mounts the ESP.
+#[test]
+fn the_uefi_image_matches_its_description() {
+    const GPT_ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+    let guest = debian_guest_info();
+    let img = guest.uefi_image();
+    let lay = guest.uefi();
+    let esp = lay.esp_partition.unwrap();
+    let (label, parts) = partitions(&img).unwrap();
+    assert_eq!(label, "gpt");
+    let p = |n: u32| parts.iter().find(|p| p.number == n).unwrap();
+    assert_eq!(p(esp).kind, GPT_ESP);
+    assert_eq!(p(lay.root_partition).kind, GPT_LINUX);
+    assert_eq!(parts.last().unwrap().number, lay.swap_partition);
+    assert_eq!(parts.last().unwrap().kind, GPT_SWAP);
+    let esp_uuid = lay.esp_uuid.clone().unwrap();
+    assert_eq!(
+        probe_partition(&img, esp).unwrap(),
+        (esp_uuid.clone(), "vfat".into())
+    );
+    assert_eq!(
+        probe_partition(&img, lay.root_partition).unwrap(),
+        (lay.root_uuid.clone(), "ext4".into())
+    );
+    let listing = run(Command::new("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(format!("{}@@{}", img.display(), p(esp).start * 512))
+        .arg("::/EFI/BOOT"));
+    assert!(listing.contains("BOOTX64"), "{listing}");
+    let fstab = text(&img, lay.root_partition, "/etc/fstab");
+    assert!(
+        fstab.contains(&format!("UUID={esp_uuid} /boot/efi vfat")),
+        "{fstab}"
+    );
+    let cfg = text(&img, lay.root_partition, "/boot/grub/grub.cfg");
+    assert!(
+        cfg.contains(&format!("root=UUID={}", lay.root_uuid)),
+        "{cfg}"
+    );
+    assert!(
+        ls(&img, lay.root_partition, "/boot/grub/x86_64-efi").contains(&"normal.mod".to_string())
+    );
+}

@@ -234,6 +234,8 @@ pub struct SysprepContext<'a> {
     filesystems: Vec<MountedFs>,
     /// Swap areas the image keeps (on logical volumes), as `remove-swap-entry` needs them.
     kept_swap: Vec<ProbedPartition>,
+    /// The image's probed partitions, as `use-persistent-block-device-names` needs them.
+    partitions: Vec<ProbedPartition>,
     dry_run: bool,
     current: &'static str,
     changes: Changes,
@@ -272,6 +274,7 @@ impl<'a> SysprepContext<'a> {
             reporter,
             filesystems: Vec::new(),
             kept_swap: Vec::new(),
+            partitions: Vec::new(),
             dry_run: false,
             current: "",
             changes: Changes::default(),
@@ -296,6 +299,18 @@ impl<'a> SysprepContext<'a> {
     pub fn with_kept_swap(mut self, kept_swap: Vec<ProbedPartition>) -> Self {
         self.kept_swap = kept_swap;
         self
+    }
+
+    /// The image's probed partitions (and logical volumes), for naming what a
+    /// non-persistent device name (`/dev/vda2`) points at.
+    pub fn with_partitions(mut self, partitions: Vec<ProbedPartition>) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// The partitions given by [`Self::with_partitions`].
+    pub fn partitions(&self) -> &[ProbedPartition] {
+        &self.partitions
     }
 
     /// Whether the fstab source `spec` names a swap area the image keeps.

@@ -8,6 +8,8 @@
 //! * [`context`]: what an operation works on ([`SysprepContext`]): the guest tree, the
 //!   metadata and the parameters, with write helpers that record every change and skip
 //!   the write in a dry run.
+//! * [`devnames`]: which block device names depend on the disk bus, and what replaces
+//!   them.
 //! * [`ops`]: one module per operation.
 //!
 //! Operations run in the explicit order of their descriptors (see
@@ -17,6 +19,7 @@
 
 pub mod cloudinit;
 pub mod context;
+pub mod devnames;
 pub mod ops;
 pub mod params;
 pub mod registry;
