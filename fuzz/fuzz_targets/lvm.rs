@@ -40,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[4 + len..];
     }
     drop(file);
-    let dev = PvDevice { id: 1, offset: 0, size };
+    let dev = PvDevice {
+        id: 1,
+        offset: 0,
+        size,
+    };
     let Ok(scan) = lvm::scan(&path, &[dev]) else {
         return;
     };
@@ -75,7 +79,10 @@ fuzz_target!(|data: &[u8]| {
         if v.write(&path).is_ok() {
             let again = lvm::scan(&path, &[dev]).expect("our own write reads back");
             assert!(
-                again.vgs.iter().any(|g| g.uuid == v.uuid && g.seqno == v.seqno),
+                again
+                    .vgs
+                    .iter()
+                    .any(|g| g.uuid == v.uuid && g.seqno == v.seqno),
                 "our own write is not the newest metadata"
             );
         }
