@@ -11,31 +11,33 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' scripts/apt-packages.txt)
-missing=()
-for p in "${wanted[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "setup.sh: installing ${missing[*]}" >&2
-    apt-get update -qq
-    apt-get install -y -qq -o DPkg::Lock::Timeout=900 "${missing[@]}" >/dev/null
-fi
+updated=
+
+# install_list FILE [APT-OPTION...]: install the packages FILE lists (one per line, `#`
+# comments) that are not installed yet.
+install_list() {
+    local file=$1 p
+    shift
+    local wanted missing=()
+    mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$file")
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "setup.sh: installing ${missing[*]}" >&2
+        [ -n "$updated" ] || { apt-get update -qq; updated=1; }
+        apt-get install -y -qq -o DPkg::Lock::Timeout=900 "$@" "${missing[@]}" >/dev/null
+    fi
+}
+
+install_list scripts/apt-packages.txt
 
 # qemu-system-x86 (the boot tests) must match the installed qemu-utils; the script
 # picks the right suite.
 scripts/guest/install-qemu-system.sh
 
 # The libguestfs appliance, once qemu-system-x86 is the right one.
-mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' scripts/apt-packages-appliance.txt)
-missing=()
-for p in "${wanted[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "setup.sh: installing ${missing[*]}" >&2
-    apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=900 "${missing[@]}" >/dev/null
-fi
+install_list scripts/apt-packages-appliance.txt --no-install-recommends
 
 # FUSE for unprivileged users (--host-run and the TUI's Mount without root go through
 # fusermount3): Debian's udev rule makes /dev/fuse 0666, but machines without udev
