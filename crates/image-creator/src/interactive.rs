@@ -712,6 +712,43 @@ pub fn register(
     )?)
 }
 
+/// Upload `image` as `container/object` and register it as `name` in one go, as
+/// `snf-mkimage -u -r` does: the data crosses the network once (Glance receives it
+/// directly; Plankton points at the Pithos object), and every refusal that can be known
+/// comes before the first data byte. Returns what the front-end keeps for the cloud,
+/// and the image service's answer.
+#[allow(clippy::too_many_arguments)]
+pub fn publish(
+    session: &Session,
+    cloud: &Cloud,
+    container: &str,
+    object: &str,
+    image: &ImageSource,
+    name: &str,
+    public: bool,
+    exclusions: &Exclusions,
+    reporter: &dyn Reporter,
+) -> Result<(Uploaded, serde_json::Value), InteractiveError> {
+    let meta = export_metadata(session, exclusions);
+    let publication = snf_cloud::Publication {
+        container,
+        object,
+        register: Some(snf_cloud::ImageSpec {
+            name,
+            properties: meta.as_map(),
+            public,
+        }),
+        force: false,
+    };
+    let done = cloud.publish(&publication, image, reporter)?;
+    let uploaded = Uploaded {
+        container: container.to_string(),
+        object: object.to_string(),
+        image: image.clone(),
+    };
+    Ok((uploaded, done.answer.unwrap_or(serde_json::Value::Null)))
+}
+
 /// The OS family system preparation uses for this session.
 pub fn os_family(session: &Session) -> OsFamily {
     crate::sysprep::GuestOs::from_metadata(session.metadata()).family

@@ -171,12 +171,13 @@ impl<B: Backend> App<B> {
                     Some(i) => i,
                     None => interactive::prepare_upload(session, reporter.as_ref())?,
                 };
-                let uploaded =
-                    interactive::upload(cloud, container, &object, &image, reporter.as_ref())?;
-                let answer = interactive::register(
+                // Uploaded and registered in one go: the data crosses the network once.
+                let (uploaded, answer) = interactive::publish(
                     session,
                     cloud,
-                    &uploaded,
+                    container,
+                    &object,
+                    &image,
                     name,
                     public,
                     &exclusions,
