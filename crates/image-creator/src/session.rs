@@ -1210,7 +1210,7 @@ impl Session {
             return Ok(false);
         }
         let (Some(disk), Some(layout), Some(inspection)) =
-            (&self.disk, &self.layout, &mut self.inspection)
+            (&self.disk, &self.layout, &self.inspection)
         else {
             return Ok(false);
         };
@@ -1222,13 +1222,7 @@ impl Session {
         }
         // Shrinking may have changed the partitions and logical volumes since inspection.
         let volumes = volumes::list(disk.path(), layout, self.reporter.as_ref());
-        let opener = GatheringOpener {
-            dir: self
-                .workdir
-                .as_ref()
-                .map(|w| w.path().to_path_buf())
-                .unwrap_or_else(std::env::temp_dir),
-        };
+        let opener = self.opener()?;
         let asm = snf_guestfs::assemble::assemble_with(
             disk.path(),
             &volumes.descs,
@@ -1238,6 +1232,7 @@ impl Session {
         )
         .map_err(InspectError::from)?;
         self.volumes = Some(volumes);
+        let inspection = self.inspection.as_mut().expect("checked above");
         inspection.mounts = asm.mounts;
         inspection.partitions = asm.partitions;
         inspection.guest = asm.guest;

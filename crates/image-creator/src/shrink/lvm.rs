@@ -93,11 +93,11 @@ pub(super) fn shrink_pv(
     // move down with the rest.
     let mut fs = None;
     for lv in lvs_by_end(&vg, &pv_key) {
-        if holds_swap(disk, &vg, &lv) {
-            reporter.info(&format!("LV {}/{lv} is swap space: kept as it is", vg.name));
-            continue;
+        match shrink_lv(disk, &mut vg, &lv, n, opts, reporter)? {
+            LvShrink::Swap => continue,
+            LvShrink::Shrunk(done) => fs = Some(done),
+            LvShrink::Kept => {}
         }
-        fs = shrink_lv(disk, &mut vg, &lv, n, opts, reporter)?;
         break;
     }
 
@@ -161,13 +161,14 @@ fn lvs_by_end(vg: &VolumeGroup, pv_key: &str) -> Vec<String> {
     ends.into_iter().map(|(_, name)| name.to_string()).collect()
 }
 
-/// Whether LV `lv` holds a swap area.
-fn holds_swap(disk: &Path, vg: &VolumeGroup, lv: &str) -> bool {
-    vg.lv_extents(lv)
-        .ok()
-        .and_then(|e| e.first().copied())
-        .and_then(|first| probe::probe_file(disk, first.image_offset, first.len).ok())
-        .is_some_and(|p| p.fs_type == FsType::Swap)
+/// What [`shrink_lv`] did with one LV.
+enum LvShrink {
+    /// It holds a swap area, kept as it is; the LV before it is the last filesystem.
+    Swap,
+    /// Its filesystem and the LV were shrunk.
+    Shrunk(ShrunkFs),
+    /// Its filesystem cannot be shrunk (the reason was warned).
+    Kept,
 }
 
 /// Shrink the filesystem of LV `lv` and reduce the LV to it, when it is ext and the LV
@@ -179,27 +180,27 @@ fn shrink_lv(
     n: u32,
     opts: &ShrinkOptions<'_>,
     reporter: &dyn Reporter,
-) -> Result<Option<ShrunkFs>, ShrinkError> {
+) -> Result<LvShrink, ShrinkError> {
     let what = format!("LV {}/{lv}", vg.name);
     let extents = match vg.lv_extents(lv) {
         Ok(e) => e,
         Err(e) => {
             reporter.warn(&format!("Unable to shrink {what}: {e}"));
-            return Ok(None);
+            return Ok(LvShrink::Kept);
         }
     };
-    // Editable (linear, used by no other LV): try it on a copy first.
-    if let Err(e) = vg.clone().reduce_lv(lv, 1) {
-        reporter.warn(&format!("Unable to shrink {what}: {e}"));
-        return Ok(None);
-    }
     let first = extents[0];
     let found = probe::probe_file(disk, first.image_offset, first.len)
         .map(|p| p.fs_type)
         .unwrap_or(FsType::Unknown);
     if found == FsType::Swap {
         reporter.info(&format!("{what} is swap space: kept as it is"));
-        return Ok(None);
+        return Ok(LvShrink::Swap);
+    }
+    // Editable (linear, used by no other LV): try it on a copy first.
+    if let Err(e) = vg.clone().reduce_lv(lv, 1) {
+        reporter.warn(&format!("Unable to shrink {what}: {e}"));
+        return Ok(LvShrink::Kept);
     }
     if !found.is_ext() {
         let why = if found == FsType::Unknown {
@@ -208,7 +209,7 @@ fn shrink_lv(
             format!("don't know how to shrink {} file systems", found.name())
         };
         reporter.warn(&format!("Unable to shrink {what}: {why}"));
-        return Ok(None);
+        return Ok(LvShrink::Kept);
     }
     reporter.info(&format!(
         "Shrinking the {} filesystem on {what} ...",
@@ -244,7 +245,7 @@ fn shrink_lv(
         r.old_bytes.div_ceil(MIB),
         r.new_bytes.div_ceil(MIB)
     ));
-    Ok(Some(ShrunkFs {
+    Ok(LvShrink::Shrunk(ShrunkFs {
         partition: n,
         fs: found.name(),
         old_bytes: r.old_bytes,
