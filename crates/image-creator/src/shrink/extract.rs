@@ -8,7 +8,7 @@ use snf_core::Reporter;
 use snf_disk::partition::Partition;
 use snf_disk::WorkDir;
 
-use super::copy::{copy_range, zero_range};
+use super::copy::{copy_range, zero_range, Zeros};
 use super::free::{complement, trusted_used_ranges};
 use super::{disk_name, io_err, open_rw, ShrinkError};
 
@@ -143,7 +143,7 @@ impl Extracted {
             snf_core::Unit::Bytes,
         );
         for (at, from, len) in copies {
-            copy_range(&src, from, &out, at, len, |n| task.inc(n))
+            copy_range(&src, from, &out, at, len, Zeros::Skip, |n| task.inc(n))
                 .map_err(|e| e.context(&disk_name, &file_name))?;
         }
         task.finish("done");
@@ -192,7 +192,8 @@ impl Extracted {
         for r in &used {
             let mut at = r.start;
             for (to, len) in through(&self.map, r.clone()) {
-                copy_range(&src, at, &dst, to, len, |_| {})
+                // Over what the disk held: a block of zeros must be written too.
+                copy_range(&src, at, &dst, to, len, Zeros::Write, |_| {})
                     .map_err(|e| e.context(&self.file_name, &self.disk_name))?;
                 at += len;
             }

@@ -41,7 +41,7 @@
 //! Out of scope: a SYSLINUX boot partition that is the last partition would need
 //! `extlinux -U` after its filesystem moved; ext is the only filesystem shrunk anyway.
 
-mod copy;
+pub(crate) mod copy;
 mod ext;
 mod extract;
 mod free;

@@ -8,10 +8,11 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use snf_guestfs::assemble::{Backends, Opener, PartitionDesc};
+
+use crate::shrink::copy::{copy_range, fill_zeros, CopyError, Zeros};
 use snf_guestfs::probe::Probe;
 use snf_guestfs::{
     DirEntry, Error as FsError, Filesystem, FsKind, Metadata, NewNode, NodeId, Result as FsResult,
@@ -120,13 +121,17 @@ impl Home {
 /// of `src` are not written (`dst` is a new sparse file).
 fn copy_data(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
     for seg in snf_disk::data_ranges(src, from..from + len)? {
-        copy_bytes(
+        let at = to + (seg.start - from);
+        copy_range(
             src,
             seg.start,
             dst,
-            to + (seg.start - from),
+            at,
             seg.end - seg.start,
-        )?;
+            Zeros::Skip,
+            |_| {},
+        )
+        .map_err(CopyError::into_io)?;
     }
     Ok(())
 }
@@ -136,46 +141,23 @@ fn copy_data(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result
 fn copy_all(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
     let mut pos = from;
     for seg in snf_disk::data_ranges(src, from..from + len)? {
-        zero(dst, to + (pos - from), seg.start - pos)?;
-        copy_bytes(
+        let at = to + (pos - from);
+        fill_zeros(dst, at..at + (seg.start - pos))?;
+        let at = to + (seg.start - from);
+        copy_range(
             src,
             seg.start,
             dst,
-            to + (seg.start - from),
+            at,
             seg.end - seg.start,
-        )?;
+            Zeros::Write,
+            |_| {},
+        )
+        .map_err(CopyError::into_io)?;
         pos = seg.end;
     }
-    zero(dst, to + (pos - from), from + len - pos)
-}
-
-fn zero(dst: &File, at: u64, len: u64) -> io::Result<()> {
-    if len == 0 || snf_disk::punch_hole(dst, at..at + len).is_ok() {
-        return Ok(());
-    }
-    let zeros = vec![0u8; len.min(1 << 20) as usize];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(zeros.len() as u64) as usize;
-        dst.write_all_at(&zeros[..n], at + done)?;
-        done += n as u64;
-    }
-    Ok(())
-}
-
-fn copy_bytes(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
-    if snf_disk::kernel_copy(src, from, dst, to, len)? {
-        return Ok(());
-    }
-    let mut buf = vec![0u8; len.min(1 << 20) as usize];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        src.read_exact_at(&mut buf[..n], from + done)?;
-        dst.write_all_at(&buf[..n], to + done)?;
-        done += n as u64;
-    }
-    Ok(())
+    let at = to + (pos - from);
+    fill_zeros(dst, at..at + (from + len - pos))
 }
 
 impl Filesystem for GatheredFs {
