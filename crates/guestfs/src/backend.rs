@@ -17,6 +17,10 @@ pub enum FsKind {
     Xfs,
     /// Through the libguestfs appliance.
     Btrfs,
+    /// UFS1 ("44bsd", NetBSD and OpenBSD), in-process.
+    Ufs1,
+    /// UFS2 (FreeBSD), in-process.
+    Ufs2,
     /// A directory of the host (tests, host bundling).
     HostDir,
 }
@@ -31,6 +35,7 @@ impl FsKind {
             FsKind::Vfat => "vfat",
             FsKind::Xfs => "xfs",
             FsKind::Btrfs => "btrfs",
+            FsKind::Ufs1 | FsKind::Ufs2 => "ufs",
             FsKind::HostDir => "directory",
         }
     }

@@ -26,6 +26,7 @@ pub mod fuse;
 pub mod node;
 pub mod probe;
 pub mod tree;
+pub mod ufs;
 
 pub use backend::{Filesystem, FsKind};
 pub use dir::DirFs;
@@ -34,3 +35,4 @@ pub use ext::ExtFs;
 pub use fuse::GuestMount;
 pub use node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
 pub use tree::{GuestFs, MountInfo, WalkEntry};
+pub use ufs::UfsFs;

@@ -1,0 +1,802 @@
+//! UFS (FreeBSD's UFS2 and the 4.4BSD "44bsd" UFS1 that NetBSD and OpenBSD use), read
+//! and written in-process.
+//!
+//! Why not through the libguestfs appliance like xfs and btrfs: the appliance runs
+//! Debian's kernel, which is built without `CONFIG_UFS_FS_WRITE`, so it mounts UFS
+//! read-only and the BSD system preparations could not change anything. What those
+//! need (reading everything; unlinking, removing empty directories, truncating,
+//! rewriting and creating files) is small enough to do here safely.
+//!
+//! Only little-endian filesystems are handled (every BSD on x86 and arm64); a
+//! big-endian one is refused with a typed error. The module is split by concept:
+//! [`superblock`], cylinder groups and allocation ([`cg`]), inodes ([`inode`]), block
+//! maps ([`bmap`]), directories ([`dir`]) and the metadata check-hashes ([`ckhash`]).
+//!
+//! Everything read from the image is checked before use: geometry against the
+//! partition, inode numbers against the inode count, every block pointer against the
+//! filesystem size, directory records against their 512-byte chunk. Writes go straight
+//! to the image and keep the bitmaps, the per-group counts, the summary area and the
+//! superblock totals (and the check-hashes FreeBSD asks for in `fs_metackhash`)
+//! consistent after every operation, so `fsck_ffs` finds nothing to fix. A filesystem
+//! not cleanly unmounted is read but never written. Soft-updates journals are left
+//! untouched: the filesystem stays clean, which is all the journal needs.
+
+mod bmap;
+pub mod cg;
+pub mod ckhash;
+mod dir;
+pub mod inode;
+mod le;
+pub mod superblock;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::backend::{Filesystem, FsKind};
+use crate::error::{Error, Result};
+use crate::node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
+
+use cg::Cg;
+use inode::Dinode;
+use superblock::{Csum, Superblock, Version};
+
+/// The root directory's inode number.
+pub const ROOTINO: u64 = 2;
+
+/// A UFS filesystem inside an image file at a byte offset.
+pub struct UfsFs {
+    file: File,
+    image: PathBuf,
+    offset: u64,
+    writable: bool,
+    sb: Superblock,
+    /// The per-group summary area (`fs_cs`).
+    cs: Vec<Csum>,
+    /// Cylinder groups changed by the current operation, written by [`UfsFs::flush`].
+    dirty: BTreeMap<u32, Cg>,
+}
+
+impl std::fmt::Debug for UfsFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UfsFs")
+            .field("image", &self.image)
+            .field("offset", &self.offset)
+            .field("version", &self.sb.version)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::Unsupported {
+        path: PathBuf::new(),
+        what: format!("{what} on UFS"),
+    }
+}
+
+impl UfsFs {
+    /// Open the UFS filesystem in the `size` bytes at byte `offset` of `image`. Writes
+    /// are refused unless `writable`; a filesystem not cleanly unmounted opens only for
+    /// reading (`writable` then gives an error telling to run `fsck_ffs`).
+    pub fn open(image: &Path, offset: u64, size: u64, writable: bool) -> Result<UfsFs> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(image)
+            .map_err(|e| Error::io(e).at(image))?;
+        let corrupt = |msg: String| Error::Corrupt {
+            path: image.to_path_buf(),
+            msg,
+        };
+        let mut found = None;
+        for loc in [superblock::UFS2_SBLOCK, superblock::UFS1_SBLOCK] {
+            if loc + superblock::SBLOCKSIZE as u64 > size {
+                continue;
+            }
+            let mut raw = vec![0u8; superblock::SBLOCKSIZE];
+            file.read_exact_at(&mut raw, offset + loc)
+                .map_err(|e| Error::io(e).at(image))?;
+            if let Some(v) =
+                Superblock::detect(&raw, loc).map_err(|m| Error::UnsupportedFeatures {
+                    path: image.to_path_buf(),
+                    msg: m,
+                })?
+            {
+                found = Some((raw, v, loc));
+                break;
+            }
+        }
+        let Some((raw, version, loc)) = found else {
+            return Err(corrupt("no UFS superblock found".into()));
+        };
+        let sb = Superblock::parse(raw, version, loc, size).map_err(corrupt)?;
+        if writable {
+            if let Some(why) = sb.unclean_reason() {
+                return Err(Error::UnsupportedFeatures {
+                    path: image.to_path_buf(),
+                    msg: why.into(),
+                });
+            }
+        }
+        let mut fs = UfsFs {
+            file,
+            image: image.to_path_buf(),
+            offset,
+            writable,
+            cs: Vec::new(),
+            sb,
+            dirty: BTreeMap::new(),
+        };
+        let mut area = vec![0u8; fs.sb.cssize as usize];
+        fs.read_bytes(fs.sb.frag_bytes(fs.sb.csaddr), &mut area)
+            .map_err(|e| e.at(image))?;
+        fs.cs = (0..fs.sb.ncg as usize)
+            .map(|i| {
+                let g = |k: usize| i64::from(le::get32(&area, 16 * i + 4 * k) as i32);
+                Csum {
+                    ndir: g(0),
+                    nbfree: g(1),
+                    nifree: g(2),
+                    nffree: g(3),
+                }
+            })
+            .collect();
+        let root = fs.inode(ROOTINO).map_err(|e| e.at(image))?;
+        if root.file_type() != FileType::Directory {
+            return Err(corrupt("the root inode is not a directory".into()));
+        }
+        Ok(fs)
+    }
+
+    /// UFS1 or UFS2.
+    pub fn version(&self) -> Version {
+        self.sb.version
+    }
+
+    /// Whether the filesystem was cleanly unmounted (its free maps can be trusted).
+    pub fn is_clean(&self) -> bool {
+        self.sb.unclean_reason().is_none()
+    }
+
+    /// Byte ranges (relative to the filesystem's start) of the blocks all of whose
+    /// fragments are free in the cylinder-group maps, merged and sorted: what a dump
+    /// may write as holes.
+    pub fn free_ranges(&mut self) -> Result<Vec<Range<u64>>> {
+        let bs = u64::from(self.sb.bsize);
+        let frag = u64::from(self.sb.frag);
+        let mut out: Vec<Range<u64>> = Vec::new();
+        for c in 0..self.sb.ncg {
+            snf_core::cancel::check()?;
+            let cg = self.load_cg(c)?;
+            let base = self.sb.cgbase(c);
+            for b in 0..cg.ndblk / frag {
+                let f = b * frag;
+                if (f..f + frag).all(|i| cg.frag_free(i)) {
+                    let start = self.sb.frag_bytes(base + f);
+                    match out.last_mut() {
+                        Some(r) if r.end == start => r.end = start + bs,
+                        _ => out.push(start..start + bs),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- raw I/O, bounded to the filesystem ----
+
+    fn fs_bytes(&self) -> u64 {
+        self.sb.frag_bytes(self.sb.size)
+    }
+
+    fn read_bytes(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        if pos
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.fs_bytes())
+        {
+            return Err(Error::corrupt(format!(
+                "read of {} bytes at {pos} past the end of the UFS filesystem",
+                buf.len()
+            )));
+        }
+        self.file
+            .read_exact_at(buf, self.offset + pos)
+            .map_err(Error::io)
+    }
+
+    fn write_bytes(&self, pos: u64, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly(PathBuf::new()));
+        }
+        if pos
+            .checked_add(data.len() as u64)
+            .is_none_or(|e| e > self.fs_bytes())
+        {
+            return Err(Error::corrupt(format!(
+                "write of {} bytes at {pos} past the end of the UFS filesystem",
+                data.len()
+            )));
+        }
+        self.file
+            .write_all_at(data, self.offset + pos)
+            .map_err(Error::io)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(Error::ReadOnly(PathBuf::new()))
+        }
+    }
+
+    // ---- cylinder groups ----
+
+    fn cg_pos(&self, c: u32) -> u64 {
+        self.sb.frag_bytes(self.sb.cgstart(c) + self.sb.cblkno)
+    }
+
+    fn load_cg(&self, c: u32) -> Result<Cg> {
+        if let Some(cg) = self.dirty.get(&c) {
+            return Ok(cg.clone());
+        }
+        let mut raw = vec![0u8; self.sb.cgsize as usize];
+        self.read_bytes(self.cg_pos(c), &mut raw)?;
+        Cg::parse(&self.sb, c, raw).map_err(Error::corrupt)
+    }
+
+    fn cg_mut(&mut self, c: u32) -> Result<&mut Cg> {
+        if !self.dirty.contains_key(&c) {
+            let cg = self.load_cg(c)?;
+            self.dirty.insert(c, cg);
+        }
+        Ok(self.dirty.get_mut(&c).expect("just inserted"))
+    }
+
+    /// Recount and write every changed group, its summary entry and the superblock.
+    fn flush(&mut self) -> Result<()> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for (c, mut cg) in dirty {
+            cg.recount(&self.sb);
+            let old = self.cs[c as usize];
+            let new = cg.cs();
+            let t = &mut self.sb.cstotal;
+            t.ndir += new.ndir - old.ndir;
+            t.nbfree += new.nbfree - old.nbfree;
+            t.nifree += new.nifree - old.nifree;
+            t.nffree += new.nffree - old.nffree;
+            self.cs[c as usize] = new;
+            self.write_bytes(self.cg_pos(c), &cg.raw)?;
+            let mut entry = [0u8; 16];
+            for (k, v) in [new.ndir, new.nbfree, new.nifree, new.nffree]
+                .into_iter()
+                .enumerate()
+            {
+                le::put32(&mut entry, 4 * k, v as i32 as u32);
+            }
+            self.write_bytes(
+                self.sb.frag_bytes(self.sb.csaddr) + 16 * u64::from(c),
+                &entry,
+            )?;
+        }
+        self.sb.store();
+        self.write_bytes(self.sb.location, &self.sb.raw)
+    }
+
+    /// Run a change, then write the groups it touched whether it succeeded or not (a
+    /// half-done change has still moved blocks between the maps).
+    fn mutate<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        self.check_writable()?;
+        let r = f(self);
+        let w = self.flush();
+        let r = r?;
+        w.map(|()| r)
+    }
+
+    /// Allocate `nfrags` fragments (a whole block when `nfrags == frag`), preferring
+    /// group `pref`.
+    fn alloc(&mut self, pref: u32, nfrags: u64) -> Result<u64> {
+        let frag = u64::from(self.sb.frag);
+        let ncg = self.sb.ncg;
+        for k in 0..ncg {
+            let c = (pref % ncg + k) % ncg;
+            let cs = self.cs[c as usize];
+            if !self.dirty.contains_key(&c)
+                && cs.nbfree <= 0
+                && (nfrags == frag || cs.nffree < nfrags as i64)
+            {
+                continue;
+            }
+            let cg = self.cg_mut(c)?;
+            let found = if nfrags == frag {
+                cg.find_free_block()
+            } else {
+                cg.find_free_frags(nfrags)
+            };
+            if let Some(f) = found {
+                cg.mark(f, nfrags, false).map_err(Error::corrupt)?;
+                return Ok(self.sb.cgbase(c) + f);
+            }
+        }
+        Err(Error::NoSpace(PathBuf::new()))
+    }
+
+    /// Return `n` fragments at `addr` to their group.
+    fn free_frags(&mut self, addr: u64, n: u64) -> Result<()> {
+        self.check_addr(addr, n)?;
+        let c = (addr / self.sb.fpg) as u32;
+        let rel = addr - self.sb.cgbase(c);
+        self.cg_mut(c)?.mark(rel, n, true).map_err(Error::corrupt)
+    }
+
+    /// `n` fragments at `addr` lie inside one group's data.
+    fn check_addr(&self, addr: u64, n: u64) -> Result<()> {
+        let c = addr / self.sb.fpg;
+        let ok = addr != 0
+            && addr.checked_add(n).is_some_and(|e| e <= self.sb.size)
+            && c < u64::from(self.sb.ncg)
+            && (addr + n - 1) / self.sb.fpg == c;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::corrupt(format!(
+                "block address {addr} (+{n} fragments) outside the UFS filesystem"
+            )))
+        }
+    }
+
+    // ---- inodes ----
+
+    fn check_ino(&self, ino: u64) -> Result<()> {
+        if ino < ROOTINO || ino >= self.sb.inode_count() {
+            return Err(Error::corrupt(format!("inode number {ino} out of range")));
+        }
+        Ok(())
+    }
+
+    fn inode(&self, ino: u64) -> Result<Dinode> {
+        self.check_ino(ino)?;
+        let mut raw = vec![0u8; self.sb.dinode_size()];
+        self.read_bytes(self.sb.inode_bytes(ino), &mut raw)?;
+        Dinode::parse(&self.sb, ino, raw).map_err(Error::corrupt)
+    }
+
+    /// An inode that a directory or the caller names: it must be in use.
+    fn live_inode(&self, ino: u64) -> Result<Dinode> {
+        let d = self.inode(ino)?;
+        if d.mode == 0 || d.nlink == 0 {
+            return Err(Error::corrupt(format!("inode {ino} is not in use")));
+        }
+        Ok(d)
+    }
+
+    fn put_inode(&self, ino: u64, d: &mut Dinode) -> Result<()> {
+        let pos = self.sb.inode_bytes(ino);
+        let raw = d.store(&self.sb).to_vec();
+        self.write_bytes(pos, &raw)
+    }
+
+    fn ino_cg(&self, ino: u64) -> u32 {
+        (ino / u64::from(self.sb.ipg)) as u32
+    }
+
+    /// Allocate an inode near group `pref`, initialised to zeros but its generation.
+    fn alloc_inode(&mut self, pref: u32, dir: bool) -> Result<(u64, Dinode)> {
+        let ncg = self.sb.ncg;
+        let ipg = u64::from(self.sb.ipg);
+        let inopb = u64::from(self.sb.inopb);
+        for k in 0..ncg {
+            let c = (pref % ncg + k) % ncg;
+            if !self.dirty.contains_key(&c) && self.cs[c as usize].nifree <= 0 {
+                continue;
+            }
+            let sb = self.sb.clone();
+            let cg = self.cg_mut(c)?;
+            let from = if c == 0 { ROOTINO + 1 } else { 0 };
+            let Some(i) = cg.find_free_inode(from, ipg) else {
+                continue;
+            };
+            let inited = cg.initediblk(&sb);
+            let ino = u64::from(c) * ipg + i;
+            if i >= inited && sb.inode_block_holds_superblock(ino) {
+                // Never-initialised inode blocks are free space to some tools (NetBSD's
+                // makefs, images relocated by hand); one holding the superblock is
+                // not for us to zero.
+                continue;
+            }
+            if i >= inited {
+                // UFS2 inode blocks past `cg_initediblk` were never written: zero them
+                // before use, as the kernel does.
+                let end = (i / inopb + 1) * inopb;
+                self.dirty.get_mut(&c).expect("loaded").set_initediblk(end);
+                let zero = vec![0u8; sb.bsize as usize];
+                let first = u64::from(c) * ipg + inited / inopb * inopb;
+                let mut b = first;
+                while b < u64::from(c) * ipg + end {
+                    self.write_bytes(sb.inode_bytes(b), &zero)?;
+                    b += inopb;
+                }
+            }
+            self.dirty
+                .get_mut(&c)
+                .expect("loaded")
+                .mark_inode(i, true, dir)
+                .map_err(Error::corrupt)?;
+            let mut raw = vec![0u8; sb.dinode_size()];
+            self.read_bytes(sb.inode_bytes(ino), &mut raw)?;
+            let gen_off = if sb.version == Version::Ufs1 { 108 } else { 80 };
+            let gen = le::get32(&raw, gen_off).wrapping_add(1);
+            raw.fill(0);
+            le::put32(&mut raw, gen_off, gen);
+            let d = Dinode::parse(&sb, ino, raw).map_err(Error::corrupt)?;
+            return Ok((ino, d));
+        }
+        Err(Error::NoSpace(PathBuf::new()))
+    }
+
+    /// Free inode `ino` and all its blocks (its last link is gone).
+    fn release_inode(&mut self, ino: u64, mut d: Dinode) -> Result<()> {
+        let dir = d.file_type() == FileType::Directory;
+        if d.has_blocks(&self.sb) {
+            self.truncate_blocks(ino, &mut d, 0)?;
+        }
+        let gen_off = if self.sb.version == Version::Ufs1 {
+            108
+        } else {
+            80
+        };
+        let gen = le::get32(&d.raw, gen_off);
+        let mut raw = vec![0u8; self.sb.dinode_size()];
+        le::put32(&mut raw, gen_off, gen);
+        let mut z = Dinode::parse(&self.sb, ino, raw).map_err(Error::corrupt)?;
+        self.put_inode(ino, &mut z)?;
+        let c = self.ino_cg(ino);
+        let i = ino % u64::from(self.sb.ipg);
+        self.cg_mut(c)?
+            .mark_inode(i, false, dir)
+            .map_err(Error::corrupt)
+    }
+
+    fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {
+        let t = now();
+        d.mtime = t;
+        d.ctime = t;
+        self.put_inode(ino, d)
+    }
+
+    fn metadata_of(&self, ino: u64, d: &Dinode) -> Metadata {
+        Metadata {
+            node: ino,
+            file_type: d.file_type(),
+            mode: u32::from(d.mode) & 0o7777,
+            uid: d.uid,
+            gid: d.gid,
+            size: d.size,
+            nlink: u32::from(d.nlink),
+            mtime: d.mtime,
+            atime: d.atime,
+            ctime: d.ctime,
+            rdev: d.rdev(),
+            allocated: d.blocks.saturating_mul(512),
+        }
+    }
+
+    fn dir_inode(&self, dir: NodeId) -> Result<Dinode> {
+        let d = self.live_inode(dir)?;
+        if d.file_type() != FileType::Directory {
+            return Err(Error::NotADirectory(PathBuf::new()));
+        }
+        Ok(d)
+    }
+}
+
+fn check_name(name: &OsStr) -> Result<&[u8]> {
+    let b = name.as_bytes();
+    if b.is_empty()
+        || b.len() > 255
+        || b.contains(&b'/')
+        || b.contains(&0)
+        || b == b"."
+        || b == b".."
+    {
+        return Err(Error::InvalidPath(PathBuf::new()));
+    }
+    Ok(b)
+}
+
+impl Filesystem for UfsFs {
+    fn kind(&self) -> FsKind {
+        match self.sb.version {
+            Version::Ufs1 => FsKind::Ufs1,
+            Version::Ufs2 => FsKind::Ufs2,
+        }
+    }
+
+    fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn root(&self) -> NodeId {
+        ROOTINO
+    }
+
+    fn lookup(&mut self, dir: NodeId, name: &OsStr) -> Result<Option<NodeId>> {
+        let d = self.dir_inode(dir)?;
+        Ok(self
+            .dir_entries(&d)?
+            .into_iter()
+            .find(|e| e.ino != 0 && e.name == name.as_bytes())
+            .map(|e| e.ino))
+    }
+
+    fn metadata(&mut self, node: NodeId) -> Result<Metadata> {
+        let d = self.live_inode(node)?;
+        Ok(self.metadata_of(node, &d))
+    }
+
+    fn read_dir(&mut self, dir: NodeId) -> Result<Vec<DirEntry>> {
+        let d = self.dir_inode(dir)?;
+        let mut out = Vec::new();
+        for e in self.dir_entries(&d)? {
+            if e.ino == 0 || e.name == b"." || e.name == b".." {
+                continue;
+            }
+            self.check_ino(e.ino)?;
+            let file_type = match dir::type_of(e.d_type) {
+                FileType::Unknown => self.live_inode(e.ino)?.file_type(),
+                t => t,
+            };
+            out.push(DirEntry {
+                name: OsString::from_vec(e.name),
+                node: e.ino,
+                file_type,
+            });
+        }
+        Ok(out)
+    }
+
+    fn read_link(&mut self, node: NodeId) -> Result<OsString> {
+        let d = self.live_inode(node)?;
+        if d.file_type() != FileType::Symlink {
+            return Err(Error::NotASymlink(PathBuf::new()));
+        }
+        if d.is_short_symlink(&self.sb) {
+            return Ok(OsStr::from_bytes(d.short_link()).to_os_string());
+        }
+        if d.size > 4096 {
+            return Err(Error::corrupt(format!("symlink of {} bytes", d.size)));
+        }
+        let mut buf = vec![0u8; d.size as usize];
+        let n = self.read_data(&d, 0, &mut buf)?;
+        buf.truncate(n);
+        Ok(OsString::from_vec(buf))
+    }
+
+    fn read_at(&mut self, node: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let d = self.live_inode(node)?;
+        match d.file_type() {
+            FileType::Regular => self.read_data(&d, offset, buf),
+            FileType::Directory => Err(Error::IsADirectory(PathBuf::new())),
+            _ => Err(unsupported("reading a special file")),
+        }
+    }
+
+    fn write_at(&mut self, node: NodeId, offset: u64, data: &[u8]) -> Result<()> {
+        self.mutate(|fs| {
+            let mut d = fs.live_inode(node)?;
+            match d.file_type() {
+                FileType::Regular => {}
+                FileType::Directory => return Err(Error::IsADirectory(PathBuf::new())),
+                _ => return Err(unsupported("writing a special file")),
+            }
+            fs.write_data(node, &mut d, offset, data)?;
+            fs.touch(node, &mut d)
+        })
+    }
+
+    fn set_len(&mut self, node: NodeId, size: u64) -> Result<()> {
+        self.mutate(|fs| {
+            let mut d = fs.live_inode(node)?;
+            match d.file_type() {
+                FileType::Regular => {}
+                FileType::Directory => return Err(Error::IsADirectory(PathBuf::new())),
+                _ => return Err(unsupported("truncating a special file")),
+            }
+            if size < d.size {
+                fs.truncate_blocks(node, &mut d, size)?;
+            } else if size > d.size {
+                fs.write_data(node, &mut d, size, &[])?;
+            }
+            fs.touch(node, &mut d)
+        })
+    }
+
+    fn create_file(&mut self, dir: NodeId, name: &OsStr, attr: NewNode) -> Result<NodeId> {
+        let name = check_name(name)?.to_vec();
+        self.mutate(|fs| {
+            let mut pd = fs.dir_inode(dir)?;
+            if fs
+                .dir_entries(&pd)?
+                .iter()
+                .any(|e| e.ino != 0 && e.name == name)
+            {
+                return Err(Error::AlreadyExists(PathBuf::new()));
+            }
+            let (ino, mut d) = fs.alloc_inode(fs.ino_cg(dir), false)?;
+            let t = now();
+            d.mode = inode::IFREG | (attr.mode & 0o7777) as u16;
+            d.nlink = 1;
+            d.uid = attr.uid;
+            d.gid = attr.gid;
+            d.atime = t;
+            d.mtime = t;
+            d.ctime = t;
+            if fs.sb.version == Version::Ufs2 {
+                le::put64(&mut d.raw, 56, t as u64);
+            }
+            fs.put_inode(ino, &mut d)?;
+            if let Err(e) = fs.add_entry(dir, &mut pd, &name, ino, dir::DT_REG) {
+                d.nlink = 0;
+                fs.release_inode(ino, d)?;
+                return Err(e);
+            }
+            fs.touch(dir, &mut pd)?;
+            Ok(ino)
+        })
+    }
+
+    fn mkdir(&mut self, _dir: NodeId, _name: &OsStr, _attr: NewNode) -> Result<NodeId> {
+        Err(unsupported("creating directories"))
+    }
+
+    fn symlink(
+        &mut self,
+        _dir: NodeId,
+        _name: &OsStr,
+        _target: &OsStr,
+        _attr: NewNode,
+    ) -> Result<NodeId> {
+        Err(unsupported("creating symbolic links"))
+    }
+
+    fn hard_link(&mut self, node: NodeId, dir: NodeId, name: &OsStr) -> Result<()> {
+        let name = check_name(name)?.to_vec();
+        self.mutate(|fs| {
+            let mut d = fs.live_inode(node)?;
+            if d.file_type() == FileType::Directory {
+                return Err(Error::IsADirectory(PathBuf::new()));
+            }
+            if d.nlink >= i16::MAX as u16 {
+                return Err(Error::backend("too many links"));
+            }
+            let mut pd = fs.dir_inode(dir)?;
+            if fs
+                .dir_entries(&pd)?
+                .iter()
+                .any(|e| e.ino != 0 && e.name == name)
+            {
+                return Err(Error::AlreadyExists(PathBuf::new()));
+            }
+            fs.add_entry(dir, &mut pd, &name, node, dir::dt_of(d.file_type()))?;
+            d.nlink += 1;
+            d.ctime = now();
+            fs.put_inode(node, &mut d)?;
+            fs.touch(dir, &mut pd)
+        })
+    }
+
+    fn unlink(&mut self, dir: NodeId, name: &OsStr) -> Result<()> {
+        let name = check_name(name)?.to_vec();
+        self.mutate(|fs| {
+            let mut pd = fs.dir_inode(dir)?;
+            let Some(e) = fs
+                .dir_entries(&pd)?
+                .into_iter()
+                .find(|e| e.ino != 0 && e.name == name)
+            else {
+                return Err(Error::NotFound(PathBuf::new()));
+            };
+            let mut d = fs.live_inode(e.ino)?;
+            if d.file_type() == FileType::Directory {
+                return Err(Error::IsADirectory(PathBuf::new()));
+            }
+            fs.remove_entry(dir, &mut pd, &e)?;
+            fs.touch(dir, &mut pd)?;
+            d.nlink -= 1;
+            if d.nlink == 0 {
+                fs.release_inode(e.ino, d)
+            } else {
+                d.ctime = now();
+                fs.put_inode(e.ino, &mut d)
+            }
+        })
+    }
+
+    fn rmdir(&mut self, dir: NodeId, name: &OsStr) -> Result<()> {
+        let name = check_name(name)?.to_vec();
+        self.mutate(|fs| {
+            let mut pd = fs.dir_inode(dir)?;
+            let Some(e) = fs
+                .dir_entries(&pd)?
+                .into_iter()
+                .find(|e| e.ino != 0 && e.name == name)
+            else {
+                return Err(Error::NotFound(PathBuf::new()));
+            };
+            let d = fs.live_inode(e.ino)?;
+            if d.file_type() != FileType::Directory {
+                return Err(Error::NotADirectory(PathBuf::new()));
+            }
+            if fs
+                .dir_entries(&d)?
+                .iter()
+                .any(|c| c.ino != 0 && c.name != b"." && c.name != b"..")
+            {
+                return Err(Error::NotEmpty(PathBuf::new()));
+            }
+            fs.remove_entry(dir, &mut pd, &e)?;
+            // The child's `..` link to the parent goes with it.
+            pd.nlink = pd.nlink.saturating_sub(1);
+            fs.touch(dir, &mut pd)?;
+            fs.release_inode(e.ino, d)
+        })
+    }
+
+    fn rename(
+        &mut self,
+        _from_dir: NodeId,
+        _from_name: &OsStr,
+        _to_dir: NodeId,
+        _to_name: &OsStr,
+    ) -> Result<()> {
+        Err(unsupported("renaming"))
+    }
+
+    fn set_attr(&mut self, node: NodeId, attr: SetAttr) -> Result<()> {
+        self.mutate(|fs| {
+            let mut d = fs.live_inode(node)?;
+            if let Some(m) = attr.mode {
+                d.mode = (d.mode & 0o170000) | (m & 0o7777) as u16;
+            }
+            if let Some(u) = attr.uid {
+                d.uid = u;
+            }
+            if let Some(g) = attr.gid {
+                d.gid = g;
+            }
+            if let Some(t) = attr.atime {
+                d.atime = t;
+            }
+            if let Some(t) = attr.mtime {
+                d.mtime = t;
+            }
+            d.ctime = now();
+            d.clear_nsecs();
+            fs.put_inode(node, &mut d)
+        })
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.writable {
+            self.flush()?;
+            self.file.sync_data().map_err(Error::io)?;
+        }
+        Ok(())
+    }
+}
