@@ -105,3 +105,203 @@ fn makefs_images_read_back_as_their_source_tree() {
         assert!(matches!(e, Error::ReadOnly(_)), "{e}");
     }
 }
+
+/// The same changes made to the image through the backend and to `mirror` on the host.
+fn change_both(g: &mut GuestFs, mirror: &Path) {
+    let p = |s: &str| PathBuf::from(s);
+    let h = |s: &str| mirror.join(s.trim_start_matches('/'));
+    let big = snf_testkit::fixture::pseudo_random(70_000, 99);
+
+    // Unlinks: a hard link (the file stays), then the file; a long symlink (its block
+    // freed) and a short one.
+    for f in ["/etc/motd.hard", "/etc/motd", "/etc/long", "/etc/short"] {
+        g.unlink(&p(f)).unwrap();
+        fs::remove_file(h(f)).unwrap();
+    }
+    g.rmdir(&p("/var/emptydir")).unwrap();
+    fs::remove_dir(h("/var/emptydir")).unwrap();
+    let e = g.rmdir(&p("/var/small")).unwrap_err();
+    assert!(matches!(e, Error::NotEmpty(_)), "{e}");
+
+    // Truncations: inside the double-indirect range, to a tail fragment run, to zero.
+    for (f, len) in [
+        ("/var/big", 3_000_001u64),
+        ("/var/small/40000", 5000),
+        ("/var/small/4097", 0),
+        ("/var/zeros", 12 * 4096 + 1),
+    ] {
+        g.truncate(&p(f), len).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(h(f))
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+    // Rewrites: smaller, and larger (a fragment tail becomes blocks and an indirect).
+    let rewrites: [(&str, &[u8]); 3] = [
+        ("/etc/master.passwd", b"root:*:0:0::0:0::/root:/bin/sh\n"),
+        ("/var/small/513", &big),
+        ("/var/small/4096", &big[..4097]),
+    ];
+    for (f, data) in rewrites {
+        g.write(&p(f), data, NewNode::root(0o644)).unwrap();
+        fs::write(h(f), data).unwrap();
+    }
+    // Appends growing a fragment run in place or by moving it.
+    for (f, at, len) in [
+        ("/var/small/1", 1u64, 600usize),
+        ("/var/small/511", 511, 3000),
+    ] {
+        let data = &big[..len];
+        g.write_at(&p(f), at, data).unwrap();
+        let file = fs::OpenOptions::new().write(true).open(h(f)).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, data, at).unwrap();
+    }
+    // Sparse growth, then a write far past the old end.
+    g.truncate(&p("/var/small/3000"), 10 << 20).unwrap();
+    g.write_at(&p("/var/small/3000"), 8 << 20, b"island")
+        .unwrap();
+    {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(h("/var/small/3000"))
+            .unwrap();
+        f.set_len(10 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"island", 8 << 20).unwrap();
+    }
+    // New files: one, and enough to grow a directory by chunks and blocks.
+    g.write(
+        &p("/etc/rc.conf"),
+        b"sshd_enable=\"YES\"\n",
+        NewNode::root(0o644),
+    )
+    .unwrap();
+    fs::write(h("/etc/rc.conf"), b"sshd_enable=\"YES\"\n").unwrap();
+    for i in 0..150 {
+        let f = format!("/usr/many/new-entry-{i:04}");
+        g.write(&p(&f), format!("n{i}").as_bytes(), NewNode::root(0o600))
+            .unwrap();
+        fs::write(h(&f), format!("n{i}")).unwrap();
+        fs::set_permissions(h(&f), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    for i in (0..100).step_by(3) {
+        let f = format!("/usr/many/entry-with-a-longish-name-{i:03}");
+        g.unlink(&p(&f)).unwrap();
+        fs::remove_file(h(&f)).unwrap();
+    }
+    g.hard_link(&p("/etc/rc.conf"), &p("/var/rc.link")).unwrap();
+    fs::hard_link(h("/etc/rc.conf"), h("/var/rc.link")).unwrap();
+    fs::set_permissions(
+        h("/etc/rc.conf"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+}
+
+#[test]
+fn writes_keep_the_filesystem_consistent_and_read_back() {
+    for layout in LAYOUTS {
+        let f = fixture(layout);
+        let mirror = f._dir.path().join("mirror");
+        snf_testkit::fixture::run(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&f.tree)
+                .arg(&mirror),
+        );
+        let mut g = open(&f, true);
+        change_both(&mut g, &mirror);
+        g.close().unwrap();
+        ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("{layout:?} after the changes: {e}"));
+        let mut g = open(&f, false);
+        assert_same_tree(&mut g, &mirror, Path::new("/"));
+        let m = g.lstat(Path::new("/var/small/3000")).unwrap();
+        assert!(
+            m.allocated < 64 * 1024,
+            "{layout:?}: sparse file allocated {}",
+            m.allocated
+        );
+        // Everything removed, the free space is back where it was.
+        g.close().unwrap();
+    }
+}
+
+fn open_err(img: &Path, writable: bool) -> Error {
+    let size = fs::metadata(img).unwrap().len();
+    UfsFs::open(img, 0, size, writable).unwrap_err()
+}
+
+#[test]
+fn damaged_foreign_and_unclean_filesystems_give_typed_errors() {
+    let f = fixture(Layout::Ufs1);
+    let dir = f._dir.path();
+    let copy = |name: &str| {
+        let p = dir.join(name);
+        fs::copy(&f.img, &p).unwrap();
+        p
+    };
+    // The checker itself notices a fragment freed behind the inodes' back.
+    let flipped = copy("flipped.img");
+    {
+        let size = fs::metadata(&flipped).unwrap().len();
+        let mut fs_ = UfsFs::open(&flipped, 0, size, false).unwrap();
+        let free = fs_.free_ranges().unwrap();
+        assert!(!free.is_empty());
+    }
+    let mut sb = vec![0u8; 2048];
+    let file = fs::File::open(&flipped).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut sb, 8192).unwrap();
+    let cblkno = u64::from(u32::from_le_bytes(sb[12..16].try_into().unwrap()));
+    let fsize = u64::from(u32::from_le_bytes(sb[52..56].try_into().unwrap()));
+    let mut cg = vec![0u8; 200];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut cg, cblkno * fsize).unwrap();
+    let freeoff = u64::from(u32::from_le_bytes(cg[96..100].try_into().unwrap()));
+    let dblkno = u64::from(u32::from_le_bytes(sb[20..24].try_into().unwrap()));
+    // The first data fragment of group 0 is the root directory's.
+    let byte = cblkno * fsize + freeoff + dblkno / 8;
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut b, byte).unwrap();
+    snf_testkit::fixture::write_at(&flipped, byte, &[b[0] | 1 << (dblkno % 8)]);
+    assert!(ufs::check(&flipped, 0).is_err());
+
+    // A superblock with an impossible block size.
+    let bad = copy("bad-sb.img");
+    snf_testkit::fixture::write_at(&bad, 8192 + 48, &3000u32.to_le_bytes());
+    let e = open_err(&bad, false);
+    assert!(
+        matches!(e, Error::Corrupt { .. }) && e.to_string().contains("block size"),
+        "{e}"
+    );
+    // Cut short: the filesystem is larger than what holds it.
+    let short = copy("short.img");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&short)
+        .unwrap()
+        .set_len(20 << 20)
+        .unwrap();
+    let e = open_err(&short, false);
+    assert!(
+        matches!(e, Error::Corrupt { .. }) && e.to_string().contains("larger than"),
+        "{e}"
+    );
+    // Not cleanly unmounted: read, never written.
+    let unclean = copy("unclean.img");
+    snf_testkit::fixture::write_at(&unclean, 8192 + 209, &[0]);
+    let e = open_err(&unclean, true);
+    assert!(e.to_string().contains("run fsck_ffs in the guest"), "{e}");
+    let size = fs::metadata(&unclean).unwrap().len();
+    UfsFs::open(&unclean, 0, size, false).unwrap();
+
+    // Big-endian (makefs -B be): refused, named.
+    let be = dir.join("be.img");
+    snf_testkit::fixture::run(
+        std::process::Command::new("makefs")
+            .args(["-t", "ffs", "-B", "be", "-s", "8m"])
+            .arg(&be)
+            .arg(dir.join("tree/etc")),
+    );
+    let e = open_err(&be, false);
+    assert!(e.to_string().contains("big-endian"), "{e}");
+}
