@@ -305,3 +305,94 @@ fn damaged_foreign_and_unclean_filesystems_give_typed_errors() {
     let e = open_err(&be, false);
     assert!(e.to_string().contains("big-endian"), "{e}");
 }
+
+/// The guest tree as Linux's UFS driver sees it in the libguestfs appliance, compared
+/// with the host mirror.
+fn assert_same_in_appliance(h: &mut libguestfs::Handle, host: &Path, guest: &Path) {
+    let mut names: Vec<_> = fs::read_dir(host)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    let mut got: Vec<_> = h
+        .readdir(guest)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    got.sort();
+    assert_eq!(names, got, "{}", guest.display());
+    for n in names {
+        let hp = host.join(&n);
+        let gp = guest.join(&n);
+        let hm = fs::symlink_metadata(&hp).unwrap();
+        let st = h.lstat(&gp).unwrap();
+        assert_eq!(hm.mode(), st.mode, "{}", gp.display());
+        assert_eq!(hm.nlink(), st.nlink, "{}", gp.display());
+        if hm.is_dir() {
+            assert_same_in_appliance(h, &hp, &gp);
+        } else if hm.file_type().is_symlink() {
+            assert_eq!(
+                fs::read_link(&hp).unwrap().into_os_string(),
+                h.readlink(&gp).unwrap()
+            );
+        } else {
+            assert_eq!(hm.len(), st.size, "{}", gp.display());
+            let want = fs::read(&hp).unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = h.pread(&gp, got.len() as u64, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(want == got, "{}: content differs", gp.display());
+        }
+    }
+}
+
+#[test]
+fn linux_reads_the_changed_filesystems_like_the_host_mirror() {
+    // One appliance for both images (each start costs ~25 s under TCG).
+    let fixtures: Vec<(Fixture, PathBuf, &str)> =
+        [(Layout::Ufs1, "44bsd"), (Layout::Ufs2FreeBsd, "ufs2")]
+            .into_iter()
+            .map(|(layout, ufstype)| {
+                let f = fixture(layout);
+                let mirror = f._dir.path().join("mirror");
+                snf_testkit::fixture::run(
+                    std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(&f.tree)
+                        .arg(&mirror),
+                );
+                let mut g = open(&f, true);
+                change_both(&mut g, &mirror);
+                g.close().unwrap();
+                (f, mirror, ufstype)
+            })
+            .collect();
+    let launch = |tcg: bool| -> libguestfs::Result<libguestfs::Handle> {
+        let mut h = libguestfs::Handle::new()?;
+        if tcg {
+            h.set_backend_setting("force_tcg", "1")?;
+        }
+        for (f, _, _) in &fixtures {
+            h.add_drive_raw(&f.img, true)?;
+        }
+        h.launch()?;
+        Ok(h)
+    };
+    let mut h = launch(false).or_else(|_| launch(true)).unwrap();
+    for (i, (_, mirror, ufstype)) in fixtures.iter().enumerate() {
+        let dev = format!("/dev/sd{}", (b'a' + i as u8) as char);
+        h.mount_options(&format!("ro,ufstype={ufstype}"), &dev, "/")
+            .unwrap();
+        assert_same_in_appliance(&mut h, mirror, Path::new("/"));
+        h.umount("/").unwrap();
+    }
+    h.shutdown().unwrap();
+}
