@@ -19,6 +19,7 @@ use crate::ext::ExtFs;
 use crate::fat::FatFs;
 use crate::probe::{probe_file, FsType, Probe};
 use crate::tree::GuestFs;
+use crate::ufs::UfsFs;
 
 /// One volume of the disk (a partition, or an LVM logical volume), as assembly needs
 /// it. The caller builds these from its partition table model (data partitions only: no
@@ -151,8 +152,8 @@ pub trait Opener {
     ) -> Result<Box<dyn Filesystem>>;
 }
 
-/// The backends of this crate: ext2/3/4 through libext2fs, FAT through `fatfs`, xfs and
-/// btrfs through the libguestfs appliance.
+/// The backends of this crate: ext2/3/4 through libext2fs, FAT through `fatfs`, UFS
+/// in-process ([`crate::ufs`]), xfs and btrfs through the libguestfs appliance.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Backends;
 
@@ -181,6 +182,17 @@ impl Opener for Backends {
                 writable,
             )?)),
             t if t.is_ext() => open_ext(image, part, writable),
+            FsType::Ufs1 | FsType::Ufs2 => {
+                match UfsFs::open(image, part.offset, part.size, writable) {
+                    Ok(fs) => Ok(Box::new(fs)),
+                    // The partition, not the working copy's file name, is what the user
+                    // knows.
+                    Err(e @ (Error::UnsupportedFeatures { .. } | Error::Corrupt { .. })) => {
+                        Err(e.at(part.name()))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             FsType::Xfs | FsType::Btrfs => {
                 let kind = if probe.fs_type == FsType::Xfs {
                     FsKind::Xfs

@@ -71,7 +71,7 @@ impl FsType {
     pub fn has_backend(self) -> bool {
         matches!(
             self,
-            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Vfat
+            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Vfat | FsType::Ufs1 | FsType::Ufs2
         ) || self.needs_appliance()
     }
 
@@ -94,12 +94,13 @@ impl FsType {
             | FsType::Ext4
             | FsType::Vfat
             | FsType::Xfs
-            | FsType::Btrfs => return None,
+            | FsType::Btrfs
+            | FsType::Ufs1
+            | FsType::Ufs2 => return None,
             FsType::ExtJournal => "it is an external ext3/ext4 journal, not a filesystem",
             FsType::Exfat => "exFAT filesystems cannot be read or changed yet",
             FsType::Swap => "it is swap space and holds no files",
             FsType::Ntfs => "NTFS filesystems cannot be read or changed yet",
-            FsType::Ufs1 | FsType::Ufs2 => "UFS filesystems cannot be read or changed yet",
             FsType::BsdLabel => "BSD disklabels and the UFS filesystems in them cannot be read yet",
             FsType::LvmPv => "LVM logical volumes are not supported",
             FsType::Luks1 | FsType::Luks2 => "it is encrypted (LUKS) and cannot be opened",
@@ -506,7 +507,6 @@ mod tests {
         for t in [
             FsType::Swap,
             FsType::Ntfs,
-            FsType::Ufs2,
             FsType::LvmPv,
             FsType::Luks2,
             FsType::Unknown,
@@ -516,6 +516,10 @@ mod tests {
         }
         assert!(FsType::Ext4.why_unchangeable().is_none());
         assert!(FsType::Vfat.has_backend());
+        for t in [FsType::Ufs1, FsType::Ufs2] {
+            assert!(t.has_backend() && !t.needs_appliance(), "{t:?}");
+            assert!(t.why_unchangeable().is_none(), "{t:?}");
+        }
         for t in [FsType::Xfs, FsType::Btrfs] {
             assert!(t.has_backend() && t.needs_appliance(), "{t:?}");
             assert!(t.why_unchangeable().is_none(), "{t:?}");

@@ -89,7 +89,7 @@ fn relocate_superblock(img: &Path) {
     // 64 KiB must be in group 0's inode table, on inodes nothing uses: they become
     // "never initialised" (past `cg_initediblk`), which FreeBSD leaves alone.
     let first = 65536 / g.fsize;
-    let mut cg = g.read_cg(&f, 0);
+    let mut cg = g.read_cg(&f, 0, 0);
     let ino_at = (first - g.iblkno) * g.fsize / 256;
     let iused = le32(&cg, 92) as usize;
     let used_past = (ino_at..g.ipg).filter(|&i| bit(&cg[iused..], i)).count();
@@ -181,10 +181,13 @@ impl Geometry {
         self.fpg * c + self.cgoffset * (c & !self.cgmask)
     }
 
-    fn read_cg(&self, f: &File, c: u64) -> Vec<u8> {
+    fn read_cg(&self, f: &File, offset: u64, c: u64) -> Vec<u8> {
         let mut b = vec![0u8; self.cgsize as usize];
-        f.read_exact_at(&mut b, (self.cgstart(c) + self.cblkno) * self.fsize)
-            .unwrap();
+        f.read_exact_at(
+            &mut b,
+            offset + (self.cgstart(c) + self.cblkno) * self.fsize,
+        )
+        .unwrap();
         assert_eq!(le32(&b, 4), 0x0009_0255, "cylinder group {c}: bad magic");
         b
     }
@@ -215,6 +218,9 @@ fn bit(map: &[u8], i: u64) -> bool {
 pub struct Summary {
     pub inodes_used: u64,
     pub frags_free: u64,
+    /// Blocks all of whose fragments are free.
+    pub blocks_free: u64,
+    pub block_size: u64,
     pub dirs: u64,
 }
 
@@ -261,10 +267,13 @@ pub fn check(img: &Path, offset: u64) -> Result<Summary, String> {
     }
     claim(&mut problems, 0, g.csaddr, g.cssize.div_ceil(g.fsize));
 
-    let cgs: Vec<Vec<u8>> = (0..g.ncg).map(|c| g.read_cg(&f, c)).collect();
+    let cgs: Vec<Vec<u8>> = (0..g.ncg).map(|c| g.read_cg(&f, offset, c)).collect();
     let mut links: HashMap<u64, i64> = HashMap::new();
     let mut nlink: HashMap<u64, i64> = HashMap::new();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        block_size: g.bsize,
+        ..Summary::default()
+    };
     let mut dirs_per_cg = vec![0i64; g.ncg as usize];
     let ptr = if g.ufs2 { 8 } else { 4 };
     let nindir = g.bsize / ptr;
@@ -459,6 +468,7 @@ pub fn check(img: &Path, offset: u64) -> Result<Summary, String> {
             }
         }
         summary.frags_free += (nbfree as u64) * g.frag + nffree as u64;
+        summary.blocks_free += nbfree as u64;
         let iused = &cg[le32(cg, 92) as usize..];
         let nifree = (0..g.ipg).filter(|&i| !bit(iused, i)).count() as i64;
         let want = [dirs_per_cg[c as usize], nbfree, nifree, nffree];

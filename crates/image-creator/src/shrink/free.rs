@@ -9,7 +9,7 @@ use snf_core::report::Quiet;
 use snf_core::Reporter;
 use snf_disk::partition::Layout;
 use snf_guestfs::probe::{self, FsType};
-use snf_guestfs::ExtFs;
+use snf_guestfs::{ExtFs, UfsFs};
 
 use crate::volumes;
 
@@ -38,6 +38,16 @@ pub(super) fn trusted_used_ranges(image: &Path, offset: u64, size: u64) -> Optio
         out.push(limit..size);
     }
     Some(out)
+}
+
+/// The byte ranges (relative to `offset`) of the whole blocks the UFS filesystem at
+/// `offset` of `image` has free in its cylinder-group maps, when it opens and is clean.
+fn ufs_free_ranges(image: &Path, offset: u64, size: u64) -> Option<Vec<Range<u64>>> {
+    let mut fs = UfsFs::open(image, offset, size, false).ok()?;
+    if !fs.is_clean() {
+        return None;
+    }
+    fs.free_ranges().ok()
 }
 
 /// `[0, end)` minus the sorted, disjoint `used`.
@@ -78,7 +88,7 @@ fn swap_header_len(image: &Path, offset: u64) -> u64 {
 }
 
 /// The byte ranges of the disk `image` (table `layout`) that no filesystem uses: the
-/// free blocks of every ext2/3/4 filesystem whose bitmaps can be trusted, all of a swap
+/// free blocks of every ext2/3/4 and UFS filesystem whose bitmaps can be trusted, all of a swap
 /// area but its header page (UUID and label), on partitions and on LVM logical volumes
 /// alike, and the extents of every physical volume that no logical volume holds (what a
 /// removed LV left there). Other partitions, the gaps between partitions (where boot
@@ -128,6 +138,21 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
                     "{}: the {} filesystem is not clean; all of it is kept",
                     v.name(),
                     t.name()
+                )),
+            },
+            FsType::Ufs1 | FsType::Ufs2 => match ufs_free_ranges(image, off, size) {
+                Some(unused) => {
+                    let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
+                    reporter.detail(&format!(
+                        "{}: {} MiB of free UFS blocks left out",
+                        v.name(),
+                        bytes >> 20
+                    ));
+                    free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
+                }
+                None => reporter.detail(&format!(
+                    "{}: the UFS filesystem is not clean; all of it is kept",
+                    v.name()
                 )),
             },
             FsType::Swap => {
