@@ -396,3 +396,30 @@ fn linux_reads_the_changed_filesystems_like_the_host_mirror() {
     }
     h.shutdown().unwrap();
 }
+
+#[test]
+fn filling_the_filesystem_ends_in_no_space_and_stays_consistent() {
+    let f = fixture(Layout::Ufs2FreeBsd);
+    let before = ufs::check(&f.img, 0).unwrap();
+    let mut g = open(&f, true);
+    g.write(Path::new("/var/fill"), b"", NewNode::root(0o644))
+        .unwrap();
+    let chunk = vec![0x5Au8; 4 << 20];
+    let mut at = 0u64;
+    let e = loop {
+        match g.write_at(Path::new("/var/fill"), at, &chunk) {
+            Ok(()) => at += chunk.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(at < 256 << 20, "never ran out of space");
+    };
+    assert!(matches!(e, Error::NoSpace(_)), "{e}");
+    assert_eq!(g.lstat(Path::new("/var/fill")).unwrap().size, at);
+    g.close().unwrap();
+    ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("full: {e}"));
+    let mut g = open(&f, true);
+    g.unlink(Path::new("/var/fill")).unwrap();
+    g.close().unwrap();
+    let after = ufs::check(&f.img, 0).unwrap();
+    assert_eq!(before.frags_free, after.frags_free);
+}

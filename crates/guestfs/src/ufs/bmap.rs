@@ -202,6 +202,14 @@ impl UfsFs {
         if new_size > 0 {
             self.locate((new_size - 1) / bs)?;
         }
+        // Enough whole blocks for every block written, a moved tail and the indirect
+        // blocks on the way, checked before anything changes: running out half-way
+        // would leave blocks allocated that the inode does not account for.
+        let nblocks = (data.len() as u64).div_ceil(bs) + 1;
+        let need = nblocks + nblocks / self.nindir() + 2 * NIADDR as u64;
+        if need > self.sb.cstotal.nbfree.max(0) as u64 {
+            return Err(Error::NoSpace(std::path::PathBuf::new()));
+        }
         let pref = self.ino_cg(ino);
         if d.size > 0 && new_size > d.size {
             let last = (d.size - 1) / bs;

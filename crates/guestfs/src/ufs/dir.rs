@@ -10,7 +10,7 @@ use crate::node::FileType;
 pub const DIRBLKSIZ: u64 = 512;
 /// Largest directory read (far above any real one; bounds the memory a corrupt size
 /// could make us use).
-const MAX_DIR: u64 = 64 << 20;
+const MAX_DIR: u64 = 32 << 20;
 
 pub const DT_REG: u8 = 8;
 

@@ -605,8 +605,11 @@ impl Filesystem for UfsFs {
                 FileType::Directory => return Err(Error::IsADirectory(PathBuf::new())),
                 _ => return Err(unsupported("writing a special file")),
             }
-            fs.write_data(node, &mut d, offset, data)?;
-            fs.touch(node, &mut d)
+            // The inode is written even after an error: blocks already placed must
+            // stay accounted for.
+            let r = fs.write_data(node, &mut d, offset, data);
+            let t = fs.touch(node, &mut d);
+            r.and(t)
         })
     }
 
@@ -618,12 +621,15 @@ impl Filesystem for UfsFs {
                 FileType::Directory => return Err(Error::IsADirectory(PathBuf::new())),
                 _ => return Err(unsupported("truncating a special file")),
             }
-            if size < d.size {
-                fs.truncate_blocks(node, &mut d, size)?;
+            let r = if size < d.size {
+                fs.truncate_blocks(node, &mut d, size)
             } else if size > d.size {
-                fs.write_data(node, &mut d, size, &[])?;
-            }
-            fs.touch(node, &mut d)
+                fs.write_data(node, &mut d, size, &[])
+            } else {
+                Ok(())
+            };
+            let t = fs.touch(node, &mut d);
+            r.and(t)
         })
     }
 
