@@ -190,6 +190,30 @@ fn change_both(g: &mut GuestFs, mirror: &Path) {
         g.unlink(&p(&f)).unwrap();
         fs::remove_file(h(&f)).unwrap();
     }
+    // New directories and symlinks, renames (across directories, over an existing
+    // file, a directory in place).
+    g.mkdir(&p("/var/newdir"), NewNode::root(0o755)).unwrap();
+    fs::create_dir(h("/var/newdir")).unwrap();
+    g.write(&p("/var/newdir/inside"), b"in", NewNode::root(0o644))
+        .unwrap();
+    fs::write(h("/var/newdir/inside"), b"in").unwrap();
+    let long_target = "b/".repeat(70) + "end";
+    for (link, target) in [
+        ("/var/newdir/s", "inside"),
+        ("/var/l", long_target.as_str()),
+    ] {
+        g.symlink(target.as_ref(), &p(link), NewNode::root(0o777))
+            .unwrap();
+        std::os::unix::fs::symlink(target, h(link)).unwrap();
+    }
+    for (from, to) in [
+        ("/var/small/1", "/etc/moved"),
+        ("/var/small/511", "/var/small/512"),
+        ("/var/newdir", "/var/renamed"),
+    ] {
+        g.rename(&p(from), &p(to)).unwrap();
+        fs::rename(h(from), h(to)).unwrap();
+    }
     g.hard_link(&p("/etc/rc.conf"), &p("/var/rc.link")).unwrap();
     fs::hard_link(h("/etc/rc.conf"), h("/var/rc.link")).unwrap();
     fs::set_permissions(

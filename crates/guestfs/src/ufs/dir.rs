@@ -12,8 +12,6 @@ pub const DIRBLKSIZ: u64 = 512;
 /// could make us use).
 const MAX_DIR: u64 = 32 << 20;
 
-pub const DT_REG: u8 = 8;
-
 /// One record.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -108,6 +106,19 @@ fn encode(buf: &mut [u8], ino: u64, reclen: u16, d_type: u8, name: &[u8]) {
     let end = dirsiz(name.len()).min(buf.len());
     buf[8..end].fill(0);
     buf[8..8 + name.len()].copy_from_slice(name);
+}
+
+/// The first chunk of a new directory `ino` in `parent`: `.` and `..`.
+pub fn encode_new_dir(chunk: &mut [u8], ino: u64, parent: u64) {
+    let dot = dirsiz(1);
+    encode(chunk, ino, dot as u16, 4, b".");
+    encode(
+        &mut chunk[dot..],
+        parent,
+        (DIRBLKSIZ as usize - dot) as u16,
+        4,
+        b"..",
+    );
 }
 
 impl UfsFs {

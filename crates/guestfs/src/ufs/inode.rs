@@ -199,6 +199,29 @@ impl Dinode {
         &self.raw[start..start + self.size as usize]
     }
 
+    /// Make this a short symlink to `target` (shorter than the pointer area), stored
+    /// where the block pointers would be.
+    pub fn set_short_link(&mut self, target: &[u8]) {
+        let w = match self.version {
+            Version::Ufs1 => 4,
+            Version::Ufs2 => 8,
+        };
+        let mut area = vec![0u8; (NDADDR + NIADDR) * w];
+        area[..target.len()].copy_from_slice(target);
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b[..w].copy_from_slice(&area[i * w..(i + 1) * w]);
+            u64::from_le_bytes(b)
+        };
+        for i in 0..NDADDR {
+            self.db[i] = word(i);
+        }
+        for i in 0..NIADDR {
+            self.ib[i] = word(NDADDR + i);
+        }
+        self.size = target.len() as u64;
+    }
+
     /// The raw device number of a device node (the first pointer slot).
     pub fn rdev(&self) -> u64 {
         match self.file_type() {

@@ -504,6 +504,127 @@ impl UfsFs {
         }
         Ok(d)
     }
+
+    /// Find the live entry `name` of directory `d`.
+    fn find_entry(&self, d: &Dinode, name: &[u8]) -> Result<Option<dir::Entry>> {
+        Ok(self
+            .dir_entries(d)?
+            .into_iter()
+            .find(|e| e.ino != 0 && e.name == name))
+    }
+
+    /// Create `name` in `dir`: a new inode of type `ifmt`, set up by `init` (which may
+    /// write its first data), then its directory entry.
+    fn create_node(
+        &mut self,
+        dir: NodeId,
+        name: &OsStr,
+        ifmt: u16,
+        attr: NewNode,
+        init: impl FnOnce(&mut Self, u64, &mut Dinode) -> Result<()>,
+    ) -> Result<NodeId> {
+        let name = check_name(name)?.to_vec();
+        self.mutate(|fs| {
+            let mut pd = fs.dir_inode(dir)?;
+            if fs.find_entry(&pd, &name)?.is_some() {
+                return Err(Error::AlreadyExists(PathBuf::new()));
+            }
+            let is_dir = ifmt == inode::IFDIR;
+            if is_dir && pd.nlink >= i16::MAX as u16 {
+                return Err(Error::backend("too many links"));
+            }
+            let (ino, mut d) = fs.alloc_inode(fs.ino_cg(dir), is_dir)?;
+            let t = now();
+            d.mode = ifmt | (attr.mode & 0o7777) as u16;
+            d.nlink = 1;
+            d.uid = attr.uid;
+            d.gid = attr.gid;
+            d.atime = t;
+            d.mtime = t;
+            d.ctime = t;
+            if fs.sb.version == Version::Ufs2 {
+                le::put64(&mut d.raw, 56, t as u64);
+            }
+            let r = init(fs, ino, &mut d);
+            fs.put_inode(ino, &mut d)?;
+            let r = r.and_then(|()| {
+                let t = dir::dt_of(d.file_type());
+                fs.add_entry(dir, &mut pd, &name, ino, t)
+            });
+            if let Err(e) = r {
+                fs.release_inode(ino, d)?;
+                return Err(e);
+            }
+            if is_dir {
+                pd.nlink += 1;
+            }
+            fs.touch(dir, &mut pd)?;
+            Ok(ino)
+        })
+    }
+
+    /// `rename(2)` for any node within one directory, and for non-directories across
+    /// directories (moving a directory elsewhere would need its `..` and loop checks).
+    fn rename_entry(&mut self, from_dir: u64, from: &[u8], to_dir: u64, to: &[u8]) -> Result<()> {
+        let fd = self.dir_inode(from_dir)?;
+        let e = self
+            .find_entry(&fd, from)?
+            .ok_or(Error::NotFound(PathBuf::new()))?;
+        let mut moving = self.live_inode(e.ino)?;
+        let is_dir = moving.file_type() == FileType::Directory;
+        if is_dir && from_dir != to_dir {
+            return Err(unsupported("moving a directory to another directory"));
+        }
+        let mut td = self.dir_inode(to_dir)?;
+        if let Some(t) = self.find_entry(&td, to)? {
+            if t.ino == e.ino {
+                return Ok(());
+            }
+            let mut target = self.live_inode(t.ino)?;
+            let target_dir = target.file_type() == FileType::Directory;
+            match (is_dir, target_dir) {
+                (false, true) => return Err(Error::IsADirectory(PathBuf::new())),
+                (true, false) => return Err(Error::NotADirectory(PathBuf::new())),
+                (true, true) => {
+                    if self
+                        .dir_entries(&target)?
+                        .iter()
+                        .any(|c| c.ino != 0 && c.name != b"." && c.name != b"..")
+                    {
+                        return Err(Error::NotEmpty(PathBuf::new()));
+                    }
+                    self.remove_entry(to_dir, &mut td, &t)?;
+                    td.nlink = td.nlink.saturating_sub(1);
+                    self.touch(to_dir, &mut td)?;
+                    self.release_inode(t.ino, target)?;
+                }
+                (false, false) => {
+                    self.remove_entry(to_dir, &mut td, &t)?;
+                    self.touch(to_dir, &mut td)?;
+                    target.nlink -= 1;
+                    if target.nlink == 0 {
+                        self.release_inode(t.ino, target)?;
+                    } else {
+                        target.ctime = now();
+                        self.put_inode(t.ino, &mut target)?;
+                    }
+                }
+            }
+        }
+        let mut td = self.dir_inode(to_dir)?;
+        self.add_entry(to_dir, &mut td, to, e.ino, dir::dt_of(moving.file_type()))?;
+        self.touch(to_dir, &mut td)?;
+        let mut fd = self.dir_inode(from_dir)?;
+        let old = self
+            .dir_entries(&fd)?
+            .into_iter()
+            .find(|x| x.ino == e.ino && x.name == from)
+            .ok_or_else(|| Error::corrupt("renamed entry vanished"))?;
+        self.remove_entry(from_dir, &mut fd, &old)?;
+        self.touch(from_dir, &mut fd)?;
+        moving.ctime = now();
+        self.put_inode(e.ino, &mut moving)
+    }
 }
 
 fn check_name(name: &OsStr) -> Result<&[u8]> {
@@ -634,51 +755,41 @@ impl Filesystem for UfsFs {
     }
 
     fn create_file(&mut self, dir: NodeId, name: &OsStr, attr: NewNode) -> Result<NodeId> {
-        let name = check_name(name)?.to_vec();
-        self.mutate(|fs| {
-            let mut pd = fs.dir_inode(dir)?;
-            if fs
-                .dir_entries(&pd)?
-                .iter()
-                .any(|e| e.ino != 0 && e.name == name)
-            {
-                return Err(Error::AlreadyExists(PathBuf::new()));
-            }
-            let (ino, mut d) = fs.alloc_inode(fs.ino_cg(dir), false)?;
-            let t = now();
-            d.mode = inode::IFREG | (attr.mode & 0o7777) as u16;
-            d.nlink = 1;
-            d.uid = attr.uid;
-            d.gid = attr.gid;
-            d.atime = t;
-            d.mtime = t;
-            d.ctime = t;
-            if fs.sb.version == Version::Ufs2 {
-                le::put64(&mut d.raw, 56, t as u64);
-            }
-            fs.put_inode(ino, &mut d)?;
-            if let Err(e) = fs.add_entry(dir, &mut pd, &name, ino, dir::DT_REG) {
-                d.nlink = 0;
-                fs.release_inode(ino, d)?;
-                return Err(e);
-            }
-            fs.touch(dir, &mut pd)?;
-            Ok(ino)
-        })
+        self.create_node(dir, name, inode::IFREG, attr, |_, _, _| Ok(()))
     }
 
-    fn mkdir(&mut self, _dir: NodeId, _name: &OsStr, _attr: NewNode) -> Result<NodeId> {
-        Err(unsupported("creating directories"))
+    fn mkdir(&mut self, dir: NodeId, name: &OsStr, attr: NewNode) -> Result<NodeId> {
+        self.create_node(dir, name, inode::IFDIR, attr, |fs, ino, d| {
+            d.nlink = 2;
+            let mut chunk = vec![0u8; dir::DIRBLKSIZ as usize];
+            dir::encode_new_dir(&mut chunk, ino, dir);
+            fs.write_data(ino, d, 0, &chunk)
+        })
     }
 
     fn symlink(
         &mut self,
-        _dir: NodeId,
-        _name: &OsStr,
-        _target: &OsStr,
-        _attr: NewNode,
+        dir: NodeId,
+        name: &OsStr,
+        target: &OsStr,
+        attr: NewNode,
     ) -> Result<NodeId> {
-        Err(unsupported("creating symbolic links"))
+        let t = target.as_bytes().to_vec();
+        if t.is_empty() || t.len() > 1023 || t.contains(&0) {
+            return Err(Error::InvalidPath(PathBuf::new()));
+        }
+        let attr = NewNode {
+            mode: 0o777,
+            ..attr
+        };
+        self.create_node(dir, name, inode::IFLNK, attr, move |fs, ino, d| {
+            if (t.len() as u64) < u64::from(fs.sb.maxsymlinklen) {
+                d.set_short_link(&t);
+                Ok(())
+            } else {
+                fs.write_data(ino, d, 0, &t)
+            }
+        })
     }
 
     fn hard_link(&mut self, node: NodeId, dir: NodeId, name: &OsStr) -> Result<()> {
@@ -766,12 +877,14 @@ impl Filesystem for UfsFs {
 
     fn rename(
         &mut self,
-        _from_dir: NodeId,
-        _from_name: &OsStr,
-        _to_dir: NodeId,
-        _to_name: &OsStr,
+        from_dir: NodeId,
+        from_name: &OsStr,
+        to_dir: NodeId,
+        to_name: &OsStr,
     ) -> Result<()> {
-        Err(unsupported("renaming"))
+        let from_name = check_name(from_name)?.to_vec();
+        let to_name = check_name(to_name)?.to_vec();
+        self.mutate(|fs| fs.rename_entry(from_dir, &from_name, to_dir, &to_name))
     }
 
     fn set_attr(&mut self, node: NodeId, attr: SetAttr) -> Result<()> {
