@@ -447,3 +447,49 @@ fn filling_the_filesystem_ends_in_no_space_and_stays_consistent() {
     let after = ufs::check(&f.img, 0).unwrap();
     assert_eq!(before.frags_free, after.frags_free);
 }
+
+#[test]
+fn check_hashes_are_verified_and_kept() {
+    let f = fixture(Layout::Ufs2FreeBsd);
+    ufs::enable_check_hashes(&f.img);
+    ufs::verify_check_hashes(&f.img).unwrap();
+    let mirror = f._dir.path().join("mirror");
+    snf_testkit::fixture::run(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&f.tree)
+            .arg(&mirror),
+    );
+    let mut g = open(&f, true);
+    change_both(&mut g, &mirror);
+    g.close().unwrap();
+    ufs::verify_check_hashes(&f.img).unwrap_or_else(|e| panic!("after the changes: {e}"));
+    ufs::check(&f.img, 0).unwrap();
+    let mut g = open(&f, false);
+    assert_same_tree(&mut g, &mirror, Path::new("/"));
+    let ino = g.lstat(Path::new("/etc/rc.conf")).unwrap().node;
+    g.close().unwrap();
+
+    // A stale inode hash is an error naming the inode.
+    let size = fs::metadata(&f.img).unwrap().len();
+    let mut fs_ = UfsFs::open(&f.img, 0, size, false).unwrap();
+    let pos = {
+        use snf_guestfs::Filesystem;
+        let m = fs_.metadata(ino).unwrap();
+        assert_eq!(m.node, ino);
+        fs_.inode_offset(ino)
+    };
+    drop(fs_);
+    snf_testkit::fixture::write_at(&f.img, pos + 4, &[0xEE]);
+    let mut g = open(&f, false);
+    let e = g.read(Path::new("/etc/rc.conf")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("inode {ino}: check-hash mismatch")),
+        "{e}"
+    );
+    // A stale superblock hash refuses the open.
+    snf_testkit::fixture::write_at(&f.img, 65536 + 680, b"x");
+    let e = open_err(&f.img, false);
+    assert!(e.to_string().contains("check-hash mismatch"), "{e}");
+}

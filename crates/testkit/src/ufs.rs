@@ -505,3 +505,98 @@ pub fn check(img: &Path, offset: u64) -> Result<Summary, String> {
         Err(problems.join("\n"))
     }
 }
+
+/// FreeBSD's metadata check-hash: CRC-32C from all ones, not inverted at the end
+/// (`calculate_crc32c(~0, ...)`), with the 4 bytes of the stored hash at `hole` as zeros.
+fn crc32c_unfinished(data: &[u8], hole: usize) -> u32 {
+    let mut crc = !0u32;
+    for (i, &b) in data.iter().enumerate() {
+        let b = if i >= hole && i < hole + 4 { 0 } else { b };
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+/// Every check-hash location of a UFS2 image: (byte offset of the hashed area, its
+/// length, offset of the hash inside it).
+fn hash_areas(f: &File, g: &Geometry, sbsize: u64) -> Vec<(u64, u64, usize)> {
+    let mut out = vec![(g.loc, sbsize, 1304)];
+    for c in 0..g.ncg {
+        let cg = g.read_cg(f, 0, c);
+        out.push(((g.cgstart(c) + g.cblkno) * g.fsize, g.cgsize, 132));
+        let inited = u64::from(le32(&cg, 120));
+        for i in 0..inited {
+            let pos = g.inode_pos(c * g.ipg + i);
+            let mut mode = [0u8; 2];
+            f.read_exact_at(&mut mode, pos).unwrap();
+            if mode != [0, 0] {
+                out.push((pos, 256, 244));
+            }
+        }
+    }
+    out
+}
+
+fn sb_of(f: &File) -> (Vec<u8>, Geometry) {
+    let mut sb = vec![0u8; 8192];
+    for loc in [65536u64, 8192] {
+        f.read_exact_at(&mut sb, loc).unwrap();
+        if let Some(g) = Geometry::parse(&sb, loc) {
+            assert!(g.ufs2, "check-hashes are UFS2 only");
+            return (sb, g);
+        }
+    }
+    panic!("no UFS superblock");
+}
+
+/// Turn on FreeBSD's metadata check-hashes (superblock, cylinder groups, inodes) in the
+/// UFS2 image `img` (at offset 0) and compute them all, as a FreeBSD 12+ newfs leaves
+/// a filesystem.
+pub fn enable_check_hashes(img: &Path) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
+    let (mut sb, g) = sb_of(&f);
+    assert!(sb[211] & 0x80 != 0, "fs_flags not in use");
+    let flags = le32(&sb, 1312) | 0x200;
+    sb[1312..1316].copy_from_slice(&flags.to_le_bytes());
+    sb[1308..1312].copy_from_slice(&7u32.to_le_bytes());
+    f.write_all_at(&sb, g.loc).unwrap();
+    let sbsize = u64::from(le32(&sb, 104));
+    for (pos, len, hole) in hash_areas(&f, &g, sbsize) {
+        let mut b = vec![0u8; len as usize];
+        f.read_exact_at(&mut b, pos).unwrap();
+        let h = crc32c_unfinished(&b, hole);
+        f.write_all_at(&h.to_le_bytes(), pos + hole as u64).unwrap();
+    }
+}
+
+/// Every check-hash of the UFS2 image `img` (at offset 0) matches its data; `Err`
+/// names the ones that do not.
+pub fn verify_check_hashes(img: &Path) -> Result<(), String> {
+    let f = File::open(img).unwrap();
+    let (sb, g) = sb_of(&f);
+    let sbsize = u64::from(le32(&sb, 104));
+    let mut bad = Vec::new();
+    for (pos, len, hole) in hash_areas(&f, &g, sbsize) {
+        let mut b = vec![0u8; len as usize];
+        f.read_exact_at(&mut b, pos).unwrap();
+        if le32(&b, hole) != crc32c_unfinished(&b, hole) {
+            bad.push(format!("check-hash at byte {pos} ({len} bytes) is stale"));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n"))
+    }
+}

@@ -139,7 +139,8 @@ impl Dinode {
                 for i in 0..NIADDR {
                     put64(r, 208 + 8 * i, self.ib[i]);
                 }
-                if sb.metackhash & CK_INODE != 0 {
+                // As FreeBSD: a free inode (mode 0) keeps whatever hash it has.
+                if sb.metackhash & CK_INODE != 0 && self.mode != 0 {
                     put32(r, UFS2_CKHASH, 0);
                     let h = ckhash::hash_with_hole(r, UFS2_CKHASH);
                     put32(r, UFS2_CKHASH, h);

@@ -196,6 +196,11 @@ impl UfsFs {
         Ok(out)
     }
 
+    /// Byte offset (inside the filesystem) of inode `ino`'s on-disk copy.
+    pub fn inode_offset(&self, ino: NodeId) -> u64 {
+        self.sb.inode_bytes(ino)
+    }
+
     // ---- raw I/O, bounded to the filesystem ----
 
     fn fs_bytes(&self) -> u64 {

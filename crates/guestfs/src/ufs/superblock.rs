@@ -18,6 +18,7 @@ const MAGIC_OFF: usize = 1372;
 const FS_UNCLEAN: i32 = 0x01;
 const FS_NEEDSFSCK: i32 = 0x04;
 const FS_FLAGS_UPDATED: u8 = 0x80;
+const FS_METACKHASH: i32 = 0x200;
 /// `fs_old_inodefmt` of every filesystem since 4.4BSD (directory entries with a type).
 const FS_44INODEFMT: i32 = 2;
 /// Most cylinder groups accepted: far above what any real filesystem has, low enough
@@ -251,7 +252,13 @@ impl Superblock {
         } else {
             i32::from(old_flags)
         };
-        let metackhash = if version == Version::Ufs2 { u(1308) } else { 0 };
+        // A kernel without check-hash support clears FS_METACKHASH and lets the hashes
+        // go stale; FreeBSD then ignores them, and so do we.
+        let metackhash = if version == Version::Ufs2 && flags & FS_METACKHASH != 0 {
+            u(1308)
+        } else {
+            0
+        };
         let sb = Superblock {
             version,
             location,
