@@ -8,6 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use image_creator::core::report::quiet;
+use image_creator::options::RunOptions;
+use image_creator::session::{Session, Stage};
 use snf_testkit::bsdlabel::{fdisk_bsd_label, label_offset, set_duid, BsdSlice};
 use snf_testkit::fixture::{assert_e2fsck_clean, mkswap_at, sfdisk, sparse_file, Mke2fs, MIB};
 
@@ -403,4 +406,92 @@ fn openbsd_with_duids_and_root_at_the_partition_start() {
             ("/home".to_string(), Some("3eb7f9da875cb9ee.e".to_string()))
         ]
     );
+}
+
+/// `debugfs -R "cat PATH"` of the ext filesystem at byte `offset` of `img`; `None` when
+/// the file does not exist. Independent of the libext2fs binding that wrote it.
+fn debugfs_cat(img: &Path, offset: u64, path: &str) -> Option<String> {
+    let out = std::process::Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(format!("{}?offset={offset}", img.display()))
+        .output()
+        .expect("debugfs runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("File not found") {
+        return None;
+    }
+    assert!(out.status.success(), "debugfs: {err}");
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// A whole run on a NetBSD disk: the BSD operations and not the Linux ones, the
+/// passwords locked in master.passwd and spwd.db gone, checked in the written image.
+#[test]
+fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    netbsd_tree(
+        &root,
+        "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n",
+    );
+    root.file("/tmp/scratch", "left behind")
+        .file("/var/log/messages", "old log\n");
+    let a = slice('a', PART_START + 64, 40, 7);
+    let img = bsd_disk(
+        d.path(),
+        "a9",
+        &[
+            (a, SliceContent::Ext4(&root)),
+            (
+                slice('b', PART_START + 64 + 40 * 2048, 8, 1),
+                SliceContent::Swap,
+            ),
+        ],
+    );
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let mut session = Session::new(opts, quiet()).unwrap();
+    session.run_until(Stage::HostRun).unwrap();
+    let enabled: Vec<&str> = session
+        .syspreps()
+        .expect("the guest is supported")
+        .enabled()
+        .iter()
+        .map(|op| op.name)
+        .collect();
+    session.finish().unwrap();
+    let ran: Vec<&str> = session.sysprep_reports().iter().map(|r| r.name).collect();
+    assert!(ran.contains(&"cleanup-password"), "{ran:?}");
+    for name in [
+        "cleanup-password",
+        "cleanup-tmp",
+        "cleanup-log",
+        "cleanup-userdata",
+    ] {
+        assert!(enabled.contains(&name), "{name} in {enabled:?}");
+    }
+    for name in [
+        "cleanup-passwords",
+        "remove-persistent-net-rules",
+        "fix-acpid",
+    ] {
+        assert!(!enabled.contains(&name), "{name} in {enabled:?}");
+    }
+    assert_eq!(session.metadata().get("ROOT_PARTITION"), Some("5"));
+    drop(session);
+
+    let off = a.start * SECTOR;
+    assert_e2fsck_clean(&out, off, "the root slice after the run");
+    let passwd = debugfs_cat(&out, off, "/etc/master.passwd").expect("master.passwd kept");
+    let want = master_passwd("!", "!").replace("gone:*LOCKED*$6$x$y:", "gone:!:");
+    assert_eq!(passwd, want);
+    assert_eq!(debugfs_cat(&out, off, "/etc/spwd.db"), None);
+    assert_eq!(
+        debugfs_cat(&out, off, "/etc/pwd.db").as_deref(),
+        Some("pwd.db")
+    );
+    assert_eq!(debugfs_cat(&out, off, "/tmp/scratch"), None);
 }
