@@ -100,7 +100,9 @@ impl FsType {
             FsType::Swap => "it is swap space and holds no files",
             FsType::Ntfs => "NTFS filesystems cannot be read or changed yet",
             FsType::Ufs1 | FsType::Ufs2 => "UFS filesystems cannot be read or changed yet",
-            FsType::BsdLabel => "BSD disklabels and the UFS filesystems in them cannot be read yet",
+            FsType::BsdLabel => {
+                "it holds a BSD disklabel, which is read only in an MBR partition of a BSD type"
+            }
             FsType::LvmPv => "LVM logical volumes are not supported",
             FsType::Luks1 | FsType::Luks2 => "it is encrypted (LUKS) and cannot be opened",
             FsType::MdRaid => "software RAID members are not supported",

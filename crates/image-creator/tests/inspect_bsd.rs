@@ -437,17 +437,14 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     );
     root.file("/tmp/scratch", "left behind")
         .file("/var/log/messages", "old log\n");
-    let a = slice('a', PART_START + 64, 40, 7);
+    // Slice a starts where the partition does: the partition's start reads as a
+    // filesystem, which shrinking must not take for the partition's own.
+    let a = slice('a', PART_START, 40, 7);
+    let b = slice('b', PART_START + 40 * 2048, 8, 1);
     let img = bsd_disk(
         d.path(),
         "a9",
-        &[
-            (a, SliceContent::Ext4(&root)),
-            (
-                slice('b', PART_START + 64 + 40 * 2048, 8, 1),
-                SliceContent::Swap,
-            ),
-        ],
+        &[(a, SliceContent::Ext4(&root)), (b, SliceContent::Swap)],
     );
     let out = d.path().join("out.raw");
     let mut opts = RunOptions::new(&img);
@@ -482,6 +479,17 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     }
     assert_eq!(session.metadata().get("ROOT_PARTITION"), Some("5"));
     drop(session);
+
+    // The partition holding the label is not cut at the end of slice a's filesystem.
+    let (_, parts) = snf_testkit::partitions(&out).unwrap();
+    assert_eq!((parts[0].start, parts[0].size), (PART_START, PART_SECTORS));
+    let swap = std::process::Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE", "-O"])
+        .arg((b.start * SECTOR).to_string())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&swap.stdout).trim(), "swap");
 
     let off = a.start * SECTOR;
     assert_e2fsck_clean(&out, off, "the root slice after the run");
