@@ -221,5 +221,13 @@ fn ufs_id_is_what_blkid_reports() {
         let id = blkid(&img, "UUID");
         assert_eq!(id.len(), 16, "blkid UUID {id}");
         assert_eq!(p.uuid.as_deref(), Some(id.as_str()), "UFS{version}");
+        if want == FsType::Ufs2 {
+            // makefs cannot set fs_volname; put one where FreeBSD's tunefs -L does
+            // (makefs writes the superblock at 8 KiB) and let blkid read it too.
+            snf_testkit::fixture::write_at(&img, 8192 + 680, b"rootfs\0");
+            let p = probe_file(&img, 0, 16 * MIB).unwrap();
+            assert_eq!(blkid(&img, "LABEL"), "rootfs");
+            assert_eq!(p.label.as_deref(), Some("rootfs"));
+        }
     }
 }
