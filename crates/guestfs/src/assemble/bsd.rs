@@ -184,6 +184,86 @@ pub(super) fn match_name(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assemble::{BsdSliceDesc, PartitionDesc};
+    use crate::probe::Probe;
+
+    fn part(number: u32, desc: PartitionDesc, probe: Probe) -> ProbedPartition {
+        ProbedPartition {
+            desc: PartitionDesc { number, ..desc },
+            probe,
+        }
+    }
+
+    fn ufs(uuid: &str, label: Option<&str>) -> Probe {
+        Probe {
+            fs_type: FsType::Ufs2,
+            uuid: Some(uuid.into()),
+            label: label.map(String::from),
+        }
+    }
+
+    fn slice(parent: u32, letter: char, duid: Option<&str>) -> PartitionDesc {
+        PartitionDesc {
+            bsd: Some(BsdSliceDesc {
+                parent,
+                letter,
+                duid: duid.map(String::from),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_map_to_their_volume() {
+        let gpt = PartitionDesc {
+            gpt_name: Some("rootfs".into()),
+            gpt_guid: Some("0A1B2C3D-AAAA-4BBB-8CCC-000000000002".into()),
+            ..Default::default()
+        };
+        let parts = [
+            part(1, PartitionDesc::default(), Probe::new(FsType::Vfat)),
+            part(2, gpt, ufs("5f1e0a3b00c0ffee", Some("root"))),
+            part(5, slice(3, 'a', Some("3eb7f9da875cb9ee")), ufs("1", None)),
+            part(6, slice(3, 'e', Some("3eb7f9da875cb9ee")), ufs("2", None)),
+        ];
+        let disks: Vec<String> = default_disks().collect();
+        let m = |spec: &str| match match_name(spec, &parts, &disks) {
+            Some(SourceMatch::Partition(i)) => Some(parts[i].desc.number),
+            _ => None,
+        };
+        assert_eq!(m("/dev/ada0p1"), Some(1));
+        assert_eq!(m("/dev/vtbd0p2"), Some(2));
+        assert_eq!(m("/dev/gpt/rootfs"), Some(2));
+        assert_eq!(
+            m("/dev/gptid/0a1b2c3d-aaaa-4bbb-8ccc-000000000002"),
+            Some(2)
+        );
+        assert_eq!(m("/dev/ufsid/5F1E0A3B00C0FFEE"), Some(2));
+        assert_eq!(m("/dev/ufs/root"), Some(2));
+        assert_eq!(m("NAME=rootfs"), Some(2));
+        assert_eq!(m("/dev/wd0a"), Some(5));
+        assert_eq!(m("/dev/sd0e"), Some(6));
+        assert_eq!(m("/dev/ada0s3e"), Some(6));
+        assert_eq!(m("3eb7f9da875cb9ee.e"), Some(6));
+        for missing in [
+            "/dev/wd1a",
+            "/dev/wd0d",
+            "/dev/ada0s1a",
+            "/dev/gpt/swap",
+            "/dev/label/root",
+            "0000000000000000.a",
+        ] {
+            assert!(
+                matches!(
+                    match_name(missing, &parts, &disks),
+                    Some(SourceMatch::NotFound(_))
+                ),
+                "{missing}"
+            );
+        }
+        assert_eq!(match_name("/dev/sda1", &parts, &disks), None);
+        assert_eq!(match_name("UUID=x", &parts, &disks), None);
+    }
 
     #[test]
     fn device_names_of_the_three_bsds() {
