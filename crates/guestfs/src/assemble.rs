@@ -55,6 +55,8 @@ pub struct PartitionDesc {
     /// Set when this is a slice of a BSD disklabel (`number` is then the one Linux
     /// gives it).
     pub bsd: Option<BsdSliceDesc>,
+    /// FreeBSD's GEOM label in the volume's last sector (`/dev/label/NAME`).
+    pub geom_label: Option<String>,
 }
 
 /// What names a slice of a BSD disklabel in a BSD's configuration.

@@ -164,6 +164,8 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
     let root = Tree::new(d.path(), "root");
     let home = Tree::new(d.path(), "home");
     home.file("/user/.profile", "PATH=/bin\n");
+    let var = Tree::new(d.path(), "var");
+    var.dir("/log");
     freebsd_tree(
         &root,
         &format!(
@@ -171,6 +173,7 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
              /dev/gpt/rootfs\t/\tufs\trw\t1\t1\n\
              /dev/ada0p3\tnone\tswap\tsw\t0\t0\n\
              /dev/gptid/{}\t/home\tufs\trw\t2\t2\n\
+             /dev/label/var\t/var\tufs\trw\t2\t2\n\
              fdesc\t/dev/fd\tfdescfs\trw\t0\t0\n\
              proc\t/proc\tprocfs\trw\t0\t0\n",
             part_guid(4).to_ascii_lowercase()
@@ -210,8 +213,26 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
                     label: None,
                 },
             },
+            Part {
+                size_mib: 8,
+                name: "var",
+                content: Content::Ext4 {
+                    tree: &var,
+                    uuid: "44444444-2222-3333-4444-555555555555",
+                    label: None,
+                },
+            },
         ],
     );
+    // `glabel label var ada0p5` as FreeBSD writes it in the partition's last sector (no
+    // Linux tool writes GEOM labels): magic, version 2, name, provider size.
+    let (p5_start, p5_size) = ((1 + 1 + 24 + 4 + 8) * MIB, 8 * MIB);
+    let mut md = Vec::new();
+    md.extend_from_slice(b"GEOM::LABEL\0\0\0\0\0");
+    md.extend_from_slice(&2u32.to_le_bytes());
+    md.extend_from_slice(b"var\0\0\0\0\0\0\0\0\0\0\0\0\0");
+    md.extend_from_slice(&p5_size.to_le_bytes());
+    snf_testkit::fixture::write_at(&img, p5_start + p5_size - SECTOR, &md);
     let i = inspect_disk(&img);
     assert_eq!(i.unsupported, None);
     assert_meta(
@@ -239,7 +260,14 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
         .iter()
         .map(|m| (m.mountpoint.display().to_string(), m.partition))
         .collect();
-    assert_eq!(mounts, vec![("/".to_string(), 2), ("/home".to_string(), 4)]);
+    assert_eq!(
+        mounts,
+        vec![
+            ("/".to_string(), 2),
+            ("/var".to_string(), 5),
+            ("/home".to_string(), 4)
+        ]
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! * FreeBSD: `/dev/ada0p2` (and `da`, `vtbd`, `nvd`, `nda` ...: GPT partition 2),
 //!   `/dev/ada0s1a` (slice `a` of the disklabel in MBR partition 1), `/dev/ada0s1`,
 //!   `/dev/gpt/NAME` (GPT partition name), `/dev/gptid/GUID` (GPT unique partition
-//!   GUID), `/dev/ufsid/HEX` and `/dev/ufs/LABEL` (the UFS id and volume label).
+//!   GUID), `/dev/ufsid/HEX` and `/dev/ufs/LABEL` (the UFS id and volume label),
+//!   `/dev/label/NAME` (a GEOM label, `glabel(8)`, in the volume's last sector).
 //! * NetBSD and OpenBSD: `/dev/wd0a`, `/dev/sd0a`, `/dev/ld0a` (slice `a` of the
 //!   disklabel), NetBSD's `NAME=wedge` (a GPT partition name) and OpenBSD's DUIDs
 //!   `3eb7f9da875cb9ee.a` (the disklabel's UID and a slice letter).
@@ -129,9 +130,15 @@ pub(super) fn match_name(
             .position(|p| is_ufs(p) && p.probe.label.as_deref() == Some(label));
         return found(hit, format!("no UFS filesystem has the label {label}"));
     }
-    if spec.starts_with("/dev/label/") || spec.starts_with("/dev/diskid/") {
+    if let Some(name) = spec.strip_prefix("/dev/label/") {
+        let hit = parts
+            .iter()
+            .position(|p| p.desc.geom_label.as_deref() == Some(name));
+        return found(hit, format!("no volume has the GEOM label {name}"));
+    }
+    if spec.starts_with("/dev/diskid/") {
         return Some(SourceMatch::NotFound(format!(
-            "{spec} is a GEOM name, which cannot be mapped to a partition yet"
+            "{spec} names a whole disk by its serial number, which an image does not keep"
         )));
     }
     if let Some((duid, letter)) = spec.split_once('.') {
@@ -216,6 +223,7 @@ mod tests {
     #[test]
     fn names_map_to_their_volume() {
         let gpt = PartitionDesc {
+            geom_label: Some("root".into()),
             gpt_name: Some("rootfs".into()),
             gpt_guid: Some("0A1B2C3D-AAAA-4BBB-8CCC-000000000002".into()),
             ..Default::default()
@@ -240,6 +248,7 @@ mod tests {
         );
         assert_eq!(m("/dev/ufsid/5F1E0A3B00C0FFEE"), Some(2));
         assert_eq!(m("/dev/ufs/root"), Some(2));
+        assert_eq!(m("/dev/label/root"), Some(2));
         assert_eq!(m("NAME=rootfs"), Some(2));
         assert_eq!(m("/dev/wd0a"), Some(5));
         assert_eq!(m("/dev/sd0e"), Some(6));
@@ -250,7 +259,7 @@ mod tests {
             "/dev/wd0d",
             "/dev/ada0s1a",
             "/dev/gpt/swap",
-            "/dev/label/root",
+            "/dev/label/home",
             "0000000000000000.a",
         ] {
             assert!(

@@ -6,6 +6,7 @@
 //! read leaves the partition in the list, unusable, with the reason.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use snf_core::Reporter;
@@ -79,4 +80,37 @@ fn replace_parent(descs: &mut Vec<PartitionDesc>, label: &Disklabel, sector_size
     let tail = descs.split_off(at);
     descs.extend(slices);
     descs.extend(tail);
+}
+
+/// FreeBSD's `glabel(8)` metadata: magic, version, name, the provider's size in bytes.
+const GEOM_LABEL_MAGIC: &[u8; 16] = b"GEOM::LABEL\0\0\0\0\0";
+
+/// Name each volume whose last sector holds a GEOM label made for exactly its size
+/// (a label of the whole disk, in the last partition's last sector, has the disk's).
+pub(super) fn add_geom_labels(image: &Path, sector_size: u32, descs: &mut [PartitionDesc]) {
+    let Ok(file) = File::open(image) else {
+        return;
+    };
+    let ss = u64::from(sector_size);
+    for d in descs
+        .iter_mut()
+        .filter(|d| d.lv.is_none() && d.unusable.is_none() && d.size >= 2 * ss)
+    {
+        let mut md = [0u8; 44];
+        if file.read_exact_at(&mut md, d.offset + d.size - ss).is_err()
+            || &md[..16] != GEOM_LABEL_MAGIC
+        {
+            continue;
+        }
+        let mut provsize = [0u8; 8];
+        provsize.copy_from_slice(&md[36..44]);
+        if u64::from_le_bytes(provsize) != d.size {
+            continue;
+        }
+        let name = &md[20..36];
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        if !name.is_empty() {
+            d.geom_label = Some(String::from_utf8_lossy(name).into_owned());
+        }
+    }
 }

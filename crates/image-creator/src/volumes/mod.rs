@@ -46,6 +46,7 @@ impl Volumes {
 pub fn list(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Volumes {
     let mut descs = partitions_from_layout(layout);
     bsd::add_slices(image, layout, &mut descs, reporter);
+    bsd::add_geom_labels(image, layout.sector_size(), &mut descs);
     let pvs: Vec<PvDevice> = descs
         .iter()
         .filter(|d| probe_file(image, d.offset, d.size).is_ok_and(|p| p.fs_type == FsType::LvmPv))
