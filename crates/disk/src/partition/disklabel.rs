@@ -97,6 +97,30 @@ pub enum DisklabelError {
     },
 }
 
+impl DisklabelError {
+    /// The MBR partition the error is about.
+    pub fn parent(&self) -> u32 {
+        match self {
+            DisklabelError::Io { parent, .. }
+            | DisklabelError::Missing { parent, .. }
+            | DisklabelError::Invalid { parent, .. } => *parent,
+        }
+    }
+
+    /// What is wrong, without naming the partition (for messages that name it).
+    pub fn reason(&self) -> String {
+        match self {
+            DisklabelError::Io { source, .. } => format!("its BSD disklabel: {source}"),
+            DisklabelError::Missing { mbr_type, .. } => {
+                format!("its MBR type 0x{mbr_type:02x} is a BSD one, but it holds no BSD disklabel")
+            }
+            DisklabelError::Invalid { reason, .. } => {
+                format!("its BSD disklabel is invalid: {reason}")
+            }
+        }
+    }
+}
+
 /// One partition of a disklabel as the Linux kernel exposes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slice {

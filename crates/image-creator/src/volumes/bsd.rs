@@ -40,15 +40,10 @@ pub(super) fn add_slices(
     for label in labels {
         match label {
             Ok(label) => replace_parent(descs, &label, layout.sector_size()),
+            // Assembly warns about an unusable volume, naming it.
             Err(e) => {
-                reporter.warn(&e.to_string());
-                let parent = match &e {
-                    disklabel::DisklabelError::Io { parent, .. }
-                    | disklabel::DisklabelError::Missing { parent, .. }
-                    | disklabel::DisklabelError::Invalid { parent, .. } => *parent,
-                };
-                if let Some(d) = descs.iter_mut().find(|d| d.number == parent) {
-                    d.unusable = Some(e.to_string());
+                if let Some(d) = descs.iter_mut().find(|d| d.number == e.parent()) {
+                    d.unusable = Some(e.reason());
                 }
             }
         }
