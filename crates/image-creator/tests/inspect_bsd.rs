@@ -531,3 +531,31 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     );
     assert_eq!(debugfs_cat(&out, off, "/tmp/scratch"), None);
 }
+
+/// A disklabel whose checksum does not match is not trusted: the partition is named
+/// with the reason, and nothing in it is taken for the root.
+#[test]
+fn a_corrupt_disklabel_is_named_in_the_refusal() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    openbsd_tree(&root, "/dev/sd0a / ffs rw 1 1\n");
+    let img = bsd_disk(
+        d.path(),
+        "a6",
+        &[(
+            slice('a', PART_START + 64, 40, 7),
+            SliceContent::Ext4(&root),
+        )],
+    );
+    // One byte of slice a's size: the checksum no longer matches.
+    snf_testkit::fixture::write_at(&img, label_offset(PART_START) + 148, &[0x55]);
+    let i = inspect_disk(&img);
+    let reason = i.unsupported.expect("refused");
+    assert!(
+        reason.starts_with(
+            "Unable to detect any operating system on the media: partition 1 (its BSD disklabel is invalid: checksum"
+        ),
+        "{reason}"
+    );
+    assert!(i.guest.is_none());
+}
