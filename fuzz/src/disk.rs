@@ -165,7 +165,8 @@ pub fn check_layout(mut disk: SparseDisk, sector_size: u32) {
         let parent = layout.partition(label.parent).expect("a label's partition");
         for s in &label.slices {
             assert!(
-                s.start >= parent.start && s.start + s.sectors <= parent.end + 1,
+                s.start * 512 >= parent.offset()
+                    && (s.start + s.sectors) * 512 <= parent.end_offset(),
                 "slice {} of partition {} lies outside it",
                 s.letter,
                 label.parent

@@ -1,7 +1,8 @@
 //! BSD disklabels nested in MBR partitions (FreeBSD 0xA5, OpenBSD 0xA6, NetBSD 0xA9).
 //!
 //! NetBSD and OpenBSD on a PC disk keep one MBR partition and divide it with a
-//! disklabel in its second sector: partitions `a` .. `p`, `a` the root, `b` swap,
+//! disklabel 512 bytes into it (FreeBSD's bsdlabel sits there too): partitions
+//! `a` .. `p`, `a` the root, `b` swap,
 //! `c` (and NetBSD's `d`) the raw partition or disk. The slices are numbered here the
 //! way the Linux kernel numbers them (`block/partitions/msdos.c`), because that is the
 //! device the deploy side (snf-image, on Linux) mounts as `ROOT_PARTITION`: after the
@@ -128,9 +129,10 @@ pub struct Slice {
     pub letter: char,
     /// The number Linux gives it (`/dev/sdaN`).
     pub number: u32,
-    /// First sector (absolute, in the layout's sectors).
+    /// First sector (absolute, 512-byte sectors whatever the disk's sector size, as
+    /// Linux reads labels).
     pub start: u64,
-    /// Length in sectors.
+    /// Length in 512-byte sectors.
     pub sectors: u64,
     /// `p_fstype` ([`FS_BSDFFS`], [`FS_SWAP`] ...).
     pub fstype: u8,
@@ -203,7 +205,7 @@ pub fn parse(
     let entry = |i: usize| &sector[PARTITIONS_AT + i * ENTRY_LEN..][..ENTRY_LEN];
     // FreeBSD labels may count from the slice start; the raw `c` at offset 0 says so.
     let relative = flavour == Flavour::FreeBsd && count > 2 && le32(entry(2), 4) == 0;
-    let (p_start, p_len) = (parent.start, parent.sectors());
+    let (p_start, p_len) = (parent.offset() / 512, parent.size() / 512);
     let mut slices = Vec::new();
     let mut number = next_number;
     for i in 0..count.min(KERNEL_MAX_ENTRIES) {
@@ -280,10 +282,10 @@ pub fn read_labels<R: Read + Seek + ?Sized>(
         let Some(flavour) = Flavour::from_mbr_type(p.mbr_type) else {
             continue;
         };
-        let ss = u64::from(layout.sector_size());
         let mut sector = vec![0u8; 512];
-        let at = (p.start + 1).saturating_mul(ss);
-        let label = if p.sectors() < 2 {
+        // Linux reads the label 512 bytes into the partition, on any disk.
+        let at = p.offset() + 512;
+        let label = if p.size() < 1024 {
             Err(DisklabelError::Missing {
                 parent: p.number,
                 mbr_type: p.mbr_type,

@@ -39,7 +39,7 @@ pub(super) fn add_slices(
     };
     for label in labels {
         match label {
-            Ok(label) => replace_parent(descs, &label, layout.sector_size()),
+            Ok(label) => replace_parent(descs, &label),
             // Assembly warns about an unusable volume, naming it.
             Err(e) => {
                 if let Some(d) = descs.iter_mut().find(|d| d.number == e.parent()) {
@@ -50,7 +50,7 @@ pub(super) fn add_slices(
     }
 }
 
-fn replace_parent(descs: &mut Vec<PartitionDesc>, label: &Disklabel, sector_size: u32) {
+fn replace_parent(descs: &mut Vec<PartitionDesc>, label: &Disklabel) {
     let Some(at) = descs
         .iter()
         .position(|d| d.lv.is_none() && d.bsd.is_none() && d.number == label.parent)
@@ -58,11 +58,10 @@ fn replace_parent(descs: &mut Vec<PartitionDesc>, label: &Disklabel, sector_size
         return;
     };
     let parent = descs.remove(at);
-    let ss = u64::from(sector_size);
     let slices = label.slices.iter().map(|s| PartitionDesc {
         number: s.number,
-        offset: s.start * ss,
-        size: s.sectors * ss,
+        offset: s.start * 512,
+        size: s.sectors * 512,
         mbr_signature: parent.mbr_signature,
         bsd: Some(BsdSliceDesc {
             parent: label.parent,
