@@ -49,6 +49,14 @@ mbr primaries 64 $'label: dos\nlabel-id: 0x1234abcd\n,16M,83,*\n,8M,82\n,,c'
 mbr logicals 64 $'label: dos\n,8M,83\n,,5\n,8M,83\n,8M,82\n,,83'
 mbr one-logical 32 $'label: dos\n,,f\n,,7'
 mbr empty 8 $'label: dos'
+# An OpenBSD partition with a disklabel (a: FFS, b: swap) written by util-linux fdisk.
+if command -v fdisk >/dev/null; then
+  : >"$tmp/d" && truncate -s 32M "$tmp/d"
+  echo $'label: dos\nstart=2048, size=40000, type=a6, bootable' | sfdisk -q "$tmp/d" >/dev/null
+  printf 'b\ny\nn\na\n2048\n20000\nt\na\n7\nn\nb\n20001\n30000\nt\nb\n1\nw\n' |
+    fdisk "$tmp/d" >/dev/null 2>&1
+  encode "$tmp/d" 512 "$c/mbr/openbsd-disklabel"
+fi
 
 gpt() { # NAME SIZE_MIB SECTOR_SIZE SGDISK_ARGS...
   local name=$1 size=$2 ss=$3

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use snf_disk::partition::{detect_sector_size_of, Layout};
+use snf_disk::partition::{detect_sector_size_of, disklabel, Layout};
 
 const BLOCK: u64 = 4096;
 
@@ -157,6 +157,22 @@ pub fn check_layout(mut disk: SparseDisk, sector_size: u32) {
         return;
     };
     let _ = (layout.min_disk_size(), layout.payload_end());
+    // BSD disklabels nested in the MBR partitions: every slice inside its partition.
+    for label in disklabel::read_labels(&mut disk.clone(), &layout)
+        .into_iter()
+        .flatten()
+    {
+        let parent = layout.partition(label.parent).expect("a label's partition");
+        for s in &label.slices {
+            assert!(
+                s.start * 512 >= parent.offset()
+                    && (s.start + s.sectors) * 512 <= parent.end_offset(),
+                "slice {} of partition {} lies outside it",
+                s.letter,
+                label.parent
+            );
+        }
+    }
     let _ = layout.partitions_in_disk_order();
     let _ = layout.last_partition();
     for p in layout.partitions() {

@@ -21,6 +21,8 @@ use crate::probe::{probe_file, FsType, Probe};
 use crate::tree::GuestFs;
 use crate::ufs::UfsFs;
 
+mod bsd;
+
 /// One volume of the disk (a partition, or an LVM logical volume), as assembly needs
 /// it. The caller builds these from its partition table model (data partitions only: no
 /// MBR extended container) and its LVM scan.
@@ -51,6 +53,22 @@ pub struct PartitionDesc {
     /// btrfs: the subvolume to mount (`subvol=` of `/etc/fstab`), `None` for the
     /// filesystem's default one.
     pub subvol: Option<String>,
+    /// Set when this is a slice of a BSD disklabel (`number` is then the one Linux
+    /// gives it).
+    pub bsd: Option<BsdSliceDesc>,
+    /// FreeBSD's GEOM label in the volume's last sector (`/dev/label/NAME`).
+    pub geom_label: Option<String>,
+}
+
+/// What names a slice of a BSD disklabel in a BSD's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BsdSliceDesc {
+    /// The MBR partition holding the disklabel.
+    pub parent: u32,
+    /// The slice's letter (`a` the root, `b` swap ...).
+    pub letter: char,
+    /// OpenBSD's disklabel UID (16 hex digits), as fstab names it in `DUID.a`.
+    pub duid: Option<String>,
 }
 
 /// What names an LVM logical volume in a guest's configuration.
@@ -74,11 +92,12 @@ impl LvDesc {
 }
 
 impl PartitionDesc {
-    /// How messages name the volume: `partition N` or `LV vg/lv`.
+    /// How messages name the volume: `partition N`, `partition N slice a` or `LV vg/lv`.
     pub fn name(&self) -> String {
-        match &self.lv {
-            Some(lv) => format!("LV {}", lv.full_name()),
-            None => format!("partition {}", self.number),
+        match (&self.lv, &self.bsd) {
+            (Some(lv), _) => format!("LV {}", lv.full_name()),
+            (None, Some(b)) => format!("partition {} slice {}", b.parent, b.letter),
+            (None, None) => format!("partition {}", self.number),
         }
     }
 
@@ -398,6 +417,17 @@ fn is_disk_mount(e: &FstabEntry) -> bool {
         "usbfs",
         "rpc_pipefs",
         "nfsd",
+        // The BSDs' memory and kernel filesystems.
+        "mfs",
+        "procfs",
+        "linprocfs",
+        "linsysfs",
+        "fdescfs",
+        "devfs",
+        "kernfs",
+        "ptyfs",
+        "nullfs",
+        "null",
     ];
     if !e.mountpoint.starts_with('/') {
         return false;
@@ -514,6 +544,8 @@ pub fn match_source(spec: &str, parts: &[ProbedPartition], disk_bases: &[String]
         ("PARTLABEL", unescape_udev(v))
     } else if let Some(found) = match_lv_name(spec, parts) {
         return found;
+    } else if let Some(found) = bsd::match_name(spec, parts, disk_bases) {
+        return found;
     } else if let Some((base, num)) = device_name(spec) {
         if !disk_bases.contains(&base) {
             return SourceMatch::NotFound(format!("{spec} is on another disk"));
@@ -612,11 +644,12 @@ fn match_lv_name(spec: &str, parts: &[ProbedPartition]) -> Option<SourceMatch> {
 /// The `/dev/...` bases that mean "this disk" in the root's fstab: the base of the
 /// root's own entry when it is a device name, else the first disk of every naming scheme.
 pub fn disk_bases_for(fstab: &[FstabEntry]) -> Vec<String> {
-    if let Some((base, _)) = fstab
-        .iter()
-        .find(|e| e.mountpoint == "/")
-        .and_then(|e| device_name(&e.spec))
-    {
+    let root = fstab.iter().find(|e| e.mountpoint == "/");
+    if let Some(base) = root.and_then(|e| {
+        device_name(&e.spec)
+            .map(|(base, _)| base)
+            .or_else(|| bsd::disk_of(&e.spec))
+    }) {
         return vec![base];
     }
     [
@@ -629,6 +662,7 @@ pub fn disk_bases_for(fstab: &[FstabEntry]) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(bsd::default_disks())
     .collect()
 }
 

@@ -101,7 +101,9 @@ impl FsType {
             FsType::Exfat => "exFAT filesystems cannot be read or changed yet",
             FsType::Swap => "it is swap space and holds no files",
             FsType::Ntfs => "NTFS filesystems cannot be read or changed yet",
-            FsType::BsdLabel => "BSD disklabels and the UFS filesystems in them cannot be read yet",
+            FsType::BsdLabel => {
+                "it holds a BSD disklabel, which is read only in an MBR partition of a BSD type"
+            }
             FsType::LvmPv => "LVM logical volumes are not supported",
             FsType::Luks1 | FsType::Luks2 => "it is encrypted (LUKS) and cannot be opened",
             FsType::MdRaid => "software RAID members are not supported",
@@ -380,16 +382,30 @@ fn probe_ufs(data: &[u8]) -> Option<Probe> {
     const UFS1: u32 = 0x0001_1954;
     const UFS2: u32 = 0x1954_0119;
     for sb in [65536usize, 8192, 0] {
-        for m in [le32(data, sb + MAGIC_OFF), be32(data, sb + MAGIC_OFF)]
-            .into_iter()
-            .flatten()
-        {
-            if m == UFS2 {
-                return Some(Probe::new(FsType::Ufs2));
-            }
-            if m == UFS1 {
-                return Some(Probe::new(FsType::Ufs1));
-            }
+        for big in [false, true] {
+            let word = |off: usize| {
+                if big {
+                    be32(data, sb + off)
+                } else {
+                    le32(data, sb + off)
+                }
+            };
+            let fs_type = match word(MAGIC_OFF) {
+                Some(UFS2) => FsType::Ufs2,
+                Some(UFS1) => FsType::Ufs1,
+                _ => continue,
+            };
+            // FreeBSD names the filesystem /dev/ufsid/<fs_id[0]><fs_id[1]> and
+            // /dev/ufs/<fs_volname>.
+            let (id0, id1) = (word(144)?, word(148)?);
+            let name = bytes(data, sb + 680, 32)?;
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            return Some(Probe {
+                fs_type,
+                uuid: (id0 != 0 || id1 != 0).then(|| format!("{id0:08x}{id1:08x}")),
+                label: (fs_type == FsType::Ufs2 && !name.is_empty())
+                    .then(|| String::from_utf8_lossy(name).into_owned()),
+            });
         }
     }
     None

@@ -194,3 +194,40 @@ fn lvm_physical_volume_made_by_pvcreate() {
     assert_eq!(p.uuid.unwrap(), blkid(&img, "UUID"));
     assert!(p.fs_type.why_unchangeable().unwrap().contains("LVM"));
 }
+
+/// UFS1 and UFS2 made by makefs: the id FreeBSD names `/dev/ufsid/HEX` is blkid's UUID.
+#[test]
+fn ufs_id_is_what_blkid_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), "x").unwrap();
+    for (version, want) in [("1", FsType::Ufs1), ("2", FsType::Ufs2)] {
+        let img = dir.path().join(format!("ufs{version}.img"));
+        snf_testkit::fixture::require("makefs");
+        run(Command::new("makefs")
+            .args([
+                "-t",
+                "ffs",
+                "-o",
+                &format!("version={version}"),
+                "-s",
+                "16m",
+            ])
+            .arg(&img)
+            .arg(&tree));
+        let p = probe_file(&img, 0, 16 * MIB).unwrap();
+        assert_eq!(p.fs_type, want, "UFS{version}");
+        let id = blkid(&img, "UUID");
+        assert_eq!(id.len(), 16, "blkid UUID {id}");
+        assert_eq!(p.uuid.as_deref(), Some(id.as_str()), "UFS{version}");
+        if want == FsType::Ufs2 {
+            // makefs cannot set fs_volname; put one where FreeBSD's tunefs -L does
+            // (makefs writes the superblock at 8 KiB) and let blkid read it too.
+            snf_testkit::fixture::write_at(&img, 8192 + 680, b"rootfs\0");
+            let p = probe_file(&img, 0, 16 * MIB).unwrap();
+            assert_eq!(blkid(&img, "LABEL"), "rootfs");
+            assert_eq!(p.label.as_deref(), Some("rootfs"));
+        }
+    }
+}

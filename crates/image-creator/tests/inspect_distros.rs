@@ -500,48 +500,6 @@ fn no_passworded_users_removes_users() {
 }
 
 #[test]
-fn freebsd_tree_is_recognised() {
-    let d = tmp();
-    let t = Tree::new(d.path(), "t");
-    t.file("/etc/fstab", "/dev/ada0p2 / ufs rw 1 1\n")
-        .file(
-            "/bin/freebsd-version",
-            "#!/bin/sh\nUSERLAND_VERSION=\"13.2-RELEASE\"\n",
-        )
-        .file(
-            "/etc/master.passwd",
-            "# comment\nuser:$6$a$b:1001:1001::0:0:User:/home/user:/bin/sh\n\
-             root:$6$c$d:0:0::0:0:Charlie &:/root:/bin/csh\ntoor:*:0:0::0:0:Bourne:/root:\n",
-        )
-        .file(
-            "/etc/rc.conf",
-            "sshd_enable=\"NO\"\nsshd_enable=\"YES\" # on\n",
-        );
-    let i = single(d.path(), &t);
-    assert_eq!(i.unsupported, None);
-    assert_meta(
-        &i.metadata,
-        &[
-            ("BOOTSTRAP", "none"),
-            ("DESCRIPTION", "FreeBSD 13.2-RELEASE"),
-            ("GUI", "No GUI"),
-            ("KERNEL", "FreeBSD 13.2"),
-            ("OS", "freebsd"),
-            ("OSFAMILY", "freebsd"),
-            ("PARTITION_TABLE", "msdos"),
-            ("PASSWD_HASHING_METHOD", "sha512"),
-            (
-                "REMOTE_CONNECTION",
-                "ssh:port=22,user=root ssh:port=22,user=user",
-            ),
-            ("ROOT_PARTITION", "1"),
-            ("SORTORDER", "6001302"),
-            ("USERS", "root user"),
-        ],
-    );
-}
-
-#[test]
 fn windows_tree_is_recognised_and_unsupported() {
     let d = tmp();
     let t = Tree::new(d.path(), "t");

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use snf_core::command::{self, CommandError};
 
+pub mod bsdlabel;
 pub mod fixture;
 pub mod lvm;
 pub mod report;

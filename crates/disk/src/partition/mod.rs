@@ -11,6 +11,7 @@
 //! partition ends are inclusive, as in the tables themselves.
 
 mod detect;
+pub mod disklabel;
 mod error;
 mod gpt;
 mod guid;

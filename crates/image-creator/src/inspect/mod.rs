@@ -165,6 +165,12 @@ pub fn inspect_with(
                 )
             });
         }
+        // As the original: its deploy side (snf-image) grows and mounts FreeBSD on GPT only.
+        "freebsd" if partition_table != "gpt" => {
+            unsupported.get_or_insert_with(|| {
+                "On FreeBSD only GUID partition tables are supported".into()
+            });
+        }
         "windows" => {
             unsupported.get_or_insert_with(|| {
                 "Windows media are not supported yet: preparing them needs their registry and a virtual machine.".into()

@@ -301,7 +301,12 @@ pub fn shrink(
                 }
             }
         } else {
-            let why = if *found == FsType::Unknown {
+            let why = if *found == FsType::BsdLabel {
+                format!(
+                    "Unable to shrink partition {}: it holds a BSD disklabel, whose slices are not shrunk",
+                    last.number
+                )
+            } else if *found == FsType::Unknown {
                 format!(
                     "Unable to shrink partition {}: could not detect its file system",
                     last.number

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use snf_core::cancel;
 use snf_core::Reporter;
-use snf_disk::partition::{Layout, Partition, PartitionError, MIB};
+use snf_disk::partition::disklabel::Flavour;
+use snf_disk::partition::{Layout, Partition, PartitionError, PartitionKind, MIB};
 use snf_guestfs::probe::{self, FsType};
 
 use super::{io_err, Removed, ShrinkError};
@@ -96,6 +97,11 @@ fn trim_extended(layout: &mut Layout) -> Result<(), PartitionError> {
 }
 
 fn probe_partition(disk: &Path, name: &str, p: &Partition) -> Result<FsType, ShrinkError> {
+    // A BSD partition is divided by its disklabel: the filesystem found at its start is
+    // only its first slice, and cutting the partition there would cut the others off.
+    if p.kind == PartitionKind::Primary && Flavour::from_mbr_type(p.mbr_type).is_some() {
+        return Ok(FsType::BsdLabel);
+    }
     probe::probe_file(disk, p.offset(), p.size())
         .map(|found| found.fs_type)
         .map_err(io_err(format!("read partition {} of {name}", p.number)))

@@ -1,7 +1,9 @@
 //! The volumes of a disk: its data partitions, and the logical volumes of the LVM2
 //! volume groups on them. Inspection, system preparation, free-space listing and
-//! shrinking see a logical volume as a block range, exactly like a partition.
+//! shrinking see a logical volume as a block range, exactly like a partition. The
+//! slices of a BSD disklabel (NetBSD, OpenBSD) are volumes the same way.
 
+mod bsd;
 mod gathered;
 
 use std::path::Path;
@@ -43,6 +45,8 @@ impl Volumes {
 /// warning, and the PV partition is marked unusable with it.
 pub fn list(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Volumes {
     let mut descs = partitions_from_layout(layout);
+    bsd::add_slices(image, layout, &mut descs, reporter);
+    bsd::add_geom_labels(image, layout.sector_size(), &mut descs);
     let pvs: Vec<PvDevice> = descs
         .iter()
         .filter(|d| probe_file(image, d.offset, d.size).is_ok_and(|p| p.fs_type == FsType::LvmPv))

@@ -1,0 +1,561 @@
+//! FreeBSD, NetBSD and OpenBSD guests: FreeBSD on GPT, NetBSD and OpenBSD on MBR with
+//! a BSD disklabel written by util-linux fdisk, every metadata key asserted. Until the
+//! UFS backend lands the guest trees are ext4 filesystems in the slices (inspection
+//! works by files); what the run changes is read back with debugfs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use image_creator::core::report::quiet;
+use image_creator::options::RunOptions;
+use image_creator::session::{Session, Stage};
+use snf_testkit::bsdlabel::{fdisk_bsd_label, label_offset, set_duid, BsdSlice};
+use snf_testkit::fixture::{assert_e2fsck_clean, mkswap_at, sfdisk, sparse_file, Mke2fs, MIB};
+
+const SECTOR: u64 = 512;
+/// Where the BSD MBR partition starts, in sectors, and its length.
+const PART_START: u64 = 2048;
+const PART_SECTORS: u64 = 120 * 2048;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// The accounts of a stock BSD `master.passwd`, a user with a SHA-512 hash, and a
+/// locked one.
+fn master_passwd(root_hash: &str, user_hash: &str) -> String {
+    format!(
+        "# $FreeBSD$\n#\n\
+         root:{root_hash}:0:0::0:0:Charlie &:/root:/bin/sh\n\
+         toor:*:0:0::0:0:Bourne-again Superuser:/root:\n\
+         daemon:*:1:1::0:0:Owner of many system processes:/root:/usr/sbin/nologin\n\
+         operator:*:2:5::0:0:System &:/:/usr/sbin/nologin\n\
+         bin:*:3:7::0:0:Binaries Commands and Source:/:/usr/sbin/nologin\n\
+         \n\
+         user:{user_hash}:1001:1001::0:0:User:/home/user:/bin/sh\n\
+         gone:*LOCKED*$6$x$y:1002:1002::0:0:Gone:/home/gone:/bin/sh\n"
+    )
+}
+
+const SHA512: &str = "$6$rounds=5000$saltsalt$7ZLwE1hD0MdxmO7dUpDsQp8fGKBp6lEk5d3bMG1qPg9";
+/// NetBSD's libc has no SHA-512 crypt: its installer writes `$sha1$` hashes.
+const NETBSD_SHA1: &str = "$sha1$23423$abcdefgh$0123456789abcdefghijklmnopqr";
+const BCRYPT: &str = "$2b$10$rL8bH1rNf4nZCjVnS0GkIeGmI3o6jD5Cw2wTq3wJ8uG4y2y9QxVxS";
+
+fn freebsd_tree(t: &Tree, fstab: &str) {
+    t.file("/etc/fstab", fstab)
+        .file(
+            "/bin/freebsd-version",
+            "#!/bin/sh\n#\n# Copyright (c) 2013 Dag-Erling Smørgrav\n\
+             set -e\n\nUSERLAND_VERSION=\"14.1-RELEASE\"\n\n: ${ROOT:=}\nLOADER_DIR=$ROOT/boot\n",
+        )
+        .mode("/bin/freebsd-version", 0o555)
+        .file("/etc/freebsd-update.conf", "KeyPrint 800651ef4b4c71c27e60786d7b487188970f4b4169cc055784e21eb71d410cc5\nServerName update.FreeBSD.org\n")
+        .file("/etc/master.passwd", &master_passwd(SHA512, SHA512))
+        .mode("/etc/master.passwd", 0o600)
+        .file("/etc/passwd", "root:*:0:0:Charlie &:/root:/bin/sh\nuser:*:1001:1001:User:/home/user:/bin/sh\n")
+        .file("/etc/spwd.db", "SECRET-SPWD-DB")
+        .file("/etc/pwd.db", "pwd.db")
+        .file("/etc/rc.conf", "hostname=\"freebsd\"\nifconfig_vtnet0=\"DHCP\"\nsshd_enable=\"YES\"\n")
+        .file("/boot/kernel/kernel", "ELF")
+        .dir("/home/user")
+        .dir("/tmp")
+        .dir("/var/log");
+}
+
+fn netbsd_tree(t: &Tree, fstab: &str) {
+    t.file("/etc/fstab", fstab)
+        .file("/netbsd", "ELF")
+        .file(
+            "/etc/release",
+            "NetBSD 10.0 (GENERIC) #0: Thu Mar 28 08:33:33 UTC 2024\n\n\
+             \tmkrepro@mkrepro.NetBSD.org:/usr/src/sys/arch/amd64/compile/GENERIC\n\n\
+             Build settings:\n\n  BUILD_DATE=2024-03-28\n",
+        )
+        .file("/etc/defaults/rc.conf", "sshd=NO\nhostname=\"\"\n")
+        .file("/etc/rc.conf", "if [ -r /etc/defaults/rc.conf ]; then\n\t. /etc/defaults/rc.conf\nfi\nrc_configured=YES\nsshd=YES\n")
+        .file("/etc/master.passwd", &master_passwd(NETBSD_SHA1, NETBSD_SHA1))
+        .mode("/etc/master.passwd", 0o600)
+        .file("/etc/spwd.db", "SECRET-SPWD-DB")
+        .file("/etc/pwd.db", "pwd.db")
+        .dir("/bin")
+        .dir("/home/user")
+        .dir("/tmp")
+        .dir("/var/log");
+}
+
+fn openbsd_tree(t: &Tree, fstab: &str) {
+    t.file("/etc/fstab", fstab)
+        .file("/bsd", "ELF")
+        .file("/bsd.rd", "ELF")
+        .file(
+            "/etc/motd",
+            "OpenBSD 7.5 (GENERIC.MP) #82: Wed Mar 20 15:48:40 MDT 2024\n\n\
+             Welcome to OpenBSD: The proactively secure Unix-like operating system.\n",
+        )
+        .file("/etc/installurl", "https://cdn.openbsd.org/pub/OpenBSD\n")
+        .file(
+            "/etc/signify/openbsd-75-base.pub",
+            "untrusted comment: openbsd 7.5 base public key\nRWRGj1pRpprAfgN1\n",
+        )
+        .file("/etc/myname", "openbsd.example.org\n")
+        .file("/etc/rc.conf.local", "pkg_scripts=\n")
+        .file("/etc/master.passwd", &master_passwd(BCRYPT, BCRYPT))
+        .mode("/etc/master.passwd", 0o600)
+        .file("/etc/spwd.db", "SECRET-SPWD-DB")
+        .file("/etc/pwd.db", "pwd.db")
+        .dir("/bin")
+        .dir("/home/user")
+        .dir("/tmp")
+        .dir("/var/log");
+}
+
+/// What one disklabel slice of a test disk holds.
+enum SliceContent<'a> {
+    Ext4(&'a Tree),
+    Swap,
+}
+
+/// An MBR disk whose one partition (type `mbr_type`, sectors [`PART_START`],
+/// [`PART_SECTORS`] long) holds a disklabel with `slices`: filesystems made first,
+/// the label written over them by fdisk.
+fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)]) -> PathBuf {
+    let img = dir.join("disk.img");
+    sparse_file(&img, (PART_START + PART_SECTORS) * SECTOR + MIB);
+    sfdisk(
+        &img,
+        &format!("label: dos\nlabel-id: 0x5eed5eed\nstart={PART_START}, size={PART_SECTORS}, type={mbr_type}, bootable\n"),
+    );
+    for (s, content) in slices {
+        let (off, size) = (s.start * SECTOR, s.sectors * SECTOR);
+        match content {
+            SliceContent::Ext4(tree) => {
+                Mke2fs::ext4()
+                    .tree(&tree.root)
+                    .make(&img, off, &format!("{}k", size / 1024))
+            }
+            SliceContent::Swap => mkswap_at(&img, off, size, None),
+        }
+    }
+    let label: Vec<BsdSlice> = slices.iter().map(|(s, _)| *s).collect();
+    fdisk_bsd_label(&img, &label);
+    for (s, content) in slices {
+        if let SliceContent::Ext4(_) = content {
+            assert_e2fsck_clean(&img, s.start * SECTOR, "a slice's ext4 under the label");
+        }
+    }
+    img
+}
+
+fn slice(letter: char, start: u64, mib: u64, fstype: u8) -> BsdSlice {
+    BsdSlice {
+        letter,
+        start,
+        sectors: mib * 2048,
+        fstype,
+    }
+}
+
+#[test]
+fn freebsd_on_gpt_every_key_and_its_fstab_names() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    let home = Tree::new(d.path(), "home");
+    home.file("/user/.profile", "PATH=/bin\n");
+    let var = Tree::new(d.path(), "var");
+    var.dir("/log");
+    freebsd_tree(
+        &root,
+        &format!(
+            "# Device\tMountpoint\tFStype\tOptions\tDump\tPass#\n\
+             /dev/gpt/rootfs\t/\tufs\trw\t1\t1\n\
+             /dev/ada0p3\tnone\tswap\tsw\t0\t0\n\
+             /dev/gptid/{}\t/home\tufs\trw\t2\t2\n\
+             /dev/label/var\t/var\tufs\trw\t2\t2\n\
+             fdesc\t/dev/fd\tfdescfs\trw\t0\t0\n\
+             proc\t/proc\tprocfs\trw\t0\t0\n",
+            part_guid(4).to_ascii_lowercase()
+        ),
+    );
+    let img = make_disk(
+        d.path(),
+        true,
+        &[
+            Part {
+                size_mib: 1,
+                name: "gptboot0",
+                content: Content::Empty,
+            },
+            Part {
+                size_mib: 24,
+                name: "rootfs",
+                content: Content::Ext4 {
+                    tree: &root,
+                    uuid: "11111111-2222-3333-4444-555555555555",
+                    label: None,
+                },
+            },
+            Part {
+                size_mib: 4,
+                name: "swapfs",
+                content: Content::Swap {
+                    uuid: "22222222-2222-3333-4444-555555555555",
+                },
+            },
+            Part {
+                size_mib: 8,
+                name: "home",
+                content: Content::Ext4 {
+                    tree: &home,
+                    uuid: "33333333-2222-3333-4444-555555555555",
+                    label: None,
+                },
+            },
+            Part {
+                size_mib: 8,
+                name: "var",
+                content: Content::Ext4 {
+                    tree: &var,
+                    uuid: "44444444-2222-3333-4444-555555555555",
+                    label: None,
+                },
+            },
+        ],
+    );
+    // `glabel label var ada0p5` as FreeBSD writes it in the partition's last sector (no
+    // Linux tool writes GEOM labels): magic, version 2, name, provider size.
+    let (p5_start, p5_size) = ((1 + 1 + 24 + 4 + 8) * MIB, 8 * MIB);
+    let mut md = Vec::new();
+    md.extend_from_slice(b"GEOM::LABEL\0\0\0\0\0");
+    md.extend_from_slice(&2u32.to_le_bytes());
+    md.extend_from_slice(b"var\0\0\0\0\0\0\0\0\0\0\0\0\0");
+    md.extend_from_slice(&p5_size.to_le_bytes());
+    snf_testkit::fixture::write_at(&img, p5_start + p5_size - SECTOR, &md);
+    let i = inspect_disk(&img);
+    assert_eq!(i.unsupported, None);
+    assert_meta(
+        &i.metadata,
+        &[
+            ("BOOTSTRAP", "none"),
+            ("DESCRIPTION", "FreeBSD 14.1-RELEASE"),
+            ("GUI", "No GUI"),
+            ("KERNEL", "FreeBSD 14.1"),
+            ("OS", "freebsd"),
+            ("OSFAMILY", "freebsd"),
+            ("PARTITION_TABLE", "gpt"),
+            ("PASSWD_HASHING_METHOD", "sha512"),
+            (
+                "REMOTE_CONNECTION",
+                "ssh:port=22,user=root ssh:port=22,user=user",
+            ),
+            ("ROOT_PARTITION", "2"),
+            ("SORTORDER", "6001401"),
+            ("USERS", "root user"),
+        ],
+    );
+    let mounts: Vec<(String, u32)> = i
+        .mounts
+        .iter()
+        .map(|m| (m.mountpoint.display().to_string(), m.partition))
+        .collect();
+    assert_eq!(
+        mounts,
+        vec![
+            ("/".to_string(), 2),
+            ("/var".to_string(), 5),
+            ("/home".to_string(), 4)
+        ]
+    );
+}
+
+#[test]
+fn freebsd_on_mbr_is_refused_with_the_original_message() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    freebsd_tree(
+        &root,
+        "/dev/ada0s1a / ufs rw 1 1\n/dev/ada0s1b none swap sw 0 0\n",
+    );
+    let img = bsd_disk(
+        d.path(),
+        "a5",
+        &[
+            (
+                slice('a', PART_START + 16, 40, 7),
+                SliceContent::Ext4(&root),
+            ),
+            (
+                slice('b', PART_START + 16 + 40 * 2048, 8, 1),
+                SliceContent::Swap,
+            ),
+        ],
+    );
+    let i = inspect_disk(&img);
+    let reason = "On FreeBSD only GUID partition tables are supported";
+    assert_eq!(i.unsupported.as_deref(), Some(reason));
+    assert!(i.guest.is_none());
+    assert_eq!(i.metadata.get("UNSUPPORTED"), Some(reason));
+    assert_eq!(i.metadata.get("OSFAMILY"), Some("freebsd"));
+    assert_eq!(i.root_partition, Some(5));
+}
+
+#[test]
+fn netbsd_on_an_mbr_disklabel_every_key() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    let home = Tree::new(d.path(), "home");
+    home.file("/user/.profile", "PATH=/bin\n");
+    netbsd_tree(
+        &root,
+        "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n/dev/wd0e /home ffs rw,log 1 2\n\
+         kernfs /kern kernfs rw\nptyfs /dev/pts ptyfs rw\nprocfs /proc procfs rw\n\
+         /dev/cd0a /cdrom cd9660 ro,noauto\ntmpfs /var/shm tmpfs rw,-m1777,-sram%25\n",
+    );
+    let img = bsd_disk(
+        d.path(),
+        "a9",
+        &[
+            (
+                slice('a', PART_START + 64, 40, 7),
+                SliceContent::Ext4(&root),
+            ),
+            (
+                slice('b', PART_START + 64 + 40 * 2048, 8, 1),
+                SliceContent::Swap,
+            ),
+            (
+                slice('e', PART_START + 64 + 48 * 2048, 16, 7),
+                SliceContent::Ext4(&home),
+            ),
+        ],
+    );
+    let i = inspect_disk(&img);
+    assert_eq!(i.unsupported, None);
+    assert_meta(
+        &i.metadata,
+        &[
+            ("BOOTSTRAP", "none"),
+            ("DESCRIPTION", "NetBSD 10.0 (GENERIC)"),
+            ("GUI", "No GUI"),
+            ("KERNEL", "NetBSD 10.0"),
+            ("OS", "netbsd"),
+            ("OSFAMILY", "netbsd"),
+            ("PARTITION_TABLE", "msdos"),
+            ("PASSWD_HASHING_METHOD", "sha1"),
+            (
+                "REMOTE_CONNECTION",
+                "ssh:port=22,user=root ssh:port=22,user=user",
+            ),
+            ("ROOT_PARTITION", "5"),
+            ("SORTORDER", "5001000"),
+            ("USERS", "root user"),
+        ],
+    );
+    let mounts: Vec<(String, u32)> = i
+        .mounts
+        .iter()
+        .map(|m| (m.mountpoint.display().to_string(), m.partition))
+        .collect();
+    assert_eq!(mounts, vec![("/".to_string(), 5), ("/home".to_string(), 7)]);
+    let names: Vec<String> = i.partitions.iter().map(|p| p.desc.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "partition 1 slice a",
+            "partition 1 slice b",
+            "partition 1 slice e"
+        ]
+    );
+}
+
+#[test]
+fn openbsd_with_duids_and_root_at_the_partition_start() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    let home = Tree::new(d.path(), "home");
+    home.file("/user/.profile", "PATH=/bin\n");
+    openbsd_tree(
+        &root,
+        "3eb7f9da875cb9ee.a / ffs rw,wxallowed 1 1\n3eb7f9da875cb9ee.b none swap sw\n\
+         3eb7f9da875cb9ee.e /home ffs rw,nodev,nosuid 1 2\n",
+    );
+    // The root slice starts where the MBR partition does, as OpenBSD's installer makes
+    // it: the partition itself must not be taken for a second root.
+    let img = bsd_disk(
+        d.path(),
+        "a6",
+        &[
+            (slice('a', PART_START, 40, 7), SliceContent::Ext4(&root)),
+            (slice('b', PART_START + 40 * 2048, 8, 1), SliceContent::Swap),
+            (
+                slice('e', PART_START + 48 * 2048, 16, 7),
+                SliceContent::Ext4(&home),
+            ),
+        ],
+    );
+    set_duid(
+        &img,
+        label_offset(PART_START),
+        [0x3e, 0xb7, 0xf9, 0xda, 0x87, 0x5c, 0xb9, 0xee],
+    );
+    let i = inspect_disk(&img);
+    assert_eq!(i.unsupported, None);
+    assert_meta(
+        &i.metadata,
+        &[
+            ("BOOTSTRAP", "none"),
+            ("DESCRIPTION", "OpenBSD 7.5 (GENERIC.MP)"),
+            ("GUI", "No GUI"),
+            ("KERNEL", "OpenBSD 7.5"),
+            ("OS", "openbsd"),
+            ("OSFAMILY", "openbsd"),
+            ("PARTITION_TABLE", "msdos"),
+            ("PASSWD_HASHING_METHOD", "blowfish"),
+            (
+                "REMOTE_CONNECTION",
+                "ssh:port=22,user=root ssh:port=22,user=user",
+            ),
+            ("ROOT_PARTITION", "5"),
+            ("SORTORDER", "4000705"),
+            ("USERS", "root user"),
+        ],
+    );
+    let mounts: Vec<(String, Option<String>)> = i
+        .mounts
+        .iter()
+        .map(|m| (m.mountpoint.display().to_string(), m.fstab_spec.clone()))
+        .collect();
+    assert_eq!(
+        mounts,
+        vec![
+            ("/".to_string(), None),
+            ("/home".to_string(), Some("3eb7f9da875cb9ee.e".to_string()))
+        ]
+    );
+}
+
+/// `debugfs -R "cat PATH"` of the ext filesystem at byte `offset` of `img`; `None` when
+/// the file does not exist. Independent of the libext2fs binding that wrote it.
+fn debugfs_cat(img: &Path, offset: u64, path: &str) -> Option<String> {
+    let out = std::process::Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(format!("{}?offset={offset}", img.display()))
+        .output()
+        .expect("debugfs runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("File not found") {
+        return None;
+    }
+    assert!(out.status.success(), "debugfs: {err}");
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// A whole run on a NetBSD disk: the BSD operations and not the Linux ones, the
+/// passwords locked in master.passwd and spwd.db gone, checked in the written image.
+#[test]
+fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    netbsd_tree(
+        &root,
+        "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n",
+    );
+    root.file("/tmp/scratch", "left behind")
+        .file("/var/log/messages", "old log\n");
+    // Slice a starts where the partition does: the partition's start reads as a
+    // filesystem, which shrinking must not take for the partition's own.
+    let a = slice('a', PART_START, 40, 7);
+    let b = slice('b', PART_START + 40 * 2048, 8, 1);
+    let img = bsd_disk(
+        d.path(),
+        "a9",
+        &[(a, SliceContent::Ext4(&root)), (b, SliceContent::Swap)],
+    );
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let mut session = Session::new(opts, quiet()).unwrap();
+    session.run_until(Stage::HostRun).unwrap();
+    let enabled: Vec<&str> = session
+        .syspreps()
+        .expect("the guest is supported")
+        .enabled()
+        .iter()
+        .map(|op| op.name)
+        .collect();
+    session.finish().unwrap();
+    let ran: Vec<&str> = session.sysprep_reports().iter().map(|r| r.name).collect();
+    assert!(ran.contains(&"cleanup-password"), "{ran:?}");
+    for name in [
+        "cleanup-password",
+        "cleanup-tmp",
+        "cleanup-log",
+        "cleanup-userdata",
+    ] {
+        assert!(enabled.contains(&name), "{name} in {enabled:?}");
+    }
+    for name in [
+        "cleanup-passwords",
+        "remove-persistent-net-rules",
+        "fix-acpid",
+    ] {
+        assert!(!enabled.contains(&name), "{name} in {enabled:?}");
+    }
+    assert_eq!(session.metadata().get("ROOT_PARTITION"), Some("5"));
+    drop(session);
+
+    // The partition holding the label is not cut at the end of slice a's filesystem.
+    let (_, parts) = snf_testkit::partitions(&out).unwrap();
+    assert_eq!((parts[0].start, parts[0].size), (PART_START, PART_SECTORS));
+    let swap = std::process::Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE", "-O"])
+        .arg((b.start * SECTOR).to_string())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&swap.stdout).trim(), "swap");
+
+    let off = a.start * SECTOR;
+    assert_e2fsck_clean(&out, off, "the root slice after the run");
+    let passwd = debugfs_cat(&out, off, "/etc/master.passwd").expect("master.passwd kept");
+    let want = master_passwd("!", "!").replace("gone:*LOCKED*$6$x$y:", "gone:!:");
+    assert_eq!(passwd, want);
+    assert_eq!(debugfs_cat(&out, off, "/etc/spwd.db"), None);
+    assert_eq!(
+        debugfs_cat(&out, off, "/etc/pwd.db").as_deref(),
+        Some("pwd.db")
+    );
+    assert_eq!(debugfs_cat(&out, off, "/tmp/scratch"), None);
+}
+
+/// A disklabel whose checksum does not match is not trusted: the partition is named
+/// with the reason, and nothing in it is taken for the root.
+#[test]
+fn a_corrupt_disklabel_is_named_in_the_refusal() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    openbsd_tree(&root, "/dev/sd0a / ffs rw 1 1\n");
+    let img = bsd_disk(
+        d.path(),
+        "a6",
+        &[(
+            slice('a', PART_START + 64, 40, 7),
+            SliceContent::Ext4(&root),
+        )],
+    );
+    // One byte of slice a's size: the checksum no longer matches.
+    snf_testkit::fixture::write_at(&img, label_offset(PART_START) + 148, &[0x55]);
+    let i = inspect_disk(&img);
+    let reason = i.unsupported.expect("refused");
+    assert!(
+        reason.starts_with(
+            "Unable to detect any operating system on the media: partition 1 (its BSD disklabel is invalid: checksum"
+        ),
+        "{reason}"
+    );
+    assert!(i.guest.is_none());
+}
