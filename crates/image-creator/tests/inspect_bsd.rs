@@ -463,7 +463,8 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
         &root,
         "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n",
     );
-    root.file("/tmp/scratch", "left behind")
+    root.file("/var/db/entropy-file", "SEED")
+        .file("/tmp/scratch", "left behind")
         .file("/var/log/messages", "old log\n");
     // Slice a starts where the partition does: the partition's start reads as a
     // filesystem, which shrinking must not take for the partition's own.
@@ -530,6 +531,7 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
         Some("pwd.db")
     );
     assert_eq!(debugfs_cat(&out, off, "/tmp/scratch"), None);
+    assert_eq!(debugfs_cat(&out, off, "/var/db/entropy-file"), None);
 }
 
 /// A disklabel whose checksum does not match is not trusted: the partition is named

@@ -370,6 +370,50 @@ mod tests {
         assert_eq!(l.slices[1].number, 5);
     }
 
+    fn resum(s: &mut [u8]) {
+        let count = usize::from(le16(s, 138));
+        s[136..138].copy_from_slice(&[0, 0]);
+        let sum = s[..PARTITIONS_AT + count * ENTRY_LEN]
+            .chunks_exact(2)
+            .fold(0u16, |a, w| a ^ u16::from_le_bytes([w[0], w[1]]));
+        s[136..138].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    #[test]
+    fn freebsd_offsets_count_from_the_slice_when_c_starts_at_zero() {
+        let s = label(&[(1_000, 16, FS_BSDFFS), (8, 2000, FS_SWAP), (100_000, 0, 0)]);
+        let mut p = parent();
+        p.mbr_type = 0xa5;
+        let l = parse(&s, &p, Flavour::FreeBsd, 5).unwrap();
+        let got: Vec<(u64, u32)> = l.slices.iter().map(|s| (s.start, s.number)).collect();
+        assert_eq!(got, vec![(2048 + 16, 5), (2048 + 2000, 6)]);
+        // The same label read as OpenBSD's: absolute offsets, outside the partition.
+        assert!(parse(&s, &parent(), Flavour::OpenBsd, 5)
+            .unwrap()
+            .slices
+            .is_empty());
+    }
+
+    #[test]
+    fn openbsd_high_offset_bits_count_only_in_a_version_1_label() {
+        let mut s = label(&[(40_000, 2048, FS_BSDFFS), (8_000, 50_000, FS_SWAP)]);
+        // b's offset gets a high part: past 2 TiB, which Linux cannot show.
+        s[PARTITIONS_AT + ENTRY_LEN + 8] = 1;
+        resum(&mut s);
+        let letters = |s: &[u8]| -> Vec<char> {
+            let l = parse(s, &parent(), Flavour::OpenBsd, 5).unwrap();
+            l.slices.iter().map(|s| s.letter).collect()
+        };
+        assert_eq!(
+            letters(&s),
+            vec!['a', 'b'],
+            "version 0 ignores the high part"
+        );
+        s[114] = 1;
+        resum(&mut s);
+        assert_eq!(letters(&s), vec!['a']);
+    }
+
     #[test]
     fn garbage_is_a_typed_error() {
         let mut s = label(&[(40_000, 2048, FS_BSDFFS)]);
