@@ -387,7 +387,11 @@ fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
     assert_eq!(meta["ROOT_PARTITION"], "2", "{meta}");
     assert_eq!(meta["USERS"], "root rocky", "{meta}");
     assert!(
-        stderr(&run).contains("Unable to shrink partition 2: don't know how to shrink btrfs"),
+        // 256 MiB is the kernel's floor for a btrfs resize: nothing to gain here
+        // (tests/shrink_btrfs.rs shrinks a larger one).
+        stderr(&run).contains(
+            "Unable to shrink partition 2: the btrfs filesystem is already near its minimum size"
+        ),
         "the run does not say why btrfs is not shrunk"
     );
     assert!(contains(&src, HOST_KEY_MARKER));

@@ -236,13 +236,22 @@ fn chunk_tree(vol: &dyn Volume, sb: &Super) -> Result<Vec<Chunk>, FreeSpaceError
     Ok(out)
 }
 
-/// The byte ranges of the volume `vol` that no chunk of its btrfs filesystem covers,
-/// sorted and disjoint.
-pub fn free_ranges(vol: &dyn Volume) -> Result<Vec<Range<u64>>, FreeSpaceError> {
+/// How much of its device a single-device btrfs filesystem has given to chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// The device size the filesystem uses (its superblock's device item).
+    pub dev_bytes: u64,
+    /// Bytes of the device inside chunks (every copy of a DUP chunk counted).
+    pub allocated: u64,
+    /// Where the last chunk on the device ends.
+    pub allocated_end: u64,
+}
+
+/// The device ranges every chunk covers, sorted and merged, and the superblock.
+fn chunk_ranges(vol: &dyn Volume) -> Result<(Super, Vec<Range<u64>>), FreeSpaceError> {
     let sb = Super::read(vol)?;
     let chunks = chunk_tree(vol, &sb)?;
-    let mut used = vec![0..RESERVED, sb.dev_bytes..vol.size()];
-    used.extend(MIRRORS.iter().map(|&m| m..m + 4096));
+    let mut used = Vec::new();
     for c in chunks.iter().chain(&sb.sys_chunks) {
         if c.profile != 0 && c.profile != DUP {
             return Err(FreeSpaceError::Untrusted {
@@ -263,6 +272,25 @@ pub fn free_ranges(vol: &dyn Volume) -> Result<Vec<Range<u64>>, FreeSpaceError> 
             }
         }
     }
+    Ok((sb, merge(used)))
+}
+
+/// The chunk allocation of the single-device btrfs filesystem on `vol`.
+pub fn usage(vol: &dyn Volume) -> Result<Usage, FreeSpaceError> {
+    let (sb, used) = chunk_ranges(vol)?;
+    Ok(Usage {
+        dev_bytes: sb.dev_bytes,
+        allocated: used.iter().map(|r| r.end - r.start).sum(),
+        allocated_end: used.last().map_or(0, |r| r.end),
+    })
+}
+
+/// The byte ranges of the volume `vol` that no chunk of its btrfs filesystem covers,
+/// sorted and disjoint.
+pub fn free_ranges(vol: &dyn Volume) -> Result<Vec<Range<u64>>, FreeSpaceError> {
+    let (sb, mut used) = chunk_ranges(vol)?;
+    used.extend([0..RESERVED, sb.dev_bytes..vol.size()]);
+    used.extend(MIRRORS.iter().map(|&m| m..m + 4096));
     Ok(complement(&merge(used), vol.size()))
 }
 
