@@ -186,53 +186,76 @@ fn xfs_with_a_dirty_log_is_not_trusted() {
     assert!(matches!(err, FreeSpaceError::Untrusted { .. }), "{err}");
 }
 
-/// The device ranges the dev tree's DEV_EXTENT items do not cover, less the boot
-/// area and the superblock mirrors.
-fn btrfs_dev_tree_free(img: &Path, size: u64) -> Vec<Range<u64>> {
+/// What `btrfs inspect-internal dump-tree` says about the device: each dev extent as
+/// (physical start, length, chunk logical start).
+fn dev_extents(img: &Path) -> Vec<(u64, u64, u64)> {
     let out = run(Command::new("btrfs")
         .args(["inspect-internal", "dump-tree", "-t", "dev"])
         .arg(img));
-    let mut used = vec![0..MIB, 64 * MIB..64 * MIB + 4096];
+    let mut v = Vec::new();
     let mut start = None;
-    for l in out.lines() {
-        let l = l.trim();
-        if let Some(rest) = l
+    for l in out.lines().map(str::trim) {
+        if let Some((_, rest)) = l
             .strip_prefix("item ")
             .and_then(|r| r.split_once("DEV_EXTENT "))
         {
             start = rest
-                .1
                 .split(')')
                 .next()
                 .and_then(|s| s.trim().parse::<u64>().ok());
-        } else if let (Some(s), Some(len)) = (
-            start,
-            l.strip_prefix("chunk_objectid")
-                .and_then(|r| r.split("length ").nth(1)),
-        ) {
-            let len: u64 = len.trim().parse().unwrap();
-            used.push(s..s + len);
+        } else if let (Some(s), Some(rest)) =
+            (start, l.strip_prefix("chunk_objectid 256 chunk_offset "))
+        {
+            let w: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            v.push((s, w[1], w[0]));
             start = None;
         }
     }
-    assert!(used.len() > 3, "dump-tree listed no dev extent: {out}");
-    let used = merge(used);
-    let mut free = Vec::new();
-    let mut pos = 0;
-    for r in used {
-        if r.start > pos {
-            free.push(pos..r.start);
+    assert!(!v.is_empty(), "dump-tree listed no dev extent: {out}");
+    v
+}
+
+/// Block groups by logical start: (length, bytes used).
+type Groups = std::collections::HashMap<u64, (u64, u64)>;
+
+/// From the extent tree: block groups (logical start → (length, used)) and every
+/// allocated extent (logical ranges; metadata items are one node long).
+fn extent_tree(img: &Path, node: u64) -> (Groups, Vec<Range<u64>>) {
+    let out = run(Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree", "-t", "extent"])
+        .arg(img));
+    let mut groups = std::collections::HashMap::new();
+    let mut extents = Vec::new();
+    let mut group = None;
+    for l in out.lines().map(str::trim) {
+        let key = l
+            .strip_prefix("item ")
+            .and_then(|r| r.split_once("key ("))
+            .and_then(|(_, k)| k.split(')').next())
+            .map(|k| k.split_whitespace().collect::<Vec<_>>());
+        if let Some(k) = key {
+            let (a, b): (u64, u64) = (k[0].parse().unwrap(), k[2].parse().unwrap());
+            match k[1] {
+                "BLOCK_GROUP_ITEM" => group = Some((a, b)),
+                "EXTENT_ITEM" => extents.push(a..a + b),
+                "METADATA_ITEM" => extents.push(a..a + node),
+                _ => {}
+            }
+        } else if let (Some((a, len)), Some(rest)) = (group, l.strip_prefix("block group used ")) {
+            let used: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            groups.insert(a, (len, used));
+            group = None;
         }
-        pos = pos.max(r.end);
     }
-    if pos < size {
-        free.push(pos..size);
-    }
-    free
+    assert!(!groups.is_empty(), "dump-tree listed no block group: {out}");
+    (groups, extents)
 }
 
 #[test]
-fn btrfs_free_ranges_are_the_space_no_dev_extent_covers() {
+fn btrfs_free_ranges_match_the_dev_and_extent_trees() {
     require("mkfs.btrfs");
     require("btrfs");
     let dir = tempfile::tempdir().unwrap();
@@ -243,9 +266,78 @@ fn btrfs_free_ranges_are_the_space_no_dev_extent_covers() {
     churn(&img, &dir.path().join("m"));
     let vol = FileVolume::open(&img, 0, size).unwrap();
     let ours = btrfs::free_ranges(&vol).unwrap();
-    assert_eq!(ours, btrfs_dev_tree_free(&img, size));
+
+    let devs = dev_extents(&img);
+    let (groups, extents) = extent_tree(&img, 16384);
+    // Outside the chunks: exactly what no dev extent covers, less the boot area and
+    // the superblock mirror.
+    let mut covered: Vec<Range<u64>> = vec![0..MIB, 64 * MIB..64 * MIB + 4096];
+    covered.extend(devs.iter().map(|&(s, l, _)| s..s + l));
+    let covered = merge(covered);
+    let outside: Vec<Range<u64>> = ours
+        .iter()
+        .flat_map(|f| {
+            let mut pieces = vec![f.clone()];
+            for c in &covered {
+                pieces = pieces
+                    .into_iter()
+                    .flat_map(|p| {
+                        let mut v = Vec::new();
+                        if p.start < c.start.min(p.end) {
+                            v.push(p.start..c.start.min(p.end));
+                        }
+                        if c.end.max(p.start) < p.end {
+                            v.push(c.end.max(p.start)..p.end);
+                        }
+                        v
+                    })
+                    .collect();
+            }
+            pieces
+        })
+        .collect();
+    let mut expected_outside = Vec::new();
+    let mut pos = 0;
+    for c in &covered {
+        if c.start > pos {
+            expected_outside.push(pos..c.start);
+        }
+        pos = pos.max(c.end);
+    }
+    expected_outside.push(pos..size);
+    assert_eq!(merge(outside), expected_outside);
+    // Inside each chunk copy: as many free bytes as its block group does not use, and
+    // none of them under an allocated extent.
+    for &(phys, len, logical) in &devs {
+        let inside: u64 = ours
+            .iter()
+            .map(|f| f.end.min(phys + len).saturating_sub(f.start.max(phys)))
+            .sum();
+        let (bg_len, used) = groups[&logical];
+        assert_eq!(bg_len, len);
+        let reserved = if phys <= 64 * MIB && 64 * MIB < phys + len {
+            4096
+        } else {
+            0
+        };
+        assert!(
+            inside + used + reserved >= len && inside + used <= len,
+            "chunk {logical}: {inside} free bytes listed, {used} of {len} used"
+        );
+        for e in extents
+            .iter()
+            .filter(|e| e.start >= logical && e.end <= logical + len)
+        {
+            let (s, t) = (phys + e.start - logical, phys + e.end - logical);
+            assert!(
+                ours.iter().all(|f| f.end <= s || f.start >= t),
+                "allocated extent {e:?} (device {s}..{t}) listed free"
+            );
+        }
+    }
+    // The three deleted files (8, 10 and 12 MiB) were in a data chunk: free again.
     assert!(
-        total(&ours) > 200 * MIB,
+        total(&ours) > 600 * MIB,
         "only {} MiB free",
         total(&ours) >> 20
     );

@@ -74,6 +74,10 @@ fn chunk(logical: u64, b: &[u8]) -> Option<(Chunk, usize)> {
 
 struct Super {
     devid: u64,
+    sector_size: u64,
+    compat_ro: u64,
+    root: u64,
+    root_level: u8,
     dev_bytes: u64,
     node_size: u64,
     chunk_root: u64,
@@ -145,8 +149,16 @@ impl Super {
             sys_chunks.push(c);
             at += KEY_LEN + len;
         }
+        let root_level = sb[0xc6];
+        if root_level > MAX_LEVEL {
+            return Err(corrupt(format!("root tree level {root_level}")));
+        }
         Ok(Super {
             devid,
+            sector_size: sector,
+            compat_ro: le64(&sb, 0xb4),
+            root: le64(&sb, 0x50),
+            root_level,
             dev_bytes,
             node_size,
             chunk_root: le64(&sb, 0x58),
@@ -167,29 +179,44 @@ impl Super {
     }
 }
 
-/// Every chunk item of the chunk tree.
-fn chunk_tree(vol: &dyn Volume, sb: &Super) -> Result<Vec<Chunk>, FreeSpaceError> {
+/// One item of a tree leaf: its key and its data.
+struct Item<'a> {
+    objectid: u64,
+    kind: u8,
+    offset: u64,
+    data: &'a [u8],
+}
+
+/// Visits every leaf item of the tree rooted at `root` (`level`), depth first. Nodes
+/// are found through `map` (logical to device offset); each must name itself, belong
+/// to this filesystem and sit one level below its parent; the walk visits at most as
+/// many nodes as the device holds.
+fn walk(
+    vol: &dyn Volume,
+    sb: &Super,
+    map: &dyn Fn(u64) -> Option<u64>,
+    (root, level): (u64, u8),
+    tree: &str,
+    visit: &mut dyn FnMut(Item<'_>) -> Result<(), FreeSpaceError>,
+) -> Result<(), FreeSpaceError> {
     let node_size = sb.node_size as usize;
-    // A tree bigger than the device holds nodes is a loop.
     let max_nodes = sb.dev_bytes / sb.node_size;
     let mut visited = 0u64;
-    let mut stack = vec![(sb.chunk_root, sb.chunk_root_level)];
-    let mut out = Vec::new();
+    let mut stack = vec![(root, level)];
     while let Some((logical, level)) = stack.pop() {
         visited += 1;
         if visited > max_nodes {
-            return Err(corrupt("the chunk tree loops"));
+            return Err(corrupt(format!("the {tree} tree loops")));
         }
         if visited.is_multiple_of(256) {
             snf_core::cancel::check().map_err(|_| corrupt("cancelled"))?;
         }
-        let phys = sb
-            .map(logical)
-            .ok_or_else(|| corrupt(format!("chunk tree node {logical} is in no system chunk")))?;
+        let phys = map(logical)
+            .ok_or_else(|| corrupt(format!("{tree} tree node {logical} is in no chunk")))?;
         let b = read(vol, FS, phys, node_size)?;
         if b[0x20..0x30] != sb.meta_fsid || le64(&b, 0x30) != logical || b[0x64] != level {
             return Err(corrupt(format!(
-                "chunk tree node {logical} is not a level {level} node of this filesystem"
+                "{tree} tree node {logical} is not a level {level} node of this filesystem"
             )));
         }
         let n = le32(&b, 0x60) as usize;
@@ -200,16 +227,13 @@ fn chunk_tree(vol: &dyn Volume, sb: &Super) -> Result<Vec<Chunk>, FreeSpaceError
         };
         if n > (node_size - HEADER_LEN) / item {
             return Err(corrupt(format!(
-                "chunk tree node {logical} holds {n} items"
+                "{tree} tree node {logical} holds {n} items"
             )));
         }
         for i in 0..n {
             let at = HEADER_LEN + i * item;
             if level > 0 {
                 stack.push((le64(&b, at + KEY_LEN), level - 1));
-                continue;
-            }
-            if b[at + 8] != CHUNK_ITEM {
                 continue;
             }
             let (off, size) = (
@@ -222,15 +246,149 @@ fn chunk_tree(vol: &dyn Volume, sb: &Super) -> Result<Vec<Chunk>, FreeSpaceError
                 .and_then(|r| b.get(r))
                 .ok_or_else(|| {
                     corrupt(format!(
-                        "chunk tree leaf {logical}: item {i} outside the node"
+                        "{tree} tree leaf {logical}: item {i} outside the node"
                     ))
                 })?;
-            let (c, _) = chunk(le64(&b, at + 9), data).ok_or_else(|| {
-                corrupt(format!(
-                    "chunk tree leaf {logical}: chunk item {i} malformed"
-                ))
+            visit(Item {
+                objectid: le64(&b, at),
+                kind: b[at + 8],
+                offset: le64(&b, at + 9),
+                data,
             })?;
+        }
+    }
+    Ok(())
+}
+
+/// Every chunk item of the chunk tree.
+fn chunk_tree(vol: &dyn Volume, sb: &Super) -> Result<Vec<Chunk>, FreeSpaceError> {
+    let mut out = Vec::new();
+    let root = (sb.chunk_root, sb.chunk_root_level);
+    walk(vol, sb, &|l| sb.map(l), root, "chunk", &mut |it| {
+        if it.kind == CHUNK_ITEM {
+            let (c, _) = chunk(it.offset, it.data)
+                .ok_or_else(|| corrupt(format!("chunk item {} malformed", it.offset)))?;
             out.push(c);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The device offset of the `len` bytes at `logical`, through any chunk (first copy).
+fn map_any(chunks: &[Chunk], logical: u64, len: u64) -> Option<u64> {
+    let end = logical.checked_add(len)?;
+    let c = chunks
+        .iter()
+        .find(|c| logical >= c.logical && end <= c.logical + c.length)?;
+    c.stripes.first()?.1.checked_add(logical - c.logical)
+}
+
+const ROOT_ITEM: u8 = 132;
+const FREE_SPACE_TREE_OBJECTID: u64 = 10;
+const FREE_SPACE_EXTENT: u8 = 199;
+const FREE_SPACE_BITMAP: u8 = 200;
+const COMPAT_RO_FREE_SPACE_TREE: u64 = 1;
+const COMPAT_RO_FREE_SPACE_TREE_VALID: u64 = 2;
+
+/// The logical ranges the free-space tree lists free (extents and bitmaps), or `None`
+/// when the filesystem keeps no valid free-space tree (the v1 space cache is not read).
+fn free_space_tree(
+    vol: &dyn Volume,
+    sb: &Super,
+    chunks: &[Chunk],
+) -> Result<Option<Vec<Range<u64>>>, FreeSpaceError> {
+    let valid = COMPAT_RO_FREE_SPACE_TREE | COMPAT_RO_FREE_SPACE_TREE_VALID;
+    if sb.compat_ro & valid != valid {
+        return Ok(None);
+    }
+    let map = |l: u64| {
+        let at = map_any(chunks, l, sb.node_size)?;
+        (at.checked_add(sb.node_size)? <= sb.dev_bytes).then_some(at)
+    };
+    let mut fst_root = None;
+    walk(vol, sb, &map, (sb.root, sb.root_level), "root", &mut |it| {
+        if it.objectid == FREE_SPACE_TREE_OBJECTID && it.kind == ROOT_ITEM && it.data.len() > 238 {
+            fst_root = Some((le64(it.data, 176), it.data[238]));
+        }
+        Ok(())
+    })?;
+    let Some((root, level)) = fst_root else {
+        return Err(corrupt("the free-space tree is announced but has no root"));
+    };
+    if level > MAX_LEVEL {
+        return Err(corrupt(format!("free-space tree root level {level}")));
+    }
+    let sector = sb.sector_size;
+    let mut free = Vec::new();
+    walk(vol, sb, &map, (root, level), "free-space", &mut |it| {
+        let (start, len) = (it.objectid, it.offset);
+        let end = start
+            .checked_add(len)
+            .ok_or_else(|| corrupt(format!("free space {start}+{len}")))?;
+        match it.kind {
+            FREE_SPACE_EXTENT => free.push(start..end),
+            FREE_SPACE_BITMAP => {
+                let bits = len / sector;
+                if len % sector != 0 || (it.data.len() as u64) < bits.div_ceil(8) {
+                    return Err(corrupt(format!("free-space bitmap {start}+{len}")));
+                }
+                let mut run: Option<u64> = None;
+                for i in 0..bits {
+                    let set = it.data[(i / 8) as usize] & (1 << (i % 8)) != 0;
+                    match (set, run) {
+                        (true, None) => run = Some(i),
+                        (false, Some(r)) => {
+                            free.push(start + r * sector..start + i * sector);
+                            run = None;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(r) = run {
+                    free.push(start + r * sector..end);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    // Not merged: a range must stay inside its block group to be mapped.
+    Ok(Some(free))
+}
+
+/// The device ranges of the logical `free` ranges, every copy. A range in no chunk is
+/// skipped: mkfs.btrfs leaves entries of its temporary block groups behind, which the
+/// kernel ignores too; one straddling a chunk's end is an error.
+fn free_on_device(
+    chunks: &[Chunk],
+    free: &[Range<u64>],
+    dev_bytes: u64,
+) -> Result<Vec<Range<u64>>, FreeSpaceError> {
+    let mut out = Vec::new();
+    for r in free {
+        let Some(c) = chunks
+            .iter()
+            .find(|c| r.start < c.logical + c.length && r.end > c.logical)
+        else {
+            continue;
+        };
+        if r.start < c.logical || r.end > c.logical + c.length {
+            return Err(corrupt(format!(
+                "free space {}..{} straddles chunk {}",
+                r.start, r.end, c.logical
+            )));
+        }
+        for &(_, phys) in &c.stripes {
+            let s = phys + (r.start - c.logical);
+            let e = s + (r.end - r.start);
+            if e > dev_bytes {
+                return Err(corrupt(format!(
+                    "free space {}..{} past the device",
+                    r.start, r.end
+                )));
+            }
+            out.push(s..e);
         }
     }
     Ok(out)
@@ -248,11 +406,19 @@ pub struct Usage {
 }
 
 /// The device ranges every chunk covers, sorted and merged, and the superblock.
-fn chunk_ranges(vol: &dyn Volume) -> Result<(Super, Vec<Range<u64>>), FreeSpaceError> {
+/// The superblock, every chunk, and the device ranges they cover (sorted, merged).
+struct Allocation {
+    sb: Super,
+    chunks: Vec<Chunk>,
+    used: Vec<Range<u64>>,
+}
+
+fn chunk_ranges(vol: &dyn Volume) -> Result<Allocation, FreeSpaceError> {
     let sb = Super::read(vol)?;
-    let chunks = chunk_tree(vol, &sb)?;
+    let mut chunks = chunk_tree(vol, &sb)?;
+    chunks.extend(sb.sys_chunks.iter().cloned());
     let mut used = Vec::new();
-    for c in chunks.iter().chain(&sb.sys_chunks) {
+    for c in &chunks {
         if c.profile != 0 && c.profile != DUP {
             return Err(FreeSpaceError::Untrusted {
                 fs: FS,
@@ -272,12 +438,16 @@ fn chunk_ranges(vol: &dyn Volume) -> Result<(Super, Vec<Range<u64>>), FreeSpaceE
             }
         }
     }
-    Ok((sb, merge(used)))
+    Ok(Allocation {
+        sb,
+        chunks,
+        used: merge(used),
+    })
 }
 
 /// The chunk allocation of the single-device btrfs filesystem on `vol`.
 pub fn usage(vol: &dyn Volume) -> Result<Usage, FreeSpaceError> {
-    let (sb, used) = chunk_ranges(vol)?;
+    let Allocation { sb, used, .. } = chunk_ranges(vol)?;
     Ok(Usage {
         dev_bytes: sb.dev_bytes,
         allocated: used.iter().map(|r| r.end - r.start).sum(),
@@ -285,13 +455,30 @@ pub fn usage(vol: &dyn Volume) -> Result<Usage, FreeSpaceError> {
     })
 }
 
-/// The byte ranges of the volume `vol` that no chunk of its btrfs filesystem covers,
-/// sorted and disjoint.
+/// The byte ranges of the volume `vol` that its btrfs filesystem does not use, sorted
+/// and disjoint: what no chunk covers, and inside the chunks what the free-space tree
+/// lists free (when the filesystem keeps one).
 pub fn free_ranges(vol: &dyn Volume) -> Result<Vec<Range<u64>>, FreeSpaceError> {
-    let (sb, mut used) = chunk_ranges(vol)?;
-    used.extend([0..RESERVED, sb.dev_bytes..vol.size()]);
-    used.extend(MIRRORS.iter().map(|&m| m..m + 4096));
-    Ok(complement(&merge(used), vol.size()))
+    let Allocation { sb, chunks, used } = chunk_ranges(vol)?;
+    let mut free = complement(&used, vol.size());
+    if let Some(logical) = free_space_tree(vol, &sb, &chunks)? {
+        free.extend(free_on_device(&chunks, &logical, sb.dev_bytes)?);
+    }
+    // Never the boot area, a superblock copy or what lies past the filesystem.
+    let mut keep = vec![0..RESERVED, sb.dev_bytes..vol.size()];
+    keep.extend(MIRRORS.iter().map(|&m| m..m + 4096));
+    let keep = merge(keep);
+    let free = merge(free);
+    let mut out = Vec::new();
+    for r in complement(&keep, vol.size()) {
+        for f in &free {
+            let (s, e) = (f.start.max(r.start), f.end.min(r.end));
+            if s < e {
+                out.push(s..e);
+            }
+        }
+    }
+    Ok(merge(out))
 }
 
 #[cfg(test)]
