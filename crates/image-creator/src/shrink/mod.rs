@@ -29,8 +29,12 @@
 //! memory), else a loop device (a larger copy is mostly on the disk already, where
 //! extracting would double the I/O; the user's own disk is not dirty at all).
 //!
+//! A single-device btrfs as the last partition is shrunk by the kernel in the libguestfs
+//! appliance (`btrfs.rs`), then its partition.
+//!
 //! [`free_ranges`] lists the bytes of a disk that no filesystem uses (free blocks of
-//! every clean ext2/3/4 filesystem, all of a swap area but its header page), so that the
+//! every clean ext2/3/4 filesystem, free xfs and btrfs space read from their own
+//! allocation structures, all of a swap area but its header page), so that the
 //! snapshot copy and the dump can treat them as zeros: deleted data never reaches the
 //! image, and the image is as small as the data.
 //!
@@ -39,7 +43,8 @@
 //! (compacted), the PV and its partition; swap LVs are kept.
 //!
 //! Out of scope: a SYSLINUX boot partition that is the last partition would need
-//! `extlinux -U` after its filesystem moved; ext is the only filesystem shrunk anyway.
+//! `extlinux -U` after its filesystem moved; ext and btrfs are the only filesystems
+//! shrunk anyway.
 
 mod btrfs;
 pub(crate) mod copy;
