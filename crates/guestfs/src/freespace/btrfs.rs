@@ -201,11 +201,14 @@ fn walk(
 ) -> Result<(), FreeSpaceError> {
     let node_size = sb.node_size as usize;
     let max_nodes = sb.dev_bytes / sb.node_size;
+    // These trees share no nodes: a node reached twice is a loop (or a DAG that would
+    // make the walk, and the stack, grow without bound).
+    let mut seen = std::collections::HashSet::new();
     let mut visited = 0u64;
     let mut stack = vec![(root, level)];
     while let Some((logical, level)) = stack.pop() {
         visited += 1;
-        if visited > max_nodes {
+        if visited > max_nodes || !seen.insert(logical) {
             return Err(corrupt(format!("the {tree} tree loops")));
         }
         if visited.is_multiple_of(256) {
