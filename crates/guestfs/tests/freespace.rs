@@ -132,6 +132,54 @@ fn xfs_v5_free_ranges_are_what_xfs_db_lists() {
     xfs_check(&img, 300 * MIB);
 }
 
+/// Thousands of small free extents: a by-block btree gets internal nodes.
+#[test]
+fn xfs_multi_level_free_space_btree_is_walked() {
+    require("mkfs.xfs");
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(400 * MIB)
+        .unwrap();
+    run(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-b", "size=1024", "-d", "agcount=2"])
+        .arg(&img));
+    {
+        let m = Mounted::new(&img, &dir.path().join("m"));
+        for i in 0..4000u64 {
+            std::fs::write(m.0.join(format!("s{i}")), pseudo_random(2048, i)).unwrap();
+        }
+        run(&mut Command::new("sync"));
+        for i in (0..4000).step_by(2) {
+            std::fs::remove_file(m.0.join(format!("s{i}"))).unwrap();
+        }
+    }
+    // `levels[0-2] = 0:2 1:2 2:0`: the first is the by-block btree's.
+    let bno_levels = (0..2)
+        .map(|ag| {
+            let agf = run(Command::new("xfs_db")
+                .args(["-r", "-c", &format!("agf {ag}"), "-c", "p levels"])
+                .arg(&img));
+            agf.split_once("= ")
+                .and_then(|(_, v)| {
+                    v.split_whitespace()
+                        .next()?
+                        .strip_prefix("0:")?
+                        .parse::<u32>()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("xfs_db printed no levels: {agf}"))
+        })
+        .max()
+        .unwrap();
+    assert!(
+        bno_levels >= 2,
+        "the fixture's btree has {bno_levels} level(s)"
+    );
+    xfs_check(&img, 300 * MIB);
+}
+
 /// The kernel may not mount v4 filesystems any more: mkfs.xfs fills this one from a
 /// prototype file, with small blocks so that the btree has several levels.
 #[test]
