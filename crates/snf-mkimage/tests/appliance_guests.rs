@@ -754,3 +754,74 @@ fn opensuse_default_subvolume_root_and_host_run() {
         assert!(!m.path("/lib/misc/keep").exists());
     }
 }
+
+/// A `--no-sysprep` run changes nothing, so the appliance only looks (read-only) and the
+/// dump reads the source itself: a file deleted from the xfs root before imaging is
+/// still on the source's blocks, and only the in-process free-space listing (the AG
+/// btrees) keeps it out of the output.
+#[test]
+fn deleted_xfs_data_stays_out_of_a_no_sysprep_image() {
+    require("mkfs.xfs");
+    require("xfs_repair");
+    let d = scratch();
+    let tree = d.path().join("tree");
+    redhat_tree(
+        &tree,
+        "NAME=\"AlmaLinux\"\nVERSION=\"9.4\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\nPRETTY_NAME=\"AlmaLinux 9.4\"\n",
+        "AlmaLinux release 9.4 (Seafoam Ocelot)\n",
+        &format!("UUID={XFS_UUID} / xfs defaults 0 0\n"),
+    );
+    let disk = Disk::create(
+        d.path().join("alma.raw"),
+        (2 + 320) * MIB,
+        "label: dos\nstart=2048, size=655360, type=83\n",
+    );
+    disk.xfs(1, XFS_UUID, &tree);
+    fs::remove_dir_all(&tree).unwrap();
+    const DELETED: &str = "DELETED-BEFORE-IMAGING-7f41c0";
+    {
+        let m = tempfile::tempdir().unwrap();
+        run_tool(
+            Command::new("mount")
+                .arg("-o")
+                .arg(format!(
+                    "loop,offset={},sizelimit={}",
+                    disk.offset(1),
+                    disk.size(1)
+                ))
+                .arg(disk.path())
+                .arg(m.path()),
+        );
+        let secret = DELETED.repeat((4 << 20) / DELETED.len());
+        let w = fs::write(m.path().join("root/secret.txt"), &secret)
+            .and_then(|_| fs::File::open(m.path().join("root/secret.txt"))?.sync_all())
+            .and_then(|_| fs::remove_file(m.path().join("root/secret.txt")));
+        run_tool(Command::new("umount").arg(m.path()));
+        w.unwrap();
+    }
+    let src = disk.into_path();
+    assert!(contains(&src, DELETED), "the fixture lost its deleted data");
+
+    let out = d.path().join("out.raw");
+    let run = Command::new(bin())
+        .arg("--tmpdir")
+        .arg(d.path())
+        .arg("--no-sysprep")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    eprintln!("{}", stderr(&run));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(qemu_on(d.path()).is_empty(), "appliance left");
+    assert_eq!(meta_of(&out)["OS"], "almalinux");
+    assert!(
+        !contains(&out, DELETED),
+        "the deleted file's data reached the output"
+    );
+    let part = d.path().join("p1.xfs");
+    cut(&out, 1, &part);
+    run_tool(Command::new("xfs_repair").args(["-n", "-f"]).arg(&part));
+}
