@@ -11,7 +11,7 @@ for tool in sfdisk sgdisk python3; do
   command -v "$tool" >/dev/null || { echo "make-corpus: $tool is missing" >&2; exit 1; }
 done
 rm -rf "$c"
-mkdir -p "$c"/{mbr,gpt,probe,fstab,os_release,passwd,master_passwd,grub,cloud_init,kamakirc,clouds_yaml,cloud_http,lvm}
+mkdir -p "$c"/{mbr,gpt,probe,fstab,os_release,passwd,master_passwd,grub,cloud_init,kamakirc,clouds_yaml,cloud_http,lvm,freespace}
 
 # A disk image as a partition target input (fuzz/src/disk.rs: flags, sector count,
 # then every non-zero run of sectors as [sector u32][length u16][bytes]).
@@ -212,5 +212,37 @@ X-Container-Block-Hash: sha256
 printf '\x02%s' '300
 
 {"versions":{"values":[{"id":"v3.14","status":"stable","links":[{"rel":"self","href":"http://127.0.0.1:1/identity/v3/"}]}]}}' >"$c/cloud_http/discovery"
+
+# xfs and btrfs volumes for the free-space readers (fuzz_targets/freespace.rs: [kind]
+# [MiB] then [sector u32][length u16][bytes] records of every non-zero run of sectors).
+# mkfs.xfs makes filesystems under 300 MB only for its test suite's environment.
+if command -v mkfs.xfs >/dev/null && command -v mkfs.btrfs >/dev/null; then
+  fsseed() { # NAME KIND MIB
+    python3 - "$tmp/v" "$2" "$3" "$c/freespace/$1" <<'EOF'
+import struct, sys
+img, kind, mib, out = open(sys.argv[1], 'rb').read(), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+res = bytearray([kind, mib])
+n, s = len(img) // 512, 0
+while s < n:
+    if not any(img[s*512:(s+1)*512]):
+        s += 1; continue
+    start = s
+    while s < n and (s - start + 1) * 512 <= 0xffff and any(img[s*512:(s+1)*512]):
+        s += 1
+    b = img[start*512:s*512]
+    res += struct.pack('<IH', start, len(b)) + b
+open(out, 'wb').write(res)
+EOF
+  }
+  for v in 5 4; do
+    : >"$tmp/v" && truncate -s 32M "$tmp/v"
+    crc=$([ $v = 5 ] && echo 1 || echo 0)
+    TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f -m crc=$crc -b size=1024 "$tmp/v"
+    fsseed xfs-v$v 0 32
+  done
+  : >"$tmp/v" && truncate -s 120M "$tmp/v"
+  mkfs.btrfs -q -f "$tmp/v" >/dev/null 2>&1
+  fsseed btrfs 1 120
+fi
 
 du -sh "$c"

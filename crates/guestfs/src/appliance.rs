@@ -406,6 +406,21 @@ impl ApplianceFs {
         &self.app
     }
 
+    /// Resize this btrfs filesystem (opened writable, on one device) to `size` bytes.
+    /// Shrinking moves what lies past the new end; [`Error::NoSpace`] when it does not
+    /// fit.
+    pub fn btrfs_resize(&mut self, size: u64) -> Result<()> {
+        self.check_writable()?;
+        if self.kind != FsKind::Btrfs {
+            return Err(Error::backend(format!(
+                "cannot resize {} as btrfs",
+                self.kind.name()
+            )));
+        }
+        let mp = self.mountpoint.clone();
+        self.with(|h| h.btrfs_filesystem_resize(&mp, size))
+    }
+
     fn rel(&self, node: NodeId) -> Result<&Path> {
         usize::try_from(node)
             .ok()

@@ -22,6 +22,7 @@ pub mod dir;
 pub mod error;
 pub mod ext;
 pub mod fat;
+pub mod freespace;
 pub mod fuse;
 pub mod node;
 pub mod probe;

@@ -434,6 +434,92 @@ fn xfs_last_partition_is_not_shrunk_but_the_image_is_cut_after_it() {
         .arg(extract_part(dir.path(), &img, p2.offset(), p2.size())));
 }
 
+/// Unmounts when dropped, so a failed assertion leaves nothing mounted.
+struct LoopMount(PathBuf);
+
+impl LoopMount {
+    fn new(img: &Path, off: u64, size: u64, dir: &Path, opts: &str) -> LoopMount {
+        fs::create_dir_all(dir).unwrap();
+        run(Command::new("mount")
+            .arg("-o")
+            .arg(format!("loop,offset={off},sizelimit={size}{opts}"))
+            .arg(img)
+            .arg(dir));
+        LoopMount(dir.to_path_buf())
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A file deleted from an xfs partition is left out of the dump with no appliance and
+/// no shrink (as in a `--no-sysprep` run): its blocks are free in the AG btrees.
+#[test]
+fn deleted_xfs_data_is_left_out_of_the_dump() {
+    use snf_disk::{SnapshotMode, Source, WorkingDisk};
+    let dir = tempfile::tempdir().unwrap();
+    let tree = debian_tree(dir.path(), "tree");
+    let script = "label: dos\nstart=2048, size=48M, type=83\nsize=300M, type=83\n";
+    let img = make_disk(
+        dir.path(),
+        400,
+        512,
+        script,
+        &[(1, ext4(&tree, 4096)), (2, Fill::Xfs)],
+    );
+    let layout = Layout::read_file(&img, 512).unwrap();
+    let p2 = layout.partition(2).unwrap();
+    let kept = pseudo_random(8 << 20, 7);
+    {
+        let m = LoopMount::new(&img, p2.offset(), p2.size(), &dir.path().join("m"), "");
+        fs::write(m.0.join("kept.bin"), &kept).unwrap();
+        fs::write(m.0.join("gone.bin"), pseudo_random(64 << 20, 8)).unwrap();
+        run(&mut Command::new("sync"));
+        fs::remove_file(m.0.join("gone.bin")).unwrap();
+    }
+    let rec = Recorder::default();
+    let free = shrink::free_ranges(&img, &layout, &rec);
+    assert!(
+        rec.details()
+            .iter()
+            .any(|d| d.starts_with("partition 2:") && d.contains("MiB of free xfs space left out")),
+        "{:?}",
+        rec.details()
+    );
+    let wd = WorkDir::create(Some(dir.path())).unwrap();
+    let disk = WorkingDisk::open(
+        &Source::examine(&img).unwrap(),
+        &wd,
+        SnapshotMode::Snapshot,
+        &Recorder::default(),
+    )
+    .unwrap();
+    let size = layout.disk_size();
+    let allocated = |free: &[Range<u64>], name: &str| {
+        let out = dir.path().join(name);
+        snf_disk::dump(&disk, size, free, &out, &Recorder::default()).unwrap();
+        std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&out).unwrap()) * 512
+    };
+    let whole = allocated(&[], "whole.img");
+    let holed = allocated(&free, "holed.img");
+    assert!(
+        whole >= holed + (64 << 20),
+        "the deleted 64 MiB are still in the dump: {whole} vs {holed} bytes allocated"
+    );
+    let out = dir.path().join("holed.img");
+    run(Command::new("xfs_repair")
+        .args(["-n", "-f"])
+        .arg(extract_part(dir.path(), &out, p2.offset(), p2.size())));
+    let m = LoopMount::new(&out, p2.offset(), p2.size(), &dir.path().join("o"), ",ro");
+    assert!(
+        fs::read(m.0.join("kept.bin")).unwrap() == kept,
+        "kept.bin changed"
+    );
+}
+
 fn extract_part(dir: &Path, img: &Path, off: u64, size: u64) -> PathBuf {
     let out = dir.join("part.raw");
     let data = {

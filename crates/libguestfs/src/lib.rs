@@ -324,6 +324,31 @@ impl Handle {
         self.check(rc, "fstrim", mountpoint)
     }
 
+    /// Resize the btrfs filesystem mounted at `mountpoint` (its one device) to `size`
+    /// bytes; shrinking relocates what lies past the new end, and fails with ENOSPC
+    /// (28) when it does not fit.
+    pub fn btrfs_filesystem_resize(&mut self, mountpoint: &str, size: u64) -> Result<()> {
+        let m = cstring("btrfs_filesystem_resize", mountpoint.as_bytes())?;
+        let size = i64::try_from(size).map_err(|_| Error {
+            op: "btrfs_filesystem_resize",
+            arg: mountpoint.to_string(),
+            msg: format!("size {size} out of range"),
+            errno: 0,
+        })?;
+        // SAFETY: live handle, NUL-terminated string; the variadic list is the one
+        // (option, value) pair guestfs.h documents (size: int64_t) ended by -1.
+        let rc = unsafe {
+            (api().guestfs_btrfs_filesystem_resize)(
+                self.g,
+                m.as_ptr(),
+                sys::BTRFS_FILESYSTEM_RESIZE_SIZE,
+                size,
+                sys::OPTARGS_END,
+            )
+        };
+        self.check(rc, "btrfs_filesystem_resize", mountpoint)
+    }
+
     /// Write everything cached in the appliance to the drives.
     pub fn sync(&mut self) -> Result<()> {
         // SAFETY: live handle.

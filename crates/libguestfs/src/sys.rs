@@ -16,6 +16,8 @@ pub const ADD_DRIVE_OPTS_CACHEMODE: c_int = 9;
 pub const ADD_DRIVE_OPTS_DISCARD: c_int = 10;
 /// Ends the optional-argument list of the variadic calls.
 pub const OPTARGS_END: c_int = -1;
+/// `GUESTFS_BTRFS_FILESYSTEM_RESIZE_SIZE`: the new size follows, an `int64_t`.
+pub const BTRFS_FILESYSTEM_RESIZE_SIZE: c_int = 0;
 
 #[repr(C)]
 pub struct Dirent {
@@ -116,6 +118,8 @@ pub struct Api {
     pub guestfs_umount_all: unsafe extern "C" fn(*mut GuestfsH) -> c_int,
     pub guestfs_fstrim: unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int,
     pub guestfs_sync: unsafe extern "C" fn(*mut GuestfsH) -> c_int,
+    pub guestfs_btrfs_filesystem_resize:
+        unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int,
     pub guestfs_readdir: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut DirentList,
     pub guestfs_free_dirent_list: unsafe extern "C" fn(*mut DirentList),
     pub guestfs_lstatns: unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut Statns,
@@ -253,6 +257,10 @@ fn load() -> std::result::Result<Api, String> {
             unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int
         ),
         guestfs_sync: sym!(guestfs_sync, unsafe extern "C" fn(*mut GuestfsH) -> c_int),
+        guestfs_btrfs_filesystem_resize: sym!(
+            guestfs_btrfs_filesystem_resize,
+            unsafe extern "C" fn(*mut GuestfsH, *const c_char, ...) -> c_int
+        ),
         guestfs_readdir: sym!(
             guestfs_readdir,
             unsafe extern "C" fn(*mut GuestfsH, *const c_char) -> *mut DirentList

@@ -62,7 +62,10 @@ pub(super) fn shrink_ext(
                 })
             }
         },
-        Method::Extract => Target::Extract(Extracted::new(disk, p, opts.workdir, reporter)?),
+        // Appliance is never chosen for ext (only btrfs is resized there).
+        Method::Extract | Method::Appliance => {
+            Target::Extract(Extracted::new(disk, p, opts.workdir, reporter)?)
+        }
     };
     let method = match target {
         Target::Loop(_) => Method::Loop,

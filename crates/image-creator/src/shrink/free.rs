@@ -70,6 +70,28 @@ pub(super) fn complement(used: &[Range<u64>], end: u64) -> Vec<Range<u64>> {
     out
 }
 
+/// The free space of the xfs or btrfs filesystem at `offset` of `image`, read in-process
+/// from its own allocation structures (relative to `offset`).
+fn appliance_fs_free(
+    image: &Path,
+    offset: u64,
+    size: u64,
+    kind: FsType,
+) -> Result<Vec<Range<u64>>, snf_guestfs::freespace::FreeSpaceError> {
+    use snf_guestfs::freespace::{self, FileVolume, FreeSpaceError};
+    let vol = FileVolume::open(image, offset, size).map_err(|source| FreeSpaceError::Read {
+        fs: kind.name(),
+        offset,
+        len: 0,
+        source,
+    })?;
+    if kind == FsType::Xfs {
+        freespace::xfs::free_ranges(&vol)
+    } else {
+        freespace::btrfs::free_ranges(&vol)
+    }
+}
+
 /// Where a swap area's header page ends: the signature sits in the last 10 bytes of
 /// the first page, whatever the page size the area was made for.
 fn swap_header_len(image: &Path, offset: u64) -> u64 {
@@ -88,7 +110,9 @@ fn swap_header_len(image: &Path, offset: u64) -> u64 {
 }
 
 /// The byte ranges of the disk `image` (table `layout`) that no filesystem uses: the
-/// free blocks of every ext2/3/4 and UFS filesystem whose bitmaps can be trusted, all of a swap
+/// free blocks of every ext2/3/4 and UFS filesystem whose bitmaps can be trusted, the free
+/// extents of xfs filesystems with a clean log and the space outside every chunk of
+/// single-device btrfs filesystems, all of a swap
 /// area but its header page (UUID and label), on partitions and on LVM logical volumes
 /// alike, and the extents of every physical volume that no logical volume holds (what a
 /// removed LV left there). Other partitions, the gaps between partitions (where boot
@@ -154,6 +178,20 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
                     "{}: the UFS filesystem is not clean; all of it is kept",
                     v.name()
                 )),
+            },
+            FsType::Xfs | FsType::Btrfs => match appliance_fs_free(image, off, size, found.fs_type)
+            {
+                Ok(unused) => {
+                    let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
+                    reporter.detail(&format!(
+                        "{}: {} MiB of free {} space left out",
+                        v.name(),
+                        bytes >> 20,
+                        found.fs_type.name()
+                    ));
+                    free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
+                }
+                Err(e) => reporter.detail(&format!("{}: {e}; all of it is kept", v.name())),
             },
             FsType::Swap => {
                 let header = swap_header_len(image, off);

@@ -16,6 +16,9 @@ pub enum Method {
     Loop,
     /// A copy of the partition's used blocks in the work directory (no privileges).
     Extract,
+    /// Resized in place by the filesystem's own kernel driver in the libguestfs
+    /// appliance (btrfs); never chosen for ext.
+    Appliance,
 }
 
 impl Method {
@@ -38,6 +41,7 @@ impl Method {
         match self {
             Method::Loop => "loop",
             Method::Extract => "extract",
+            Method::Appliance => "appliance",
         }
     }
 }

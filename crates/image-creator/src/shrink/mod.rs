@@ -29,8 +29,12 @@
 //! memory), else a loop device (a larger copy is mostly on the disk already, where
 //! extracting would double the I/O; the user's own disk is not dirty at all).
 //!
+//! A single-device btrfs as the last partition is shrunk by the kernel in the libguestfs
+//! appliance (`btrfs.rs`), then its partition.
+//!
 //! [`free_ranges`] lists the bytes of a disk that no filesystem uses (free blocks of
-//! every clean ext2/3/4 filesystem, all of a swap area but its header page), so that the
+//! every clean ext2/3/4 filesystem, free xfs and btrfs space read from their own
+//! allocation structures, all of a swap area but its header page), so that the
 //! snapshot copy and the dump can treat them as zeros: deleted data never reaches the
 //! image, and the image is as small as the data.
 //!
@@ -39,8 +43,10 @@
 //! (compacted), the PV and its partition; swap LVs are kept.
 //!
 //! Out of scope: a SYSLINUX boot partition that is the last partition would need
-//! `extlinux -U` after its filesystem moved; ext is the only filesystem shrunk anyway.
+//! `extlinux -U` after its filesystem moved; ext and btrfs are the only filesystems
+//! shrunk anyway.
 
+mod btrfs;
 pub(crate) mod copy;
 mod ext;
 mod extract;
@@ -141,6 +147,13 @@ pub enum ShrinkError {
         #[source]
         source: snf_disk::lvm::LvmError,
     },
+    /// The libguestfs appliance could not resize a btrfs filesystem.
+    #[error("partition {partition}: {source}")]
+    Appliance {
+        partition: u32,
+        #[source]
+        source: snf_guestfs::Error,
+    },
     /// The user cancelled.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
@@ -206,7 +219,7 @@ pub struct Removed {
 pub struct ShrunkFs {
     /// The partition number.
     pub partition: u32,
-    /// `ext2`, `ext3` or `ext4`.
+    /// `ext2`, `ext3`, `ext4` or `btrfs`.
     pub fs: &'static str,
     /// Filesystem size before, in bytes.
     pub old_bytes: u64,
@@ -215,7 +228,7 @@ pub struct ShrunkFs {
     pub new_bytes: u64,
     /// Partition size after, in bytes (a whole number of sectors).
     pub partition_bytes: u64,
-    /// How resize2fs reached it.
+    /// How resize2fs reached it ([`Method::Appliance`] for btrfs).
     pub method: Method,
 }
 
@@ -283,6 +296,21 @@ pub fn shrink(
                 next.set_end(last.number, new_end).map_err(table_err)?;
             }
             shrunk = Some(fs);
+        } else if *found == FsType::Btrfs {
+            match btrfs::shrink_btrfs(disk, &next, last, reporter)? {
+                btrfs::Outcome::Shrunk(fs) => {
+                    let ss = u64::from(next.sector_size());
+                    let new_end = last.start + fs.partition_bytes / ss - 1;
+                    if new_end != last.end {
+                        next.set_end(last.number, new_end).map_err(table_err)?;
+                    }
+                    shrunk = Some(fs);
+                }
+                btrfs::Outcome::Kept(why) => {
+                    reporter.warn(&why);
+                    not_shrunk = Some(why);
+                }
+            }
         } else if *found == FsType::LvmPv {
             match lvm::shrink_pv(disk, &next, last, opts, reporter)? {
                 Some(pv) => {
