@@ -33,6 +33,7 @@ use snf_core::command::{self, CommandError};
 
 pub mod fixture;
 pub mod lvm;
+pub mod ntfs;
 pub mod report;
 
 /// What went wrong preparing or running a real-guest step.
