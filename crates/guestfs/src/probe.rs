@@ -71,7 +71,7 @@ impl FsType {
     pub fn has_backend(self) -> bool {
         matches!(
             self,
-            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Vfat
+            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Vfat | FsType::Ntfs
         ) || self.needs_appliance()
     }
 
@@ -93,12 +93,12 @@ impl FsType {
             | FsType::Ext3
             | FsType::Ext4
             | FsType::Vfat
+            | FsType::Ntfs
             | FsType::Xfs
             | FsType::Btrfs => return None,
             FsType::ExtJournal => "it is an external ext3/ext4 journal, not a filesystem",
             FsType::Exfat => "exFAT filesystems cannot be read or changed yet",
             FsType::Swap => "it is swap space and holds no files",
-            FsType::Ntfs => "NTFS filesystems cannot be read or changed yet",
             FsType::Ufs1 | FsType::Ufs2 => "UFS filesystems cannot be read or changed yet",
             FsType::BsdLabel => "BSD disklabels and the UFS filesystems in them cannot be read yet",
             FsType::LvmPv => "LVM logical volumes are not supported",
@@ -505,7 +505,6 @@ mod tests {
     fn every_kind_without_backend_says_why() {
         for t in [
             FsType::Swap,
-            FsType::Ntfs,
             FsType::Ufs2,
             FsType::LvmPv,
             FsType::Luks2,
@@ -516,6 +515,7 @@ mod tests {
         }
         assert!(FsType::Ext4.why_unchangeable().is_none());
         assert!(FsType::Vfat.has_backend());
+        assert!(FsType::Ntfs.has_backend() && !FsType::Ntfs.needs_appliance());
         for t in [FsType::Xfs, FsType::Btrfs] {
             assert!(t.has_backend() && t.needs_appliance(), "{t:?}");
             assert!(t.why_unchangeable().is_none(), "{t:?}");
