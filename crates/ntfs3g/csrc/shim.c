@@ -633,6 +633,28 @@ int snf_ntfs_link(ntfs_volume *vol, uint64_t ino, uint64_t dir, const uint16_t *
 	return close_inode(dni, err);
 }
 
+/* The directory holding (the first name of) `ino`; the root is its own parent. */
+int snf_ntfs_parent(ntfs_volume *vol, uint64_t ino, uint64_t *parent)
+{
+	ntfs_inode *ni, *pni;
+	int err = open_inode(vol, ino, &ni);
+
+	*parent = 0;
+	if (err)
+		return err;
+	if (ni->mft_no == FILE_root) {
+		*parent = FILE_root;
+		return close_inode(ni, 0);
+	}
+	errno = 0;
+	pni = ntfs_dir_parent_inode(ni);
+	if (!pni)
+		return close_inode(ni, err_or(EIO));
+	*parent = pni->mft_no;
+	err = close_inode(pni, 0);
+	return close_inode(ni, err);
+}
+
 /* The raw reparse data of `ino` into `buf`; `*size` is its full length (ENODATA if none). */
 int snf_ntfs_get_reparse(ntfs_volume *vol, uint64_t ino, void *buf, uint64_t cap,
 			 uint64_t *size)

@@ -112,6 +112,7 @@ extern "C" {
         name: *const u16,
         len: c_int,
     ) -> c_int;
+    pub fn snf_ntfs_parent(vol: *mut RawVolume, ino: u64, parent: *mut u64) -> c_int;
     pub fn snf_ntfs_get_reparse(
         vol: *mut RawVolume,
         ino: u64,

@@ -657,11 +657,36 @@ impl Volume {
         self.remove(from_dir, from_name, is_dir)
     }
 
-    /// Whether directory `ancestor` is `dir` or above it, following parent names.
+    /// The directory holding `ino` (by its first name); the root for the root.
+    pub fn parent(&mut self, ino: u64) -> Result<u64> {
+        let mut parent = 0;
+        // SAFETY: live volume, valid out pointer.
+        check(
+            unsafe { sys::snf_ntfs_parent(self.raw.as_ptr(), ino, &mut parent) },
+            "find the parent directory",
+            ino,
+        )?;
+        Ok(parent)
+    }
+
+    /// Whether directory `ancestor` is `dir` or above it, following parents up to the
+    /// root (a bounded walk: a corrupt volume may loop).
     fn is_ancestor(&mut self, ancestor: u64, dir: u64) -> Result<bool> {
-        // Walking parents needs the $FILE_NAME attribute, which the shim does not
-        // expose; the guest tree above refuses moving a directory into itself by path.
-        Ok(ancestor == dir)
+        let mut at = dir;
+        for _ in 0..4096 {
+            if at == ancestor {
+                return Ok(true);
+            }
+            if at == ROOT_INO {
+                return Ok(false);
+            }
+            at = self.parent(at)?;
+        }
+        Err(Error::Op {
+            op: "find the parent directories (too deep or a loop)",
+            ino: dir,
+            errno: e::EIO,
+        })
     }
 
     /// The target of a link (junction, symlink, WSL or Interix symlink) as a POSIX

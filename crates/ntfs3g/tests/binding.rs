@@ -132,6 +132,12 @@ fn writes_are_seen_by_the_ntfs_tools() {
     v.symlink(new_dir, "hosts", "/Windows/System32/drivers/etc/hosts")
         .unwrap();
     assert!(matches!(v.rmdir(ROOT_INO, "Program Files"), Err(e) if e.errno() == Some(39)));
+    let inner = v.mkdir(new_dir, "inner").unwrap();
+    assert_eq!(v.parent(inner).unwrap(), new_dir);
+    assert_eq!(v.parent(ROOT_INO).unwrap(), ROOT_INO);
+    let e = v.rename(win, "Setup Scripts", inner, "loop").unwrap_err();
+    assert_eq!(e.errno(), Some(22), "{e}");
+    v.rmdir(new_dir, "inner").unwrap();
     let empty = v.mkdir(ROOT_INO, "Empty").unwrap();
     assert!(empty > 0);
     v.rmdir(ROOT_INO, "empty").unwrap();
