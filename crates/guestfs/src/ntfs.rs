@@ -5,7 +5,8 @@
 //! Junctions and symbolic links read as symlinks whose targets the guest tree resolves
 //! inside the guest (a `C:\` path starts at the guest root). NTFS has no Unix owners or
 //! modes: objects read as root's, `0755` for directories and `0644` for files, and
-//! changing those is accepted and ignored. A volume Windows did not shut down fully
+//! changing those is accepted and ignored. Files Windows compressed (WOF, CompactOS) or
+//! deduplicated are refused rather than read as the zeros their $DATA holds. A volume Windows did not shut down fully
 //! (hibernated, fast startup, dirty) opens read-only only.
 
 use std::ffi::{OsStr, OsString};
@@ -113,6 +114,19 @@ impl NtfsFs {
     fn regular(&mut self, node: NodeId) -> Result<ntfs3g::Inode> {
         let st = self.vol.stat(node).map_err(map_err)?;
         match self.file_type(&st)? {
+            FileType::Regular if st.is_reparse_point() => {
+                let data = self.vol.reparse_data(node).map_err(map_err)?;
+                match ntfs3g::reparse::tag_of(&data) {
+                    Some(tag) if ntfs3g::reparse::hides_data(tag) => Err(Error::Unsupported {
+                        path: PathBuf::new(),
+                        what: format!(
+                            "a file compressed or deduplicated by Windows (reparse tag \
+                             {tag:#x})"
+                        ),
+                    }),
+                    _ => Ok(st),
+                }
+            }
             FileType::Regular => Ok(st),
             FileType::Directory => Err(Error::IsADirectory(PathBuf::new())),
             _ => Err(Error::Unsupported {

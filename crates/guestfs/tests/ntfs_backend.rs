@@ -85,6 +85,9 @@ fn guest_paths_ignore_case_and_follow_junctions() {
     assert!(g.lstat(p("/Windows/hosts-link")).unwrap().is_symlink());
     assert!(g.stat(p("/Users")).unwrap().is_dir());
     assert!(!g.exists(p("/$MFT")));
+    let e = g.read(p("/Windows/System32/compact.dll")).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("compressed"), "{e}");
     let e = g.write(p("/x"), b"x", NewNode::root(0o644)).unwrap_err();
     assert!(matches!(e, Error::ReadOnly(_)), "{e}");
 }

@@ -15,6 +15,12 @@ pub const TAG_MOUNT_POINT: u32 = 0xA000_0003;
 pub const TAG_SYMLINK: u32 = 0xA000_000C;
 /// `IO_REPARSE_TAG_LX_SYMLINK`: a symlink made by WSL.
 pub const TAG_LX_SYMLINK: u32 = 0xA000_001D;
+/// `IO_REPARSE_TAG_WOF`: a file compressed by Windows (CompactOS, `compact /exe`); its
+/// unnamed $DATA is an empty sparse stream, the data is in a named stream.
+pub const TAG_WOF: u32 = 0x8000_0017;
+/// `IO_REPARSE_TAG_DEDUP`: a file whose data Windows Server deduplication moved to its
+/// chunk store.
+pub const TAG_DEDUP: u32 = 0x8000_0013;
 const SYMLINK_FLAG_RELATIVE: u32 = 1;
 /// The magic of an Interix symlink's data.
 pub const INTERIX_MAGIC: &[u8; 8] = b"IntxLNK\x01";
@@ -22,6 +28,12 @@ pub const INTERIX_MAGIC: &[u8; 8] = b"IntxLNK\x01";
 /// Whether reparse points with `tag` are links the guest tree follows.
 pub fn is_link_tag(tag: u32) -> bool {
     matches!(tag, TAG_MOUNT_POINT | TAG_SYMLINK | TAG_LX_SYMLINK)
+}
+
+/// Whether the unnamed $DATA of a file with `tag` does not hold its content (reading it
+/// would give zeros).
+pub fn hides_data(tag: u32) -> bool {
+    matches!(tag, TAG_WOF | TAG_DEDUP)
 }
 
 /// The tag of raw reparse data, if it has one.

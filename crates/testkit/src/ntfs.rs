@@ -81,7 +81,7 @@ pub fn junction_data(target: &str) -> Vec<u8> {
 /// `Users/Public/Documents/A long file name with spaces.txt`,
 /// `Program Files/Big/big.bin` ([`BIG_FILE_SIZE`] pseudo-random bytes), an Interix
 /// symlink `Windows/hosts-link` -> `System32/drivers/etc/hosts` (what ntfs-3g makes for
-/// `ln -s`) and a junction `Documents and Settings` -> `C:\Users`.
+/// `ln -s`), a WOF-compressed `Windows/System32/compact.dll` and a junction `Documents and Settings` -> `C:\Users`.
 pub fn windows_tree(root: &Path) {
     let write = |p: &str, data: &[u8]| {
         let path = root.join(p);
@@ -112,16 +112,28 @@ pub fn windows_tree(root: &Path) {
         root.join("Windows/hosts-link"),
     )
     .unwrap();
+    // A CompactOS file: the WOF tag (provider: file, XPRESS4K); its $DATA stays empty.
+    let wof = root.join("Windows/System32/compact.dll");
+    fs::write(&wof, b"").unwrap();
+    set_reparse(
+        &wof,
+        &[
+            0x17, 0, 0, 0x80, 16, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
     let junction = root.join("Documents and Settings");
     fs::create_dir(&junction).unwrap();
-    let hex: String = junction_data("C:\\Users")
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    set_reparse(&junction, &junction_data("C:\\Users"));
+}
+
+/// Give the object at `path` of a FUSE ntfs-3g mount the raw reparse point `data`.
+pub fn set_reparse(path: &Path, data: &[u8]) {
+    require("setfattr");
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
     run(Command::new("setfattr")
         .args(["-h", "-n", "system.ntfs_reparse_data", "-v"])
         .arg(format!("0x{hex}"))
-        .arg(&junction));
+        .arg(path));
 }
 
 /// A disk with a partition table (GPT or MBR), a small "System Reserved" NTFS
