@@ -208,25 +208,7 @@ impl Volume {
                 size,
                 false,
             )?;
-            if ro.info()?.is_dirty() {
-                return Err(Error::Unclean {
-                    path,
-                    offset,
-                    why: "the volume is marked dirty",
-                });
-            }
-            // SAFETY: `ro.raw` is a live mounted volume.
-            match unsafe { sys::snf_ntfs_check_hiberfile(ro.raw.as_ptr()) } {
-                0 => {}
-                e::EPERM => return Err(Error::Hibernated { path, offset }),
-                errno => {
-                    return Err(Error::Open {
-                        path,
-                        offset,
-                        errno,
-                    })
-                }
-            }
+            ro.check_shut_down()?;
             ro.close()?;
         }
         match Volume::mount(file, &path, offset, size, writable) {
@@ -240,6 +222,30 @@ impl Volume {
                 why: "its $LogFile holds unfinished transactions",
             }),
             other => other,
+        }
+    }
+
+    /// Refuse (with [`Error::Unclean`] or [`Error::Hibernated`]) a volume Windows did
+    /// not shut down fully: marked dirty, or a hibernation file with a resume header.
+    /// (An unfinished $LogFile shows only when mounting for writing.)
+    pub fn check_shut_down(&self) -> Result<()> {
+        let (path, offset) = (self.path.clone(), self.offset);
+        if self.info()?.is_dirty() {
+            return Err(Error::Unclean {
+                path,
+                offset,
+                why: "the volume is marked dirty",
+            });
+        }
+        // SAFETY: `self.raw` is a live mounted volume.
+        match unsafe { sys::snf_ntfs_check_hiberfile(self.raw.as_ptr()) } {
+            0 => Ok(()),
+            e::EPERM => Err(Error::Hibernated { path, offset }),
+            errno => Err(Error::Open {
+                path,
+                offset,
+                errno,
+            }),
         }
     }
 

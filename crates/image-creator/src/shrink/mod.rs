@@ -8,7 +8,9 @@
 //! sectors work) and the filesystem is grown to fill it exactly; the table is rewritten
 //! for a disk that ends 1 MiB after the last partition (plus the GPT backup), with valid
 //! checksums everywhere. Other filesystems are not shrunk, with a warning saying why;
-//! the disk is still cut after the last partition.
+//! the disk is still cut after the last partition. The last NTFS volume is shrunk with
+//! ntfsresize on an extracted copy (`ntfs.rs`), unless Windows did not shut it down
+//! fully (dirty, hibernated, fast startup): that is refused before anything changes.
 //!
 //! resize2fs is never given the `image?offset=N` form: on a regular file it truncates
 //! the file to the new filesystem size without the offset (ecosystem notes, B.9). It
@@ -39,7 +41,7 @@
 //! (compacted), the PV and its partition; swap LVs are kept.
 //!
 //! Out of scope: a SYSLINUX boot partition that is the last partition would need
-//! `extlinux -U` after its filesystem moved; ext is the only filesystem shrunk anyway.
+//! `extlinux -U` after its filesystem moved; ext and NTFS are the only filesystems shrunk.
 
 pub(crate) mod copy;
 mod ext;
@@ -47,6 +49,7 @@ mod extract;
 mod free;
 mod lvm;
 mod method;
+mod ntfs;
 mod plan;
 mod table;
 
@@ -113,6 +116,10 @@ pub enum ShrinkError {
         #[source]
         source: snf_guestfs::Error,
     },
+    /// The NTFS volume cannot be shrunk: Windows did not shut it down fully (the message
+    /// says what to do), it cannot be read, or ntfsresize left it unusable.
+    #[error("partition {partition}: {msg}")]
+    Ntfs { partition: u32, msg: String },
     /// After resizing, the filesystem is not marked clean (the deploy side requires it).
     #[error("partition {partition}: the ext filesystem is not clean after resizing")]
     NotClean { partition: u32 },
@@ -206,7 +213,7 @@ pub struct Removed {
 pub struct ShrunkFs {
     /// The partition number.
     pub partition: u32,
-    /// `ext2`, `ext3` or `ext4`.
+    /// `ext2`, `ext3`, `ext4` or `ntfs`.
     pub fs: &'static str,
     /// Filesystem size before, in bytes.
     pub old_bytes: u64,
@@ -283,6 +290,25 @@ pub fn shrink(
                 next.set_end(last.number, new_end).map_err(table_err)?;
             }
             shrunk = Some(fs);
+        } else if *found == FsType::Ntfs {
+            match ntfs::shrink_ntfs(disk, &next, last, opts, reporter)? {
+                Some(fs) => {
+                    let ss = u64::from(next.sector_size());
+                    let new_end = last.start + fs.partition_bytes / ss - 1;
+                    if new_end != last.end {
+                        next.set_end(last.number, new_end).map_err(table_err)?;
+                    }
+                    shrunk = Some(fs);
+                }
+                None => {
+                    let why = format!(
+                        "Unable to shrink partition {}: its ntfs filesystem is nearly full",
+                        last.number
+                    );
+                    reporter.warn(&why);
+                    not_shrunk = Some(why);
+                }
+            }
         } else if *found == FsType::LvmPv {
             match lvm::shrink_pv(disk, &next, last, opts, reporter)? {
                 Some(pv) => {
