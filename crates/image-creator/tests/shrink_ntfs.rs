@@ -84,7 +84,12 @@ fn a_dirty_or_hibernated_ntfs_volume_is_refused_before_anything_changes() {
     let before = std::fs::read(&img).unwrap();
     let e = shrink_disk(dir.path(), &img).unwrap_err();
     assert!(matches!(e, ShrinkError::Ntfs { partition: 2, .. }), "{e}");
-    assert!(e.to_string().contains("shut it down fully"), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("shut it down fully"), "{msg}");
+    assert!(
+        msg.starts_with("partition 2: the NTFS volume") && !msg.contains("dirty.img"),
+        "{msg}"
+    );
     assert!(std::fs::read(&img).unwrap() == before, "the disk changed");
     assert_sfdisk_verifies(img.to_str().unwrap());
 

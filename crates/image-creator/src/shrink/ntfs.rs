@@ -34,9 +34,16 @@ pub(super) fn shrink_ntfs(
     reporter: &dyn Reporter,
 ) -> Result<Option<ShrunkFs>, ShrinkError> {
     let n = p.number;
-    let ntfs_err = |e: ntfs3g::Error| ShrinkError::Ntfs {
-        partition: n,
-        msg: e.to_string(),
+    // The binding names the file it opened (the working copy, or the scratch file):
+    // the partition is what the user knows.
+    let ntfs_err = |e: ntfs3g::Error| {
+        let text = e.to_string();
+        let msg = [disk, opts.workdir.path()]
+            .iter()
+            .find_map(|p| text.strip_prefix(&format!("{}: ", p.display())))
+            .unwrap_or(&text)
+            .to_string();
+        ShrinkError::Ntfs { partition: n, msg }
     };
     // Refused before anything is extracted or changed.
     {
