@@ -36,6 +36,12 @@ fn map_err(err: ntfs3g::Error) -> Error {
                 msg: text.strip_prefix(&prefix).unwrap_or(&text).to_string(),
             };
         }
+        ntfs3g::Error::TooLarge { path: p, .. } => {
+            return Error::Corrupt {
+                path: p.clone(),
+                msg: err.to_string(),
+            }
+        }
         ntfs3g::Error::Image { path: p, .. } | ntfs3g::Error::Open { path: p, .. } => {
             return Error::Backend {
                 path: p.clone(),

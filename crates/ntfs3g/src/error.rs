@@ -21,6 +21,18 @@ pub enum Error {
         offset: u64,
         errno: i32,
     },
+    /// The boot sector claims more clusters than the byte range holds.
+    #[error(
+        "{}: the NTFS volume at byte offset {offset} claims {volume} bytes, more than the \
+         {range} bytes of its partition",
+        .path.display()
+    )]
+    TooLarge {
+        path: PathBuf,
+        offset: u64,
+        volume: u64,
+        range: u64,
+    },
     /// Windows was hibernated, or shut down with fast startup (which hibernates the
     /// kernel session), so the volume holds state Windows will restore.
     #[error(
@@ -73,7 +85,7 @@ impl Error {
             Error::InvalidName { .. } => Some(libc_errno::EINVAL),
             Error::ReadOnly { .. } => Some(libc_errno::EROFS),
             Error::Hibernated { .. } | Error::Unclean { .. } => Some(libc_errno::EPERM),
-            Error::BadReparse { .. } => Some(libc_errno::EIO),
+            Error::BadReparse { .. } | Error::TooLarge { .. } => Some(libc_errno::EIO),
         }
     }
 

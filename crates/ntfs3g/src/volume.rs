@@ -263,14 +263,29 @@ impl Volume {
             )
         };
         match NonNull::new(raw) {
-            Some(raw) if rc == 0 => Ok(Volume {
-                raw,
-                file,
-                path: path.to_path_buf(),
-                offset,
-                writable,
-                mounted: true,
-            }),
+            Some(raw) if rc == 0 => {
+                let vol = Volume {
+                    raw,
+                    file,
+                    path: path.to_path_buf(),
+                    offset,
+                    writable,
+                    mounted: true,
+                };
+                // libntfs-3g trusts the boot sector's size: a volume running past its
+                // partition would read its neighbour (writes are stopped by the shim).
+                let info = vol.info()?;
+                let volume = info.clusters.saturating_mul(info.cluster_size);
+                if volume > size {
+                    return Err(Error::TooLarge {
+                        path: path.to_path_buf(),
+                        offset,
+                        volume,
+                        range: size,
+                    });
+                }
+                Ok(vol)
+            }
             _ => Err(Error::Open {
                 path: path.to_path_buf(),
                 offset,

@@ -1,5 +1,6 @@
 //! The binding against volumes made and checked by ntfs-3g's own tools.
 
+use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
@@ -264,4 +265,84 @@ fn opens_without_root() {
     ntfs::extract(d.path(), offset, size, &part);
     assert_eq!(ntfs::ntfscat(&part, "/written-by-nobody.txt"), b"no root");
     ntfs::assert_ntfsfix_clean(&part, "after the unprivileged write");
+}
+
+/// Every directory and file under `dir`, read whole; errors are fine, panics and
+/// crashes are not.
+fn walk(v: &mut Volume, dir: u64, depth: usize) -> usize {
+    let Ok(entries) = v.read_dir(dir) else {
+        return 0;
+    };
+    let mut n = entries.len();
+    for e in entries {
+        let _ = v.read_link(e.ino);
+        match v.stat(e.ino) {
+            Ok(st) if st.is_dir && depth < 8 => n += walk(v, e.ino, depth + 1),
+            Ok(_) => {
+                let _ = v.read_all(e.ino, 64 << 20);
+            }
+            Err(_) => {}
+        }
+    }
+    n
+}
+
+#[test]
+fn damaged_volumes_give_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = disk(dir.path(), true, false);
+    let (offset, size) = d.c();
+    let img = d.path();
+    let pristine = std::fs::read(img).unwrap();
+    let restore = || std::fs::write(img, &pristine).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    let put = |at: u64, data: &[u8]| {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(data, offset + at).unwrap();
+    };
+
+    // A range shorter than the volume, and one too short for a boot sector.
+    assert!(Volume::open(img, offset, size / 2, false).is_err());
+    assert!(Volume::open(img, offset, 100, false).is_err());
+    assert!(Volume::open(img, offset, 0, false).is_err());
+    // Boot sector fields out of range: sectors per cluster, total sectors, MFT LCN.
+    for (at, bytes) in [
+        (0x0du64, vec![0xffu8]),
+        (0x28, vec![0xff; 8]),
+        (0x30, vec![0xff; 8]),
+        (0x40, vec![0x7f]),
+    ] {
+        put(at, &bytes);
+        assert!(
+            Volume::open(img, offset, size, false).is_err(),
+            "field {at:#x}"
+        );
+        restore();
+    }
+    // Garbage over the MFT records after the system ones (the tree's files and
+    // directories) and over the root's index: every read fails cleanly or succeeds.
+    let mut boot = [0u8; 512];
+    {
+        use std::os::unix::fs::FileExt;
+        File::open(img)
+            .unwrap()
+            .read_exact_at(&mut boot, offset)
+            .unwrap();
+    }
+    let cluster = u64::from(u16::from_le_bytes([boot[0x0b], boot[0x0c]])) * u64::from(boot[0x0d]);
+    let mft = u64::from_le_bytes(boot[0x30..0x38].try_into().unwrap()) * cluster;
+    for (seed, first_record) in [(1u64, 16u64), (2, 5), (3, 64), (4, 70)] {
+        for r in first_record..first_record + 12 {
+            let mut junk = pseudo_random(1024, seed * 1000 + r);
+            // Keep the "FILE" magic so the library parses further into the garbage.
+            junk[..4].copy_from_slice(b"FILE");
+            put(mft + r * 1024, &junk);
+        }
+        if let Ok(mut v) = Volume::open(img, offset, size, false) {
+            walk(&mut v, ROOT_INO, 0);
+        }
+        restore();
+    }
+    let mut v = Volume::open(img, offset, size, false).unwrap();
+    assert!(walk(&mut v, ROOT_INO, 0) > 10);
 }
