@@ -69,6 +69,7 @@ fn guest_paths_ignore_case_and_follow_junctions() {
             ("Program Files".to_string(), FileType::Directory),
             ("Users".to_string(), FileType::Directory),
             ("Windows".to_string(), FileType::Directory),
+            ("pagefile.sys".to_string(), FileType::Regular),
         ]
     );
     // The junction to C:\Users and the Interix symlink resolve inside the guest.

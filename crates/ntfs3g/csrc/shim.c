@@ -267,8 +267,11 @@ int snf_ntfs_mount(int fd, uint64_t base, uint64_t size, int read_only, ntfs_vol
 		free(r);
 		return err;
 	}
-	/* Windows looks names up case-insensitively; so do we. */
-	NVolClearCaseSensitive(vol);
+	/*
+	 * The defaults list hidden and system files (pagefile.sys, ProgramData ...) and the
+	 * metadata files, which the Rust side leaves out. Names are compared with case
+	 * (see lookup_nocase).
+	 */
 	*out = vol;
 	return 0;
 }
@@ -350,6 +353,21 @@ static int close_inode(ntfs_inode *ni, int err)
 	return err;
 }
 
+/*
+ * Windows looks names up ignoring case: so does this. The volume stays case-sensitive
+ * otherwise, because in the other mode ntfs_readdir lower-cases every name it lists.
+ */
+static u64 lookup_nocase(ntfs_inode *dni, const uint16_t *name, int len)
+{
+	ntfs_volume *vol = dni->vol;
+	u64 mref;
+
+	NVolClearCaseSensitive(vol);
+	mref = ntfs_inode_lookup_by_name(dni, (const ntfschar *)name, len);
+	NVolSetCaseSensitive(vol);
+	return mref;
+}
+
 int snf_ntfs_lookup(ntfs_volume *vol, uint64_t dir, const uint16_t *name, int len,
 		    uint64_t *out)
 {
@@ -361,7 +379,7 @@ int snf_ntfs_lookup(ntfs_volume *vol, uint64_t dir, const uint16_t *name, int le
 	if (err)
 		return err;
 	errno = 0;
-	mref = ntfs_inode_lookup_by_name(dni, (const ntfschar *)name, len);
+	mref = lookup_nocase(dni, name, len);
 	if (mref == (u64)-1)
 		err = err_or(ENOENT);
 	else
@@ -560,7 +578,7 @@ int snf_ntfs_create(ntfs_volume *vol, uint64_t dir, const uint16_t *name, int le
 	err = open_inode(vol, dir, &dni);
 	if (err)
 		return err;
-	existing = ntfs_inode_lookup_by_name(dni, (const ntfschar *)name, len);
+	existing = lookup_nocase(dni, name, len);
 	if (existing != (u64)-1)
 		return close_inode(dni, EEXIST);
 	ni = ntfs_create(dni, const_cpu_to_le32(0), (const ntfschar *)name, (u8)len,
@@ -590,7 +608,7 @@ int snf_ntfs_unlink(ntfs_volume *vol, uint64_t dir, const uint16_t *name, int le
 	if (err)
 		return err;
 	errno = 0;
-	mref = ntfs_inode_lookup_by_name(dni, (const ntfschar *)name, len);
+	mref = lookup_nocase(dni, name, len);
 	if (mref == (u64)-1)
 		return close_inode(dni, err_or(ENOENT));
 	if (MREF(mref) < FILE_first_user)
@@ -603,10 +621,15 @@ int snf_ntfs_unlink(ntfs_volume *vol, uint64_t dir, const uint16_t *name, int le
 		ntfs_inode_close(ni);
 		return close_inode(dni, err);
 	}
-	/* ntfs_delete closes both `ni` and `dni`, whatever happens. */
+	/*
+	 * ntfs_delete closes both `ni` and `dni`, whatever happens. It matches `name`
+	 * against the object's names again: ignoring case, as the lookup did.
+	 */
+	NVolClearCaseSensitive(vol);
 	if (ntfs_delete(vol, NULL, ni, dni, (const ntfschar *)name, (u8)len))
-		return err_or(EIO);
-	return 0;
+		err = err_or(EIO);
+	NVolSetCaseSensitive(vol);
+	return err;
 }
 
 /* Adds the name `name` in `dir` for the existing inode `ino`. */
@@ -622,7 +645,7 @@ int snf_ntfs_link(ntfs_volume *vol, uint64_t ino, uint64_t dir, const uint16_t *
 	err = open_inode(vol, dir, &dni);
 	if (err)
 		return err;
-	if (ntfs_inode_lookup_by_name(dni, (const ntfschar *)name, len) != (u64)-1)
+	if (lookup_nocase(dni, name, len) != (u64)-1)
 		return close_inode(dni, EEXIST);
 	err = open_inode(vol, ino, &ni);
 	if (err)
@@ -685,8 +708,13 @@ int snf_ntfs_set_reparse(ntfs_volume *vol, uint64_t ino, const void *buf, uint64
 		return err;
 	if (size > INT_MAX)
 		err = EINVAL;
-	else if (ntfs_set_ntfs_reparse_data(ni, buf, (size_t)size, 0))
-		err = err_or(EIO);
+	else {
+		/* As tested with ntfs-3g 2022.10: fails with EINVAL on a case-sensitive volume. */
+		NVolClearCaseSensitive(vol);
+		if (ntfs_set_ntfs_reparse_data(ni, buf, (size_t)size, 0))
+			err = err_or(EIO);
+		NVolSetCaseSensitive(vol);
+	}
 	return close_inode(ni, err);
 }
 

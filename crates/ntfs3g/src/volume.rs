@@ -22,6 +22,9 @@ const FILE_ATTR_REPARSE_POINT: u32 = 0x0400;
 const FILE_NAME_DOS: c_int = 2;
 /// Windows' limit on a reparse point's data.
 const MAX_REPARSE: usize = 16 * 1024;
+/// Entries one directory may list: far above any real one (WinSxS has ~100k), low enough
+/// that a looping or forged index cannot exhaust memory.
+const MAX_DIR_ENTRIES: usize = 4 << 20;
 /// 100 ns intervals between 1601-01-01 (NTFS) and 1970-01-01 (Unix).
 const NTFS_EPOCH_OFFSET: i64 = 116_444_736_000_000_000;
 
@@ -175,6 +178,10 @@ extern "C" fn collect_entry(
     // SAFETY: `ctx` is the `&mut Vec` that `read_dir` passed for this very call, alive
     // and not otherwise borrowed while `snf_ntfs_readdir` runs.
     let out = unsafe { &mut *ctx.cast::<Vec<(Vec<u16>, u64, c_uint)>>() };
+    if out.len() >= MAX_DIR_ENTRIES {
+        // Stops the listing; `read_dir` sees the full vector and fails.
+        return -1;
+    }
     // SAFETY: libntfs-3g passes `name_len` UTF-16 units at `name`, valid for the call.
     let units = unsafe { std::slice::from_raw_parts(name, len) };
     out.push((units.to_vec(), mref, dt_type));
@@ -430,6 +437,13 @@ impl Volume {
             "read the directory",
             dir,
         )?;
+        if raw.len() >= MAX_DIR_ENTRIES {
+            return Err(Error::Op {
+                op: "read a directory of more than 4 Mi entries (a damaged index?)",
+                ino: dir,
+                errno: e::EFBIG,
+            });
+        }
         let mut out = Vec::with_capacity(raw.len());
         for (units, ino, dt) in raw {
             let name = String::from_utf16_lossy(&units);

@@ -67,7 +67,8 @@ fn reads_the_windows_tree_case_insensitively() {
             "Documents and Settings",
             "Program Files",
             "Users",
-            "Windows"
+            "Windows",
+            "pagefile.sys"
         ]
     );
     let pf = path_ino(&mut v, "/Program Files");

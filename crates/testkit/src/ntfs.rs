@@ -81,7 +81,7 @@ pub fn junction_data(target: &str) -> Vec<u8> {
 /// `Users/Public/Documents/A long file name with spaces.txt`,
 /// `Program Files/Big/big.bin` ([`BIG_FILE_SIZE`] pseudo-random bytes), an Interix
 /// symlink `Windows/hosts-link` -> `System32/drivers/etc/hosts` (what ntfs-3g makes for
-/// `ln -s`), a WOF-compressed `Windows/System32/compact.dll` and a junction `Documents and Settings` -> `C:\Users`.
+/// `ln -s`), a hidden system `pagefile.sys`, a WOF-compressed `Windows/System32/compact.dll` and a junction `Documents and Settings` -> `C:\Users`.
 pub fn windows_tree(root: &Path) {
     let write = |p: &str, data: &[u8]| {
         let path = root.join(p);
@@ -112,6 +112,12 @@ pub fn windows_tree(root: &Path) {
         root.join("Windows/hosts-link"),
     )
     .unwrap();
+    // Hidden and system, as Windows makes it.
+    let pagefile = root.join("pagefile.sys");
+    fs::write(&pagefile, vec![0u8; 64 * 1024]).unwrap();
+    run(Command::new("setfattr")
+        .args(["-n", "system.ntfs_attrib_be", "-v", "0x00000026"])
+        .arg(&pagefile));
     // A CompactOS file: the WOF tag (provider: file, XPRESS4K); its $DATA stays empty.
     let wof = root.join("Windows/System32/compact.dll");
     fs::write(&wof, b"").unwrap();
