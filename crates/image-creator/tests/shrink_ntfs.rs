@@ -31,10 +31,19 @@ fn shrink_disk(dir: &Path, img: &Path) -> Result<(Layout, shrink::ShrinkOutcome)
 }
 
 #[test]
-fn the_last_ntfs_partition_is_shrunk_and_stays_consistent() {
+fn the_last_ntfs_partition_of_a_gpt_disk_is_shrunk_and_stays_consistent() {
+    shrinks(true);
+}
+
+#[test]
+fn the_last_ntfs_partition_of_an_mbr_disk_is_shrunk_and_stays_consistent() {
+    shrinks(false);
+}
+
+fn shrinks(gpt: bool) {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
-    let d = WindowsDisk::create(&img, dir.path(), true, false);
+    let d = WindowsDisk::create(&img, dir.path(), gpt, false);
     let (_, old_size) = d.c();
     let (layout, done) = shrink_disk(dir.path(), &img).unwrap();
     let fs = done.shrunk.clone().expect("shrunk");
@@ -44,7 +53,11 @@ fn the_last_ntfs_partition_is_shrunk_and_stays_consistent() {
         "{fs:?} from {old_size}"
     );
     assert!(done.new_size < done.old_size);
-    assert_sgdisk_verifies(img.to_str().unwrap());
+    if gpt {
+        assert_sgdisk_verifies(img.to_str().unwrap());
+    } else {
+        assert_sfdisk_verifies(img.to_str().unwrap());
+    }
     let p2 = layout.partition(2).unwrap();
     assert_eq!(p2.size(), fs.partition_bytes);
 
