@@ -656,11 +656,17 @@ impl Volume {
                 if from_dir == to_dir && from_name == to_name {
                     return Ok(());
                 }
-                return Err(Error::Op {
-                    op: "rename (change only the case of a name)",
-                    ino,
-                    errno: e::EOPNOTSUPP,
-                });
+                if from_dir != to_dir || from_name.to_lowercase() != to_name.to_lowercase() {
+                    // Two names of one file (hard links): rename(2) does nothing.
+                    return Ok(());
+                }
+                // Only the case changes: the names collide ignoring case, so the object
+                // goes through a temporary name and never has none.
+                let tmp = format!(".snf-rename-{ino}");
+                self.link(ino, from_dir, &tmp)?;
+                self.remove(from_dir, from_name, is_dir)?;
+                self.link(ino, to_dir, to_name)?;
+                return self.remove(from_dir, &tmp, is_dir);
             }
             let target_dir = self.stat(existing)?.is_dir;
             match (is_dir, target_dir) {

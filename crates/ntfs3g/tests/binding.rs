@@ -131,6 +131,18 @@ fn writes_are_seen_by_the_ntfs_tools() {
     v.rename(new_dir, "data.bin", win, "moved.bin").unwrap();
     let users = path_ino(&mut v, "/Users");
     v.rename(users, "Public", new_dir, "Public").unwrap();
+    v.rename(win, "moved.bin", win, "MOVED.bin").unwrap();
+    let names: Vec<String> = v
+        .read_dir(win)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&"MOVED.bin".to_string()), "{names:?}");
+    assert!(!names
+        .iter()
+        .any(|n| n == "moved.bin" || n.starts_with(".snf")));
+    v.rename(win, "MOVED.bin", win, "moved.bin").unwrap();
     v.symlink(new_dir, "hosts", "/Windows/System32/drivers/etc/hosts")
         .unwrap();
     assert!(matches!(v.rmdir(ROOT_INO, "Program Files"), Err(e) if e.errno() == Some(39)));
