@@ -21,7 +21,7 @@ use snf_disk::partition::{Layout, Partition, MIB};
 
 use super::extract::Extracted;
 use super::method::Method;
-use super::{hide_dev, io_err, ShrinkError, ShrinkOptions, ShrunkFs, HEADROOM};
+use super::{hide_dev, io_err, ShrinkError, ShrinkOptions, ShrunkFs, HEADROOM, NO_SYNC_WRAPPER};
 
 /// Shrinks the NTFS volume on partition `p` to ntfsresize's minimum plus [`HEADROOM`];
 /// returns its new container size, a whole number of sectors (`None` when that would
@@ -56,13 +56,25 @@ pub(super) fn shrink_ntfs(
     let x = Extracted::new(disk, p, opts.workdir, reporter)?;
     let dev = x.path().to_path_buf();
     let limit = command::data_limit(p.size());
+    // The extracted file is scratch: its syncs would write it all to the disk for
+    // nothing (as for e2fsprogs in ext.rs).
+    let no_sync = command::exists(NO_SYNC_WRAPPER);
+    let tool = |program: &str| {
+        if no_sync {
+            let mut c = Command::new(NO_SYNC_WRAPPER);
+            c.arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    };
     let tool_err = |source| ShrinkError::Tool {
         partition: n,
         dev: dev.clone(),
         source,
     };
     let out = command::run_with_limit(
-        Command::new("ntfsresize")
+        tool("ntfsresize")
             .args(["--info", "--no-progress-bar"])
             .arg(&dev),
         limit,
@@ -91,7 +103,7 @@ pub(super) fn shrink_ntfs(
     }
     // --force: no question asked (the volume was checked clean above).
     command::run_with_limit(
-        Command::new("ntfsresize")
+        tool("ntfsresize")
             .args(["--force", "--no-progress-bar", "--size"])
             .arg(wanted.to_string())
             .arg(&dev),
@@ -122,8 +134,7 @@ pub(super) fn shrink_ntfs(
                 x.file_name()
             )))?;
     }
-    command::run_with_limit(Command::new("ntfsfix").arg("-d").arg(&dev), limit)
-        .map_err(tool_err)?;
+    command::run_with_limit(tool("ntfsfix").arg("-d").arg(&dev), limit).map_err(tool_err)?;
     {
         let vol = ntfs3g::Volume::open(&dev, 0, part_bytes, false).map_err(ntfs_err)?;
         if vol.info().map_err(ntfs_err)?.is_dirty() {
