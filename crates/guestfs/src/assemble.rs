@@ -17,6 +17,7 @@ use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
 use crate::ext::ExtFs;
 use crate::fat::FatFs;
+use crate::ntfs::NtfsFs;
 use crate::probe::{probe_file, FsType, Probe};
 use crate::tree::GuestFs;
 use crate::ufs::UfsFs;
@@ -172,7 +173,8 @@ pub trait Opener {
 }
 
 /// The backends of this crate: ext2/3/4 through libext2fs, FAT through `fatfs`, UFS
-/// in-process ([`crate::ufs`]), xfs and btrfs through the libguestfs appliance.
+/// in-process ([`crate::ufs`]), NTFS through libntfs-3g, xfs and btrfs through the
+/// libguestfs appliance.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Backends;
 
@@ -212,6 +214,12 @@ impl Opener for Backends {
                     Err(e) => Err(e),
                 }
             }
+            FsType::Ntfs => match NtfsFs::open(image, part.offset, part.size, writable) {
+                Ok(fs) => Ok(Box::new(fs)),
+                // A hibernated or unclean volume: name the partition the user knows.
+                Err(e @ Error::UnsupportedFeatures { .. }) => Err(e.at(part.name())),
+                Err(e) => Err(e),
+            },
             FsType::Xfs | FsType::Btrfs => {
                 let kind = if probe.fs_type == FsType::Xfs {
                     FsKind::Xfs

@@ -13,6 +13,8 @@ pub enum FsKind {
     Ext3,
     Ext4,
     Vfat,
+    /// Through libntfs-3g.
+    Ntfs,
     /// Through the libguestfs appliance.
     Xfs,
     /// Through the libguestfs appliance.
@@ -33,6 +35,7 @@ impl FsKind {
             FsKind::Ext3 => "ext3",
             FsKind::Ext4 => "ext4",
             FsKind::Vfat => "vfat",
+            FsKind::Ntfs => "ntfs",
             FsKind::Xfs => "xfs",
             FsKind::Btrfs => "btrfs",
             FsKind::Ufs1 | FsKind::Ufs2 => "ufs",

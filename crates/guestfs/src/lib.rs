@@ -5,7 +5,8 @@
 //! * [`Filesystem`] (module [`backend`]): one filesystem, addressed by node ids. Each kind
 //!   of filesystem is a backend: ext2/3/4 through libext2fs, FAT through `fatfs`, a host
 //!   directory; xfs and btrfs through a libguestfs appliance (module [`appliance`]), a
-//!   VM started only when a guest has one. New kinds (UFS, NTFS) plug in here.
+//!   VM started only when a guest has one. NTFS through libntfs-3g. New
+//!   kinds (UFS) plug in here.
 //! * [`GuestFs`] (module [`tree`]): several filesystems mounted into one guest tree,
 //!   addressed by guest paths. It resolves symlinks itself, inside the guest: an absolute
 //!   link target starts again at the guest root and `..` never climbs above it, so no
@@ -25,6 +26,7 @@ pub mod fat;
 pub mod freespace;
 pub mod fuse;
 pub mod node;
+pub mod ntfs;
 pub mod probe;
 pub mod tree;
 pub mod ufs;
@@ -35,5 +37,6 @@ pub use error::{Error, Result};
 pub use ext::ExtFs;
 pub use fuse::GuestMount;
 pub use node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
+pub use ntfs::NtfsFs;
 pub use tree::{GuestFs, MountInfo, WalkEntry};
 pub use ufs::UfsFs;

@@ -71,7 +71,13 @@ impl FsType {
     pub fn has_backend(self) -> bool {
         matches!(
             self,
-            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Vfat | FsType::Ufs1 | FsType::Ufs2
+            FsType::Ext2
+            | FsType::Ext3
+            | FsType::Ext4
+            | FsType::Vfat
+            | FsType::Ntfs
+            | FsType::Ufs1
+            | FsType::Ufs2
         ) || self.needs_appliance()
     }
 
@@ -93,6 +99,7 @@ impl FsType {
             | FsType::Ext3
             | FsType::Ext4
             | FsType::Vfat
+            | FsType::Ntfs
             | FsType::Xfs
             | FsType::Btrfs
             | FsType::Ufs1
@@ -100,7 +107,6 @@ impl FsType {
             FsType::ExtJournal => "it is an external ext3/ext4 journal, not a filesystem",
             FsType::Exfat => "exFAT filesystems cannot be read or changed yet",
             FsType::Swap => "it is swap space and holds no files",
-            FsType::Ntfs => "NTFS filesystems cannot be read or changed yet",
             FsType::BsdLabel => {
                 "it holds a BSD disklabel, which is read only in an MBR partition of a BSD type"
             }
@@ -522,7 +528,6 @@ mod tests {
     fn every_kind_without_backend_says_why() {
         for t in [
             FsType::Swap,
-            FsType::Ntfs,
             FsType::LvmPv,
             FsType::Luks2,
             FsType::Unknown,
@@ -536,6 +541,7 @@ mod tests {
             assert!(t.has_backend() && !t.needs_appliance(), "{t:?}");
             assert!(t.why_unchangeable().is_none(), "{t:?}");
         }
+        assert!(FsType::Ntfs.has_backend() && !FsType::Ntfs.needs_appliance());
         for t in [FsType::Xfs, FsType::Btrfs] {
             assert!(t.has_backend() && t.needs_appliance(), "{t:?}");
             assert!(t.why_unchangeable().is_none(), "{t:?}");

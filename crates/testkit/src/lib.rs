@@ -34,6 +34,7 @@ use snf_core::command::{self, CommandError};
 pub mod bsdlabel;
 pub mod fixture;
 pub mod lvm;
+pub mod ntfs;
 pub mod report;
 pub mod ufs;
 

@@ -13,11 +13,14 @@ use snf_guestfs::{ExtFs, UfsFs};
 
 use crate::volumes;
 
-/// The byte ranges (relative to `offset`, within `size`) that the ext filesystem at
-/// `offset` of `image` uses, when its bitmaps can be trusted: it opens, it is marked
-/// clean, has no recorded errors and no journal to replay. `None` otherwise.
+/// The byte ranges (relative to `offset`, within `size`) that the ext or NTFS
+/// filesystem at `offset` of `image` uses, when its bitmaps can be trusted: it opens,
+/// it is marked clean, has no recorded errors and no journal to replay (NTFS: not
+/// dirty, not hibernated). `None` otherwise.
 pub(super) fn trusted_used_ranges(image: &Path, offset: u64, size: u64) -> Option<Vec<Range<u64>>> {
-    let mut fs = ExtFs::open(image, offset, false).ok()?;
+    let Ok(mut fs) = ExtFs::open(image, offset, false) else {
+        return ntfs_used_ranges(image, offset, size);
+    };
     let info = fs.info();
     if !info.is_clean() || info.has_errors() || info.needs_recovery() {
         return None;
@@ -48,6 +51,35 @@ fn ufs_free_ranges(image: &Path, offset: u64, size: u64) -> Option<Vec<Range<u64
         return None;
     }
     fs.free_ranges().ok()
+}
+
+/// [`trusted_used_ranges`] for NTFS: the clusters its $Bitmap marks as used, and
+/// everything past the last cluster (the backup boot sector).
+fn ntfs_used_ranges(image: &Path, offset: u64, size: u64) -> Option<Vec<Range<u64>>> {
+    let vol = ntfs3g::Volume::open(image, offset, size, false).ok()?;
+    vol.check_shut_down().ok()?;
+    let info = vol.info().ok()?;
+    let bitmap = vol.cluster_bitmap().ok()?;
+    let cs = info.cluster_size;
+    let limit = info.clusters.saturating_mul(cs).min(size);
+    let mut out: Vec<Range<u64>> = Vec::new();
+    let mut run: Option<u64> = None;
+    for c in 0..=info.clusters {
+        let used = c < info.clusters && bitmap[(c / 8) as usize] & (1 << (c % 8)) != 0;
+        match (used, run) {
+            (true, None) => run = Some(c),
+            (false, Some(first)) => {
+                out.push((first * cs).min(limit)..(c * cs).min(limit));
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    out.retain(|r| r.start < r.end);
+    if limit < size {
+        out.push(limit..size);
+    }
+    Some(out)
 }
 
 /// `[0, end)` minus the sorted, disjoint `used`.
@@ -111,9 +143,10 @@ fn swap_header_len(image: &Path, offset: u64) -> u64 {
 
 /// The byte ranges of the disk `image` (table `layout`) that no filesystem uses: the
 /// free blocks of every ext2/3/4 and UFS filesystem whose bitmaps can be trusted, the free
-/// extents of xfs filesystems with a clean log and the space outside every chunk of
-/// single-device btrfs filesystems, all of a swap
-/// area but its header page (UUID and label), on partitions and on LVM logical volumes
+/// extents of xfs filesystems with a clean log, the space outside every chunk of
+/// single-device btrfs filesystems, the free clusters of every NTFS volume Windows shut
+/// down fully, all of a swap area but its header page (UUID and label), on partitions and
+/// on LVM logical volumes
 /// alike, and the extents of every physical volume that no logical volume holds (what a
 /// removed LV left there). Other partitions, the gaps between partitions (where boot
 /// loaders live), the tables and the LVM metadata are never listed. Sorted and
@@ -146,12 +179,12 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
             continue;
         };
         match found.fs_type {
-            t if t.is_ext() => match trusted_used_ranges(image, off, size) {
+            t if t.is_ext() || t == FsType::Ntfs => match trusted_used_ranges(image, off, size) {
                 Some(used) => {
                     let unused = complement(&used, size);
                     let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
                     reporter.detail(&format!(
-                        "{}: {} MiB of free {} blocks left out",
+                        "{}: {} MiB of free {} blocks or clusters left out",
                         v.name(),
                         bytes >> 20,
                         t.name()

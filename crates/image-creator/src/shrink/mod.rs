@@ -8,7 +8,9 @@
 //! sectors work) and the filesystem is grown to fill it exactly; the table is rewritten
 //! for a disk that ends 1 MiB after the last partition (plus the GPT backup), with valid
 //! checksums everywhere. Other filesystems are not shrunk, with a warning saying why;
-//! the disk is still cut after the last partition.
+//! the disk is still cut after the last partition. The last NTFS volume is shrunk with
+//! ntfsresize on an extracted copy (`ntfs.rs`), unless Windows did not shut it down
+//! fully (dirty, hibernated, fast startup): that is refused before anything changes.
 //!
 //! resize2fs is never given the `image?offset=N` form: on a regular file it truncates
 //! the file to the new filesystem size without the offset (ecosystem notes, B.9). It
@@ -43,8 +45,8 @@
 //! (compacted), the PV and its partition; swap LVs are kept.
 //!
 //! Out of scope: a SYSLINUX boot partition that is the last partition would need
-//! `extlinux -U` after its filesystem moved; ext and btrfs are the only filesystems
-//! shrunk anyway.
+//! `extlinux -U` after its filesystem moved; ext, btrfs and NTFS are the only filesystems
+//! shrunk.
 
 mod btrfs;
 pub(crate) mod copy;
@@ -53,6 +55,7 @@ mod extract;
 mod free;
 mod lvm;
 mod method;
+mod ntfs;
 mod plan;
 mod table;
 
@@ -119,6 +122,10 @@ pub enum ShrinkError {
         #[source]
         source: snf_guestfs::Error,
     },
+    /// The NTFS volume cannot be shrunk: Windows did not shut it down fully (the message
+    /// says what to do), it cannot be read, or ntfsresize left it unusable.
+    #[error("partition {partition}: {msg}")]
+    Ntfs { partition: u32, msg: String },
     /// After resizing, the filesystem is not marked clean (the deploy side requires it).
     #[error("partition {partition}: the ext filesystem is not clean after resizing")]
     NotClean { partition: u32 },
@@ -219,7 +226,7 @@ pub struct Removed {
 pub struct ShrunkFs {
     /// The partition number.
     pub partition: u32,
-    /// `ext2`, `ext3`, `ext4` or `btrfs`.
+    /// `ext2`, `ext3`, `ext4`, `btrfs` or `ntfs`.
     pub fs: &'static str,
     /// Filesystem size before, in bytes.
     pub old_bytes: u64,
@@ -288,17 +295,29 @@ pub fn shrink(
     let mut shrunk = None;
     let mut not_shrunk = None;
     if let Some((last, found)) = &last {
-        if found.is_ext() {
-            let fs = ext::shrink_ext(disk, &next, last, *found, opts, reporter)?;
-            let ss = u64::from(next.sector_size());
-            let new_end = last.start + fs.partition_bytes / ss - 1;
-            if new_end != last.end {
-                next.set_end(last.number, new_end).map_err(table_err)?;
-            }
-            shrunk = Some(fs);
+        // A filesystem shrunk in its partition: what it became, or why it was kept.
+        let outcome = if found.is_ext() {
+            Some(Ok(ext::shrink_ext(disk, &next, last, *found, opts, reporter)?))
         } else if *found == FsType::Btrfs {
-            match btrfs::shrink_btrfs(disk, &next, last, reporter)? {
-                btrfs::Outcome::Shrunk(fs) => {
+            Some(match btrfs::shrink_btrfs(disk, &next, last, reporter)? {
+                btrfs::Outcome::Shrunk(fs) => Ok(fs),
+                btrfs::Outcome::Kept(why) => Err(why),
+            })
+        } else if *found == FsType::Ntfs {
+            Some(
+                ntfs::shrink_ntfs(disk, &next, last, opts, reporter)?.ok_or_else(|| {
+                    format!(
+                        "Unable to shrink partition {}: its ntfs filesystem is nearly full",
+                        last.number
+                    )
+                }),
+            )
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
+            match outcome {
+                Ok(fs) => {
                     let ss = u64::from(next.sector_size());
                     let new_end = last.start + fs.partition_bytes / ss - 1;
                     if new_end != last.end {
@@ -306,7 +325,7 @@ pub fn shrink(
                     }
                     shrunk = Some(fs);
                 }
-                btrfs::Outcome::Kept(why) => {
+                Err(why) => {
                     reporter.warn(&why);
                     not_shrunk = Some(why);
                 }
