@@ -34,6 +34,7 @@ use snf_core::command::{self, CommandError};
 pub mod fixture;
 pub mod lvm;
 pub mod report;
+pub mod windows;
 
 /// What went wrong preparing or running a real-guest step.
 #[derive(Debug, thiserror::Error)]
