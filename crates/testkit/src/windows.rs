@@ -445,6 +445,10 @@ pub fn windows_disk(
     };
     sparse_file(&img, size);
     sfdisk(&img, &script);
+    if firmware == Firmware::Bios {
+        // The first bytes of the Windows 7+ MBR boot code (xor ax,ax; mov ss,ax; mov sp,7c00).
+        crate::fixture::write_at(&img, 0, &[0x33, 0xc0, 0x8e, 0xd0, 0xbc, 0x00, 0x7c]);
+    }
     let (_, unit, parts) = crate::read_table(&img).expect("the fixture's partition table");
     let at = |n: u32| {
         let p = parts.iter().find(|p| p.number == n).expect("partition");
