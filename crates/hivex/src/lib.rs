@@ -178,7 +178,8 @@ pub enum RegValue {
 }
 
 impl RegValue {
-    fn encode(&self) -> (u32, Vec<u8>) {
+    /// The type number and bytes stored in the hive for this value.
+    pub fn encode(&self) -> (u32, Vec<u8>) {
         fn utf16z(s: &str, out: &mut Vec<u8>) {
             for u in s.encode_utf16().chain([0]) {
                 out.extend_from_slice(&u.to_le_bytes());

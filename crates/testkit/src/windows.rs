@@ -339,6 +339,19 @@ pub fn windows_tree(tree: &Path, spec: &WindowsSpec) {
     let config = tree.join("Windows/System32/config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::create_dir_all(tree.join("Users/Public")).unwrap();
+    // Setup's state, and the (empty) directory of the first-boot scripts.
+    std::fs::create_dir_all(tree.join("Windows/Setup/Scripts")).unwrap();
+    std::fs::create_dir_all(tree.join("Windows/Setup/State")).unwrap();
+    std::fs::write(
+        tree.join("Windows/Setup/State/State.ini"),
+        format!(
+            "[State]\r\nImageState={}\r\n",
+            spec.image_state
+                .as_deref()
+                .unwrap_or("IMAGE_STATE_COMPLETE")
+        ),
+    )
+    .unwrap();
     std::fs::create_dir_all(tree.join("Program Files")).unwrap();
     hive_from_reg(
         &config.join("SOFTWARE"),
@@ -392,6 +405,19 @@ pub fn windows_volume(img: &Path, offset: u64, size: u64, label: &str, tree: &Pa
         .args(["-s", "-i", &target])
         .args(&entries)
         .arg("::/")
+        .env("MTOOLS_SKIP_CHECK", "1"));
+}
+
+/// Copy the file `path` (`/`-separated, from the volume's root) of the Windows volume at
+/// `offset` in `img` to the host file `dest`, with a tool independent of the code under
+/// test (mcopy today; the counterpart of [`windows_volume`]).
+pub fn copy_out(img: &Path, offset: u64, path: &str, dest: &Path) {
+    require("mcopy");
+    let target = format!("{}@@{}", img.display(), offset);
+    run(Command::new("mcopy")
+        .args(["-n", "-i", &target])
+        .arg(format!("::{path}"))
+        .arg(dest)
         .env("MTOOLS_SKIP_CHECK", "1"));
 }
 

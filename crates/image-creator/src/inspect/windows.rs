@@ -321,6 +321,33 @@ pub fn current_control_set(system: &Hive) -> Result<Option<String>, hivex::Error
         .map(|n| format!("ControlSet{n:03}")))
 }
 
+/// Set value `name` of the key at `key_path` (from the root; missing keys are added) to
+/// `value` unless it holds exactly that already. Returns whether anything changed.
+pub fn set_value_if_changed(
+    h: &mut Hive,
+    key_path: &str,
+    name: &str,
+    value: &hivex::RegValue,
+) -> Result<bool, hivex::Error> {
+    let (t, data) = value.encode();
+    if let Some(key) = h.find_path(key_path)? {
+        if let Some(v) = h.value(key, name)? {
+            let (old_t, old) = h.value_data(v)?;
+            if old_t.raw() == t && old == data {
+                return Ok(false);
+            }
+        }
+    }
+    let key = h.ensure_path(key_path)?;
+    h.set_value(key, name, value)?;
+    Ok(true)
+}
+
+/// The current control set of SYSTEM, `ControlSet001` when `Select` does not say.
+pub fn control_set_or_default(system: &Hive) -> Result<String, hivex::Error> {
+    Ok(current_control_set(system)?.unwrap_or_else(|| "ControlSet001".into()))
+}
+
 /// Remote Desktop: `Some(port)` when connections are allowed, `None` when
 /// `fDenyTSConnections` is not 0 (or the Terminal Server key is missing).
 pub fn rdp_port(system: &Hive, control_set: &str) -> Result<Option<u32>, hivex::Error> {
