@@ -9,6 +9,7 @@ use std::path::Path;
 
 use common::{assert_meta, partitions};
 use image_creator::core::report::quiet;
+use image_creator::inspect::windows::RemoteDesktop;
 use image_creator::inspect::{inspect, Inspection};
 use image_creator::options::RunOptions;
 use image_creator::session::{Session, SessionError, Stage};
@@ -54,6 +55,7 @@ fn windows10_on_bios_with_system_reserved() {
     assert_eq!(w.system_partition, Some(1));
     assert_eq!(w.boot_partition, Some(2));
     assert_eq!(w.control_set.as_deref(), Some("ControlSet001"));
+    assert_eq!(w.remote_desktop, RemoteDesktop::Allowed(3389));
     assert_eq!(w.version.build.as_deref(), Some("19045"));
     assert_eq!(w.version.installation_type.as_deref(), Some("Client"));
     assert!(w.version.generalized());
@@ -157,6 +159,8 @@ fn server2022_with_rdp_denied_not_generalized() {
             Account::new("Administrator", 500, false),
             Account::new("svc", 1002, true),
         ],
+        extra: Vec::new(),
+        garbage: Vec::new(),
     };
     let img = windows_disk(dir.path(), "srv2022", &spec, Firmware::Bios, 64);
     let (found, rec) = inspect_with_log(&img);
@@ -180,7 +184,7 @@ fn server2022_with_rdp_denied_not_generalized() {
     assert!(rec.warned("IMAGE_STATE_COMPLETE"), "{:?}", rec.warnings());
     assert!(rec.warned("needs -f"), "{:?}", rec.warnings());
     let w = found.windows.unwrap();
-    assert_eq!(w.rdp_port, None);
+    assert_eq!(w.remote_desktop, RemoteDesktop::Denied);
     assert!(!w.version.generalized());
     assert_eq!(w.version.installation_type.as_deref(), Some("Server"));
     assert!(w
@@ -279,4 +283,88 @@ fn publishing_an_image_that_is_not_generalized_needs_force() {
         .filter(|n| n.starts_with("hive-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn malformed_registry_values_are_skipped_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = "HKEY_LOCAL_MACHINE\\SAM\\SAM\\Domains\\Account\\Users";
+    let spec = WindowsSpec {
+        extra: vec![
+            (
+                "SAM",
+                // An account whose F is cut short, and one with no RID at all.
+                format!(
+                    "[{users}\\000003EA]\n\"F\"=hex:02,00,00\n\n\
+                     [{users}\\Names\\short]\n@=hex(3ea):\n\n\
+                     [{users}\\Names\\norid]\n\"x\"=dword:00000001\n\n"
+                ),
+            ),
+            (
+                "SYSTEM",
+                // A port out of range falls back to 3389.
+                "[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Control\\Terminal Server\\WinStations\\RDP-Tcp]\n\
+                 \"PortNumber\"=dword:00100000\n\n"
+                    .into(),
+            ),
+            (
+                "SOFTWARE",
+                // A product name of the wrong type.
+                "[HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]\n\
+                 \"ProductName\"=dword:00000007\n\n"
+                    .into(),
+            ),
+        ],
+        ..WindowsSpec::windows10()
+    };
+    let img = windows_disk(dir.path(), "odd", &spec, Firmware::Bios, 64);
+    let (found, rec) = inspect_with_log(&img);
+    assert_eq!(found.unsupported, None);
+    assert_eq!(found.metadata.get("DESCRIPTION"), Some("Windows"));
+    assert_eq!(found.metadata.get("USERS"), Some("Administrator"));
+    assert_eq!(
+        found.metadata.get("REMOTE_CONNECTION"),
+        Some("rdp:port=3389,user=Administrator")
+    );
+    assert!(rec.warned("\"short\""), "{:?}", rec.warnings());
+    assert!(rec.warned("\"norid\""), "{:?}", rec.warnings());
+}
+
+#[test]
+fn hives_that_are_not_hives_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // A broken SYSTEM and SAM: inspection goes on without their parts.
+    let spec = WindowsSpec {
+        garbage: vec!["SYSTEM", "SAM"],
+        ..WindowsSpec::windows10()
+    };
+    let img = windows_disk(dir.path(), "broken", &spec, Firmware::Bios, 64);
+    let (found, rec) = inspect_with_log(&img);
+    assert_eq!(found.unsupported, None);
+    assert_eq!(found.metadata.get("USERS"), None);
+    assert_eq!(found.metadata.get("REMOTE_CONNECTION"), None);
+    assert!(
+        rec.warned("/Windows/System32/config/SYSTEM: not a valid hive"),
+        "{:?}",
+        rec.warnings()
+    );
+    assert!(rec.warned("No passworded users found!"));
+    assert!(!rec.warned("Remote Desktop Connections are disabled"));
+
+    // A broken SOFTWARE: the media are unsupported, saying why in one line.
+    let spec = WindowsSpec {
+        garbage: vec!["SOFTWARE"],
+        ..WindowsSpec::windows10()
+    };
+    let img = windows_disk(dir.path(), "nosoftware", &spec, Firmware::Bios, 64);
+    let (found, _) = inspect_with_log(&img);
+    let reason = found.unsupported.expect("unsupported");
+    assert!(
+        reason.starts_with(
+            "The Windows registry cannot be read: Windows registry \
+             /Windows/System32/config/SOFTWARE: not a valid hive: "
+        ),
+        "{reason}"
+    );
+    assert!(!reason.contains('\n'));
 }

@@ -203,6 +203,11 @@ pub struct WindowsSpec {
     pub deny_rdp: bool,
     pub rdp_port: u32,
     pub accounts: Vec<Account>,
+    /// More `.reg` text merged after the above, per hive file name (`SOFTWARE`, `SYSTEM`,
+    /// `SAM`): keys and values a test wants malformed.
+    pub extra: Vec<(&'static str, String)>,
+    /// Hive files replaced by bytes that are not a hive.
+    pub garbage: Vec<&'static str>,
 }
 
 impl WindowsSpec {
@@ -221,6 +226,8 @@ impl WindowsSpec {
                 Account::new("Administrator", 500, false),
                 Account::new("Guest", 501, true),
             ],
+            extra: Vec::new(),
+            garbage: Vec::new(),
         }
     }
 }
@@ -368,6 +375,18 @@ pub fn windows_tree(tree: &Path, spec: &WindowsSpec) {
         "HKEY_LOCAL_MACHINE\\SAM",
         &sam_reg(spec),
     );
+    for (name, reg) in &spec.extra {
+        merge_reg(
+            &config.join(name),
+            &format!("HKEY_LOCAL_MACHINE\\{name}"),
+            reg,
+        );
+    }
+    for name in &spec.garbage {
+        let mut junk = crate::fixture::pseudo_random(0x3000, 7);
+        junk[..4].copy_from_slice(b"regf");
+        std::fs::write(config.join(name), junk).unwrap();
+    }
 }
 
 /// How the disk boots.

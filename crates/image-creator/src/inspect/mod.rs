@@ -438,13 +438,17 @@ fn collect_windows(w: &windows::WindowsInfo, meta: &mut Metadata, reporter: &dyn
     set(meta, "KERNEL", &w.version.kernel());
     let users = w.enabled_users();
     set_users(meta, &users, reporter);
-    match w.rdp_port {
-        Some(port) => set(
+    match w.remote_desktop {
+        windows::RemoteDesktop::Allowed(port) => set(
             meta,
             "REMOTE_CONNECTION",
             &windows::remote_connection(port, &users),
         ),
-        None => reporter.warn("Remote Desktop Connections are disabled on this image"),
+        windows::RemoteDesktop::Denied => {
+            reporter.warn("Remote Desktop Connections are disabled on this image")
+        }
+        // Unreadable SYSTEM: already warned about.
+        windows::RemoteDesktop::Unknown => {}
     }
     if let Some(why) = w.publish_warning() {
         reporter.warn(&format!(

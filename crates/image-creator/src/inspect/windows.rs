@@ -348,22 +348,34 @@ pub fn control_set_or_default(system: &Hive) -> Result<String, hivex::Error> {
     Ok(current_control_set(system)?.unwrap_or_else(|| "ControlSet001".into()))
 }
 
-/// Remote Desktop: `Some(port)` when connections are allowed, `None` when
-/// `fDenyTSConnections` is not 0 (or the Terminal Server key is missing).
-pub fn rdp_port(system: &Hive, control_set: &str) -> Result<Option<u32>, hivex::Error> {
+/// Whether and where Remote Desktop listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RemoteDesktop {
+    /// SYSTEM could not be read.
+    #[default]
+    Unknown,
+    /// `fDenyTSConnections` is not 0 (or missing: Windows' default denies).
+    Denied,
+    /// Allowed, on this port.
+    Allowed(u32),
+}
+
+/// Remote Desktop as the Terminal Server keys of `control_set` say (a port out of range
+/// or missing is the default 3389).
+pub fn remote_desktop(system: &Hive, control_set: &str) -> Result<RemoteDesktop, hivex::Error> {
     let ts = format!("{control_set}\\Control\\Terminal Server");
     let Some(key) = system.find_path(&ts)? else {
-        return Ok(None);
+        return Ok(RemoteDesktop::Denied);
     };
     if dword_of(system, key, "fDenyTSConnections").unwrap_or(1) != 0 {
-        return Ok(None);
+        return Ok(RemoteDesktop::Denied);
     }
     let port = system
         .find(key, "WinStations\\RDP-Tcp")?
         .and_then(|k| dword_of(system, k, "PortNumber"))
         .filter(|p| (1..=65535).contains(p))
         .unwrap_or(3389);
-    Ok(Some(port))
+    Ok(RemoteDesktop::Allowed(port))
 }
 
 /// One account of the SAM.
@@ -425,8 +437,8 @@ pub struct WindowsInfo {
     pub control_set: Option<String>,
     /// Every SAM account.
     pub accounts: Vec<SamAccount>,
-    /// The Remote Desktop port, `None` when Remote Desktop is denied.
-    pub rdp_port: Option<u32>,
+    /// Remote Desktop.
+    pub remote_desktop: RemoteDesktop,
     /// The partition holding the boot manager: BIOS, the System Reserved partition
     /// (`bootmgr`, `Boot\BCD`); UEFI, the ESP (`EFI\Microsoft\Boot\bootmgfw.efi`). The
     /// Windows partition itself when it holds them.
@@ -489,18 +501,23 @@ pub fn inspect(g: &mut GuestFs, reporter: &dyn Reporter) -> Result<WindowsInfo, 
         version,
         ..Default::default()
     };
-    match GuestHive::open(g, &system_root, HiveName::System, false) {
-        Ok(system) => {
-            let h = system.hive();
-            info.control_set = current_control_set(h)?;
-            if let Some(cs) = &info.control_set {
-                info.rdp_port = rdp_port(h, cs)?;
-            }
+    // A broken SYSTEM or SAM costs its part of the metadata, not the inspection.
+    let system = GuestHive::open(g, &system_root, HiveName::System, false).and_then(|system| {
+        let h = system.hive();
+        let cs = control_set_or_default(h)?;
+        Ok((cs.clone(), remote_desktop(h, &cs)?))
+    });
+    match system {
+        Ok((cs, rdp)) => {
+            info.control_set = Some(cs);
+            info.remote_desktop = rdp;
         }
         Err(e) => reporter.warn(&format!("{e}: no Remote Desktop information")),
     }
-    match GuestHive::open(g, &system_root, HiveName::Sam, false) {
-        Ok(sam) => info.accounts = sam_accounts(sam.hive(), reporter)?,
+    let sam = GuestHive::open(g, &system_root, HiveName::Sam, false)
+        .and_then(|sam| Ok(sam_accounts(sam.hive(), reporter)?));
+    match sam {
+        Ok(accounts) => info.accounts = accounts,
         Err(e) => reporter.warn(&format!("{e}: no user accounts")),
     }
     Ok(info)
