@@ -342,18 +342,13 @@ fn detect_other(g: &mut GuestFs) -> Option<OsInfo> {
         return Some(info);
     }
     if find_nocase(g, &["Windows", "System32", "config", "SOFTWARE"]).is_some() {
-        // An unreadable registry leaves version 0.0; inspection says why it failed.
-        let v = super::windows::detect_version(g).unwrap_or_default();
+        // The product and version come from the registry: `inspect` reads it once.
         return Some(OsInfo {
             family: "windows".into(),
             distro: "windows".into(),
-            major: v.major,
-            minor: v.minor,
-            product_name: if v.product_name.is_empty() {
-                "Windows".into()
-            } else {
-                v.product_name
-            },
+            major: 0,
+            minor: 0,
+            product_name: "Windows".into(),
             os: String::new(),
         });
     }

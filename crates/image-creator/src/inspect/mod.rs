@@ -150,6 +150,20 @@ pub fn inspect_with(
 
     reporter.info("Inspecting Operating System ...");
     let mut os = detect::detect(&mut guest);
+    // Windows: the registry names the product and version (read once, here).
+    let mut win = None;
+    let mut registry_error = None;
+    if os.family == "windows" {
+        match windows::inspect(&mut guest, reporter) {
+            Ok(info) => {
+                os.major = info.version.major;
+                os.minor = info.version.minor;
+                os.product_name = info.version.product_name.clone();
+                win = Some(info);
+            }
+            Err(e) => registry_error = Some(e),
+        }
+    }
     if os.is_unknown() {
         reporter.info("found an unknown system");
     } else {
@@ -157,7 +171,6 @@ pub fn inspect_with(
     }
 
     let mbr = read_mbr(image)?;
-    let mut win = None;
     let root = match (&asm.root_lv, asm.root) {
         (Some(lv), _) => format!("LV {lv}"),
         (None, r) => format!("partition {}", r.unwrap_or(0)),
@@ -170,8 +183,8 @@ pub fn inspect_with(
                 )
             });
         }
-        "windows" => match windows::inspect(&mut guest, reporter) {
-            Ok(mut info) => {
+        "windows" => match (win.as_mut(), registry_error) {
+            (Some(info), _) => {
                 reporter.info("Checking if this version of Windows is supported ...");
                 if (info.version.major, info.version.minor) < windows::OLDEST {
                     unsupported.get_or_insert_with(|| {
@@ -184,11 +197,11 @@ pub fn inspect_with(
                 info.boot_partition = asm.root;
                 info.system_partition =
                     windows::system_partition(image, &asm.partitions, asm.root, &mut guest, opener);
-                win = Some(info);
             }
-            Err(e) => {
+            (None, e) => {
+                let why = e.map_or_else(|| "no SOFTWARE hive".to_string(), |e| e.to_string());
                 unsupported
-                    .get_or_insert_with(|| format!("The Windows registry cannot be read: {e}"));
+                    .get_or_insert_with(|| format!("The Windows registry cannot be read: {why}"));
             }
         },
         _ => {}

@@ -478,14 +478,6 @@ impl WindowsInfo {
     }
 }
 
-/// Read the version from the SOFTWARE hive of `g` (for OS detection); `None` when there
-/// is no readable Windows system root.
-pub fn detect_version(g: &mut GuestFs) -> Option<Version> {
-    let root = system_root(g)?;
-    let software = GuestHive::open(g, &root, HiveName::Software, false).ok()?;
-    read_version(software.hive()).ok()
-}
-
 /// Inspect the Windows system of `g`; unreadable SYSTEM or SAM hives are warned about
 /// and leave their part empty.
 pub fn inspect(g: &mut GuestFs, reporter: &dyn Reporter) -> Result<WindowsInfo, WindowsError> {
