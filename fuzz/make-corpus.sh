@@ -205,4 +205,9 @@ printf '\x02%s' '300
 
 {"versions":{"values":[{"id":"v3.14","status":"stable","links":[{"rel":"self","href":"http://127.0.0.1:1/identity/v3/"}]}]}}' >"$c/cloud_http/discovery"
 
+# Registry hives: made by the hivex crate's tests (the test kit's minimal hive, filled
+# by hivexregedit), which write them here when asked.
+SNF_FUZZ_SEEDS="$c/hive" cargo test --quiet --manifest-path "$root/Cargo.toml" \
+  -p hivex --test hive fuzz_seeds >/dev/null
+
 du -sh "$c"

@@ -224,3 +224,39 @@ fn a_read_only_hive_refuses_writes_and_garbage_is_a_typed_error() {
         }
     }
 }
+
+/// The seeds of the `hive` fuzz target (fuzz/corpus/hive): with `SNF_FUZZ_SEEDS=DIR`
+/// (fuzz/make-corpus.sh sets it) they are written there; otherwise the committed ones
+/// must still be hives.
+#[test]
+fn fuzz_seeds() {
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/hive");
+    let dir = match std::env::var_os("SNF_FUZZ_SEEDS") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            let mut n = 0;
+            for e in std::fs::read_dir(&committed).expect("fuzz/corpus/hive") {
+                let p = e.unwrap().path();
+                Hive::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+            assert!(n >= 3, "fuzz/corpus/hive holds {n} seeds");
+            return;
+        }
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    empty_hive(&dir.join("empty"), "ROOT");
+    let spec = snf_testkit::windows::WindowsSpec::windows10();
+    use snf_testkit::windows::{sam_reg, software_reg, system_reg};
+    for (name, reg) in [
+        ("SOFTWARE", software_reg(&spec)),
+        ("SYSTEM", system_reg(&spec)),
+        ("SAM", sam_reg(&spec)),
+    ] {
+        hive_from_reg(
+            &dir.join(name),
+            &format!("HKEY_LOCAL_MACHINE\\{name}"),
+            &reg,
+        );
+    }
+}
