@@ -276,6 +276,8 @@ unsafe fn take_handles(p: *mut sys::Handle, limit: usize) -> Option<Vec<sys::Han
 pub struct Hive {
     h: NonNull<sys::HiveH>,
     path: PathBuf,
+    /// The name errors give the hive (the file's path unless [`Hive::set_shown_name`]).
+    shown: PathBuf,
     writable: bool,
 }
 
@@ -325,8 +327,14 @@ impl Hive {
         Ok(Hive {
             h,
             path: path.to_path_buf(),
+            shown: path.to_path_buf(),
             writable,
         })
+    }
+
+    /// Name the hive `name` in errors (a working copy named by what it is a copy of).
+    pub fn set_shown_name(&mut self, name: impl Into<PathBuf>) {
+        self.shown = name.into();
     }
 
     /// The file the hive was opened from.
@@ -336,7 +344,7 @@ impl Hive {
 
     fn call_err(&self, op: &'static str, what: impl Into<String>) -> Error {
         Error::Call {
-            path: self.path.clone(),
+            path: self.shown.clone(),
             op,
             what: what.into(),
             source: errno(),
@@ -345,7 +353,7 @@ impl Hive {
 
     fn cname(&self, name: &str) -> Result<CString> {
         CString::new(name).map_err(|_| Error::Nul {
-            path: self.path.clone(),
+            path: self.shown.clone(),
             name: name.to_string(),
         })
     }
@@ -413,7 +421,7 @@ impl Hive {
         for (depth, part) in path.split('\\').filter(|p| !p.is_empty()).enumerate() {
             if depth >= MAX_DEPTH {
                 return Err(Error::TooMany {
-                    path: self.path.clone(),
+                    path: self.shown.clone(),
                     what: format!("path {path:?}"),
                     kind: "components",
                     count: depth + 1,
@@ -451,7 +459,7 @@ impl Hive {
     fn check_count(&self, node: Node, count: usize, kind: &'static str) -> Result<()> {
         if count > MAX_ENTRIES {
             return Err(Error::TooMany {
-                path: self.path.clone(),
+                path: self.shown.clone(),
                 what: self
                     .node_name(node)
                     .unwrap_or_else(|_| format!("key {:#x}", node.0)),
@@ -534,7 +542,7 @@ impl Hive {
         let (_, len) = self.value_type(value)?;
         if len > MAX_VALUE_LEN {
             return Err(Error::TooMany {
-                path: self.path.clone(),
+                path: self.shown.clone(),
                 what: format!("value {}", self.value_label(value)),
                 kind: "bytes",
                 count: len,
@@ -553,7 +561,7 @@ impl Hive {
             // SAFETY: `p` is the malloc'd buffer just returned, not used after this.
             unsafe { sys::free(p.cast()) };
             return Err(Error::TooMany {
-                path: self.path.clone(),
+                path: self.shown.clone(),
                 what: format!("value {}", self.value_label(value)),
                 kind: "bytes",
                 count: len,
@@ -569,7 +577,7 @@ impl Hive {
 
     fn wrong_type(&self, value: Value, found: ValueType, expected: &'static str) -> Error {
         Error::Type {
-            path: self.path.clone(),
+            path: self.shown.clone(),
             what: self.value_label(value),
             found,
             expected,
@@ -578,7 +586,7 @@ impl Hive {
 
     fn malformed(&self, value: Value, why: impl Into<String>) -> Error {
         Error::Malformed {
-            path: self.path.clone(),
+            path: self.shown.clone(),
             what: self.value_label(value),
             why: why.into(),
         }
@@ -650,7 +658,7 @@ impl Hive {
             Ok(())
         } else {
             Err(Error::ReadOnly {
-                path: self.path.clone(),
+                path: self.shown.clone(),
                 op,
             })
         }
@@ -705,7 +713,7 @@ impl Hive {
         for (depth, part) in path.split('\\').filter(|p| !p.is_empty()).enumerate() {
             if depth >= MAX_DEPTH {
                 return Err(Error::TooMany {
-                    path: self.path.clone(),
+                    path: self.shown.clone(),
                     what: format!("path {path:?}"),
                     kind: "components",
                     count: depth + 1,

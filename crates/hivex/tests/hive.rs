@@ -188,6 +188,12 @@ fn a_read_only_hive_refuses_writes_and_garbage_is_a_typed_error() {
     let err = hive.add_child(root, "X").unwrap_err();
     assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
     assert!(matches!(hive.commit(), Err(Error::ReadOnly { .. })));
+    hive.set_shown_name("/Windows/System32/config/SOFTWARE");
+    let err = hive.add_child(root, "X").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "registry hive /Windows/System32/config/SOFTWARE: opened read-only, cannot add a key"
+    );
     assert!(matches!(hive.child(root, "a\0b"), Err(Error::Nul { .. })));
 
     // Not a hive; a hive whose header checksum is wrong; one cut short.

@@ -181,6 +181,8 @@ impl GuestHive {
             },
             other => WindowsError::Hive(other),
         })?;
+        let mut hive = hive;
+        hive.set_shown_name(&guest_path);
         Ok(GuestHive {
             hive,
             guest_path,
