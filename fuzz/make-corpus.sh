@@ -244,5 +244,9 @@ EOF
   mkfs.btrfs -q -f "$tmp/v" >/dev/null 2>&1
   fsseed btrfs 1 120
 fi
+# Registry hives: made by the hivex crate's tests (the test kit's minimal hive, filled
+# by hivexregedit), which write them here when asked.
+SNF_FUZZ_SEEDS="$c/hive" cargo test --quiet --manifest-path "$root/Cargo.toml" \
+  -p hivex --test hive fuzz_seeds >/dev/null
 
 du -sh "$c"

@@ -188,6 +188,15 @@ pub enum SessionError {
         #[source]
         source: Box<SessionError>,
     },
+    /// Uploading or registering a Windows image that was not generalized, without
+    /// `force`.
+    #[error("{}: {reason}; use -f (--force) to upload it anyway", .path.display())]
+    NotGeneralized {
+        /// The source, as given.
+        path: PathBuf,
+        /// Why (see [`crate::inspect::windows::WindowsInfo::publish_warning`]).
+        reason: String,
+    },
     /// A front-end called a stage before the one it depends on.
     #[error("internal error: {stage} needs {needs} first")]
     OutOfOrder {
@@ -332,6 +341,16 @@ impl Session {
     /// The image properties collected so far (final after [`Stage::MergeMetadata`]).
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Why publishing (uploading or registering) this image needs `-f` or the user's
+    /// confirmation: a Windows image not generalized with Microsoft Sysprep. `None` when
+    /// nothing stands in the way (or before inspection).
+    pub fn publish_warning(&self) -> Option<String> {
+        self.inspection
+            .as_ref()
+            .and_then(|i| i.windows.as_ref())
+            .and_then(|w| w.publish_warning())
     }
 
     /// The examined source, once [`Stage::ExamineSource`] ran.
@@ -556,6 +575,8 @@ impl Session {
         // The private copy lives here and is read back by this process: its guest
         // filesystems need no fsync. A disk changed in place (--no-snapshot) is elsewhere.
         snf_guestfs::ext::set_scratch_dir(Some(workdir.path()));
+        // Registry hives are copied out of a Windows guest for libhivex: here too.
+        crate::inspect::windows::set_scratch_dir(Some(workdir.path()));
         self.names.set_workdir(workdir.path(), workdir.parent());
         self.workdir = Some(workdir);
         Ok(())
@@ -784,6 +805,14 @@ impl Session {
             self.set_detected("EXCLUDE_ALL_TASKS", "yes");
         }
         self.metadata.merge(&self.opts.metadata);
+        if self.opts.cloud.upload.is_some() && !self.opts.force {
+            if let Some(reason) = self.publish_warning() {
+                return Err(SessionError::NotGeneralized {
+                    path: self.opts.source.clone(),
+                    reason,
+                });
+            }
+        }
         self.warn_undeployable();
         let os = GuestOs::from_metadata(&self.metadata);
         let mut registry = Registry::for_family(os.family);

@@ -599,6 +599,20 @@ pub fn extract_selector(dir: &Path, path: &str) -> Dialog {
     Dialog::fselect("Save image as...", dir, path, &["OK", "Cancel"])
 }
 
+/// Publish an image that is not generalized? (`why` from the library, as one sentence.)
+pub fn confirm_not_generalized(why: &str) -> Dialog {
+    let mut c = why.chars();
+    let why = match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    };
+    Dialog::yesno(
+        "Not generalized",
+        &format!("{why}.\n\nUpload it anyway?"),
+        true,
+    )
+}
+
 /// Overwrite these files?
 pub fn confirm_overwrite(files: &[String]) -> Dialog {
     Dialog::yesno(

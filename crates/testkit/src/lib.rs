@@ -37,6 +37,7 @@ pub mod lvm;
 pub mod ntfs;
 pub mod report;
 pub mod ufs;
+pub mod windows;
 
 /// What went wrong preparing or running a real-guest step.
 #[derive(Debug, thiserror::Error)]

@@ -342,6 +342,7 @@ fn detect_other(g: &mut GuestFs) -> Option<OsInfo> {
         return Some(info);
     }
     if find_nocase(g, &["Windows", "System32", "config", "SOFTWARE"]).is_some() {
+        // The product and version come from the registry: `inspect` reads it once.
         return Some(OsInfo {
             family: "windows".into(),
             distro: "windows".into(),

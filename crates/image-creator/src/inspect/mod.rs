@@ -9,6 +9,7 @@
 pub mod bootloader;
 pub mod detect;
 pub mod unix;
+pub mod windows;
 
 use std::fs::File;
 use std::io;
@@ -60,6 +61,8 @@ pub struct Inspection {
     pub root_partition: Option<u32>,
     /// The root's logical volume (`vg/lv`), when the root is on one.
     pub root_lv: Option<String>,
+    /// For a Windows guest: its version, accounts, Remote Desktop and boot partitions.
+    pub windows: Option<windows::WindowsInfo>,
 }
 
 /// The partitions of `layout` as assembly needs them (the extended container left out).
@@ -141,11 +144,26 @@ pub fn inspect_with(
             mounts: asm.mounts,
             root_partition: asm.root,
             root_lv: asm.root_lv,
+            windows: None,
         });
     };
 
     reporter.info("Inspecting Operating System ...");
     let mut os = detect::detect(&mut guest);
+    // Windows: the registry names the product and version (read once, here).
+    let mut win = None;
+    let mut registry_error = None;
+    if os.family == "windows" {
+        match windows::inspect(&mut guest, reporter) {
+            Ok(info) => {
+                os.major = info.version.major;
+                os.minor = info.version.minor;
+                os.product_name = info.version.product_name.clone();
+                win = Some(info);
+            }
+            Err(e) => registry_error = Some(e),
+        }
+    }
     if os.is_unknown() {
         reporter.info("found an unknown system");
     } else {
@@ -176,6 +194,27 @@ pub fn inspect_with(
                 "Windows media are not supported yet: preparing them needs their registry and a virtual machine.".into()
             });
         }
+        "windows" => match (win.as_mut(), registry_error) {
+            (Some(info), _) => {
+                reporter.info("Checking if this version of Windows is supported ...");
+                if (info.version.major, info.version.minor) < windows::OLDEST {
+                    unsupported.get_or_insert_with(|| {
+                        format!(
+                            "{} is too old. Versions prior to Windows 7 are not supported.",
+                            info.version.product_name
+                        )
+                    });
+                }
+                info.boot_partition = asm.root;
+                info.system_partition =
+                    windows::system_partition(image, &asm.partitions, asm.root, &mut guest, opener);
+            }
+            (None, e) => {
+                let why = e.map_or_else(|| "no SOFTWARE hive".to_string(), |e| e.to_string());
+                unsupported
+                    .get_or_insert_with(|| format!("The Windows registry cannot be read: {why}"));
+            }
+        },
         _ => {}
     }
 
@@ -189,7 +228,7 @@ pub fn inspect_with(
         if let Some(lv) = &asm.root_lv {
             set(&mut metadata, keys::ROOT_LV, lv);
         }
-        collect(&mut guest, &mut os, &mut metadata, reporter);
+        collect(&mut guest, &mut os, win.as_ref(), &mut metadata, reporter);
     }
 
     if let Some(reason) = &unsupported {
@@ -209,6 +248,7 @@ pub fn inspect_with(
         mounts: asm.mounts,
         root_partition: asm.root,
         root_lv: asm.root_lv,
+        windows: win,
     })
 }
 
@@ -293,7 +333,13 @@ pub fn sort_order(os: &OsInfo) -> u64 {
 }
 
 /// Compute the OS-dependent keys into `meta` (and the `OS` override into `os`).
-fn collect(g: &mut GuestFs, os: &mut OsInfo, meta: &mut Metadata, reporter: &dyn Reporter) {
+fn collect(
+    g: &mut GuestFs,
+    os: &mut OsInfo,
+    win: Option<&windows::WindowsInfo>,
+    meta: &mut Metadata,
+    reporter: &dyn Reporter,
+) {
     set(meta, "OSFAMILY", &os.family);
     let mut description = os.product_name.clone();
     set(meta, "SORTORDER", &sort_order(os).to_string());
@@ -301,7 +347,12 @@ fn collect(g: &mut GuestFs, os: &mut OsInfo, meta: &mut Metadata, reporter: &dyn
     match os.family.as_str() {
         "linux" | "hurd" => collect_linux(g, os, &mut description, meta, reporter),
         "freebsd" | "netbsd" | "openbsd" => collect_bsd(g, os, &mut description, meta, reporter),
-        "windows" => set(meta, "GUI", "Windows"),
+        "windows" => {
+            set(meta, "GUI", "Windows");
+            if let Some(w) = win {
+                collect_windows(w, meta, reporter);
+            }
+        }
         _ => {}
     }
     set(meta, "OS", &os.os);
@@ -401,6 +452,32 @@ fn collect_linux(
                 *description = first.trim().to_string();
             }
         }
+    }
+}
+
+/// The Windows keys: `KERNEL`, `USERS` (enabled SAM accounts) and `REMOTE_CONNECTION`
+/// (unless Remote Desktop is denied). No `PASSWD_HASHING_METHOD`: snf-image sets Windows
+/// passwords itself and calls a hashing method "not applicable" there.
+fn collect_windows(w: &windows::WindowsInfo, meta: &mut Metadata, reporter: &dyn Reporter) {
+    set(meta, "KERNEL", &w.version.kernel());
+    let users = w.enabled_users();
+    set_users(meta, &users, reporter);
+    match w.remote_desktop {
+        windows::RemoteDesktop::Allowed(port) => set(
+            meta,
+            "REMOTE_CONNECTION",
+            &windows::remote_connection(port, &users),
+        ),
+        windows::RemoteDesktop::Denied => {
+            reporter.warn("Remote Desktop Connections are disabled on this image")
+        }
+        // Unreadable SYSTEM: already warned about.
+        windows::RemoteDesktop::Unknown => {}
+    }
+    if let Some(why) = w.publish_warning() {
+        reporter.warn(&format!(
+            "{why}; uploading or registering it needs -f (--force)"
+        ));
     }
 }
 

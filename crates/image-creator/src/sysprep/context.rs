@@ -19,6 +19,7 @@ use snf_guestfs::{FileType, GuestFs, Metadata as FileMeta, NewNode, WalkEntry};
 
 use super::params::Params;
 use super::Result;
+use crate::inspect::windows::{self, GuestHive, HiveName, WindowsError};
 use crate::metadata::Metadata;
 
 /// The operating-system families system preparation knows.
@@ -671,6 +672,51 @@ impl<'a> SysprepContext<'a> {
             self.overlay.contents.insert(t.clone(), data);
         }
         self.record(Action::Renamed, &f, Some(show(&t)));
+        Ok(())
+    }
+
+    /// Edit registry hive `name` of the Windows guest: `edit` changes the hive and
+    /// describes each change it made (`KEY\VALUE = DATA`) in the list it is given. The
+    /// hive is copied out, edited, and written back only when something changed and
+    /// this is not a dry run. Returns whether anything changed.
+    pub fn edit_registry(
+        &mut self,
+        name: HiveName,
+        edit: impl FnOnce(&mut hivex::Hive, &mut Vec<String>) -> std::result::Result<(), hivex::Error>,
+    ) -> Result<bool> {
+        let root = windows::system_root(self.fs).ok_or_else(|| WindowsError::NoHive {
+            name: name.file(),
+            root: PathBuf::from("/Windows"),
+        })?;
+        let mut hive = GuestHive::open(self.fs, &root, name, true)?;
+        let mut done = Vec::new();
+        edit(hive.hive_mut(), &mut done).map_err(WindowsError::from)?;
+        if done.is_empty() {
+            return Ok(false);
+        }
+        let path = hive.guest_path().to_path_buf();
+        if !self.dry_run {
+            hive.write_back(self.fs)?;
+        }
+        self.record(Action::Edited, &path, Some(done.join("; ")));
+        Ok(true)
+    }
+
+    /// The Windows system root (`/Windows`, in the guest's case), if the guest has one.
+    pub fn windows_root(&mut self) -> Option<PathBuf> {
+        windows::system_root(self.fs)
+    }
+
+    /// Create directory `path` and its missing parents (root-owned, 0755).
+    pub fn mkdir_all(&mut self, path: &Path) -> Result<()> {
+        let p = norm(path);
+        if self.is_dir(&p)? {
+            return Ok(());
+        }
+        if !self.dry_run {
+            self.fs.mkdir_all(&p, NewNode::root(0o755))?;
+        }
+        self.record(Action::Created, &p, None);
         Ok(())
     }
 

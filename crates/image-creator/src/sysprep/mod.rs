@@ -68,6 +68,12 @@ pub enum SysprepError {
         #[source]
         source: Box<SysprepError>,
     },
+    /// An operation of the original that runs programs in the booted guest.
+    #[error("needs the guest running: not supported")]
+    NeedsRunningGuest,
+    /// A Windows registry hive could not be read or written.
+    #[error(transparent)]
+    Registry(#[from] crate::inspect::windows::WindowsError),
     /// The user interrupted the run.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),

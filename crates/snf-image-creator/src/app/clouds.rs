@@ -341,7 +341,7 @@ impl<B: Backend> App<B> {
         let Some(name) = self.current()? else {
             return Ok(());
         };
-        if !self.confirm_unprepared()? {
+        if !self.confirm_unprepared()? || !self.confirm_publish()? {
             return Ok(());
         }
         let default_name = interactive::default_object_name(self.session());

@@ -83,6 +83,15 @@ impl<B: Backend> App<B> {
         Ok(self.ui.show(&mut screens::confirm_unprepared())? == Outcome::Button(0))
     }
 
+    /// Whether the user agrees to publish an image the library says needs `-f` (a
+    /// Windows image not generalized with Sysprep); true when nothing stands in the way.
+    pub(super) fn confirm_publish(&mut self) -> Res<bool> {
+        let Some(why) = self.session().publish_warning() else {
+            return Ok(true);
+        };
+        Ok(self.ui.show(&mut screens::confirm_not_generalized(&why))? == Outcome::Button(0))
+    }
+
     /// Ask where to write the image: a file that is not one of the source's, confirmed
     /// when it or its side files exist. `None` when the user cancels.
     pub(super) fn ask_output_path(&mut self) -> Res<Option<PathBuf>> {

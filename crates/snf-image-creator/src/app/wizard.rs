@@ -121,7 +121,14 @@ impl<B: Backend> App<B> {
                     ];
                     match self.ui.show(&mut screens::wizard_confirm(&answers))? {
                         Outcome::Button(0) => {
-                            return self.wizard_create(&cloud_name, &name, &description, public);
+                            if self.confirm_publish()? {
+                                return self.wizard_create(
+                                    &cloud_name,
+                                    &name,
+                                    &description,
+                                    public,
+                                );
+                            }
                         }
                         Outcome::Button(1) => page = 3,
                         _ => {

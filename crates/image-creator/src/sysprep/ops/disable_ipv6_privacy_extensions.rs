@@ -5,7 +5,7 @@ use snf_guestfs::{FileType, NewNode};
 
 use super::super::registry::{Descriptor, Scope};
 use super::super::text::{is_backup_name, join_lines, sysctl_value};
-use super::super::{Changes, Result, SysprepContext};
+use super::super::{Changes, OsFamily, Result, SysprepContext};
 
 const KEYS: [&str; 2] = [
     "net.ipv6.conf.default.use_tempaddr",
@@ -17,19 +17,26 @@ pub static OP: Descriptor = Descriptor {
     heading: "Disabling IPv6 privacy extensions",
     display: "Disable IPv6 privacy enxtensions",
     description: "Disable IPv6 privacy extensions.",
-    effect: "Sets net.ipv6.conf.default.use_tempaddr and net.ipv6.conf.all.use_tempaddr to \
+    effect: "Linux: sets net.ipv6.conf.default.use_tempaddr and net.ipv6.conf.all.use_tempaddr to \
              0: every existing assignment of each key in /etc/sysctl.conf and in the files \
              of /etc/sysctl.d (backup files skipped, a symlinked file edited once) gets the \
              value 0, spacing kept; a key assigned nowhere is appended to /etc/sysctl.conf \
-             as `KEY = 0` (the file is created if missing).",
+             as `KEY = 0` (the file is created if missing). Windows (where the setting \
+             has no documented registry form): `netsh interface ipv6 set global \
+             randomizeidentifiers=disabled store=persistent` is appended to \
+             Windows\\Setup\\Scripts\\SetupComplete.cmd (created if missing), which \
+             Windows runs once at the end of the first boot of every deployed VM.",
     default_enabled: true,
     order: 150,
-    families: super::LINUX,
+    families: &[OsFamily::Linux, OsFamily::Windows],
     scope: Scope::Files,
     run,
 };
 
 fn run(ctx: &mut SysprepContext<'_>) -> Result<Changes> {
+    if ctx.os().family == OsFamily::Windows {
+        return super::windows_ipv6_privacy::run(ctx);
+    }
     let mut files = vec![PathBuf::from("/etc/sysctl.conf")];
     let d = Path::new("/etc/sysctl.d");
     for (name, ty) in ctx.read_dir(d)? {

@@ -20,8 +20,11 @@ pub mod cleanup_tmp;
 pub mod cleanup_userdata;
 pub mod clear_local_machine_id_configuration_file;
 pub mod disable_ipv6_privacy_extensions;
+pub mod disable_isatap;
 pub mod disable_predictable_network_interface_naming;
 pub mod disable_serial_console;
+pub mod disable_teredo;
+pub mod enable_pings;
 pub mod enable_root_in_cloud_init;
 pub mod fix_acpid;
 pub mod remove_dhcp_leases;
@@ -37,6 +40,10 @@ pub mod rename_default_cloud_init_user;
 pub mod selinux_relabel;
 pub mod shrink;
 pub mod use_persistent_block_device_names;
+mod windows;
+pub mod windows_ipv6_privacy;
+pub mod windows_online;
+pub mod windows_utc;
 
 /// Every descriptor (any order; the registry sorts by `order`).
 pub static ALL: &[&Descriptor] = &[
@@ -67,8 +74,17 @@ pub static ALL: &[&Descriptor] = &[
     &remove_lvm_system_devices::OP,
     &clear_local_machine_id_configuration_file::OP,
     &selinux_relabel::OP,
+    &disable_teredo::OP,
+    &disable_isatap::OP,
+    &enable_pings::OP,
+    &windows_utc::OP,
+    &windows_online::KMS_CLIENT_SETUP,
+    &windows_online::MICROSOFT_SYSPREP,
     &shrink::OP,
 ];
+
+/// Windows: the offline operations (registry edits, first-boot commands).
+pub(crate) const WINDOWS: &[OsFamily] = &[OsFamily::Windows];
 
 /// Linux, the BSDs and the Hurd.
 pub(crate) const UNIX: &[OsFamily] = &[
