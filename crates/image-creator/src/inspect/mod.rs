@@ -189,11 +189,6 @@ pub fn inspect_with(
                 "On FreeBSD only GUID partition tables are supported".into()
             });
         }
-        "windows" => {
-            unsupported.get_or_insert_with(|| {
-                "Windows media are not supported yet: preparing them needs their registry and a virtual machine.".into()
-            });
-        }
         "windows" => match (win.as_mut(), registry_error) {
             (Some(info), _) => {
                 reporter.info("Checking if this version of Windows is supported ...");
