@@ -44,7 +44,7 @@ PY=/usr/bin/python3
     echo "bench-appliance.sh: python3-guestfs not installed (apt-get install python3-guestfs, or scripts/setup.sh)" >&2
     exit 1
 }
-for tool in qemu-img sfdisk mount losetup xfs_repair e2fsck; do
+for tool in qemu-img sfdisk mount mountpoint; do
     command -v "$tool" >/dev/null || { echo "bench-appliance.sh: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
 bash scripts/guest/build-debian.sh "$GUEST_DIR"
