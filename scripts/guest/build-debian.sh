@@ -10,6 +10,10 @@
 #   OUTDIR/debian12-lvm.raw  MBR: p1 ext4 /boot (bootable), p2 LVM PV (type 8e, last) holding
 #                            VG snfvg: LV root (ext4 /), then LV swap (the Ubuntu Server /
 #                            RHEL layout); lvm2 in the guest and in its initramfs
+#   OUTDIR/debian12-xfs.raw  MBR: p1 xfs / (bootable, /boot inside: GRUB reads xfs), p2 swap (last)
+#   OUTDIR/debian12-btrfs.raw MBR: p1 btrfs, / in subvolume @rootfs (subvol= in fstab,
+#                            rootflags=subvol=@rootfs on the kernel line, as Debian's
+#                            installer does; /boot inside), p2 swap (last)
 #   OUTDIR/guest.json        what the tests may rely on (passwords, UUIDs, marker ...)
 #   OUTDIR/id_ed25519        private half of the key planted in authorized_keys
 #
@@ -34,7 +38,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "build-debian.sh: needs root (debootstrap, loop devices, mount)" >&2
     exit 1
 fi
-for tool in debootstrap partx sfdisk sgdisk mkfs.ext4 mkfs.vfat mmd mcopy mkswap losetup e2fsck openssl ssh-keygen \
+for tool in debootstrap partx sfdisk sgdisk mkfs.ext4 mkfs.xfs xfs_repair mkfs.btrfs btrfs mkfs.vfat mmd mcopy mkswap losetup e2fsck openssl ssh-keygen \
     pvcreate vgcreate lvcreate lvs pvs vgs vgck; do
     command -v "$tool" >/dev/null || { echo "build-debian.sh: $tool not found (run scripts/setup.sh)" >&2; exit 1; }
 done
@@ -50,6 +54,7 @@ CACHE=${SNF_DEBOOTSTRAP_CACHE:-/var/cache/snf-test-debootstrap}
 
 if [ -f "$OUTDIR/debian12-mbr.raw" ] && [ -f "$OUTDIR/debian12-gpt.raw" ] &&
     [ -f "$OUTDIR/debian12-lvm.raw" ] && [ -f "$OUTDIR/debian12-uefi.raw" ] &&
+    [ -f "$OUTDIR/debian12-xfs.raw" ] && [ -f "$OUTDIR/debian12-btrfs.raw" ] &&
     [ "$(cat "$OUTDIR/stamp" 2>/dev/null)" = "$STAMP_VALUE" ]; then
     echo "build-debian.sh: $OUTDIR is up to date" >&2
     exit 0
@@ -83,6 +88,13 @@ UEFI_PART_GUIDS=(6a1f3c2e-0b4d-4e8f-9a7b-5c6d7e8f9021 6a1f3c2e-0b4d-4e8f-9a7b-5c
 # place of the cloud one, which has no AHCI driver: the UEFI image is the one the tests
 # boot on SATA. Installed into that image only, so the other images stay as they were.
 UEFI_PACKAGES=(grub-efi-amd64-bin linux-image-amd64)
+XFS_LABEL_ID=0x5a0f0004
+XFS_ROOT_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445541
+XFS_SWAP_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445542
+BTRFS_LABEL_ID=0x5a0f0005
+BTRFS_ROOT_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445551
+BTRFS_SWAP_UUID=2f1d6a3e-5b7c-4d8e-9f10-112233445552
+BTRFS_SUBVOL=@rootfs          # the root subvolume's name (Debian's installer's)
 LVM_LABEL_ID=0x5a0f0003
 LVM_BOOT_MIB=256              # /boot partition size
 LVM_VG=snfvg
@@ -238,16 +250,27 @@ for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}"; done
 MOUNTS=()
 
 # ---- 2. one image per partition table ---------------------------------------------------
-make_image() { # make_image mbr|gpt OUTFILE
-    local kind=$1 out=$2 root_uuid swap_uuid rootpart swappart loop mnt
+make_image() { # make_image mbr|gpt|uefi|xfs|btrfs OUTFILE
+    local kind=$1 out=$2 root_uuid swap_uuid rootpart swappart loop mnt label_id
     rm -f "$out"
     truncate -s "$SIZE" "$out"
     local total_mib=$(($(stat -c %s "$out") / 1048576))
-    if [ "$kind" = mbr ]; then
-        root_uuid=$MBR_ROOT_UUID swap_uuid=$MBR_SWAP_UUID rootpart=1 swappart=2
+    local fstype=ext4 fsopts=errors=remount-ro fspass=1
+    case $kind in
+        xfs) fstype=xfs fsopts=defaults fspass=0 ;;
+        # Debian's installer: the root in a subvolume, fsck.btrfs is a no-op.
+        btrfs) fstype=btrfs fsopts=defaults,subvol=$BTRFS_SUBVOL fspass=0 ;;
+    esac
+    if [ "$kind" = mbr ] || [ "$kind" = xfs ] || [ "$kind" = btrfs ]; then
+        case $kind in
+            mbr) root_uuid=$MBR_ROOT_UUID swap_uuid=$MBR_SWAP_UUID label_id=$MBR_LABEL_ID ;;
+            xfs) root_uuid=$XFS_ROOT_UUID swap_uuid=$XFS_SWAP_UUID label_id=$XFS_LABEL_ID ;;
+            btrfs) root_uuid=$BTRFS_ROOT_UUID swap_uuid=$BTRFS_SWAP_UUID label_id=$BTRFS_LABEL_ID ;;
+        esac
+        rootpart=1 swappart=2
         sfdisk -q "$out" <<EOF
 label: dos
-label-id: $MBR_LABEL_ID
+label-id: $label_id
 unit: sectors
 
 start=2048, size=$(((total_mib - 1 - SWAP_MIB) * 2048)), type=83, bootable
@@ -271,20 +294,55 @@ EOF
     fi
     loop=$(attach_loop "$out")
     LOOPS+=("$loop")
-    mkfs.ext4 -q -U "$root_uuid" -L root "${loop}p$rootpart"
     mkswap -q -U "$swap_uuid" -L swap "${loop}p$swappart" >/dev/null
     mnt=$WORK/mnt-$kind
     mkdir -p "$mnt"
     local nmounts=${#MOUNTS[@]}
-    mount "${loop}p$rootpart" "$mnt"; MOUNTS+=("$mnt")
+    case $kind in
+        xfs)
+            mkfs.xfs -q -m uuid="$root_uuid" -L root "${loop}p$rootpart"
+            mount "${loop}p$rootpart" "$mnt"
+            ;;
+        btrfs)
+            mkfs.btrfs -q -U "$root_uuid" -L root "${loop}p$rootpart" >/dev/null
+            mount "${loop}p$rootpart" "$mnt"
+            btrfs -q subvolume create "$mnt/$BTRFS_SUBVOL" >/dev/null
+            umount "$mnt"
+            mount -o "subvol=$BTRFS_SUBVOL" "${loop}p$rootpart" "$mnt"
+            ;;
+        *)
+            mkfs.ext4 -q -U "$root_uuid" -L root "${loop}p$rootpart"
+            mount "${loop}p$rootpart" "$mnt"
+            ;;
+    esac
+    MOUNTS+=("$mnt")
     (cd "$ROOTFS" && tar --numeric-owner --xattrs --acls -cf - .) | (cd "$mnt" && tar --numeric-owner --xattrs --acls -xpf -)
     cat >"$mnt/etc/fstab" <<EOF
 # /etc/fstab: static file system information.
 # <file system> <mount point> <type> <options> <dump> <pass>
-UUID=$root_uuid / ext4 errors=remount-ro 0 1
+UUID=$root_uuid / $fstype $fsopts 0 $fspass
 UUID=$swap_uuid none swap sw 0 0
 EOF
     mount_pseudo "$mnt" "$loop"
+    if [ "$fstype" != ext4 ]; then
+        # The initramfs must mount the root: MODULES=most carries every filesystem
+        # module, but say so explicitly and check, so a changed default cannot break it.
+        echo "$fstype" >>"$mnt/etc/initramfs-tools/modules"
+        # The resume hook would otherwise pick the build host's swap.
+        echo RESUME=none >"$mnt/etc/initramfs-tools/conf.d/resume"
+        in_root "$mnt" update-initramfs -u -k all >"$WORK/initramfs-$kind.log" 2>&1 || {
+            cat "$WORK/initramfs-$kind.log" >&2
+            return 1
+        }
+        local kver listing
+        kver=$(find "$mnt/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sed 's/^vmlinuz-//' | sort -V | tail -1)
+        # Listed whole first: grep -q closing the pipe early would fail it (pipefail).
+        listing=$(in_root "$mnt" lsinitramfs "/boot/initrd.img-$kver")
+        grep -qE "/$fstype\.ko" <<<"$listing" || {
+            echo "build-debian.sh: the $kind image's initramfs has no $fstype module" >&2
+            return 1
+        }
+    fi
     local target=i386-pc
     if [ "$kind" = uefi ]; then
         mkfs.vfat -i "$UEFI_ESP_VOLID" -n ESP "${loop}p1" >/dev/null
@@ -347,12 +405,24 @@ EOF
         echo "build-debian.sh: grub.cfg does not boot root=UUID=$root_uuid" >&2
         return 1
     }
+    if [ "$kind" = btrfs ]; then
+        # update-grub adds it for a root in a subvolume; without it the kernel mounts
+        # the top level, which has no /sbin/init.
+        grep -q "rootflags=subvol=$BTRFS_SUBVOL" "$mnt/boot/grub/grub.cfg" || {
+            echo "build-debian.sh: grub.cfg lacks rootflags=subvol=$BTRFS_SUBVOL" >&2
+            return 1
+        }
+    fi
     # grub-pc's debconf would otherwise point at a loop device that no guest has.
     echo "grub-pc grub-pc/install_devices multiselect /dev/sda" | in_root "$mnt" debconf-set-selections
     for ((i = ${#MOUNTS[@]} - 1; i >= nmounts; i--)); do umount "${MOUNTS[i]}"; done
     MOUNTS=("${MOUNTS[@]:0:nmounts}")
-    # snf-image refuses to resize an ext filesystem that is not clean.
-    e2fsck -fy "${loop}p$rootpart" >/dev/null 2>&1 || [ $? -le 1 ]
+    case $fstype in
+        # snf-image refuses to resize an ext filesystem that is not clean.
+        ext4) e2fsck -fy "${loop}p$rootpart" >/dev/null 2>&1 || [ $? -le 1 ] ;;
+        xfs) xfs_repair -n "${loop}p$rootpart" >"$WORK/fsck-$kind.log" 2>&1 || { cat "$WORK/fsck-$kind.log" >&2; return 1; } ;;
+        btrfs) btrfs check "${loop}p$rootpart" >"$WORK/fsck-$kind.log" 2>&1 || { cat "$WORK/fsck-$kind.log" >&2; return 1; } ;;
+    esac
     detach_loop "$loop"
     unset 'LOOPS[${#LOOPS[@]}-1]'
 }
@@ -363,6 +433,10 @@ log "building GPT image"
 make_image gpt "$WORK/debian12-gpt.raw"
 log "building UEFI image"
 make_image uefi "$WORK/debian12-uefi.raw"
+log "building xfs image"
+make_image xfs "$WORK/debian12-xfs.raw"
+log "building btrfs image"
+make_image btrfs "$WORK/debian12-btrfs.raw"
 
 # ---- 3. the LVM image (last: it changes the tree) ---------------------------------------
 # lvm_tool CMD ARGS...: an LVM tool that sees only the loop device's PV partition and
@@ -565,14 +639,20 @@ cat >"$WORK/guest.json" <<EOF
     "uefi": {"file": "debian12-uefi.raw", "root_partition": 2, "swap_partition": 3,
              "esp_partition": 1, "esp_uuid": "${UEFI_ESP_VOLID:0:4}-${UEFI_ESP_VOLID:4:4}",
              "root_uuid": "$UEFI_ROOT_UUID", "swap_uuid": "$UEFI_SWAP_UUID"},
-$LVM_FACTS
+$LVM_FACTS,
+    "xfs": {"file": "debian12-xfs.raw", "root_partition": 1, "swap_partition": 2,
+            "label_id": "$XFS_LABEL_ID",
+            "root_uuid": "$XFS_ROOT_UUID", "swap_uuid": "$XFS_SWAP_UUID"},
+    "btrfs": {"file": "debian12-btrfs.raw", "root_partition": 1, "swap_partition": 2,
+              "label_id": "$BTRFS_LABEL_ID", "root_subvolume": "$BTRFS_SUBVOL",
+              "root_uuid": "$BTRFS_ROOT_UUID", "swap_uuid": "$BTRFS_SWAP_UUID"}
   }
 }
 EOF
 
 rm -f "$OUTDIR/stamp"
 mv -f "$WORK/debian12-mbr.raw" "$WORK/debian12-gpt.raw" "$WORK/debian12-uefi.raw" \
-    "$WORK/debian12-lvm.raw" "$WORK/guest.json" \
+    "$WORK/debian12-lvm.raw" "$WORK/debian12-xfs.raw" "$WORK/debian12-btrfs.raw" "$WORK/guest.json" \
     "$WORK/id_ed25519" "$WORK/id_ed25519.pub" "$OUTDIR/"
 echo "$STAMP_VALUE" >"$OUTDIR/stamp"
 log "done: $(du -h --apparent-size "$OUTDIR"/debian12-*.raw | tr '\n' ' ')"
