@@ -318,6 +318,14 @@ fn damaged_foreign_and_unclean_filesystems_give_typed_errors() {
     let size = fs::metadata(&unclean).unwrap().len();
     UfsFs::open(&unclean, 0, size, false).unwrap();
 
+    // Snapshots: freed blocks would have to be copied into them first; read only.
+    let snap = copy("snap.img");
+    snf_testkit::fixture::write_at(&snap, 8192 + 1116, &5u32.to_le_bytes());
+    let e = open_err(&snap, true);
+    assert!(e.to_string().contains("snapshots"), "{e}");
+    let size = fs::metadata(&snap).unwrap().len();
+    UfsFs::open(&snap, 0, size, false).unwrap();
+
     // Big-endian (makefs -B be): refused, named.
     let be = dir.join("be.img");
     snf_testkit::fixture::run(

@@ -335,6 +335,21 @@ pub fn check(img: &Path, offset: u64) -> Result<Summary, String> {
                 continue;
             }
             let mut frags = 0u64;
+            if g.ufs2 {
+                let ext = u64::from(le32(&d, 92));
+                for k in 0..2u64 {
+                    let a = le64(&d, 96 + 8 * k as usize);
+                    if a != 0 {
+                        let n = if ext >= (k + 1) * g.bsize {
+                            g.frag
+                        } else {
+                            (ext % g.bsize).div_ceil(g.fsize)
+                        };
+                        claim(&mut problems, ino, a, n);
+                        frags += n;
+                    }
+                }
+            }
             let ndb = size.div_ceil(g.bsize);
             let mut data: Vec<(u64, u64)> = Vec::new();
             for lbn in 0..12u64 {

@@ -124,7 +124,7 @@ impl UfsFs {
         };
         let sb = Superblock::parse(raw, version, loc, size).map_err(corrupt)?;
         if writable {
-            if let Some(why) = sb.unclean_reason() {
+            if let Some(why) = sb.write_refusal() {
                 return Err(Error::UnsupportedFeatures {
                     path: image.to_path_buf(),
                     msg: why.into(),
@@ -461,6 +461,7 @@ impl UfsFs {
         if d.has_blocks(&self.sb) {
             self.truncate_blocks(ino, &mut d, 0)?;
         }
+        self.free_ext_area(&d)?;
         let gen_off = if self.sb.version == Version::Ufs1 {
             108
         } else {
@@ -476,6 +477,32 @@ impl UfsFs {
         self.cg_mut(c)?
             .mark_inode(i, false, dir)
             .map_err(Error::corrupt)
+    }
+
+    /// Free a UFS2 inode's extended-attribute area (`di_extb`, `di_extsize` bytes laid
+    /// out like a small file: whole blocks, then the fragments of the tail).
+    fn free_ext_area(&mut self, d: &Dinode) -> Result<()> {
+        if self.sb.version != Version::Ufs2 {
+            return Ok(());
+        }
+        let size = u64::from(le::get32(&d.raw, 92));
+        let bs = u64::from(self.sb.bsize);
+        for i in 0..2u64 {
+            let a = le::get64(&d.raw, 96 + 8 * i as usize);
+            if a == 0 {
+                continue;
+            }
+            if i * bs >= size {
+                return Err(Error::corrupt("extended attribute block past its area"));
+            }
+            let bytes = if size >= (i + 1) * bs {
+                bs
+            } else {
+                (size % bs).div_ceil(u64::from(self.sb.fsize)) * u64::from(self.sb.fsize)
+            };
+            self.free_frags(a, bytes / u64::from(self.sb.fsize))?;
+        }
+        Ok(())
     }
 
     fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {

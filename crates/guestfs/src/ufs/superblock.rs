@@ -313,6 +313,17 @@ impl Superblock {
         }
     }
 
+    /// Why the filesystem must not be written, if it must not: not clean, or it holds
+    /// snapshots (FreeBSD copies every block freed under a snapshot into it first,
+    /// which this backend does not do).
+    pub fn write_refusal(&self) -> Option<&'static str> {
+        self.unclean_reason().or_else(|| {
+            (0..20)
+                .any(|i| get32(&self.raw, 1116 + 4 * i) != 0)
+                .then_some("the UFS filesystem has snapshots: remove them in the guest first")
+        })
+    }
+
     /// Byte offset of fragment `f`.
     pub fn frag_bytes(&self, f: u64) -> u64 {
         f * u64::from(self.fsize)
