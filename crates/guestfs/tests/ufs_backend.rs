@@ -501,3 +501,36 @@ fn check_hashes_are_verified_and_kept() {
     let e = open_err(&f.img, false);
     assert!(e.to_string().contains("check-hash mismatch"), "{e}");
 }
+
+#[test]
+fn assembly_opens_ufs_in_process() {
+    use snf_guestfs::assemble::{Backends, Opener, PartitionDesc};
+    use snf_guestfs::probe::{probe_file, FsType};
+    use snf_guestfs::FsKind;
+    for (layout, ty, kind) in [
+        (Layout::Ufs1, FsType::Ufs1, FsKind::Ufs1),
+        (Layout::Ufs2FreeBsd, FsType::Ufs2, FsKind::Ufs2),
+    ] {
+        let f = fixture(layout);
+        let size = fs::metadata(&f.img).unwrap().len();
+        let probe = probe_file(&f.img, 0, size).unwrap();
+        assert_eq!(probe.fs_type, ty);
+        assert!(probe.fs_type.has_backend() && !probe.fs_type.needs_appliance());
+        let part = PartitionDesc {
+            number: 2,
+            offset: 0,
+            size,
+            ..Default::default()
+        };
+        let fs = Backends.open(&f.img, &part, &probe, true).unwrap();
+        assert_eq!(fs.kind(), kind);
+        assert!(fs.is_writable());
+        drop(fs);
+        // Not clean: the error names the partition and says what to do.
+        let at = if layout == Layout::Ufs1 { 8192 } else { 65536 };
+        snf_testkit::fixture::write_at(&f.img, at + 209, &[0]);
+        let e = Backends.open(&f.img, &part, &probe, true).err().unwrap();
+        assert!(e.to_string().contains("run fsck_ffs in the guest"), "{e}");
+        assert!(e.to_string().starts_with(&part.name()), "{e}");
+    }
+}
