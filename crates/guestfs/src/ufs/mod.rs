@@ -10,7 +10,7 @@
 //! Only little-endian filesystems are handled (every BSD on x86 and arm64); a
 //! big-endian one is refused with a typed error. The module is split by concept:
 //! [`superblock`], cylinder groups and allocation ([`cg`]), inodes ([`inode`]), block
-//! maps ([`bmap`]), directories ([`dir`]) and the metadata check-hashes ([`ckhash`]).
+//! maps (`bmap`), directories (`dir`) and the metadata check-hashes ([`ckhash`]).
 //!
 //! Everything read from the image is checked before use: geometry against the
 //! partition, inode numbers against the inode count, every block pointer against the
