@@ -19,6 +19,10 @@ struct Fixture {
 }
 
 fn fixture(layout: Layout) -> Fixture {
+    fixture_with(layout, 4096, 512)
+}
+
+fn fixture_with(layout: Layout, bsize: u32, fsize: u32) -> Fixture {
     let dir = tempfile::Builder::new()
         .prefix("ufs-backend.")
         .tempdir_in(snf_testkit::target_dir())
@@ -26,7 +30,7 @@ fn fixture(layout: Layout) -> Fixture {
     let tree = dir.path().join("tree");
     ufs::sample_tree(&tree);
     let img = dir.path().join("ufs.img");
-    ufs::make_image(&img, &tree, layout, 128);
+    ufs::make_image_with(&img, &tree, layout, 160, bsize, fsize);
     Fixture {
         _dir: dir,
         tree,
@@ -388,25 +392,28 @@ fn assert_same_in_appliance(h: &mut libguestfs::Handle, host: &Path, guest: &Pat
 
 #[test]
 fn linux_reads_the_changed_filesystems_like_the_host_mirror() {
-    // One appliance for both images (each start costs ~25 s under TCG).
-    let fixtures: Vec<(Fixture, PathBuf, &str)> =
-        [(Layout::Ufs1, "44bsd"), (Layout::Ufs2FreeBsd, "ufs2")]
-            .into_iter()
-            .map(|(layout, ufstype)| {
-                let f = fixture(layout);
-                let mirror = f._dir.path().join("mirror");
-                snf_testkit::fixture::run(
-                    std::process::Command::new("cp")
-                        .arg("-a")
-                        .arg(&f.tree)
-                        .arg(&mirror),
-                );
-                let mut g = open(&f, true);
-                change_both(&mut g, &mirror);
-                g.close().unwrap();
-                (f, mirror, ufstype)
-            })
-            .collect();
+    // One appliance for all the images (each start costs ~25 s under TCG).
+    let fixtures: Vec<(Fixture, PathBuf, &str)> = [
+        (Layout::Ufs1, 4096, 512, "44bsd"),
+        (Layout::Ufs1, 16384, 2048, "44bsd"),
+        (Layout::Ufs2FreeBsd, 4096, 512, "ufs2"),
+    ]
+    .into_iter()
+    .map(|(layout, bsize, fsize, ufstype)| {
+        let f = fixture_with(layout, bsize, fsize);
+        let mirror = f._dir.path().join("mirror");
+        snf_testkit::fixture::run(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&f.tree)
+                .arg(&mirror),
+        );
+        let mut g = open(&f, true);
+        change_both(&mut g, &mirror);
+        g.close().unwrap();
+        (f, mirror, ufstype)
+    })
+    .collect();
     let launch = |tcg: bool| -> libguestfs::Result<libguestfs::Handle> {
         let mut h = libguestfs::Handle::new()?;
         if tcg {
@@ -532,5 +539,31 @@ fn assembly_opens_ufs_in_process() {
         let e = Backends.open(&f.img, &part, &probe, true).err().unwrap();
         assert!(e.to_string().contains("run fsck_ffs in the guest"), "{e}");
         assert!(e.to_string().starts_with(&part.name()), "{e}");
+    }
+}
+
+#[test]
+fn other_block_and_fragment_sizes() {
+    // FreeBSD's default 32 KiB / 4 KiB, and 16 KiB / 2 KiB.
+    for (layout, bsize, fsize) in [
+        (Layout::Ufs2NetBsd, 32768, 4096),
+        (Layout::Ufs1, 16384, 2048),
+    ] {
+        let f = fixture_with(layout, bsize, fsize);
+        ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("{bsize}/{fsize} fresh: {e}"));
+        let mirror = f._dir.path().join("mirror");
+        snf_testkit::fixture::run(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&f.tree)
+                .arg(&mirror),
+        );
+        let mut g = open(&f, true);
+        assert_same_tree(&mut g, &f.tree, Path::new("/"));
+        change_both(&mut g, &mirror);
+        g.close().unwrap();
+        ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("{bsize}/{fsize} changed: {e}"));
+        let mut g = open(&f, false);
+        assert_same_tree(&mut g, &mirror, Path::new("/"));
     }
 }

@@ -61,14 +61,28 @@ pub fn sample_tree(root: &Path) {
     }
 }
 
-/// Make a UFS image of `size_mib` MiB at `img` from the directory `tree`.
+/// Make a UFS image of `size_mib` MiB at `img` from the directory `tree`, with 4 KiB
+/// blocks of 512-byte fragments (small, so files reach double indirect blocks).
 pub fn make_image(img: &Path, tree: &Path, layout: Layout, size_mib: u64) {
+    make_image_with(img, tree, layout, size_mib, 4096, 512);
+}
+
+/// [`make_image`] with another block and fragment size ([`Layout::Ufs2FreeBsd`] needs
+/// 4096/512: only then is 64 KiB in the inode table).
+pub fn make_image_with(
+    img: &Path,
+    tree: &Path,
+    layout: Layout,
+    size_mib: u64,
+    bsize: u32,
+    fsize: u32,
+) {
     require("makefs");
     let version = if layout == Layout::Ufs1 { 1 } else { 2 };
     run(Command::new("makefs")
         .args(["-t", "ffs", "-s", &format!("{size_mib}m"), "-o"])
         .arg(format!(
-            "version={version},bsize=4096,fsize=512,density=8192"
+            "version={version},bsize={bsize},fsize={fsize},density=8192"
         ))
         .arg(img)
         .arg(tree));
