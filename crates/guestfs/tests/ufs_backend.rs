@@ -218,6 +218,23 @@ fn change_both(g: &mut GuestFs, mirror: &Path) {
         g.rename(&p(from), &p(to)).unwrap();
         fs::rename(h(from), h(to)).unwrap();
     }
+    // A directory moved to another parent (its `..` and both link counts change), and
+    // one that cannot move below itself.
+    g.mkdir(&p("/etc/sub"), NewNode::root(0o700)).unwrap();
+    fs::create_dir(h("/etc/sub")).unwrap();
+    fs::set_permissions(
+        h("/etc/sub"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    g.mkdir(&p("/etc/sub/deeper"), NewNode::root(0o755))
+        .unwrap();
+    fs::create_dir(h("/etc/sub/deeper")).unwrap();
+    g.rename(&p("/etc/sub"), &p("/var/renamed/sub")).unwrap();
+    fs::rename(h("/etc/sub"), h("/var/renamed/sub")).unwrap();
+    assert!(g
+        .rename(&p("/var/renamed"), &p("/var/renamed/sub/deeper/x"))
+        .is_err());
     g.hard_link(&p("/etc/rc.conf"), &p("/var/rc.link")).unwrap();
     fs::hard_link(h("/etc/rc.conf"), h("/var/rc.link")).unwrap();
     fs::set_permissions(

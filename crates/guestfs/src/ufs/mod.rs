@@ -595,8 +595,9 @@ impl UfsFs {
         })
     }
 
-    /// `rename(2)` for any node within one directory, and for non-directories across
-    /// directories (moving a directory elsewhere would need its `..` and loop checks).
+    /// `rename(2)`: the entry moves, replacing a non-directory or an empty directory;
+    /// a directory moved to another parent gets its `..` and both parents' link counts
+    /// changed, and may not move below itself.
     fn rename_entry(&mut self, from_dir: u64, from: &[u8], to_dir: u64, to: &[u8]) -> Result<()> {
         let fd = self.dir_inode(from_dir)?;
         let e = self
@@ -604,8 +605,12 @@ impl UfsFs {
             .ok_or(Error::NotFound(PathBuf::new()))?;
         let mut moving = self.live_inode(e.ino)?;
         let is_dir = moving.file_type() == FileType::Directory;
-        if is_dir && from_dir != to_dir {
-            return Err(unsupported("moving a directory to another directory"));
+        let reparent = is_dir && from_dir != to_dir;
+        if reparent {
+            self.check_not_below(to_dir, e.ino)?;
+            if self.dir_inode(to_dir)?.nlink >= i16::MAX as u16 {
+                return Err(Error::backend("too many links"));
+            }
         }
         let mut td = self.dir_inode(to_dir)?;
         if let Some(t) = self.find_entry(&td, to)? {
@@ -653,9 +658,46 @@ impl UfsFs {
             .find(|x| x.ino == e.ino && x.name == from)
             .ok_or_else(|| Error::corrupt("renamed entry vanished"))?;
         self.remove_entry(from_dir, &mut fd, &old)?;
+        if reparent {
+            // Its `..` now links the new parent.
+            fd.nlink = fd.nlink.saturating_sub(1);
+            self.set_dotdot(e.ino, &mut moving, to_dir)?;
+            let mut td = self.dir_inode(to_dir)?;
+            td.nlink += 1;
+            self.touch(to_dir, &mut td)?;
+        }
         self.touch(from_dir, &mut fd)?;
         moving.ctime = now();
         self.put_inode(e.ino, &mut moving)
+    }
+
+    /// `Err` if directory `dir` is `ancestor` or below it (moving `ancestor` there
+    /// would cut it off the tree). Climbs `..` links, at most as many as there are
+    /// inodes.
+    fn check_not_below(&self, dir: u64, ancestor: u64) -> Result<()> {
+        let mut cur = dir;
+        for _ in 0..self.sb.inode_count() {
+            if cur == ancestor {
+                return Err(Error::InvalidPath(PathBuf::new()));
+            }
+            if cur == ROOTINO {
+                return Ok(());
+            }
+            let d = self.dir_inode(cur)?;
+            cur = self
+                .find_entry(&d, b"..")?
+                .ok_or_else(|| Error::corrupt(format!("directory {cur} has no `..`")))?
+                .ino;
+        }
+        Err(Error::corrupt("directory `..` links form a loop"))
+    }
+
+    /// Point the `..` entry of directory `ino` at `parent`.
+    fn set_dotdot(&mut self, ino: u64, d: &mut Dinode, parent: u64) -> Result<()> {
+        let e = self
+            .find_entry(d, b"..")?
+            .ok_or_else(|| Error::corrupt(format!("directory {ino} has no `..`")))?;
+        self.write_data(ino, d, e.pos, &(parent as u32).to_le_bytes())
     }
 }
 
