@@ -300,7 +300,7 @@ impl UfsFs {
                 &entry,
             )?;
         }
-        self.sb.store();
+        self.sb.store(now());
         self.write_bytes(self.sb.location, &self.sb.raw)
     }
 

@@ -379,8 +379,15 @@ impl Superblock {
         start < self.location + SBLOCKSIZE as u64 && self.location < end
     }
 
-    /// Store the totals (and the check-hash) into `raw`, ready to be written.
-    pub fn store(&mut self) {
+    /// Store the totals, the time of this write `now` (`fs_time`) and the check-hash
+    /// into `raw`, ready to be written.
+    pub fn store(&mut self, now: i64) {
+        if self.version == Version::Ufs1 {
+            put32(&mut self.raw, 32, now as i32 as u32);
+        }
+        if self.version == Version::Ufs2 || get8(&self.raw, 211) & FS_FLAGS_UPDATED != 0 {
+            put64(&mut self.raw, 1072, now as u64);
+        }
         let c = self.cstotal;
         match self.version {
             Version::Ufs1 => {
