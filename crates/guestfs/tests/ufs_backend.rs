@@ -4,10 +4,10 @@
 //! (`snf_testkit::ufs::check`).
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use snf_guestfs::{Error, GuestFs, NewNode, UfsFs};
+use snf_guestfs::{Error, FileType, GuestFs, NewNode, UfsFs};
 use snf_testkit::ufs::{self, Layout};
 
 const LAYOUTS: [Layout; 3] = [Layout::Ufs1, Layout::Ufs2NetBsd, Layout::Ufs2FreeBsd];
@@ -76,6 +76,11 @@ fn assert_same_tree(g: &mut GuestFs, host: &Path, guest: &Path) {
                 fs::read_link(&h).unwrap().into_os_string(),
                 g.read_link(&p).unwrap()
             );
+        } else if hm.file_type().is_fifo() {
+            assert_eq!(gm.file_type, FileType::Fifo, "{}", p.display());
+        } else if hm.file_type().is_char_device() {
+            assert_eq!(gm.file_type, FileType::CharDevice, "{}", p.display());
+            assert_ne!(gm.rdev, 0, "{}", p.display());
         } else {
             assert_eq!(hm.len(), gm.size, "{}", p.display());
             assert_eq!(
@@ -118,7 +123,13 @@ fn change_both(g: &mut GuestFs, mirror: &Path) {
 
     // Unlinks: a hard link (the file stays), then the file; a long symlink (its block
     // freed) and a short one.
-    for f in ["/etc/motd.hard", "/etc/motd", "/etc/long", "/etc/short"] {
+    for f in [
+        "/etc/motd.hard",
+        "/etc/motd",
+        "/etc/long",
+        "/etc/short",
+        "/var/null",
+    ] {
         g.unlink(&p(f)).unwrap();
         fs::remove_file(h(f)).unwrap();
     }
@@ -390,6 +401,8 @@ fn assert_same_in_appliance(h: &mut libguestfs::Handle, host: &Path, guest: &Pat
                 fs::read_link(&hp).unwrap().into_os_string(),
                 h.readlink(&gp).unwrap()
             );
+        } else if !hm.is_file() {
+            // A device or FIFO: its type is in the mode compared above.
         } else {
             assert_eq!(hm.len(), st.size, "{}", gp.display());
             let want = fs::read(&hp).unwrap();

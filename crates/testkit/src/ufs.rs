@@ -33,8 +33,9 @@ pub const BIG: usize = 6 << 20;
 
 /// A directory tree with what a UFS test needs: hard links, short and long symlinks, a
 /// file reaching double indirect blocks, a file of zeros, small files of every fragment
-/// count and a directory of 100 entries spanning several 512-byte chunks (few enough that makefs,
-/// which numbers inodes in order, leaves 64 KiB of group 0 to [`Layout::Ufs2FreeBsd`]).
+/// count, a FIFO and a character device, and a directory of 100 entries spanning several
+/// 512-byte chunks (few enough that makefs, which numbers inodes in order, leaves 64 KiB
+/// of group 0 to [`Layout::Ufs2FreeBsd`]).
 pub fn sample_tree(root: &Path) {
     write_file(root, "etc/motd", "welcome\n");
     write_file(
@@ -51,6 +52,11 @@ pub fn sample_tree(root: &Path) {
         write_file(root, &format!("var/small/{n}"), pseudo_random(n, n as u64));
     }
     write_file(root, "var/empty", "");
+    // Special files, kept as inodes only.
+    run(Command::new("mkfifo").arg(root.join("var/fifo")));
+    run(Command::new("mknod")
+        .arg(root.join("var/null"))
+        .args(["c", "1", "3"]));
     std::fs::create_dir_all(root.join("var/emptydir")).unwrap();
     for i in 0..100 {
         write_file(
