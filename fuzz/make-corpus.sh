@@ -11,7 +11,7 @@ for tool in sfdisk sgdisk python3; do
   command -v "$tool" >/dev/null || { echo "make-corpus: $tool is missing" >&2; exit 1; }
 done
 rm -rf "$c"
-mkdir -p "$c"/{mbr,gpt,probe,fstab,os_release,passwd,master_passwd,grub,cloud_init,kamakirc,clouds_yaml,cloud_http,lvm,freespace}
+mkdir -p "$c"/{mbr,gpt,probe,fstab,os_release,passwd,master_passwd,grub,cloud_init,kamakirc,clouds_yaml,cloud_http,lvm,freespace,ufs,hive}
 
 # A disk image as a partition target input (fuzz/src/disk.rs: flags, sector count,
 # then every non-zero run of sectors as [sector u32][length u16][bytes]).
@@ -248,5 +248,43 @@ fi
 # by hivexregedit), which write them here when asked.
 SNF_FUZZ_SEEDS="$c/hive" cargo test --quiet --manifest-path "$root/Cargo.toml" \
   -p hivex --test hive fuzz_seeds >/dev/null
+# UFS images (fuzz_targets/ufs.rs: [flags u8][image KiB u16] then [sector u16][length
+# u16][bytes] records of every non-zero sector run) made by makefs, UFS1 and UFS2, from a
+# tree with hard and symbolic links (short and long), a directory of 20 entries, an
+# empty directory and a file of zeros reaching an indirect block; flag 1 = edit.
+if command -v makefs >/dev/null; then
+  u=$tmp/ufs-tree
+  mkdir -p "$u/etc" "$u/d" "$u/e"
+  echo hi >"$u/etc/motd"
+  ln "$u/etc/motd" "$u/etc/hard"
+  ln -s motd "$u/etc/s"
+  ln -s "$(printf 'y%.0s' $(seq 90))" "$u/etc/l"
+  head -c 60000 /dev/zero >"$u/zeros"
+  for i in $(seq 20); do echo "$i" >"$u/d/f$i"; done
+  for v in 1 2; do
+    makefs -t ffs -s 1m -o "version=$v,bsize=4096,fsize=512" "$tmp/u$v.img" "$u" >/dev/null
+    for flags in 0 1; do
+      python3 - "$tmp/u$v.img" "$flags" "$c/ufs/ufs$v-flags$flags" <<'EOF'
+import struct, sys
+img = open(sys.argv[1], 'rb').read()
+out = bytearray(struct.pack('<BH', int(sys.argv[2]), len(img) // 1024))
+sectors = [img[i:i + 512] for i in range(0, len(img), 512)]
+i = 0
+while i < len(sectors):
+    if not any(sectors[i]):
+        i += 1
+        continue
+    j = i
+    while j < len(sectors) and any(sectors[j]) and (j - i) < 120:
+        j += 1
+    out += struct.pack('<HH', i, (j - i) * 512) + b''.join(sectors[i:j])
+    i = j
+open(sys.argv[3], 'wb').write(out)
+EOF
+    done
+  done
+else
+  echo "make-corpus: makefs is missing; no UFS seeds" >&2
+fi
 
 du -sh "$c"

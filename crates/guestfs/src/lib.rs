@@ -3,10 +3,11 @@
 //!
 //! Layers, bottom up:
 //! * [`Filesystem`] (module [`backend`]): one filesystem, addressed by node ids. Each kind
-//!   of filesystem is a backend: ext2/3/4 through libext2fs, FAT through `fatfs`, a host
+//!   of filesystem is a backend: ext2/3/4 through libext2fs, FAT through `fatfs`, UFS
+//!   natively (module [`ufs`]: the appliance's kernel cannot write it), a host
 //!   directory; xfs and btrfs through a libguestfs appliance (module [`appliance`]), a
-//!   VM started only when a guest has one. NTFS through libntfs-3g. New
-//!   kinds (UFS) plug in here.
+//!   VM started only when a guest has one; NTFS through libntfs-3g. New kinds plug in
+//!   here.
 //! * [`GuestFs`] (module [`tree`]): several filesystems mounted into one guest tree,
 //!   addressed by guest paths. It resolves symlinks itself, inside the guest: an absolute
 //!   link target starts again at the guest root and `..` never climbs above it, so no

@@ -4,10 +4,10 @@
 //! (`snf_testkit::ufs::check`).
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use snf_guestfs::{Error, GuestFs, NewNode, UfsFs};
+use snf_guestfs::{Error, FileType, GuestFs, NewNode, UfsFs};
 use snf_testkit::ufs::{self, Layout};
 
 const LAYOUTS: [Layout; 3] = [Layout::Ufs1, Layout::Ufs2NetBsd, Layout::Ufs2FreeBsd];
@@ -19,6 +19,10 @@ struct Fixture {
 }
 
 fn fixture(layout: Layout) -> Fixture {
+    fixture_with(layout, 4096, 512)
+}
+
+fn fixture_with(layout: Layout, bsize: u32, fsize: u32) -> Fixture {
     let dir = tempfile::Builder::new()
         .prefix("ufs-backend.")
         .tempdir_in(snf_testkit::target_dir())
@@ -26,7 +30,7 @@ fn fixture(layout: Layout) -> Fixture {
     let tree = dir.path().join("tree");
     ufs::sample_tree(&tree);
     let img = dir.path().join("ufs.img");
-    ufs::make_image(&img, &tree, layout, 128);
+    ufs::make_image_with(&img, &tree, layout, 160, bsize, fsize);
     Fixture {
         _dir: dir,
         tree,
@@ -72,6 +76,11 @@ fn assert_same_tree(g: &mut GuestFs, host: &Path, guest: &Path) {
                 fs::read_link(&h).unwrap().into_os_string(),
                 g.read_link(&p).unwrap()
             );
+        } else if hm.file_type().is_fifo() {
+            assert_eq!(gm.file_type, FileType::Fifo, "{}", p.display());
+        } else if hm.file_type().is_char_device() {
+            assert_eq!(gm.file_type, FileType::CharDevice, "{}", p.display());
+            assert_ne!(gm.rdev, 0, "{}", p.display());
         } else {
             assert_eq!(hm.len(), gm.size, "{}", p.display());
             assert_eq!(
@@ -114,7 +123,13 @@ fn change_both(g: &mut GuestFs, mirror: &Path) {
 
     // Unlinks: a hard link (the file stays), then the file; a long symlink (its block
     // freed) and a short one.
-    for f in ["/etc/motd.hard", "/etc/motd", "/etc/long", "/etc/short"] {
+    for f in [
+        "/etc/motd.hard",
+        "/etc/motd",
+        "/etc/long",
+        "/etc/short",
+        "/var/null",
+    ] {
         g.unlink(&p(f)).unwrap();
         fs::remove_file(h(f)).unwrap();
     }
@@ -214,6 +229,23 @@ fn change_both(g: &mut GuestFs, mirror: &Path) {
         g.rename(&p(from), &p(to)).unwrap();
         fs::rename(h(from), h(to)).unwrap();
     }
+    // A directory moved to another parent (its `..` and both link counts change), and
+    // one that cannot move below itself.
+    g.mkdir(&p("/etc/sub"), NewNode::root(0o700)).unwrap();
+    fs::create_dir(h("/etc/sub")).unwrap();
+    fs::set_permissions(
+        h("/etc/sub"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    g.mkdir(&p("/etc/sub/deeper"), NewNode::root(0o755))
+        .unwrap();
+    fs::create_dir(h("/etc/sub/deeper")).unwrap();
+    g.rename(&p("/etc/sub"), &p("/var/renamed/sub")).unwrap();
+    fs::rename(h("/etc/sub"), h("/var/renamed/sub")).unwrap();
+    assert!(g
+        .rename(&p("/var/renamed"), &p("/var/renamed/sub/deeper/x"))
+        .is_err());
     g.hard_link(&p("/etc/rc.conf"), &p("/var/rc.link")).unwrap();
     fs::hard_link(h("/etc/rc.conf"), h("/var/rc.link")).unwrap();
     fs::set_permissions(
@@ -318,6 +350,14 @@ fn damaged_foreign_and_unclean_filesystems_give_typed_errors() {
     let size = fs::metadata(&unclean).unwrap().len();
     UfsFs::open(&unclean, 0, size, false).unwrap();
 
+    // Snapshots: freed blocks would have to be copied into them first; read only.
+    let snap = copy("snap.img");
+    snf_testkit::fixture::write_at(&snap, 8192 + 1116, &5u32.to_le_bytes());
+    let e = open_err(&snap, true);
+    assert!(e.to_string().contains("snapshots"), "{e}");
+    let size = fs::metadata(&snap).unwrap().len();
+    UfsFs::open(&snap, 0, size, false).unwrap();
+
     // Big-endian (makefs -B be): refused, named.
     let be = dir.join("be.img");
     snf_testkit::fixture::run(
@@ -361,6 +401,8 @@ fn assert_same_in_appliance(h: &mut libguestfs::Handle, host: &Path, guest: &Pat
                 fs::read_link(&hp).unwrap().into_os_string(),
                 h.readlink(&gp).unwrap()
             );
+        } else if !hm.is_file() {
+            // A device or FIFO: its type is in the mode compared above.
         } else {
             assert_eq!(hm.len(), st.size, "{}", gp.display());
             let want = fs::read(&hp).unwrap();
@@ -380,25 +422,28 @@ fn assert_same_in_appliance(h: &mut libguestfs::Handle, host: &Path, guest: &Pat
 
 #[test]
 fn linux_reads_the_changed_filesystems_like_the_host_mirror() {
-    // One appliance for both images (each start costs ~25 s under TCG).
-    let fixtures: Vec<(Fixture, PathBuf, &str)> =
-        [(Layout::Ufs1, "44bsd"), (Layout::Ufs2FreeBsd, "ufs2")]
-            .into_iter()
-            .map(|(layout, ufstype)| {
-                let f = fixture(layout);
-                let mirror = f._dir.path().join("mirror");
-                snf_testkit::fixture::run(
-                    std::process::Command::new("cp")
-                        .arg("-a")
-                        .arg(&f.tree)
-                        .arg(&mirror),
-                );
-                let mut g = open(&f, true);
-                change_both(&mut g, &mirror);
-                g.close().unwrap();
-                (f, mirror, ufstype)
-            })
-            .collect();
+    // One appliance for all the images (each start costs ~25 s under TCG).
+    let fixtures: Vec<(Fixture, PathBuf, &str)> = [
+        (Layout::Ufs1, 4096, 512, "44bsd"),
+        (Layout::Ufs1, 16384, 2048, "44bsd"),
+        (Layout::Ufs2FreeBsd, 4096, 512, "ufs2"),
+    ]
+    .into_iter()
+    .map(|(layout, bsize, fsize, ufstype)| {
+        let f = fixture_with(layout, bsize, fsize);
+        let mirror = f._dir.path().join("mirror");
+        snf_testkit::fixture::run(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&f.tree)
+                .arg(&mirror),
+        );
+        let mut g = open(&f, true);
+        change_both(&mut g, &mirror);
+        g.close().unwrap();
+        (f, mirror, ufstype)
+    })
+    .collect();
     let launch = |tcg: bool| -> libguestfs::Result<libguestfs::Handle> {
         let mut h = libguestfs::Handle::new()?;
         if tcg {
@@ -492,4 +537,63 @@ fn check_hashes_are_verified_and_kept() {
     snf_testkit::fixture::write_at(&f.img, 65536 + 680, b"x");
     let e = open_err(&f.img, false);
     assert!(e.to_string().contains("check-hash mismatch"), "{e}");
+}
+
+#[test]
+fn assembly_opens_ufs_in_process() {
+    use snf_guestfs::assemble::{Backends, Opener, PartitionDesc};
+    use snf_guestfs::probe::{probe_file, FsType};
+    use snf_guestfs::FsKind;
+    for (layout, ty, kind) in [
+        (Layout::Ufs1, FsType::Ufs1, FsKind::Ufs1),
+        (Layout::Ufs2FreeBsd, FsType::Ufs2, FsKind::Ufs2),
+    ] {
+        let f = fixture(layout);
+        let size = fs::metadata(&f.img).unwrap().len();
+        let probe = probe_file(&f.img, 0, size).unwrap();
+        assert_eq!(probe.fs_type, ty);
+        assert!(probe.fs_type.has_backend() && !probe.fs_type.needs_appliance());
+        let part = PartitionDesc {
+            number: 2,
+            offset: 0,
+            size,
+            ..Default::default()
+        };
+        let fs = Backends.open(&f.img, &part, &probe, true).unwrap();
+        assert_eq!(fs.kind(), kind);
+        assert!(fs.is_writable());
+        drop(fs);
+        // Not clean: the error names the partition and says what to do.
+        let at = if layout == Layout::Ufs1 { 8192 } else { 65536 };
+        snf_testkit::fixture::write_at(&f.img, at + 209, &[0]);
+        let e = Backends.open(&f.img, &part, &probe, true).err().unwrap();
+        assert!(e.to_string().contains("run fsck_ffs in the guest"), "{e}");
+        assert!(e.to_string().starts_with(&part.name()), "{e}");
+    }
+}
+
+#[test]
+fn other_block_and_fragment_sizes() {
+    // FreeBSD's default 32 KiB / 4 KiB, and 16 KiB / 2 KiB.
+    for (layout, bsize, fsize) in [
+        (Layout::Ufs2NetBsd, 32768, 4096),
+        (Layout::Ufs1, 16384, 2048),
+    ] {
+        let f = fixture_with(layout, bsize, fsize);
+        ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("{bsize}/{fsize} fresh: {e}"));
+        let mirror = f._dir.path().join("mirror");
+        snf_testkit::fixture::run(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&f.tree)
+                .arg(&mirror),
+        );
+        let mut g = open(&f, true);
+        assert_same_tree(&mut g, &f.tree, Path::new("/"));
+        change_both(&mut g, &mirror);
+        g.close().unwrap();
+        ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("{bsize}/{fsize} changed: {e}"));
+        let mut g = open(&f, false);
+        assert_same_tree(&mut g, &mirror, Path::new("/"));
+    }
 }

@@ -33,8 +33,9 @@ pub const BIG: usize = 6 << 20;
 
 /// A directory tree with what a UFS test needs: hard links, short and long symlinks, a
 /// file reaching double indirect blocks, a file of zeros, small files of every fragment
-/// count and a directory of 100 entries spanning several 512-byte chunks (few enough that makefs,
-/// which numbers inodes in order, leaves 64 KiB of group 0 to [`Layout::Ufs2FreeBsd`]).
+/// count, a FIFO and a character device, and a directory of 100 entries spanning several
+/// 512-byte chunks (few enough that makefs, which numbers inodes in order, leaves 64 KiB
+/// of group 0 to [`Layout::Ufs2FreeBsd`]).
 pub fn sample_tree(root: &Path) {
     write_file(root, "etc/motd", "welcome\n");
     write_file(
@@ -51,6 +52,11 @@ pub fn sample_tree(root: &Path) {
         write_file(root, &format!("var/small/{n}"), pseudo_random(n, n as u64));
     }
     write_file(root, "var/empty", "");
+    // Special files, kept as inodes only.
+    run(Command::new("mkfifo").arg(root.join("var/fifo")));
+    run(Command::new("mknod")
+        .arg(root.join("var/null"))
+        .args(["c", "1", "3"]));
     std::fs::create_dir_all(root.join("var/emptydir")).unwrap();
     for i in 0..100 {
         write_file(
@@ -61,14 +67,28 @@ pub fn sample_tree(root: &Path) {
     }
 }
 
-/// Make a UFS image of `size_mib` MiB at `img` from the directory `tree`.
+/// Make a UFS image of `size_mib` MiB at `img` from the directory `tree`, with 4 KiB
+/// blocks of 512-byte fragments (small, so files reach double indirect blocks).
 pub fn make_image(img: &Path, tree: &Path, layout: Layout, size_mib: u64) {
+    make_image_with(img, tree, layout, size_mib, 4096, 512);
+}
+
+/// [`make_image`] with another block and fragment size ([`Layout::Ufs2FreeBsd`] needs
+/// 4096/512: only then is 64 KiB in the inode table).
+pub fn make_image_with(
+    img: &Path,
+    tree: &Path,
+    layout: Layout,
+    size_mib: u64,
+    bsize: u32,
+    fsize: u32,
+) {
     require("makefs");
     let version = if layout == Layout::Ufs1 { 1 } else { 2 };
     run(Command::new("makefs")
         .args(["-t", "ffs", "-s", &format!("{size_mib}m"), "-o"])
         .arg(format!(
-            "version={version},bsize=4096,fsize=512,density=8192"
+            "version={version},bsize={bsize},fsize={fsize},density=8192"
         ))
         .arg(img)
         .arg(tree));
@@ -335,6 +355,21 @@ pub fn check(img: &Path, offset: u64) -> Result<Summary, String> {
                 continue;
             }
             let mut frags = 0u64;
+            if g.ufs2 {
+                let ext = u64::from(le32(&d, 92));
+                for k in 0..2u64 {
+                    let a = le64(&d, 96 + 8 * k as usize);
+                    if a != 0 {
+                        let n = if ext >= (k + 1) * g.bsize {
+                            g.frag
+                        } else {
+                            (ext % g.bsize).div_ceil(g.fsize)
+                        };
+                        claim(&mut problems, ino, a, n);
+                        frags += n;
+                    }
+                }
+            }
             let ndb = size.div_ceil(g.bsize);
             let mut data: Vec<(u64, u64)> = Vec::new();
             for lbn in 0..12u64 {

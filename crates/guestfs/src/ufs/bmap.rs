@@ -10,6 +10,10 @@ use super::inode::{Dinode, NDADDR, NIADDR};
 use super::UfsFs;
 use crate::error::{Error, Result};
 
+/// The last indirect block read at each depth: (its address, its pointers).
+#[derive(Default)]
+struct IndCache([Option<(u64, Vec<u64>)>; NIADDR]);
+
 /// Where a logical block's pointer lives.
 enum Loc {
     Direct(usize),
@@ -103,15 +107,26 @@ impl UfsFs {
 
     /// The fragment address of block `lbn` of `d`, 0 for a hole.
     fn bmap(&self, d: &Dinode, lbn: u64) -> Result<u64> {
+        self.bmap_cached(d, lbn, &mut IndCache::default())
+    }
+
+    /// [`Self::bmap`] keeping the last indirect block read at each depth, so a
+    /// sequential read reads each indirect block once. Only for reads: the cache does
+    /// not see writes.
+    fn bmap_cached(&self, d: &Dinode, lbn: u64, cache: &mut IndCache) -> Result<u64> {
         let (mut addr, idx) = match self.locate(lbn)? {
             Loc::Direct(i) => (d.db[i], Vec::new()),
             Loc::Indirect(level, idx) => (d.ib[level], idx),
         };
-        for i in idx {
+        for (depth, i) in idx.into_iter().enumerate() {
             if addr == 0 {
                 return Ok(0);
             }
-            addr = self.read_ptrs(addr)?[i as usize];
+            let slot = &mut cache.0[depth];
+            if slot.as_ref().is_none_or(|(a, _)| *a != addr) {
+                *slot = Some((addr, self.read_ptrs(addr)?));
+            }
+            addr = slot.as_ref().expect("just filled").1[i as usize];
         }
         if addr != 0 {
             self.check_addr(addr, 1)?;
@@ -164,6 +179,7 @@ impl UfsFs {
         }
         let n = (buf.len() as u64).min(d.size - offset) as usize;
         let bs = self.bsize();
+        let mut cache = IndCache::default();
         let mut done = 0usize;
         while done < n {
             snf_core::cancel::check()?;
@@ -171,7 +187,7 @@ impl UfsFs {
             let lbn = pos / bs;
             let inb = pos % bs;
             let len = ((bs - inb) as usize).min(n - done);
-            let addr = self.bmap(d, lbn)?;
+            let addr = self.bmap_cached(d, lbn, &mut cache)?;
             let out = &mut buf[done..done + len];
             if addr == 0 {
                 out.fill(0);

@@ -8,9 +8,9 @@ use crate::node::FileType;
 
 /// The unit directory records never cross.
 pub const DIRBLKSIZ: u64 = 512;
-/// Largest directory read (far above any real one; bounds the memory a corrupt size
-/// could make us use).
-const MAX_DIR: u64 = 32 << 20;
+/// Largest directory read (some 400 000 entries, far above any real one; bounds the
+/// memory a corrupt size could make us use).
+const MAX_DIR: u64 = 16 << 20;
 
 /// One record.
 #[derive(Debug, Clone)]

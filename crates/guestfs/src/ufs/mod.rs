@@ -10,7 +10,7 @@
 //! Only little-endian filesystems are handled (every BSD on x86 and arm64); a
 //! big-endian one is refused with a typed error. The module is split by concept:
 //! [`superblock`], cylinder groups and allocation ([`cg`]), inodes ([`inode`]), block
-//! maps ([`bmap`]), directories ([`dir`]) and the metadata check-hashes ([`ckhash`]).
+//! maps (`bmap`), directories (`dir`) and the metadata check-hashes ([`ckhash`]).
 //!
 //! Everything read from the image is checked before use: geometry against the
 //! partition, inode numbers against the inode count, every block pointer against the
@@ -124,7 +124,7 @@ impl UfsFs {
         };
         let sb = Superblock::parse(raw, version, loc, size).map_err(corrupt)?;
         if writable {
-            if let Some(why) = sb.unclean_reason() {
+            if let Some(why) = sb.write_refusal() {
                 return Err(Error::UnsupportedFeatures {
                     path: image.to_path_buf(),
                     msg: why.into(),
@@ -300,7 +300,7 @@ impl UfsFs {
                 &entry,
             )?;
         }
-        self.sb.store();
+        self.sb.store(now());
         self.write_bytes(self.sb.location, &self.sb.raw)
     }
 
@@ -461,6 +461,7 @@ impl UfsFs {
         if d.has_blocks(&self.sb) {
             self.truncate_blocks(ino, &mut d, 0)?;
         }
+        self.free_ext_area(&d)?;
         let gen_off = if self.sb.version == Version::Ufs1 {
             108
         } else {
@@ -476,6 +477,32 @@ impl UfsFs {
         self.cg_mut(c)?
             .mark_inode(i, false, dir)
             .map_err(Error::corrupt)
+    }
+
+    /// Free a UFS2 inode's extended-attribute area (`di_extb`, `di_extsize` bytes laid
+    /// out like a small file: whole blocks, then the fragments of the tail).
+    fn free_ext_area(&mut self, d: &Dinode) -> Result<()> {
+        if self.sb.version != Version::Ufs2 {
+            return Ok(());
+        }
+        let size = u64::from(le::get32(&d.raw, 92));
+        let bs = u64::from(self.sb.bsize);
+        for i in 0..2u64 {
+            let a = le::get64(&d.raw, 96 + 8 * i as usize);
+            if a == 0 {
+                continue;
+            }
+            if i * bs >= size {
+                return Err(Error::corrupt("extended attribute block past its area"));
+            }
+            let bytes = if size >= (i + 1) * bs {
+                bs
+            } else {
+                (size % bs).div_ceil(u64::from(self.sb.fsize)) * u64::from(self.sb.fsize)
+            };
+            self.free_frags(a, bytes / u64::from(self.sb.fsize))?;
+        }
+        Ok(())
     }
 
     fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {
@@ -568,8 +595,9 @@ impl UfsFs {
         })
     }
 
-    /// `rename(2)` for any node within one directory, and for non-directories across
-    /// directories (moving a directory elsewhere would need its `..` and loop checks).
+    /// `rename(2)`: the entry moves, replacing a non-directory or an empty directory;
+    /// a directory moved to another parent gets its `..` and both parents' link counts
+    /// changed, and may not move below itself.
     fn rename_entry(&mut self, from_dir: u64, from: &[u8], to_dir: u64, to: &[u8]) -> Result<()> {
         let fd = self.dir_inode(from_dir)?;
         let e = self
@@ -577,8 +605,12 @@ impl UfsFs {
             .ok_or(Error::NotFound(PathBuf::new()))?;
         let mut moving = self.live_inode(e.ino)?;
         let is_dir = moving.file_type() == FileType::Directory;
-        if is_dir && from_dir != to_dir {
-            return Err(unsupported("moving a directory to another directory"));
+        let reparent = is_dir && from_dir != to_dir;
+        if reparent {
+            self.check_not_below(to_dir, e.ino)?;
+            if self.dir_inode(to_dir)?.nlink >= i16::MAX as u16 {
+                return Err(Error::backend("too many links"));
+            }
         }
         let mut td = self.dir_inode(to_dir)?;
         if let Some(t) = self.find_entry(&td, to)? {
@@ -626,9 +658,46 @@ impl UfsFs {
             .find(|x| x.ino == e.ino && x.name == from)
             .ok_or_else(|| Error::corrupt("renamed entry vanished"))?;
         self.remove_entry(from_dir, &mut fd, &old)?;
+        if reparent {
+            // Its `..` now links the new parent.
+            fd.nlink = fd.nlink.saturating_sub(1);
+            self.set_dotdot(e.ino, &mut moving, to_dir)?;
+            let mut td = self.dir_inode(to_dir)?;
+            td.nlink += 1;
+            self.touch(to_dir, &mut td)?;
+        }
         self.touch(from_dir, &mut fd)?;
         moving.ctime = now();
         self.put_inode(e.ino, &mut moving)
+    }
+
+    /// `Err` if directory `dir` is `ancestor` or below it (moving `ancestor` there
+    /// would cut it off the tree). Climbs `..` links, at most as many as there are
+    /// inodes.
+    fn check_not_below(&self, dir: u64, ancestor: u64) -> Result<()> {
+        let mut cur = dir;
+        for _ in 0..self.sb.inode_count() {
+            if cur == ancestor {
+                return Err(Error::InvalidPath(PathBuf::new()));
+            }
+            if cur == ROOTINO {
+                return Ok(());
+            }
+            let d = self.dir_inode(cur)?;
+            cur = self
+                .find_entry(&d, b"..")?
+                .ok_or_else(|| Error::corrupt(format!("directory {cur} has no `..`")))?
+                .ino;
+        }
+        Err(Error::corrupt("directory `..` links form a loop"))
+    }
+
+    /// Point the `..` entry of directory `ino` at `parent`.
+    fn set_dotdot(&mut self, ino: u64, d: &mut Dinode, parent: u64) -> Result<()> {
+        let e = self
+            .find_entry(d, b"..")?
+            .ok_or_else(|| Error::corrupt(format!("directory {ino} has no `..`")))?;
+        self.write_data(ino, d, e.pos, &(parent as u32).to_le_bytes())
     }
 }
 

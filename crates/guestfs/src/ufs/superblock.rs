@@ -313,6 +313,17 @@ impl Superblock {
         }
     }
 
+    /// Why the filesystem must not be written, if it must not: not clean, or it holds
+    /// snapshots (FreeBSD copies every block freed under a snapshot into it first,
+    /// which this backend does not do).
+    pub fn write_refusal(&self) -> Option<&'static str> {
+        self.unclean_reason().or_else(|| {
+            (0..20)
+                .any(|i| get32(&self.raw, 1116 + 4 * i) != 0)
+                .then_some("the UFS filesystem has snapshots: remove them in the guest first")
+        })
+    }
+
     /// Byte offset of fragment `f`.
     pub fn frag_bytes(&self, f: u64) -> u64 {
         f * u64::from(self.fsize)
@@ -368,8 +379,15 @@ impl Superblock {
         start < self.location + SBLOCKSIZE as u64 && self.location < end
     }
 
-    /// Store the totals (and the check-hash) into `raw`, ready to be written.
-    pub fn store(&mut self) {
+    /// Store the totals, the time of this write `now` (`fs_time`) and the check-hash
+    /// into `raw`, ready to be written.
+    pub fn store(&mut self, now: i64) {
+        if self.version == Version::Ufs1 {
+            put32(&mut self.raw, 32, now as i32 as u32);
+        }
+        if self.version == Version::Ufs2 || get8(&self.raw, 211) & FS_FLAGS_UPDATED != 0 {
+            put64(&mut self.raw, 1072, now as u64);
+        }
         let c = self.cstotal;
         match self.version {
             Version::Ufs1 => {
