@@ -1,7 +1,9 @@
 //! FreeBSD, NetBSD and OpenBSD guests: FreeBSD on GPT, NetBSD and OpenBSD on MBR with
-//! a BSD disklabel written by util-linux fdisk, every metadata key asserted. Until the
-//! UFS backend lands the guest trees are ext4 filesystems in the slices (inspection
-//! works by files); what the run changes is read back with debugfs.
+//! a BSD disklabel written by util-linux fdisk, every metadata key asserted. The guest
+//! trees are UFS filesystems made by `makefs -t ffs` (UFS2 with the superblock at
+//! 64 KiB as FreeBSD's and NetBSD's newfs put it, UFS1 for OpenBSD); what a run writes
+//! is checked by testkit's fsck-like recount (the Linux kernel reads it back in
+//! snf-mkimage's `bsd_ufs` test).
 
 mod common;
 
@@ -11,8 +13,10 @@ use common::*;
 use image_creator::core::report::quiet;
 use image_creator::options::RunOptions;
 use image_creator::session::{Session, Stage};
+use snf_guestfs::{GuestFs, UfsFs};
 use snf_testkit::bsdlabel::{fdisk_bsd_label, label_offset, set_duid, BsdSlice};
-use snf_testkit::fixture::{assert_e2fsck_clean, mkswap_at, sfdisk, sparse_file, Mke2fs, MIB};
+use snf_testkit::fixture::{mkswap_at, sfdisk, sparse_file, MIB};
+use snf_testkit::ufs::{self, Layout};
 
 const SECTOR: u64 = 512;
 /// Where the BSD MBR partition starts, in sectors, and its length.
@@ -114,7 +118,7 @@ fn openbsd_tree(t: &Tree, fstab: &str) {
 
 /// What one disklabel slice of a test disk holds.
 enum SliceContent<'a> {
-    Ext4(&'a Tree),
+    Ufs(&'a Tree, Layout),
     Swap,
 }
 
@@ -131,10 +135,11 @@ fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)])
     for (s, content) in slices {
         let (off, size) = (s.start * SECTOR, s.sectors * SECTOR);
         match content {
-            SliceContent::Ext4(tree) => {
-                Mke2fs::ext4()
-                    .tree(&tree.root)
-                    .make(&img, off, &format!("{}k", size / 1024))
+            SliceContent::Ufs(tree, layout) => {
+                let f = dir.join("slice.ufs");
+                ufs::make_image(&f, &tree.root, *layout, size / MIB);
+                snf_testkit::fixture::copy_into(&f, &img, off);
+                std::fs::remove_file(f).unwrap();
             }
             SliceContent::Swap => mkswap_at(&img, off, size, None),
         }
@@ -142,8 +147,8 @@ fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)])
     let label: Vec<BsdSlice> = slices.iter().map(|(s, _)| *s).collect();
     fdisk_bsd_label(&img, &label);
     for (s, content) in slices {
-        if let SliceContent::Ext4(_) = content {
-            assert_e2fsck_clean(&img, s.start * SECTOR, "a slice's ext4 under the label");
+        if let SliceContent::Ufs(..) = content {
+            ufs::check(&img, s.start * SECTOR).expect("a slice's UFS under the label");
         }
     }
     img
@@ -186,40 +191,35 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
             Part {
                 size_mib: 1,
                 name: "gptboot0",
-                content: Content::Empty,
+                content: Content::FreebsdBoot,
             },
             Part {
                 size_mib: 24,
                 name: "rootfs",
-                content: Content::Ext4 {
+                content: Content::Ufs {
                     tree: &root,
-                    uuid: "11111111-2222-3333-4444-555555555555",
-                    label: None,
+                    layout: Layout::Ufs2FreeBsd,
                 },
             },
             Part {
                 size_mib: 4,
                 name: "swapfs",
-                content: Content::Swap {
-                    uuid: "22222222-2222-3333-4444-555555555555",
-                },
+                content: Content::FreebsdSwap,
             },
             Part {
                 size_mib: 8,
                 name: "home",
-                content: Content::Ext4 {
+                content: Content::Ufs {
                     tree: &home,
-                    uuid: "33333333-2222-3333-4444-555555555555",
-                    label: None,
+                    layout: Layout::Ufs2FreeBsd,
                 },
             },
             Part {
                 size_mib: 8,
                 name: "var",
-                content: Content::Ext4 {
+                content: Content::Ufs {
                     tree: &var,
-                    uuid: "44444444-2222-3333-4444-555555555555",
-                    label: None,
+                    layout: Layout::Ufs2FreeBsd,
                 },
             },
         ],
@@ -284,7 +284,7 @@ fn freebsd_on_mbr_is_refused_with_the_original_message() {
         &[
             (
                 slice('a', PART_START + 16, 40, 7),
-                SliceContent::Ext4(&root),
+                SliceContent::Ufs(&root, Layout::Ufs2FreeBsd),
             ),
             (
                 slice('b', PART_START + 16 + 40 * 2048, 8, 1),
@@ -319,7 +319,7 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
         &[
             (
                 slice('a', PART_START + 64, 40, 7),
-                SliceContent::Ext4(&root),
+                SliceContent::Ufs(&root, Layout::Ufs2FreeBsd),
             ),
             (
                 slice('b', PART_START + 64 + 40 * 2048, 8, 1),
@@ -327,7 +327,7 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
             ),
             (
                 slice('e', PART_START + 64 + 48 * 2048, 16, 7),
-                SliceContent::Ext4(&home),
+                SliceContent::Ufs(&home, Layout::Ufs2FreeBsd),
             ),
         ],
     );
@@ -387,11 +387,14 @@ fn openbsd_with_duids_and_root_at_the_partition_start() {
         d.path(),
         "a6",
         &[
-            (slice('a', PART_START, 40, 7), SliceContent::Ext4(&root)),
+            (
+                slice('a', PART_START, 40, 7),
+                SliceContent::Ufs(&root, Layout::Ufs1),
+            ),
             (slice('b', PART_START + 40 * 2048, 8, 1), SliceContent::Swap),
             (
                 slice('e', PART_START + 48 * 2048, 16, 7),
-                SliceContent::Ext4(&home),
+                SliceContent::Ufs(&home, Layout::Ufs1),
             ),
         ],
     );
@@ -436,21 +439,14 @@ fn openbsd_with_duids_and_root_at_the_partition_start() {
     );
 }
 
-/// `debugfs -R "cat PATH"` of the ext filesystem at byte `offset` of `img`; `None` when
-/// the file does not exist. Independent of the libext2fs binding that wrote it.
-fn debugfs_cat(img: &Path, offset: u64, path: &str) -> Option<String> {
-    let out = std::process::Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat {path}"))
-        .arg(format!("{}?offset={offset}", img.display()))
-        .output()
-        .expect("debugfs runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("File not found") {
-        return None;
-    }
-    assert!(out.status.success(), "debugfs: {err}");
-    Some(String::from_utf8(out.stdout).unwrap())
+/// The file at `path` of the UFS at byte `offset` of `img` (`sectors` long), read
+/// through the backend opened read-only; `None` when it does not exist.
+fn ufs_cat(img: &Path, offset: u64, size: u64, path: &str) -> Option<String> {
+    let fs = UfsFs::open(img, offset, size, false).expect("the output's UFS opens");
+    let mut g = GuestFs::new(Box::new(fs), "ufs");
+    let got = g.read(Path::new(path)).ok();
+    g.close().unwrap();
+    got.map(|b| String::from_utf8(b).unwrap())
 }
 
 /// A whole run on a NetBSD disk: the BSD operations and not the Linux ones, the
@@ -473,7 +469,10 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     let img = bsd_disk(
         d.path(),
         "a9",
-        &[(a, SliceContent::Ext4(&root)), (b, SliceContent::Swap)],
+        &[
+            (a, SliceContent::Ufs(&root, Layout::Ufs2FreeBsd)),
+            (b, SliceContent::Swap),
+        ],
     );
     let out = d.path().join("out.raw");
     let mut opts = RunOptions::new(&img);
@@ -521,17 +520,16 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     assert_eq!(String::from_utf8_lossy(&swap.stdout).trim(), "swap");
 
     let off = a.start * SECTOR;
-    assert_e2fsck_clean(&out, off, "the root slice after the run");
-    let passwd = debugfs_cat(&out, off, "/etc/master.passwd").expect("master.passwd kept");
+    ufs::check(&out, off).expect("the root slice after the run");
+    let size = a.sectors * SECTOR;
+    let cat = |path| ufs_cat(&out, off, size, path);
+    let passwd = cat("/etc/master.passwd").expect("master.passwd kept");
     let want = master_passwd("!", "!").replace("gone:*LOCKED*$6$x$y:", "gone:!:");
     assert_eq!(passwd, want);
-    assert_eq!(debugfs_cat(&out, off, "/etc/spwd.db"), None);
-    assert_eq!(
-        debugfs_cat(&out, off, "/etc/pwd.db").as_deref(),
-        Some("pwd.db")
-    );
-    assert_eq!(debugfs_cat(&out, off, "/tmp/scratch"), None);
-    assert_eq!(debugfs_cat(&out, off, "/var/db/entropy-file"), None);
+    assert_eq!(cat("/etc/spwd.db"), None);
+    assert_eq!(cat("/etc/pwd.db").as_deref(), Some("pwd.db"));
+    assert_eq!(cat("/tmp/scratch"), None);
+    assert_eq!(cat("/var/db/entropy-file"), None);
 }
 
 /// A disklabel whose checksum does not match is not trusted: the partition is named
@@ -546,7 +544,7 @@ fn a_corrupt_disklabel_is_named_in_the_refusal() {
         "a6",
         &[(
             slice('a', PART_START + 64, 40, 7),
-            SliceContent::Ext4(&root),
+            SliceContent::Ufs(&root, Layout::Ufs1),
         )],
     );
     // One byte of slice a's size: the checksum no longer matches.
