@@ -426,7 +426,7 @@ fn bsd_guests_on_ufs_are_cleaned_and_linux_reads_the_output() {
     for (g, name, want) in &cases {
         let before = sha256(&g.img);
         let out = g.img.with_extension("out");
-        let mut args = vec!["--print-metadata", "--json"];
+        let mut args = vec!["--print-metadata", "--print-syspreps", "--json"];
         if *name == "freebsd" {
             args.extend(["--host-run", script.to_str().unwrap()]);
         }
@@ -441,6 +441,28 @@ fn bsd_guests_on_ufs_are_cleaned_and_linux_reads_the_output() {
         let json: serde_json::Value = serde_json::from_str(&stdout(&res))
             .unwrap_or_else(|e| panic!("{name}: {e}: {}", stdout(&res)));
         assert_meta(&json, want);
+        let syspreps = json["syspreps"].to_string();
+        for op in [
+            "cleanup-password",
+            "cleanup-tmp",
+            "cleanup-log",
+            "cleanup-userdata",
+        ] {
+            assert!(
+                syspreps.contains(&format!("\"name\":\"{op}\"")),
+                "{name}: {op}: {syspreps}"
+            );
+        }
+        for op in [
+            "cleanup-passwords",
+            "remove-persistent-net-rules",
+            "fix-acpid",
+        ] {
+            assert!(
+                !syspreps.contains(&format!("\"{op}\"")),
+                "{name}: {op}: {syspreps}"
+            );
+        }
         assert_eq!(sha256(&g.img), before, "{name}: the source is untouched");
 
         // Consistent as fsck_ffs counts, and the deleted /tmp/big left as holes.
@@ -532,7 +554,11 @@ fn an_unclean_ufs_root_is_not_written() {
     let dir = scratch();
     let d = dir.path();
     let tree = d.join("tree");
-    freebsd_tree(&tree, "/dev/gpt/rootfs / ufs rw 1 1\n");
+    // The root named by its device node, as older FreeBSD installers wrote it.
+    freebsd_tree(
+        &tree,
+        "/dev/ada0p2 / ufs rw 1 1\n/dev/ada0p3 none swap sw 0 0\n",
+    );
     let g = freebsd_disk(d, &tree);
     // fs_clean, byte 209 of the superblock (at 64 KiB for UFS2).
     write_at(&g.img, g.root_at + 65536 + 209, &[0]);
@@ -549,5 +575,12 @@ fn an_unclean_ufs_root_is_not_written() {
         .to_string();
     assert!(line.contains("not cleanly unmounted"), "{line}");
     assert!(!out.exists());
+    assert_eq!(sha256(&g.img), before);
+
+    // Reading it is fine: the metadata is still printed.
+    let (res, json) = mkimage(&["--print-metadata", "--json", g.img.to_str().unwrap()]);
+    assert!(res.status.success(), "{}", stderr(&res));
+    assert_eq!(json["OSFAMILY"], "freebsd", "{json}");
+    assert_eq!(json["ROOT_PARTITION"], "2", "{json}");
     assert_eq!(sha256(&g.img), before);
 }
