@@ -27,6 +27,8 @@ const ROOT_MIB: u64 = 40;
 /// A file in /tmp that cleanup-tmp deletes: its blocks become free and must not be
 /// written to the output.
 const BIG_TMP: usize = 8 << 20;
+/// What the --host-run script copies into the guest: past UFS2's direct blocks.
+const BLOB: usize = 3 << 20;
 const SHA512: &str = "$6$rounds=5000$saltsalt$7ZLwE1hD0MdxmO7dUpDsQp8fGKBp6lEk5d3bMG1qPg9";
 const BCRYPT: &str = "$2b$10$rL8bH1rNf4nZCjVnS0GkIeGmI3o6jD5Cw2wTq3wJ8uG4y2y9QxVxS";
 const NETBSD_SHA1: &str = "$sha1$23423$abcdefgh$0123456789abcdefghijklmnopqr";
@@ -298,11 +300,26 @@ fn assert_cleaned(h: &mut libguestfs::Handle, hash: &str, what: &str) {
     );
 }
 
+/// A `--host-run` script editing the guest through FUSE on the UFS backend: an append,
+/// a new file, a copy reaching indirect blocks, a directory tree, a symlink, a rename
+/// and a mode change.
 fn host_run_script(dir: &Path) -> PathBuf {
     let path = dir.join("edit.sh");
+    let blob = dir.join("blob");
+    fs::write(&blob, pseudo_random(BLOB, 5)).unwrap();
     fs::write(
         &path,
-        "#!/bin/sh\nset -e\necho 'ntpd_enable=\"YES\"' >> etc/rc.conf\nprintf 'edited' > etc/from-host-run\n",
+        format!(
+            "#!/bin/sh\nset -e\necho 'ntpd_enable=\"YES\"' >> etc/rc.conf\n\
+             printf 'edited' > etc/from-host-run\n\
+             mkdir -p usr/local/etc/rc.d\n\
+             cp {} usr/local/blob\n\
+             ln -s ../../../etc/rc.conf usr/local/etc/rc.link\n\
+             printf 'x' > usr/local/etc/rc.d/tmpname\n\
+             mv usr/local/etc/rc.d/tmpname usr/local/etc/rc.d/final\n\
+             chmod 0751 usr/local/etc/rc.d/final\n",
+            blob.display()
+        ),
     )
     .unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -465,15 +482,17 @@ fn bsd_guests_on_ufs_are_cleaned_and_linux_reads_the_output() {
         }
         assert_eq!(sha256(&g.img), before, "{name}: the source is untouched");
 
-        // Consistent as fsck_ffs counts, and the deleted /tmp/big left as holes.
+        // Consistent as fsck_ffs counts, and the deleted /tmp/big left as holes (less
+        // what the host-run script added).
+        let freed = BIG_TMP as u64 - if *name == "freebsd" { BLOB as u64 } else { 0 };
         let src_sum = ufs::check(&g.img, g.root_at).unwrap();
         let out_sum = ufs::check(&out, g.root_at).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
-            out_sum.frags_free * 512 >= src_sum.frags_free * 512 + BIG_TMP as u64,
+            out_sum.frags_free * 512 >= src_sum.frags_free * 512 + freed,
             "{name}: {src_sum:?} -> {out_sum:?}"
         );
         assert!(
-            allocated(&out) + BIG_TMP as u64 <= allocated(&g.img),
+            allocated(&out) + freed <= allocated(&g.img),
             "{name}: {} of output allocated, {} of source",
             allocated(&out),
             allocated(&g.img)
@@ -510,6 +529,17 @@ fn bsd_guests_on_ufs_are_cleaned_and_linux_reads_the_output() {
                 String::from_utf8(rc).unwrap(),
                 "hostname=\"freebsd\"\nifconfig_vtnet0=\"DHCP\"\nsshd_enable=\"YES\"\nntpd_enable=\"YES\"\n"
             );
+            assert!(
+                linux_read(&mut h, "/usr/local/blob") == Some(pseudo_random(BLOB, 5)),
+                "the copied blob"
+            );
+            assert_eq!(
+                h.readlink(Path::new("/usr/local/etc/rc.link")).unwrap(),
+                "../../../etc/rc.conf"
+            );
+            assert_eq!(linux_names(&mut h, "/usr/local/etc/rc.d"), ["final"]);
+            let st = h.lstat(Path::new("/usr/local/etc/rc.d/final")).unwrap();
+            assert_eq!(st.mode & 0o7777, 0o751);
             assert_eq!(
                 linux_read(&mut h, "/etc/from-host-run").as_deref(),
                 Some(&b"edited"[..])
