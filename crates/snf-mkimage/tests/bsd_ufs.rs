@@ -150,8 +150,14 @@ fn ufs_root(dir: &Path, tree: &Path, layout: Layout) -> PathBuf {
 
 /// FreeBSD as its installer lays it out on GPT: freebsd-boot at LBA 40, the UFS2 root
 /// and swap, named for `/dev/gpt/LABEL`.
-fn freebsd_disk(dir: &Path, tree: &Path) -> Guest {
+fn freebsd_disk(dir: &Path, tree: &Path, clean: bool) -> Guest {
     let fsimg = ufs_root(dir, tree, Layout::Ufs2FreeBsd);
+    if !clean {
+        // fs_clean, byte 209 of the superblock (at 64 KiB), as a crash leaves it.
+        write_at(&fsimg, 65536 + 209, &[0]);
+    }
+    // FreeBSD 12+ newfs turns the metadata check-hashes on.
+    ufs::enable_check_hashes(&fsimg);
     let img = dir.join("freebsd.raw");
     sparse_file(&img, (2 + ROOT_MIB + 8) * MIB);
     run_tool(
@@ -339,7 +345,7 @@ fn bsd_guests_on_ufs_are_cleaned_and_linux_reads_the_output() {
         "# Device\tMountpoint\tFStype\tOptions\tDump\tPass#\n\
          /dev/gpt/rootfs\t/\tufs\trw\t1\t1\n/dev/ada0p3\tnone\tswap\tsw\t0\t0\n",
     );
-    let freebsd = freebsd_disk(&fd, &tree);
+    let freebsd = freebsd_disk(&fd, &tree, true);
 
     // NetBSD: MBR type a9, the label's slice a 63 sectors in, UFS2 where NetBSD's
     // newfs -O2 puts its superblock (64 KiB).
@@ -497,6 +503,24 @@ fn bsd_guests_on_ufs_are_cleaned_and_linux_reads_the_output() {
             allocated(&out),
             allocated(&g.img)
         );
+        if *name == "freebsd" {
+            // Every check-hash FreeBSD will verify matches what the run wrote.
+            let fs = g.img.with_extension("root");
+            run_tool(
+                Command::new("dd")
+                    .arg(format!("if={}", out.display()))
+                    .arg(format!("of={}", fs.display()))
+                    .args([
+                        "bs=1M",
+                        "skip=1",
+                        &format!("count={ROOT_MIB}"),
+                        "conv=sparse",
+                        "status=none",
+                    ]),
+            );
+            ufs::verify_check_hashes(&fs).unwrap_or_else(|e| panic!("{name}: {e}"));
+            fs::remove_file(fs).unwrap();
+        }
         outputs.push(out);
     }
     assert!(entries(&systmp).is_empty(), "{:?}", entries(&systmp));
@@ -589,9 +613,7 @@ fn an_unclean_ufs_root_is_not_written() {
         &tree,
         "/dev/ada0p2 / ufs rw 1 1\n/dev/ada0p3 none swap sw 0 0\n",
     );
-    let g = freebsd_disk(d, &tree);
-    // fs_clean, byte 209 of the superblock (at 64 KiB for UFS2).
-    write_at(&g.img, g.root_at + 65536 + 209, &[0]);
+    let g = freebsd_disk(d, &tree, false);
     let before = sha256(&g.img);
     let out = d.join("out.raw");
     let (res, _) = mkimage(&["-o", out.to_str().unwrap(), g.img.to_str().unwrap()]);
