@@ -63,6 +63,20 @@ fn dirt(root: &Path, hash: &str) {
     write_file(root, "/tmp/scratch", "left behind\n");
     write_file(root, "/tmp/sub/dir/file", "deep\n");
     write_file(root, "/tmp/big", pseudo_random(BIG_TMP, 11));
+    // A directory spanning several 512-byte chunks, a symlink, a fifo, a hard link to
+    // a file that stays, and /var/tmp.
+    for i in 0..80 {
+        write_file(
+            root,
+            &format!("/tmp/many/a-longish-temporary-name-{i:03}"),
+            "t",
+        );
+    }
+    std::os::unix::fs::symlink("/etc/pwd.db", root.join("tmp/link")).unwrap();
+    run_tool(Command::new("mkfifo").arg(root.join("tmp/fifo")));
+    fs::hard_link(root.join("etc/pwd.db"), root.join("tmp/pwd.hard")).unwrap();
+    write_file(root, "/var/tmp/.hidden", "vi recovery\n");
+    write_file(root, "/var/log/nested/messages.0", "rotated\n");
     write_file(
         root,
         "/root/.ssh/authorized_keys",
@@ -288,7 +302,14 @@ fn assert_cleaned(h: &mut libguestfs::Handle, hash: &str, what: &str) {
         Some(&b"pwd.db"[..]),
         "{what}"
     );
-    for log in ["/var/log/messages", "/var/log/auth.log"] {
+    let st = h.lstat(Path::new("/etc/pwd.db")).unwrap();
+    assert_eq!(st.nlink, 1, "{what}: the hard link in /tmp is gone");
+    assert_eq!(linux_names(h, "/var/tmp"), Vec::<String>::new(), "{what}");
+    for log in [
+        "/var/log/messages",
+        "/var/log/auth.log",
+        "/var/log/nested/messages.0",
+    ] {
         assert_eq!(
             linux_read(h, log).as_deref(),
             Some(&b""[..]),
