@@ -1,7 +1,8 @@
 //! FreeBSD, NetBSD and OpenBSD guests: FreeBSD on GPT, NetBSD and OpenBSD on MBR with
 //! a BSD disklabel written by util-linux fdisk, every metadata key asserted. The guest
 //! trees are UFS filesystems made by `makefs -t ffs` (UFS2 with the superblock at
-//! 64 KiB as FreeBSD's and NetBSD's newfs put it, UFS1 for OpenBSD); what a run writes
+//! 64 KiB for FreeBSD, UFS2 as makefs itself leaves it for NetBSD, UFS1 for OpenBSD);
+//! what a run writes
 //! is checked by testkit's fsck-like recount (the Linux kernel reads it back in
 //! snf-mkimage's `bsd_ufs` test).
 
@@ -319,7 +320,7 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
         &[
             (
                 slice('a', PART_START + 64, 40, 7),
-                SliceContent::Ufs(&root, Layout::Ufs2FreeBsd),
+                SliceContent::Ufs(&root, Layout::Ufs2NetBsd),
             ),
             (
                 slice('b', PART_START + 64 + 40 * 2048, 8, 1),
@@ -327,7 +328,7 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
             ),
             (
                 slice('e', PART_START + 64 + 48 * 2048, 16, 7),
-                SliceContent::Ufs(&home, Layout::Ufs2FreeBsd),
+                SliceContent::Ufs(&home, Layout::Ufs2NetBsd),
             ),
         ],
     );
@@ -470,7 +471,7 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
         d.path(),
         "a9",
         &[
-            (a, SliceContent::Ufs(&root, Layout::Ufs2FreeBsd)),
+            (a, SliceContent::Ufs(&root, Layout::Ufs2NetBsd)),
             (b, SliceContent::Swap),
         ],
     );
