@@ -2,9 +2,8 @@
 //! a BSD disklabel written by util-linux fdisk, every metadata key asserted. The guest
 //! trees are UFS filesystems made by `makefs -t ffs` (UFS2 with the superblock at
 //! 64 KiB for FreeBSD, UFS2 as makefs itself leaves it for NetBSD, UFS1 for OpenBSD);
-//! what a run writes
-//! is checked by testkit's fsck-like recount (the Linux kernel reads it back in
-//! snf-mkimage's `bsd_ufs` test).
+//! what a run writes is checked by testkit's fsck-like recount (the Linux kernel reads
+//! it back in snf-mkimage's `bsd_ufs` test).
 
 mod common;
 
@@ -559,4 +558,60 @@ fn a_corrupt_disklabel_is_named_in_the_refusal() {
         "{reason}"
     );
     assert!(i.guest.is_none());
+}
+
+/// A UFS slice mounted in the guest but not cleanly unmounted (here /home) is not
+/// written: the run stops with a one-line message naming it and telling to run fsck,
+/// and the source is untouched.
+#[test]
+fn an_unclean_home_slice_stops_the_run() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    let home = Tree::new(d.path(), "home");
+    home.file("/user/.profile", "PATH=/bin\n")
+        .file("/user/.history", "secret\n");
+    netbsd_tree(
+        &root,
+        "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n/dev/wd0e /home ffs rw,log 1 2\n",
+    );
+    let e = slice('e', PART_START + 64 + 48 * 2048, 16, 7);
+    let img = bsd_disk(
+        d.path(),
+        "a9",
+        &[
+            (
+                slice('a', PART_START + 64, 40, 7),
+                SliceContent::Ufs(&root, Layout::Ufs2NetBsd),
+            ),
+            (
+                slice('b', PART_START + 64 + 40 * 2048, 8, 1),
+                SliceContent::Swap,
+            ),
+            (e, SliceContent::Ufs(&home, Layout::Ufs2NetBsd)),
+        ],
+    );
+    // fs_clean of the slice's superblock (makefs's UFS2 keeps it at 8 KiB).
+    snf_testkit::fixture::write_at(&img, e.start * SECTOR + 8192 + 209, &[0]);
+    let before = std::fs::read(&img).unwrap();
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let res = Session::new(opts, quiet()).and_then(|mut s| {
+        s.run_until(Stage::HostRun)?;
+        s.finish()
+    });
+    let err = res
+        .expect_err("an unclean slice is not written")
+        .to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(
+        err.contains("partition 1 slice e: the UFS filesystem was not cleanly unmounted: run fsck_ffs in the guest"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "the source is untouched"
+    );
 }
