@@ -524,7 +524,24 @@ fn bsd_guests_on_ufs_are_cleaned_and_linux_reads_the_output() {
             allocated(&out),
             allocated(&g.img)
         );
+        // Nothing is shrunk: the last partition (swap, or the label's) cannot be.
+        assert_eq!(
+            fs::metadata(&out).unwrap().len(),
+            fs::metadata(&g.img).unwrap().len(),
+            "{name}"
+        );
         if *name == "freebsd" {
+            // The partitions keep FreeBSD's types and names.
+            for (n, ty, label) in [
+                ("1", "83BD6B9D-7F41-11DC-BE0B-001560B84F0F", "gptboot0"),
+                ("2", "516E7CB6-6ECF-11D6-8FF8-00022D09712B", "rootfs"),
+                ("3", "516E7CB5-6ECF-11D6-8FF8-00022D09712B", "swapfs"),
+            ] {
+                let t = run_tool(Command::new("sfdisk").arg("--part-type").arg(&out).arg(n));
+                assert_eq!(t.trim(), ty);
+                let l = run_tool(Command::new("sfdisk").arg("--part-label").arg(&out).arg(n));
+                assert_eq!(l.trim(), label);
+            }
             // Every check-hash FreeBSD will verify matches what the run wrote.
             let fs = g.img.with_extension("root");
             run_tool(
