@@ -449,8 +449,45 @@ fn ufs_cat(img: &Path, offset: u64, size: u64, path: &str) -> Option<String> {
     got.map(|b| String::from_utf8(b).unwrap())
 }
 
+/// Turn the one 4 KiB data block of the file at `path` (in the UFS2 at byte `offset`,
+/// superblock at 8 KiB) into its extended-attribute area, as FreeBSD keeps an ACL: the
+/// file becomes empty and its block moves from `di_db[0]` to `di_extb[0]`, so the
+/// maps and counts stay as they were.
+fn give_ext_area(img: &Path, offset: u64, size: u64, path: &str) {
+    use std::os::unix::fs::FileExt;
+    let fs = UfsFs::open(img, offset, size, false).unwrap();
+    let mut g = GuestFs::new(Box::new(fs), "ufs");
+    let ino = g.lstat(Path::new(path)).unwrap().node;
+    g.close().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
+    let mut sb = vec![0u8; 1400];
+    f.read_exact_at(&mut sb, offset + 8192).unwrap();
+    let u32_at = |o: usize| u64::from(u32::from_le_bytes(sb[o..o + 4].try_into().unwrap()));
+    assert_eq!(u32_at(1372), 0x1954_0119, "a UFS2 superblock at 8 KiB");
+    let (bsize, fsize, frag) = (u32_at(48), u32_at(52), u32_at(56));
+    let (iblkno, ipg, fpg) = (u32_at(16), u32_at(184), u32_at(188));
+    let (c, i, inopb) = (ino / ipg, ino % ipg, bsize / 256);
+    let pos = offset + (fpg * c + iblkno + i / inopb * frag) * fsize + i % inopb * 256;
+    let mut d = vec![0u8; 256];
+    f.read_exact_at(&mut d, pos).unwrap();
+    let u64_at = |d: &[u8], o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
+    assert_eq!(u64_at(&d, 16), 4096, "di_size");
+    let block = u64_at(&d, 112);
+    assert!(block != 0 && u64_at(&d, 120) == 0, "one data block");
+    d[16..24].fill(0);
+    d[112..120].fill(0);
+    d[92..96].copy_from_slice(&4096u32.to_le_bytes());
+    d[96..104].copy_from_slice(&block.to_le_bytes());
+    f.write_all_at(&d, pos).unwrap();
+}
+
 /// A whole run on a NetBSD disk: the BSD operations and not the Linux ones, the
-/// passwords locked in master.passwd and spwd.db gone, checked in the written image.
+/// passwords locked in master.passwd and spwd.db gone, checked in the written image; a
+/// deleted file's extended-attribute block freed with it.
 #[test]
 fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     let d = tmp();
@@ -461,7 +498,8 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     );
     root.file("/var/db/entropy-file", "SEED")
         .file("/tmp/scratch", "left behind")
-        .file("/var/log/messages", "old log\n");
+        .file("/var/log/messages", "old log\n")
+        .file("/tmp/with-acl", &"A".repeat(4096));
     // Slice a starts where the partition does: the partition's start reads as a
     // filesystem, which shrinking must not take for the partition's own.
     let a = slice('a', PART_START, 40, 7);
@@ -474,6 +512,9 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
             (b, SliceContent::Swap),
         ],
     );
+    let off = a.start * SECTOR;
+    give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl");
+    ufs::check(&img, off).expect("the extended attribute area is accounted for");
     let out = d.path().join("out.raw");
     let mut opts = RunOptions::new(&img);
     opts.tmpdir = Some(d.path().to_path_buf());
@@ -519,7 +560,6 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&swap.stdout).trim(), "swap");
 
-    let off = a.start * SECTOR;
     ufs::check(&out, off).expect("the root slice after the run");
     let size = a.sectors * SECTOR;
     let cat = |path| ufs_cat(&out, off, size, path);

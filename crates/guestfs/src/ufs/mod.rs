@@ -48,6 +48,11 @@ use superblock::{Csum, Superblock, Version};
 
 /// The root directory's inode number.
 pub const ROOTINO: u64 = 2;
+/// Extended-attribute blocks of a UFS2 inode (`UFS_NXADDR`).
+const UFS_NXADDR: u64 = 2;
+/// Byte offsets of `di_extsize` and `di_extb` in a UFS2 dinode.
+const UFS2_EXTSIZE: usize = 92;
+const UFS2_EXTB: usize = 96;
 
 /// A UFS filesystem inside an image file at a byte offset.
 pub struct UfsFs {
@@ -461,6 +466,7 @@ impl UfsFs {
         if d.has_blocks(&self.sb) {
             self.truncate_blocks(ino, &mut d, 0)?;
         }
+        self.free_ext_area(ino, &d)?;
         let gen_off = if self.sb.version == Version::Ufs1 {
             108
         } else {
@@ -476,6 +482,37 @@ impl UfsFs {
         self.cg_mut(c)?
             .mark_inode(i, false, dir)
             .map_err(Error::corrupt)
+    }
+
+    /// Free a UFS2 inode's extended-attribute blocks (FreeBSD keeps ACLs and MAC labels
+    /// there): up to two, the last a fragment run as long as `di_extsize` needs.
+    /// Without this, deleting such a file would leave its blocks allocated to nothing.
+    fn free_ext_area(&mut self, ino: u64, d: &Dinode) -> Result<()> {
+        if self.sb.version != Version::Ufs2 {
+            return Ok(());
+        }
+        let bs = u64::from(self.sb.bsize);
+        let fsize = u64::from(self.sb.fsize);
+        let extsize = u64::from(le::get32(&d.raw, UFS2_EXTSIZE));
+        if extsize > UFS_NXADDR * bs {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: extended attribute size {extsize} too large"
+            )));
+        }
+        for k in 0..UFS_NXADDR {
+            let a = le::get64(&d.raw, UFS2_EXTB + 8 * k as usize);
+            if a == 0 {
+                continue;
+            }
+            if extsize <= k * bs {
+                return Err(Error::corrupt(format!(
+                    "inode {ino}: extended attribute block {k} past the attribute size"
+                )));
+            }
+            let n = (extsize - k * bs).min(bs).div_ceil(fsize);
+            self.free_frags(a, n)?;
+        }
+        Ok(())
     }
 
     fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {
