@@ -453,7 +453,7 @@ fn ufs_cat(img: &Path, offset: u64, size: u64, path: &str) -> Option<String> {
 /// superblock at 8 KiB) into its extended-attribute area, as FreeBSD keeps an ACL: the
 /// file becomes empty and its block moves from `di_db[0]` to `di_extb[0]`, so the
 /// maps and counts stay as they were.
-fn give_ext_area(img: &Path, offset: u64, size: u64, path: &str) {
+fn give_ext_area(img: &Path, offset: u64, size: u64, path: &str, extsize: u32) {
     use std::os::unix::fs::FileExt;
     let fs = UfsFs::open(img, offset, size, false).unwrap();
     let mut g = GuestFs::new(Box::new(fs), "ufs");
@@ -480,7 +480,7 @@ fn give_ext_area(img: &Path, offset: u64, size: u64, path: &str) {
     assert!(block != 0 && u64_at(&d, 120) == 0, "one data block");
     d[16..24].fill(0);
     d[112..120].fill(0);
-    d[92..96].copy_from_slice(&4096u32.to_le_bytes());
+    d[92..96].copy_from_slice(&extsize.to_le_bytes());
     d[96..104].copy_from_slice(&block.to_le_bytes());
     f.write_all_at(&d, pos).unwrap();
 }
@@ -513,7 +513,7 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
         ],
     );
     let off = a.start * SECTOR;
-    give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl");
+    give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl", 4096);
     ufs::check(&img, off).expect("the extended attribute area is accounted for");
     let out = d.path().join("out.raw");
     let mut opts = RunOptions::new(&img);
@@ -654,4 +654,37 @@ fn an_unclean_home_slice_stops_the_run() {
         std::fs::read(&img).unwrap() == before,
         "the source is untouched"
     );
+}
+
+/// An extended-attribute size larger than the two blocks UFS2 has is garbage: deleting
+/// the file stops the run with a typed one-line error, nothing is freed blindly.
+#[test]
+fn a_garbage_extended_attribute_size_is_a_typed_error() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    netbsd_tree(&root, "/dev/wd0a / ffs rw 1 1\n");
+    root.file("/tmp/with-acl", &"A".repeat(4096));
+    let a = slice('a', PART_START + 64, 40, 7);
+    let img = bsd_disk(
+        d.path(),
+        "a9",
+        &[(a, SliceContent::Ufs(&root, Layout::Ufs2NetBsd))],
+    );
+    let off = a.start * SECTOR;
+    give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl", 3 * 4096);
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let res = Session::new(opts, quiet()).and_then(|mut s| {
+        s.run_until(Stage::HostRun)?;
+        s.finish()
+    });
+    let err = res.expect_err("garbage is refused").to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(
+        err.contains("extended attribute size 12288 too large"),
+        "{err}"
+    );
+    assert!(!out.exists());
 }

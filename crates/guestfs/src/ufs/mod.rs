@@ -463,10 +463,14 @@ impl UfsFs {
     /// Free inode `ino` and all its blocks (its last link is gone).
     fn release_inode(&mut self, ino: u64, mut d: Dinode) -> Result<()> {
         let dir = d.file_type() == FileType::Directory;
+        // Checked before anything is freed, so garbage leaves the filesystem as it was.
+        let ext = self.ext_area(ino, &d)?;
         if d.has_blocks(&self.sb) {
             self.truncate_blocks(ino, &mut d, 0)?;
         }
-        self.free_ext_area(ino, &d)?;
+        for (a, n) in ext {
+            self.free_frags(a, n)?;
+        }
         let gen_off = if self.sb.version == Version::Ufs1 {
             108
         } else {
@@ -484,12 +488,13 @@ impl UfsFs {
             .map_err(Error::corrupt)
     }
 
-    /// Free a UFS2 inode's extended-attribute blocks (FreeBSD keeps ACLs and MAC labels
-    /// there): up to two, the last a fragment run as long as `di_extsize` needs.
-    /// Without this, deleting such a file would leave its blocks allocated to nothing.
-    fn free_ext_area(&mut self, ino: u64, d: &Dinode) -> Result<()> {
+    /// A UFS2 inode's extended-attribute blocks (FreeBSD keeps ACLs and MAC labels
+    /// there) as fragment runs: up to two, the last as long as `di_extsize` needs.
+    /// Deleting a file must free them too, or they stay allocated to nothing.
+    fn ext_area(&self, ino: u64, d: &Dinode) -> Result<Vec<(u64, u64)>> {
+        let mut runs = Vec::new();
         if self.sb.version != Version::Ufs2 {
-            return Ok(());
+            return Ok(runs);
         }
         let bs = u64::from(self.sb.bsize);
         let fsize = u64::from(self.sb.fsize);
@@ -510,9 +515,10 @@ impl UfsFs {
                 )));
             }
             let n = (extsize - k * bs).min(bs).div_ceil(fsize);
-            self.free_frags(a, n)?;
+            self.check_addr(a, n)?;
+            runs.push((a, n));
         }
-        Ok(())
+        Ok(runs)
     }
 
     fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {
