@@ -119,6 +119,8 @@ fn openbsd_tree(t: &Tree, fstab: &str) {
 /// What one disklabel slice of a test disk holds.
 enum SliceContent<'a> {
     Ufs(&'a Tree, Layout),
+    /// UFS2 with newfs's default 32 KiB blocks and 4 KiB fragments.
+    UfsLargeBlocks(&'a Tree),
     Swap,
 }
 
@@ -141,13 +143,25 @@ fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)])
                 snf_testkit::fixture::copy_into(&f, &img, off);
                 std::fs::remove_file(f).unwrap();
             }
+            SliceContent::UfsLargeBlocks(tree) => {
+                let f = dir.join("slice.ufs");
+                snf_testkit::fixture::run(
+                    std::process::Command::new("makefs")
+                        .args(["-t", "ffs", "-s", &format!("{size}"), "-o"])
+                        .arg("version=2,bsize=32768,fsize=4096")
+                        .arg(&f)
+                        .arg(&tree.root),
+                );
+                snf_testkit::fixture::copy_into(&f, &img, off);
+                std::fs::remove_file(f).unwrap();
+            }
             SliceContent::Swap => mkswap_at(&img, off, size, None),
         }
     }
     let label: Vec<BsdSlice> = slices.iter().map(|(s, _)| *s).collect();
     fdisk_bsd_label(&img, &label);
     for (s, content) in slices {
-        if let SliceContent::Ufs(..) = content {
+        if let SliceContent::Ufs(..) | SliceContent::UfsLargeBlocks(_) = content {
             ufs::check(&img, s.start * SECTOR).expect("a slice's UFS under the label");
         }
     }
@@ -687,4 +701,38 @@ fn a_garbage_extended_attribute_size_is_a_typed_error() {
         "{err}"
     );
     assert!(!out.exists());
+}
+
+/// newfs's default geometry (32 KiB blocks, 4 KiB fragments): a run deletes, truncates
+/// and rewrites with it and the recount finds the filesystem consistent.
+#[test]
+fn netbsd_run_with_large_blocks() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    netbsd_tree(&root, "/dev/wd0a / ffs rw 1 1\n");
+    let big: String = (0..40_000).map(|i| format!("line {i}\n")).collect();
+    root.file("/tmp/big", &big)
+        .file("/tmp/small", "x")
+        .file("/var/log/messages", &big)
+        .file("/var/log/tiny", "t\n");
+    let a = slice('a', PART_START + 64, 40, 7);
+    let img = bsd_disk(d.path(), "a9", &[(a, SliceContent::UfsLargeBlocks(&root))]);
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let mut session = Session::new(opts, quiet()).unwrap();
+    session.run_until(Stage::HostRun).unwrap();
+    session.finish().unwrap();
+    drop(session);
+    let off = a.start * SECTOR;
+    let sum = ufs::check(&out, off).expect("the root slice after the run");
+    assert_eq!(sum.block_size, 32768);
+    let cat = |path| ufs_cat(&out, off, a.sectors * SECTOR, path);
+    let want = master_passwd("!", "!").replace("gone:*LOCKED*$6$x$y:", "gone:!:");
+    assert_eq!(cat("/etc/master.passwd").as_deref(), Some(want.as_str()));
+    assert_eq!(cat("/var/log/messages").as_deref(), Some(""));
+    assert_eq!(cat("/var/log/tiny").as_deref(), Some(""));
+    assert_eq!(cat("/tmp/big"), None);
+    assert_eq!(cat("/tmp/small"), None);
 }
