@@ -185,6 +185,10 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
     home.file("/user/.profile", "PATH=/bin\n");
     let var = Tree::new(d.path(), "var");
     var.dir("/log");
+    let local = Tree::new(d.path(), "local");
+    local.dir("/etc");
+    let srv = Tree::new(d.path(), "srv");
+    srv.dir("/www");
     freebsd_tree(
         &root,
         &format!(
@@ -193,11 +197,14 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
              /dev/ada0p3\tnone\tswap\tsw\t0\t0\n\
              /dev/gptid/{}\t/home\tufs\trw\t2\t2\n\
              /dev/label/var\t/var\tufs\trw\t2\t2\n\
+             /dev/ufs/usrlocal\t/usr/local\tufs\trw\t2\t2\n\
+             /dev/ufsid/5f1e0a3b00c0ffee\t/srv\tufs\trw\t2\t2\n\
              fdesc\t/dev/fd\tfdescfs\trw\t0\t0\n\
              proc\t/proc\tprocfs\trw\t0\t0\n",
             part_guid(4).to_ascii_lowercase()
         ),
     );
+    root.dir("/usr/local").dir("/srv");
     let img = make_disk(
         d.path(),
         true,
@@ -236,8 +243,34 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
                     layout: Layout::Ufs2FreeBsd,
                 },
             },
+            Part {
+                size_mib: 8,
+                name: "local",
+                content: Content::Ufs {
+                    tree: &local,
+                    layout: Layout::Ufs2FreeBsd,
+                },
+            },
+            Part {
+                size_mib: 8,
+                name: "srv",
+                content: Content::Ufs {
+                    tree: &srv,
+                    layout: Layout::Ufs2FreeBsd,
+                },
+            },
         ],
     );
+    // `tunefs -L usrlocal` on partition 6 (fs_volname) and partition 7's fs_id, in
+    // the superblocks at 64 KiB: FreeBSD's /dev/ufs/ and /dev/ufsid/ names.
+    let (p6, p7) = (
+        (1 + 1 + 24 + 4 + 8 + 8) * MIB,
+        (1 + 1 + 24 + 4 + 8 + 8 + 8) * MIB,
+    );
+    snf_testkit::fixture::write_at(&img, p6 + 65536 + 680, b"usrlocal\0");
+    let mut id = 0x5f1e_0a3bu32.to_le_bytes().to_vec();
+    id.extend_from_slice(&0x00c0_ffeeu32.to_le_bytes());
+    snf_testkit::fixture::write_at(&img, p7 + 65536 + 144, &id);
     // `glabel label var ada0p5` as FreeBSD writes it in the partition's last sector (no
     // Linux tool writes GEOM labels): magic, version 2, name, provider size.
     let (p5_start, p5_size) = ((1 + 1 + 24 + 4 + 8) * MIB, 8 * MIB);
@@ -279,7 +312,9 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
         vec![
             ("/".to_string(), 2),
             ("/var".to_string(), 5),
-            ("/home".to_string(), 4)
+            ("/srv".to_string(), 7),
+            ("/home".to_string(), 4),
+            ("/usr/local".to_string(), 6),
         ]
     );
 }
