@@ -1,7 +1,9 @@
 //! FreeBSD, NetBSD and OpenBSD guests: FreeBSD on GPT, NetBSD and OpenBSD on MBR with
-//! a BSD disklabel written by util-linux fdisk, every metadata key asserted. Until the
-//! UFS backend lands the guest trees are ext4 filesystems in the slices (inspection
-//! works by files); what the run changes is read back with debugfs.
+//! a BSD disklabel written by util-linux fdisk, every metadata key asserted. The guest
+//! trees are UFS filesystems made by `makefs -t ffs` (UFS2 with the superblock at
+//! 64 KiB for FreeBSD, UFS2 as makefs itself leaves it for NetBSD, UFS1 for OpenBSD);
+//! what a run writes is checked by testkit's fsck-like recount (the Linux kernel reads
+//! it back in snf-mkimage's `bsd_ufs` test).
 
 mod common;
 
@@ -11,8 +13,10 @@ use common::*;
 use image_creator::core::report::quiet;
 use image_creator::options::RunOptions;
 use image_creator::session::{Session, Stage};
+use snf_guestfs::{GuestFs, UfsFs};
 use snf_testkit::bsdlabel::{fdisk_bsd_label, label_offset, set_duid, BsdSlice};
-use snf_testkit::fixture::{assert_e2fsck_clean, mkswap_at, sfdisk, sparse_file, Mke2fs, MIB};
+use snf_testkit::fixture::{mkswap_at, sfdisk, sparse_file, MIB};
+use snf_testkit::ufs::{self, Layout};
 
 const SECTOR: u64 = 512;
 /// Where the BSD MBR partition starts, in sectors, and its length.
@@ -114,7 +118,9 @@ fn openbsd_tree(t: &Tree, fstab: &str) {
 
 /// What one disklabel slice of a test disk holds.
 enum SliceContent<'a> {
-    Ext4(&'a Tree),
+    Ufs(&'a Tree, Layout),
+    /// UFS2 with newfs's default 32 KiB blocks and 4 KiB fragments.
+    UfsLargeBlocks(&'a Tree),
     Swap,
 }
 
@@ -131,10 +137,23 @@ fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)])
     for (s, content) in slices {
         let (off, size) = (s.start * SECTOR, s.sectors * SECTOR);
         match content {
-            SliceContent::Ext4(tree) => {
-                Mke2fs::ext4()
-                    .tree(&tree.root)
-                    .make(&img, off, &format!("{}k", size / 1024))
+            SliceContent::Ufs(tree, layout) => {
+                let f = dir.join("slice.ufs");
+                ufs::make_image(&f, &tree.root, *layout, size / MIB);
+                snf_testkit::fixture::copy_into(&f, &img, off);
+                std::fs::remove_file(f).unwrap();
+            }
+            SliceContent::UfsLargeBlocks(tree) => {
+                let f = dir.join("slice.ufs");
+                snf_testkit::fixture::run(
+                    std::process::Command::new("makefs")
+                        .args(["-t", "ffs", "-s", &format!("{size}"), "-o"])
+                        .arg("version=2,bsize=32768,fsize=4096")
+                        .arg(&f)
+                        .arg(&tree.root),
+                );
+                snf_testkit::fixture::copy_into(&f, &img, off);
+                std::fs::remove_file(f).unwrap();
             }
             SliceContent::Swap => mkswap_at(&img, off, size, None),
         }
@@ -142,8 +161,8 @@ fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)])
     let label: Vec<BsdSlice> = slices.iter().map(|(s, _)| *s).collect();
     fdisk_bsd_label(&img, &label);
     for (s, content) in slices {
-        if let SliceContent::Ext4(_) = content {
-            assert_e2fsck_clean(&img, s.start * SECTOR, "a slice's ext4 under the label");
+        if let SliceContent::Ufs(..) | SliceContent::UfsLargeBlocks(_) = content {
+            ufs::check(&img, s.start * SECTOR).expect("a slice's UFS under the label");
         }
     }
     img
@@ -166,6 +185,10 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
     home.file("/user/.profile", "PATH=/bin\n");
     let var = Tree::new(d.path(), "var");
     var.dir("/log");
+    let local = Tree::new(d.path(), "local");
+    local.dir("/etc");
+    let srv = Tree::new(d.path(), "srv");
+    srv.dir("/www");
     freebsd_tree(
         &root,
         &format!(
@@ -174,11 +197,14 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
              /dev/ada0p3\tnone\tswap\tsw\t0\t0\n\
              /dev/gptid/{}\t/home\tufs\trw\t2\t2\n\
              /dev/label/var\t/var\tufs\trw\t2\t2\n\
+             /dev/ufs/usrlocal\t/usr/local\tufs\trw\t2\t2\n\
+             /dev/ufsid/5f1e0a3b00c0ffee\t/srv\tufs\trw\t2\t2\n\
              fdesc\t/dev/fd\tfdescfs\trw\t0\t0\n\
              proc\t/proc\tprocfs\trw\t0\t0\n",
             part_guid(4).to_ascii_lowercase()
         ),
     );
+    root.dir("/usr/local").dir("/srv");
     let img = make_disk(
         d.path(),
         true,
@@ -186,44 +212,65 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
             Part {
                 size_mib: 1,
                 name: "gptboot0",
-                content: Content::Empty,
+                content: Content::FreebsdBoot,
             },
             Part {
                 size_mib: 24,
                 name: "rootfs",
-                content: Content::Ext4 {
+                content: Content::Ufs {
                     tree: &root,
-                    uuid: "11111111-2222-3333-4444-555555555555",
-                    label: None,
+                    layout: Layout::Ufs2FreeBsd,
                 },
             },
             Part {
                 size_mib: 4,
                 name: "swapfs",
-                content: Content::Swap {
-                    uuid: "22222222-2222-3333-4444-555555555555",
-                },
+                content: Content::FreebsdSwap,
             },
             Part {
                 size_mib: 8,
                 name: "home",
-                content: Content::Ext4 {
+                content: Content::Ufs {
                     tree: &home,
-                    uuid: "33333333-2222-3333-4444-555555555555",
-                    label: None,
+                    layout: Layout::Ufs2FreeBsd,
                 },
             },
             Part {
                 size_mib: 8,
                 name: "var",
-                content: Content::Ext4 {
+                content: Content::Ufs {
                     tree: &var,
-                    uuid: "44444444-2222-3333-4444-555555555555",
-                    label: None,
+                    layout: Layout::Ufs2FreeBsd,
+                },
+            },
+            Part {
+                size_mib: 8,
+                name: "local",
+                content: Content::Ufs {
+                    tree: &local,
+                    layout: Layout::Ufs2FreeBsd,
+                },
+            },
+            Part {
+                size_mib: 8,
+                name: "srv",
+                content: Content::Ufs {
+                    tree: &srv,
+                    layout: Layout::Ufs2FreeBsd,
                 },
             },
         ],
     );
+    // `tunefs -L usrlocal` on partition 6 (fs_volname) and partition 7's fs_id, in
+    // the superblocks at 64 KiB: FreeBSD's /dev/ufs/ and /dev/ufsid/ names.
+    let (p6, p7) = (
+        (1 + 1 + 24 + 4 + 8 + 8) * MIB,
+        (1 + 1 + 24 + 4 + 8 + 8 + 8) * MIB,
+    );
+    snf_testkit::fixture::write_at(&img, p6 + 65536 + 680, b"usrlocal\0");
+    let mut id = 0x5f1e_0a3bu32.to_le_bytes().to_vec();
+    id.extend_from_slice(&0x00c0_ffeeu32.to_le_bytes());
+    snf_testkit::fixture::write_at(&img, p7 + 65536 + 144, &id);
     // `glabel label var ada0p5` as FreeBSD writes it in the partition's last sector (no
     // Linux tool writes GEOM labels): magic, version 2, name, provider size.
     let (p5_start, p5_size) = ((1 + 1 + 24 + 4 + 8) * MIB, 8 * MIB);
@@ -265,7 +312,9 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
         vec![
             ("/".to_string(), 2),
             ("/var".to_string(), 5),
-            ("/home".to_string(), 4)
+            ("/srv".to_string(), 7),
+            ("/home".to_string(), 4),
+            ("/usr/local".to_string(), 6),
         ]
     );
 }
@@ -284,7 +333,7 @@ fn freebsd_on_mbr_is_refused_with_the_original_message() {
         &[
             (
                 slice('a', PART_START + 16, 40, 7),
-                SliceContent::Ext4(&root),
+                SliceContent::Ufs(&root, Layout::Ufs2FreeBsd),
             ),
             (
                 slice('b', PART_START + 16 + 40 * 2048, 8, 1),
@@ -319,7 +368,7 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
         &[
             (
                 slice('a', PART_START + 64, 40, 7),
-                SliceContent::Ext4(&root),
+                SliceContent::Ufs(&root, Layout::Ufs2NetBsd),
             ),
             (
                 slice('b', PART_START + 64 + 40 * 2048, 8, 1),
@@ -327,7 +376,7 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
             ),
             (
                 slice('e', PART_START + 64 + 48 * 2048, 16, 7),
-                SliceContent::Ext4(&home),
+                SliceContent::Ufs(&home, Layout::Ufs2NetBsd),
             ),
         ],
     );
@@ -387,11 +436,14 @@ fn openbsd_with_duids_and_root_at_the_partition_start() {
         d.path(),
         "a6",
         &[
-            (slice('a', PART_START, 40, 7), SliceContent::Ext4(&root)),
+            (
+                slice('a', PART_START, 40, 7),
+                SliceContent::Ufs(&root, Layout::Ufs1),
+            ),
             (slice('b', PART_START + 40 * 2048, 8, 1), SliceContent::Swap),
             (
                 slice('e', PART_START + 48 * 2048, 16, 7),
-                SliceContent::Ext4(&home),
+                SliceContent::Ufs(&home, Layout::Ufs1),
             ),
         ],
     );
@@ -436,25 +488,55 @@ fn openbsd_with_duids_and_root_at_the_partition_start() {
     );
 }
 
-/// `debugfs -R "cat PATH"` of the ext filesystem at byte `offset` of `img`; `None` when
-/// the file does not exist. Independent of the libext2fs binding that wrote it.
-fn debugfs_cat(img: &Path, offset: u64, path: &str) -> Option<String> {
-    let out = std::process::Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat {path}"))
-        .arg(format!("{}?offset={offset}", img.display()))
-        .output()
-        .expect("debugfs runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("File not found") {
-        return None;
-    }
-    assert!(out.status.success(), "debugfs: {err}");
-    Some(String::from_utf8(out.stdout).unwrap())
+/// The file at `path` of the UFS at byte `offset` of `img` (`sectors` long), read
+/// through the backend opened read-only; `None` when it does not exist.
+fn ufs_cat(img: &Path, offset: u64, size: u64, path: &str) -> Option<String> {
+    let fs = UfsFs::open(img, offset, size, false).expect("the output's UFS opens");
+    let mut g = GuestFs::new(Box::new(fs), "ufs");
+    let got = g.read(Path::new(path)).ok();
+    g.close().unwrap();
+    got.map(|b| String::from_utf8(b).unwrap())
+}
+
+/// Turn the one 4 KiB data block of the file at `path` (in the UFS2 at byte `offset`,
+/// superblock at 8 KiB) into its extended-attribute area, as FreeBSD keeps an ACL: the
+/// file becomes empty and its block moves from `di_db[0]` to `di_extb[0]`, so the
+/// maps and counts stay as they were.
+fn give_ext_area(img: &Path, offset: u64, size: u64, path: &str, extsize: u32) {
+    use std::os::unix::fs::FileExt;
+    let fs = UfsFs::open(img, offset, size, false).unwrap();
+    let mut g = GuestFs::new(Box::new(fs), "ufs");
+    let ino = g.lstat(Path::new(path)).unwrap().node;
+    g.close().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
+    let mut sb = vec![0u8; 1400];
+    f.read_exact_at(&mut sb, offset + 8192).unwrap();
+    let u32_at = |o: usize| u64::from(u32::from_le_bytes(sb[o..o + 4].try_into().unwrap()));
+    assert_eq!(u32_at(1372), 0x1954_0119, "a UFS2 superblock at 8 KiB");
+    let (bsize, fsize, frag) = (u32_at(48), u32_at(52), u32_at(56));
+    let (iblkno, ipg, fpg) = (u32_at(16), u32_at(184), u32_at(188));
+    let (c, i, inopb) = (ino / ipg, ino % ipg, bsize / 256);
+    let pos = offset + (fpg * c + iblkno + i / inopb * frag) * fsize + i % inopb * 256;
+    let mut d = vec![0u8; 256];
+    f.read_exact_at(&mut d, pos).unwrap();
+    let u64_at = |d: &[u8], o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
+    assert_eq!(u64_at(&d, 16), 4096, "di_size");
+    let block = u64_at(&d, 112);
+    assert!(block != 0 && u64_at(&d, 120) == 0, "one data block");
+    d[16..24].fill(0);
+    d[112..120].fill(0);
+    d[92..96].copy_from_slice(&extsize.to_le_bytes());
+    d[96..104].copy_from_slice(&block.to_le_bytes());
+    f.write_all_at(&d, pos).unwrap();
 }
 
 /// A whole run on a NetBSD disk: the BSD operations and not the Linux ones, the
-/// passwords locked in master.passwd and spwd.db gone, checked in the written image.
+/// passwords locked in master.passwd and spwd.db gone, checked in the written image; a
+/// deleted file's extended-attribute block freed with it.
 #[test]
 fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     let d = tmp();
@@ -465,7 +547,8 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     );
     root.file("/var/db/entropy-file", "SEED")
         .file("/tmp/scratch", "left behind")
-        .file("/var/log/messages", "old log\n");
+        .file("/var/log/messages", "old log\n")
+        .file("/tmp/with-acl", &"A".repeat(4096));
     // Slice a starts where the partition does: the partition's start reads as a
     // filesystem, which shrinking must not take for the partition's own.
     let a = slice('a', PART_START, 40, 7);
@@ -473,8 +556,14 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     let img = bsd_disk(
         d.path(),
         "a9",
-        &[(a, SliceContent::Ext4(&root)), (b, SliceContent::Swap)],
+        &[
+            (a, SliceContent::Ufs(&root, Layout::Ufs2NetBsd)),
+            (b, SliceContent::Swap),
+        ],
     );
+    let off = a.start * SECTOR;
+    give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl", 4096);
+    ufs::check(&img, off).expect("the extended attribute area is accounted for");
     let out = d.path().join("out.raw");
     let mut opts = RunOptions::new(&img);
     opts.tmpdir = Some(d.path().to_path_buf());
@@ -520,18 +609,16 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&swap.stdout).trim(), "swap");
 
-    let off = a.start * SECTOR;
-    assert_e2fsck_clean(&out, off, "the root slice after the run");
-    let passwd = debugfs_cat(&out, off, "/etc/master.passwd").expect("master.passwd kept");
+    ufs::check(&out, off).expect("the root slice after the run");
+    let size = a.sectors * SECTOR;
+    let cat = |path| ufs_cat(&out, off, size, path);
+    let passwd = cat("/etc/master.passwd").expect("master.passwd kept");
     let want = master_passwd("!", "!").replace("gone:*LOCKED*$6$x$y:", "gone:!:");
     assert_eq!(passwd, want);
-    assert_eq!(debugfs_cat(&out, off, "/etc/spwd.db"), None);
-    assert_eq!(
-        debugfs_cat(&out, off, "/etc/pwd.db").as_deref(),
-        Some("pwd.db")
-    );
-    assert_eq!(debugfs_cat(&out, off, "/tmp/scratch"), None);
-    assert_eq!(debugfs_cat(&out, off, "/var/db/entropy-file"), None);
+    assert_eq!(cat("/etc/spwd.db"), None);
+    assert_eq!(cat("/etc/pwd.db").as_deref(), Some("pwd.db"));
+    assert_eq!(cat("/tmp/scratch"), None);
+    assert_eq!(cat("/var/db/entropy-file"), None);
 }
 
 /// A disklabel whose checksum does not match is not trusted: the partition is named
@@ -546,7 +633,7 @@ fn a_corrupt_disklabel_is_named_in_the_refusal() {
         "a6",
         &[(
             slice('a', PART_START + 64, 40, 7),
-            SliceContent::Ext4(&root),
+            SliceContent::Ufs(&root, Layout::Ufs1),
         )],
     );
     // One byte of slice a's size: the checksum no longer matches.
@@ -560,4 +647,127 @@ fn a_corrupt_disklabel_is_named_in_the_refusal() {
         "{reason}"
     );
     assert!(i.guest.is_none());
+}
+
+/// A UFS slice mounted in the guest but not cleanly unmounted (here /home) is not
+/// written: the run stops with a one-line message naming it and telling to run fsck,
+/// and the source is untouched.
+#[test]
+fn an_unclean_home_slice_stops_the_run() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    let home = Tree::new(d.path(), "home");
+    home.file("/user/.profile", "PATH=/bin\n")
+        .file("/user/.history", "secret\n");
+    netbsd_tree(
+        &root,
+        "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n/dev/wd0e /home ffs rw,log 1 2\n",
+    );
+    let e = slice('e', PART_START + 64 + 48 * 2048, 16, 7);
+    let img = bsd_disk(
+        d.path(),
+        "a9",
+        &[
+            (
+                slice('a', PART_START + 64, 40, 7),
+                SliceContent::Ufs(&root, Layout::Ufs2NetBsd),
+            ),
+            (
+                slice('b', PART_START + 64 + 40 * 2048, 8, 1),
+                SliceContent::Swap,
+            ),
+            (e, SliceContent::Ufs(&home, Layout::Ufs2NetBsd)),
+        ],
+    );
+    // fs_clean of the slice's superblock (makefs's UFS2 keeps it at 8 KiB).
+    snf_testkit::fixture::write_at(&img, e.start * SECTOR + 8192 + 209, &[0]);
+    let before = std::fs::read(&img).unwrap();
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let res = Session::new(opts, quiet()).and_then(|mut s| {
+        s.run_until(Stage::HostRun)?;
+        s.finish()
+    });
+    let err = res
+        .expect_err("an unclean slice is not written")
+        .to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(
+        err.contains("partition 1 slice e: the UFS filesystem was not cleanly unmounted: run fsck_ffs in the guest"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "the source is untouched"
+    );
+}
+
+/// An extended-attribute size larger than the two blocks UFS2 has is garbage: deleting
+/// the file stops the run with a typed one-line error, nothing is freed blindly.
+#[test]
+fn a_garbage_extended_attribute_size_is_a_typed_error() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    netbsd_tree(&root, "/dev/wd0a / ffs rw 1 1\n");
+    root.file("/tmp/with-acl", &"A".repeat(4096));
+    let a = slice('a', PART_START + 64, 40, 7);
+    let img = bsd_disk(
+        d.path(),
+        "a9",
+        &[(a, SliceContent::Ufs(&root, Layout::Ufs2NetBsd))],
+    );
+    let off = a.start * SECTOR;
+    give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl", 3 * 4096);
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let res = Session::new(opts, quiet()).and_then(|mut s| {
+        s.run_until(Stage::HostRun)?;
+        s.finish()
+    });
+    let err = res.expect_err("garbage is refused").to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(
+        err.contains("extended attribute size 12288 too large"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+/// newfs's default geometry (32 KiB blocks, 4 KiB fragments): a run deletes, truncates
+/// and rewrites with it and the recount finds the filesystem consistent.
+#[test]
+fn netbsd_run_with_large_blocks() {
+    let d = tmp();
+    let root = Tree::new(d.path(), "root");
+    netbsd_tree(&root, "/dev/wd0a / ffs rw 1 1\n");
+    let big: String = (0..40_000).map(|i| format!("line {i}\n")).collect();
+    root.file("/tmp/big", &big)
+        .file("/tmp/small", "x")
+        .file("/var/log/messages", &big)
+        .file("/var/log/tiny", "t\n");
+    let a = slice('a', PART_START + 64, 40, 7);
+    let img = bsd_disk(d.path(), "a9", &[(a, SliceContent::UfsLargeBlocks(&root))]);
+    let out = d.path().join("out.raw");
+    let mut opts = RunOptions::new(&img);
+    opts.tmpdir = Some(d.path().to_path_buf());
+    opts.outfile = Some(out.clone());
+    let mut session = Session::new(opts, quiet()).unwrap();
+    session.run_until(Stage::HostRun).unwrap();
+    session.finish().unwrap();
+    drop(session);
+    let off = a.start * SECTOR;
+    let sum = ufs::check(&out, off).expect("the root slice after the run");
+    assert_eq!(sum.block_size, 32768);
+    let cat = |path| ufs_cat(&out, off, a.sectors * SECTOR, path);
+    let want = master_passwd("!", "!").replace("gone:*LOCKED*$6$x$y:", "gone:!:");
+    assert_eq!(cat("/etc/master.passwd").as_deref(), Some(want.as_str()));
+    assert_eq!(cat("/var/log/messages").as_deref(), Some(""));
+    assert_eq!(cat("/var/log/tiny").as_deref(), Some(""));
+    assert_eq!(cat("/tmp/big"), None);
+    assert_eq!(cat("/tmp/small"), None);
 }

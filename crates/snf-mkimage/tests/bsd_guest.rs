@@ -1,6 +1,6 @@
 //! The binary on an OpenBSD disk (MBR + a disklabel written by util-linux fdisk, the
-//! root an ext4 filesystem in slice `a` until the UFS backend lands): what
-//! `--print-syspreps` and `--print-metadata` say.
+//! root a UFS1 filesystem made by makefs in slice `a`): what `--print-syspreps` and
+//! `--print-metadata` say.
 
 mod common;
 
@@ -8,7 +8,8 @@ use std::process::Command;
 
 use common::*;
 use snf_testkit::bsdlabel::{fdisk_bsd_label, BsdSlice};
-use snf_testkit::fixture::{mkswap_at, sfdisk, sparse_file, write_file, Mke2fs};
+use snf_testkit::fixture::{copy_into, mkswap_at, sfdisk, sparse_file, write_file};
+use snf_testkit::ufs::{self, Layout};
 
 #[test]
 fn openbsd_guest_gets_the_bsd_operations_and_its_slice_as_root() {
@@ -50,9 +51,9 @@ fn openbsd_guest_gets_the_bsd_operations_and_its_slice_as_root() {
             fstype: 1,
         },
     );
-    Mke2fs::ext4()
-        .tree(&tree)
-        .make(&img, a.start * 512, &format!("{}k", a.sectors / 2));
+    let fsimg = dir.path().join("root.ufs");
+    ufs::make_image(&fsimg, &tree, Layout::Ufs1, a.sectors / 2048);
+    copy_into(&fsimg, &img, a.start * 512);
     mkswap_at(&img, b.start * 512, b.sectors * 512, None);
     fdisk_bsd_label(&img, &[a, b]);
 

@@ -351,24 +351,30 @@ pub fn check(img: &Path, offset: u64) -> Result<Summary, String> {
             let has_blocks = kind == 0o100000
                 || kind == 0o040000
                 || (kind == 0o120000 && (size >= g.maxsymlink || blocks != 0));
-            if !has_blocks {
-                continue;
-            }
+            // UFS2's extended-attribute area: up to two blocks, the last one a fragment
+            // run as long as the area needs (FreeBSD's ffs_balloc with IO_EXT).
             let mut frags = 0u64;
             if g.ufs2 {
-                let ext = u64::from(le32(&d, 92));
+                let extsize = u64::from(le32(&d, 92));
+                if extsize > 2 * g.bsize {
+                    problems.push(format!("inode {ino}: di_extsize {extsize}"));
+                }
                 for k in 0..2u64 {
                     let a = le64(&d, 96 + 8 * k as usize);
-                    if a != 0 {
-                        let n = if ext >= (k + 1) * g.bsize {
-                            g.frag
-                        } else {
-                            (ext % g.bsize).div_ceil(g.fsize)
-                        };
-                        claim(&mut problems, ino, a, n);
-                        frags += n;
+                    if a == 0 {
+                        continue;
                     }
+                    if extsize <= k * g.bsize {
+                        problems.push(format!("inode {ino}: extattr block {k} past di_extsize"));
+                        continue;
+                    }
+                    let n = (extsize - k * g.bsize).min(g.bsize).div_ceil(g.fsize);
+                    claim(&mut problems, ino, a, n);
+                    frags += n;
                 }
+            }
+            if !has_blocks {
+                continue;
             }
             let ndb = size.div_ceil(g.bsize);
             let mut data: Vec<(u64, u64)> = Vec::new();

@@ -48,6 +48,11 @@ use superblock::{Csum, Superblock, Version};
 
 /// The root directory's inode number.
 pub const ROOTINO: u64 = 2;
+/// Extended-attribute blocks of a UFS2 inode (`UFS_NXADDR`).
+const UFS_NXADDR: u64 = 2;
+/// Byte offsets of `di_extsize` and `di_extb` in a UFS2 dinode.
+const UFS2_EXTSIZE: usize = 92;
+const UFS2_EXTB: usize = 96;
 
 /// A UFS filesystem inside an image file at a byte offset.
 pub struct UfsFs {
@@ -458,10 +463,14 @@ impl UfsFs {
     /// Free inode `ino` and all its blocks (its last link is gone).
     fn release_inode(&mut self, ino: u64, mut d: Dinode) -> Result<()> {
         let dir = d.file_type() == FileType::Directory;
+        // Checked before anything is freed, so garbage leaves the filesystem as it was.
+        let ext = self.ext_area(ino, &d)?;
         if d.has_blocks(&self.sb) {
             self.truncate_blocks(ino, &mut d, 0)?;
         }
-        self.free_ext_area(&d)?;
+        for (a, n) in ext {
+            self.free_frags(a, n)?;
+        }
         let gen_off = if self.sb.version == Version::Ufs1 {
             108
         } else {
@@ -479,30 +488,37 @@ impl UfsFs {
             .map_err(Error::corrupt)
     }
 
-    /// Free a UFS2 inode's extended-attribute area (`di_extb`, `di_extsize` bytes laid
-    /// out like a small file: whole blocks, then the fragments of the tail).
-    fn free_ext_area(&mut self, d: &Dinode) -> Result<()> {
+    /// A UFS2 inode's extended-attribute blocks (FreeBSD keeps ACLs and MAC labels
+    /// there) as fragment runs: up to two, the last as long as `di_extsize` needs.
+    /// Deleting a file must free them too, or they stay allocated to nothing.
+    fn ext_area(&self, ino: u64, d: &Dinode) -> Result<Vec<(u64, u64)>> {
+        let mut runs = Vec::new();
         if self.sb.version != Version::Ufs2 {
-            return Ok(());
+            return Ok(runs);
         }
-        let size = u64::from(le::get32(&d.raw, 92));
         let bs = u64::from(self.sb.bsize);
-        for i in 0..2u64 {
-            let a = le::get64(&d.raw, 96 + 8 * i as usize);
+        let fsize = u64::from(self.sb.fsize);
+        let extsize = u64::from(le::get32(&d.raw, UFS2_EXTSIZE));
+        if extsize > UFS_NXADDR * bs {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: extended attribute size {extsize} too large"
+            )));
+        }
+        for k in 0..UFS_NXADDR {
+            let a = le::get64(&d.raw, UFS2_EXTB + 8 * k as usize);
             if a == 0 {
                 continue;
             }
-            if i * bs >= size {
-                return Err(Error::corrupt("extended attribute block past its area"));
+            if extsize <= k * bs {
+                return Err(Error::corrupt(format!(
+                    "inode {ino}: extended attribute block {k} past the attribute size"
+                )));
             }
-            let bytes = if size >= (i + 1) * bs {
-                bs
-            } else {
-                (size % bs).div_ceil(u64::from(self.sb.fsize)) * u64::from(self.sb.fsize)
-            };
-            self.free_frags(a, bytes / u64::from(self.sb.fsize))?;
+            let n = (extsize - k * bs).min(bs).div_ceil(fsize);
+            self.check_addr(a, n)?;
+            runs.push((a, n));
         }
-        Ok(())
+        Ok(runs)
     }
 
     fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {

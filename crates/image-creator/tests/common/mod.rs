@@ -105,6 +105,15 @@ pub enum Content<'a> {
         uuid: &'a str,
     },
     Xfs,
+    /// A UFS made by makefs from the tree (FreeBSD's partition types on GPT).
+    Ufs {
+        tree: &'a Tree,
+        layout: snf_testkit::ufs::Layout,
+    },
+    /// FreeBSD swap: the BSDs write no signature in it.
+    FreebsdSwap,
+    /// FreeBSD's gptboot partition.
+    FreebsdBoot,
     LvmLabel,
     Empty,
 }
@@ -133,6 +142,10 @@ pub fn make_disk(dir: &Path, gpt: bool, parts: &[Part<'_>]) -> PathBuf {
             (Content::Swap { .. }, false) => "82",
             (Content::LvmLabel, true) => "E6D6D379-F507-44C2-A23C-238F2A3DF928",
             (Content::LvmLabel, false) => "8e",
+            (Content::Ufs { .. }, true) => "516E7CB6-6ECF-11D6-8FF8-00022D09712B",
+            (Content::FreebsdSwap, true) => "516E7CB5-6ECF-11D6-8FF8-00022D09712B",
+            (Content::FreebsdBoot, true) => "83BD6B9D-7F41-11DC-BE0B-001560B84F0F",
+            (Content::Ufs { .. } | Content::FreebsdSwap | Content::FreebsdBoot, false) => "a5",
             (_, true) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
             (_, false) => "83",
         };
@@ -195,6 +208,13 @@ pub fn make_disk(dir: &Path, gpt: bool, parts: &[Part<'_>]) -> PathBuf {
                 sparse_file(&f, size);
                 run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&f));
                 copy_into(&f, img, off);
+                fs::remove_file(f).unwrap();
+            }
+            Content::Ufs { tree, layout } => {
+                let f = dir.join("ufs.tmp");
+                snf_testkit::ufs::make_image(&f, &tree.root, *layout, p.size_mib);
+                copy_into(&f, img, off);
+                fs::remove_file(f).unwrap();
             }
             Content::LvmLabel => {
                 // The LVM2 label as pvcreate writes it in sector 1 (no loop device needed).
@@ -206,7 +226,7 @@ pub fn make_disk(dir: &Path, gpt: bool, parts: &[Part<'_>]) -> PathBuf {
                 s[32..64].copy_from_slice(b"Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56");
                 write_at(img, off + 512, &s);
             }
-            Content::Empty => {}
+            Content::Empty | Content::FreebsdSwap | Content::FreebsdBoot => {}
         }
     }
     img.to_path_buf()
