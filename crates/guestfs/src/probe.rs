@@ -72,12 +72,12 @@ impl FsType {
         matches!(
             self,
             FsType::Ext2
-            | FsType::Ext3
-            | FsType::Ext4
-            | FsType::Vfat
-            | FsType::Ntfs
-            | FsType::Ufs1
-            | FsType::Ufs2
+                | FsType::Ext3
+                | FsType::Ext4
+                | FsType::Vfat
+                | FsType::Ntfs
+                | FsType::Ufs1
+                | FsType::Ufs2
         ) || self.needs_appliance()
     }
 
@@ -526,12 +526,7 @@ mod tests {
 
     #[test]
     fn every_kind_without_backend_says_why() {
-        for t in [
-            FsType::Swap,
-            FsType::LvmPv,
-            FsType::Luks2,
-            FsType::Unknown,
-        ] {
+        for t in [FsType::Swap, FsType::LvmPv, FsType::Luks2, FsType::Unknown] {
             assert!(!t.has_backend());
             assert!(t.why_unchangeable().is_some(), "{t:?}");
         }

@@ -400,10 +400,29 @@ pub enum Firmware {
     Uefi,
 }
 
-/// Make the filesystem of a Windows volume of `size` bytes at `offset` in `img`, holding
-/// the host directory `tree`. FAT32 today (mkfs.fat + mcopy); the only place that
-/// changes when the Windows volumes become NTFS.
+/// Make an NTFS volume (mkntfs, as Windows formats `C:` and System Reserved) of `size`
+/// bytes at `offset` in `img`, holding the host directory `tree`: made on a scratch
+/// file beside `img`, filled through a FUSE ntfs-3g mount, then copied in sparse.
 pub fn windows_volume(img: &Path, offset: u64, size: u64, label: &str, tree: &Path) {
+    let scratch = img.with_extension(format!("vol{offset}"));
+    crate::ntfs::mkntfs(&scratch, size, label);
+    let mnt = img.with_extension(format!("mnt{offset}"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    {
+        let m = crate::ntfs::FuseMount::new(&scratch, &mnt);
+        run(Command::new("cp")
+            .arg("-r")
+            .arg(format!("{}/.", tree.display()))
+            .arg(m.path()));
+    }
+    crate::fixture::copy_into(&scratch, img, offset);
+    let _ = std::fs::remove_file(&scratch);
+    let _ = std::fs::remove_dir(&mnt);
+}
+
+/// Make a FAT32 volume (the ESP) of `size` bytes at `offset` in `img`, holding the host
+/// directory `tree` (mkfs.fat + mcopy).
+pub fn fat_volume(img: &Path, offset: u64, size: u64, label: &str, tree: &Path) {
     require("mkfs.fat");
     require("mcopy");
     run(Command::new("mkfs.fat")
@@ -427,17 +446,45 @@ pub fn windows_volume(img: &Path, offset: u64, size: u64, label: &str, tree: &Pa
         .env("MTOOLS_SKIP_CHECK", "1"));
 }
 
-/// Copy the file `path` (`/`-separated, from the volume's root) of the Windows volume at
-/// `offset` in `img` to the host file `dest`, with a tool independent of the code under
-/// test (mcopy today; the counterpart of [`windows_volume`]).
+/// The NTFS volume at `offset` of `img` (its size read from the partition table)
+/// extracted to the whole-file volume `dest`, which ntfs-3g's tools take.
+pub fn extract_volume(img: &Path, offset: u64, dest: &Path) {
+    let (_, unit, parts) = crate::read_table(img).expect("the image's partition table");
+    let p = parts
+        .iter()
+        .find(|p| p.start * unit == offset)
+        .unwrap_or_else(|| panic!("no partition at {offset} in {}", img.display()));
+    crate::ntfs::extract(img, offset, p.size * unit, dest);
+}
+
+/// Copy the file `path` (`/`-separated, from the volume's root) of the NTFS volume at
+/// `offset` in `img` to the host file `dest` with `ntfscat`, a tool independent of the
+/// code under test; false when the file is not there.
+pub fn try_copy_out(img: &Path, offset: u64, path: &str, dest: &Path) -> bool {
+    require("ntfscat");
+    let vol = dest.with_extension("vol");
+    extract_volume(img, offset, &vol);
+    let out = Command::new("ntfscat")
+        .arg("-f")
+        .arg(&vol)
+        .arg(path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&vol);
+    if !out.status.success() {
+        return false;
+    }
+    std::fs::write(dest, out.stdout).unwrap_or_else(|e| panic!("write {}: {e}", dest.display()));
+    true
+}
+
+/// Like [`try_copy_out`], the file must be there.
 pub fn copy_out(img: &Path, offset: u64, path: &str, dest: &Path) {
-    require("mcopy");
-    let target = format!("{}@@{}", img.display(), offset);
-    run(Command::new("mcopy")
-        .args(["-n", "-i", &target])
-        .arg(format!("::{path}"))
-        .arg(dest)
-        .env("MTOOLS_SKIP_CHECK", "1"));
+    assert!(
+        try_copy_out(img, offset, path, dest),
+        "ntfscat {path} from {}",
+        img.display()
+    );
 }
 
 /// A Windows-shaped disk at `dir/name.img` for `spec`, booted by `firmware`; the size of
@@ -500,12 +547,11 @@ pub fn windows_disk(
         (p.start * unit, p.size * unit)
     };
     let (o, s) = at(sys_part);
-    let sys_label = if firmware == Firmware::Bios {
-        "SYSTEM RSVD"
+    if firmware == Firmware::Bios {
+        windows_volume(&img, o, s, "System Reserved", &sys_tree);
     } else {
-        "SYSTEM"
-    };
-    windows_volume(&img, o, s, sys_label, &sys_tree);
+        fat_volume(&img, o, s, "SYSTEM", &sys_tree);
+    }
     let (o, s) = at(c_part);
     windows_volume(&img, o, s, "WINDOWS", &c_tree);
     let _ = std::fs::remove_dir_all(&trees);

@@ -297,7 +297,9 @@ pub fn shrink(
     if let Some((last, found)) = &last {
         // A filesystem shrunk in its partition: what it became, or why it was kept.
         let outcome = if found.is_ext() {
-            Some(Ok(ext::shrink_ext(disk, &next, last, *found, opts, reporter)?))
+            Some(Ok(ext::shrink_ext(
+                disk, &next, last, *found, opts, reporter,
+            )?))
         } else if *found == FsType::Btrfs {
             Some(match btrfs::shrink_btrfs(disk, &next, last, reporter)? {
                 btrfs::Outcome::Shrunk(fs) => Ok(fs),
