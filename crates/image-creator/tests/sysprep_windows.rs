@@ -10,6 +10,7 @@ use common::partitions;
 use image_creator::inspect::inspect;
 use image_creator::metadata::Metadata;
 use image_creator::sysprep::{self, GuestOs, OpReport, OsFamily, Params, Registry, SysprepContext};
+use snf_testkit::ntfs::ntfsls;
 use snf_testkit::report::Recorder;
 use snf_testkit::windows::{copy_out, hivexget, try_copy_out, windows_disk, Firmware, WindowsSpec};
 
@@ -70,13 +71,12 @@ const TZ: &str = "\\ControlSet001\\Control\\TimeZoneInformation";
 #[test]
 fn the_offline_windows_operations_edit_the_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let img = windows_disk(
-        dir.path(),
-        "win",
-        &WindowsSpec::windows10(),
-        Firmware::Bios,
-        64,
-    );
+    // Windows makes Setup\Scripts only when something is put there.
+    let spec = WindowsSpec {
+        setup_scripts: false,
+        ..WindowsSpec::windows10()
+    };
+    let img = windows_disk(dir.path(), "win", &spec, Firmware::Bios, 64);
     let mut registry = Registry::for_family(OsFamily::Windows);
     let names: Vec<&str> = registry.enabled().iter().map(|d| d.name).collect();
     assert_eq!(
@@ -87,6 +87,8 @@ fn the_offline_windows_operations_edit_the_registry() {
             "disable-isatap",
             "enable-pings",
             "utc",
+            "clear-logs",
+            "remove-paging-files",
             "shrink"
         ]
     );
@@ -105,6 +107,14 @@ fn the_offline_windows_operations_edit_the_registry() {
         .unwrap();
     assert!(!out.status.success(), "the dry run wrote the key");
     assert_eq!(setup_complete(&img, dir.path()), None);
+    let vol = dir.path().join("c.ntfs");
+    snf_testkit::windows::extract_volume(&img, c_offset(&img), &vol);
+    assert_eq!(
+        ntfsls(&vol, "/Windows/System32/winevt/Logs").len(),
+        snf_testkit::windows::EVENT_LOGS.len()
+    );
+    assert!(ntfsls(&vol, "/").contains(&"pagefile.sys".to_string()));
+    std::fs::remove_file(&vol).unwrap();
 
     let (reports, rec) = prepare(&img, &mut registry, false);
     assert!(rec.warnings().is_empty(), "{:?}", rec.warnings());
@@ -131,9 +141,20 @@ fn the_offline_windows_operations_edit_the_registry() {
         .path
         .eq_ignore_ascii_case("/Windows/System32/config/SYSTEM"));
 
-    // The volume is still consistent.
+    // The event logs and the paging files are gone, nothing else; the volume is
+    // still consistent.
     let vol = dir.path().join("c.ntfs");
     snf_testkit::windows::extract_volume(&img, c_offset(&img), &vol);
+    assert!(ntfsls(&vol, "/Windows/System32/winevt/Logs").is_empty());
+    assert_eq!(
+        ntfsls(&vol, "/"),
+        ["Program Files", "Users", "Windows"],
+        "the root of C:"
+    );
+    assert_eq!(
+        ntfsls(&vol, "/Windows/Setup/Scripts"),
+        ["SetupComplete.cmd"]
+    );
     snf_testkit::ntfs::assert_ntfsfix_clean(&vol, "C: after the operations");
     std::fs::remove_file(&vol).unwrap();
 

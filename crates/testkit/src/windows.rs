@@ -208,6 +208,12 @@ pub struct WindowsSpec {
     pub extra: Vec<(&'static str, String)>,
     /// Hive files replaced by bytes that are not a hive.
     pub garbage: Vec<&'static str>,
+    /// Whether `Windows\Setup\Scripts` exists (Windows makes it only when a script is
+    /// put there).
+    pub setup_scripts: bool,
+    /// More files of `C:`, `/`-separated paths from its root, with their contents
+    /// (written after the defaults, so they replace them).
+    pub files: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl WindowsSpec {
@@ -228,6 +234,8 @@ impl WindowsSpec {
             ],
             extra: Vec::new(),
             garbage: Vec::new(),
+            setup_scripts: true,
+            files: Vec::new(),
         }
     }
 }
@@ -340,15 +348,42 @@ pub fn sam_reg(spec: &WindowsSpec) -> String {
     r
 }
 
-/// Write `Windows\System32\config\{SOFTWARE,SYSTEM,SAM}` for `spec`, and the usual
-/// top-level directories, into the host directory `tree`.
+/// The names of the event logs of [`windows_tree`] (in `Windows\System32\winevt\Logs`).
+pub const EVENT_LOGS: &[&str] = &[
+    "Application.evtx",
+    "Security.evtx",
+    "System.evtx",
+    "Microsoft-Windows-TerminalServices-LocalSessionManager%4Operational.evtx",
+];
+
+/// The first bytes of an event log file: the `ElfFile` header signature.
+pub fn evtx_bytes(seed: u64) -> Vec<u8> {
+    let mut b = crate::fixture::pseudo_random(68 * 1024, seed);
+    b[..8].copy_from_slice(b"ElfFile\0");
+    b
+}
+
+/// Write `Windows\System32\config\{SOFTWARE,SYSTEM,SAM}` for `spec`, the usual
+/// top-level directories, the event logs ([`EVENT_LOGS`]) and, at the root, a
+/// `pagefile.sys`, a `swapfile.sys` and a `hiberfil.sys` of zeros (Windows shut down
+/// fully) into the host directory `tree`.
 pub fn windows_tree(tree: &Path, spec: &WindowsSpec) {
     let config = tree.join("Windows/System32/config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::create_dir_all(tree.join("Users/Public")).unwrap();
     // Setup's state, and the (empty) directory of the first-boot scripts.
-    std::fs::create_dir_all(tree.join("Windows/Setup/Scripts")).unwrap();
+    if spec.setup_scripts {
+        std::fs::create_dir_all(tree.join("Windows/Setup/Scripts")).unwrap();
+    }
     std::fs::create_dir_all(tree.join("Windows/Setup/State")).unwrap();
+    let logs = tree.join("Windows/System32/winevt/Logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for (i, name) in EVENT_LOGS.iter().enumerate() {
+        std::fs::write(logs.join(name), evtx_bytes(i as u64)).unwrap();
+    }
+    for name in ["pagefile.sys", "swapfile.sys", "hiberfil.sys"] {
+        std::fs::write(tree.join(name), vec![0u8; 256 * 1024]).unwrap();
+    }
     std::fs::write(
         tree.join("Windows/Setup/State/State.ini"),
         format!(
@@ -381,6 +416,11 @@ pub fn windows_tree(tree: &Path, spec: &WindowsSpec) {
             &format!("HKEY_LOCAL_MACHINE\\{name}"),
             reg,
         );
+    }
+    for (path, data) in &spec.files {
+        let p = tree.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
     }
     for name in &spec.garbage {
         let mut junk = crate::fixture::pseudo_random(0x3000, 7);
