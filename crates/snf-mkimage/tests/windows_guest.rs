@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
+use image_creator::virtio;
 use snf_testkit::ntfs::{assert_ntfsfix_clean, ntfscat, ntfsls, set_dirty};
 use snf_testkit::windows::{extract_volume, windows_disk, Firmware, WindowsSpec};
 
@@ -169,4 +170,149 @@ fn a_dirty_windows_is_refused_before_any_change() {
     );
     set_dirty(&img, part(&img, 3).0);
     refused(dir.path(), &img, "shut down cleanly");
+}
+
+/// A virtio-win-shaped tree under `dir`: every driver for `os`, amd64 and x86, with
+/// small fake `.sys`/`.cat` files and `.inf` text whose `[Manufacturer]` section names
+/// the architecture, as virtio-win's do.
+fn virtio_win(dir: &Path, os: &str) -> std::path::PathBuf {
+    let root = dir.join("virtio-win");
+    for (driver, file) in [
+        ("viostor", "viostor"),
+        ("vioscsi", "vioscsi"),
+        ("NetKVM", "netkvm"),
+        ("Balloon", "balloon"),
+        ("vioserial", "vioser"),
+    ] {
+        for (arch, deco) in [("amd64", "NTamd64"), ("x86", "NTx86")] {
+            let d = root.join(driver).join(os).join(arch);
+            std::fs::create_dir_all(&d).unwrap();
+            let inf = format!(
+                "; {file}.inf\r\n[Version]\r\nSignature=\"$WINDOWS NT$\"\r\nClass=SCSIAdapter\r\n\
+                 CatalogFile={file}.cat\r\n\r\n[Manufacturer]\r\n%RHEL%=RHEL,{deco}.10.0\r\n\r\n\
+                 [RHEL.{deco}.10.0]\r\n%DevDesc%={file}_Inst, PCI\\VEN_1AF4&DEV_1001\r\n\r\n\
+                 [Strings]\r\nRHEL=\"Red Hat, Inc.\"\r\nDevDesc=\"{driver}\"\r\n"
+            );
+            std::fs::write(d.join(format!("{file}.inf")), inf).unwrap();
+            std::fs::write(d.join(format!("{file}.sys")), format!("MZ {file} {arch}")).unwrap();
+            std::fs::write(d.join(format!("{file}.cat")), b"0\x82cat").unwrap();
+        }
+    }
+    root
+}
+
+/// SYSTEM of the C: volume `vol`, copied out with ntfscat.
+fn system_hive(dir: &Path, vol: &Path) -> std::path::PathBuf {
+    let hive = dir.join("SYSTEM");
+    std::fs::write(&hive, ntfscat(vol, "/Windows/System32/config/SYSTEM")).unwrap();
+    hive
+}
+
+#[test]
+fn virtio_drivers_are_installed_offline() {
+    use snf_testkit::windows::hivexget;
+    let dir = tempdir();
+    let img = windows_disk(
+        dir.path(),
+        "win10",
+        &WindowsSpec::windows10(),
+        Firmware::Bios,
+        64,
+    );
+    let tree = virtio_win(dir.path(), "w10");
+    // Another version's drivers are never taken.
+    let other = virtio_win(&dir.path().join("other"), "w11");
+    std::fs::rename(other.join("viostor/w11"), tree.join("viostor/w11")).unwrap();
+    let image = dir.path().join("out.raw");
+    let out = mkimage(
+        dir.path(),
+        &[
+            "--install-virtio",
+            tree.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ],
+        &img,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (offset, _) = part(&image, 2);
+    let vol = dir.path().join("c.ntfs");
+    extract_volume(&image, offset, &vol);
+    assert_ntfsfix_clean(&vol, "C: with the drivers");
+    assert_eq!(
+        ntfscat(&vol, "/Windows/System32/drivers/viostor.sys"),
+        b"MZ viostor amd64"
+    );
+    assert_eq!(
+        ntfscat(&vol, "/Windows/System32/drivers/vioscsi.sys"),
+        b"MZ vioscsi amd64"
+    );
+    let staged = ntfsls(&vol, "/Windows/Drivers/VirtIO");
+    assert_eq!(staged.len(), 15, "{staged:?}");
+    assert!(staged.contains(&"netkvm.inf".to_string()), "{staged:?}");
+    let setup =
+        String::from_utf8(ntfscat(&vol, "/Windows/Setup/Scripts/SetupComplete.cmd")).unwrap();
+    assert!(setup.lines().any(|l| l == virtio::PNPUTIL), "{setup:?}");
+    let system = system_hive(dir.path(), &vol);
+    for service in ["viostor", "vioscsi"] {
+        let key = format!("\\ControlSet001\\Services\\{service}");
+        assert_eq!(hivexget(&system, &key, "Type"), "1");
+        assert_eq!(hivexget(&system, &key, "Start"), "0");
+        assert_eq!(hivexget(&system, &key, "ErrorControl"), "1");
+        assert_eq!(hivexget(&system, &key, "Group"), "SCSI miniport");
+        assert_eq!(
+            hivexget(&system, &key, "ImagePath"),
+            format!("system32\\drivers\\{service}.sys")
+        );
+    }
+    // Windows 10 has no critical device database.
+    let cdd = Command::new("hivexget")
+        .arg(&system)
+        .arg("\\ControlSet001\\Control\\CriticalDeviceDatabase")
+        .output()
+        .unwrap();
+    assert!(
+        !cdd.status.success(),
+        "a critical device database on Windows 10"
+    );
+}
+
+#[test]
+fn virtio_storage_is_in_the_critical_device_database_on_windows7() {
+    use snf_testkit::windows::{hivexget, Version};
+    let dir = tempdir();
+    let spec = WindowsSpec {
+        product_name: "Windows 7 Professional".into(),
+        version: Version::Legacy(6, 1),
+        build: "7601".into(),
+        ..WindowsSpec::windows10()
+    };
+    let img = windows_disk(dir.path(), "win7", &spec, Firmware::Bios, 64);
+    let tree = virtio_win(dir.path(), "w7");
+    let image = dir.path().join("out.raw");
+    let out = mkimage(
+        dir.path(),
+        &[
+            "--install-virtio",
+            tree.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ],
+        &img,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vol = dir.path().join("c.ntfs");
+    extract_volume(&image, part(&image, 2).0, &vol);
+    let system = system_hive(dir.path(), &vol);
+    for (service, ids) in [("viostor", ["1001", "1042"]), ("vioscsi", ["1004", "1048"])] {
+        for id in ids {
+            let key =
+                format!("\\ControlSet001\\Control\\CriticalDeviceDatabase\\pci#ven_1af4&dev_{id}");
+            assert_eq!(hivexget(&system, &key, "Service"), service);
+            assert_eq!(
+                hivexget(&system, &key, "ClassGUID"),
+                "{4D36E97B-E325-11CE-BFC1-08002BE10318}"
+            );
+        }
+    }
 }

@@ -40,7 +40,7 @@ pub mod rename_default_cloud_init_user;
 pub mod selinux_relabel;
 pub mod shrink;
 pub mod use_persistent_block_device_names;
-mod windows;
+pub(crate) mod windows;
 pub mod windows_files;
 pub mod windows_ipv6_privacy;
 pub mod windows_online;
