@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use hivex::RegValue;
 
-use crate::inspect::windows::{HiveName, Version};
+use crate::inspect::windows::{control_set_or_default, HiveName, Version};
 use crate::sysprep::{Changes, SysprepContext, SysprepError};
 
 /// What is wrong with the virtio-win directory.
@@ -206,7 +206,21 @@ pub fn install(
         major: version.major,
         minor: version.minor,
     })?;
-    let decoration = "NTamd64";
+    let decoration = match guest_arch(ctx)?.as_deref() {
+        None => {
+            ctx.note("no PROCESSOR_ARCHITECTURE in the registry: taking amd64");
+            "NTamd64"
+        }
+        Some(a) if a.eq_ignore_ascii_case("AMD64") => "NTamd64",
+        Some(a) if a.eq_ignore_ascii_case("x86") => "NTx86",
+        Some(a) if a.eq_ignore_ascii_case("ARM64") => "NTarm64",
+        Some(a) => {
+            return Err(VirtioError::NoDrivers {
+                dir: dir.to_path_buf(),
+                what: format!("{os}, processor architecture {a:?}"),
+            })
+        }
+    };
     let drivers = choose(dir, os, decoration)?;
     if drivers.is_empty() {
         return Err(VirtioError::NoDrivers {
@@ -251,6 +265,23 @@ pub fn install(
         names.join(", ")
     ));
     Ok(ctx.finish())
+}
+
+/// The guest's `PROCESSOR_ARCHITECTURE` (`AMD64`, `x86`, `ARM64`), from the system
+/// environment of its current control set.
+fn guest_arch(ctx: &mut SysprepContext<'_>) -> Result<Option<String>, SysprepError> {
+    let mut arch = None;
+    ctx.edit_registry(HiveName::System, |h, _| {
+        let cs = control_set_or_default(h)?;
+        let env = format!("{cs}\\Control\\Session Manager\\Environment");
+        if let Some(key) = h.find_path(&env)? {
+            if let Some(v) = h.value(key, "PROCESSOR_ARCHITECTURE")? {
+                arch = h.value_string(v).ok();
+            }
+        }
+        Ok(())
+    })?;
+    Ok(arch)
 }
 
 /// The service key of a boot-critical storage driver and, where Windows still has a

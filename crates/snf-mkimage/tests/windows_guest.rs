@@ -285,6 +285,13 @@ fn virtio_storage_is_in_the_critical_device_database_on_windows7() {
         product_name: "Windows 7 Professional".into(),
         version: Version::Legacy(6, 1),
         build: "7601".into(),
+        // A 32-bit Windows 7: the x86 drivers are taken.
+        extra: vec![(
+            "SYSTEM",
+            "[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Control\\Session Manager\\Environment]\n\
+             \"PROCESSOR_ARCHITECTURE\"=\"x86\"\n"
+                .into(),
+        )],
         ..WindowsSpec::windows10()
     };
     let img = windows_disk(dir.path(), "win7", &spec, Firmware::Bios, 64);
@@ -303,6 +310,10 @@ fn virtio_storage_is_in_the_critical_device_database_on_windows7() {
     assert!(out.status.success(), "{}", stderr(&out));
     let vol = dir.path().join("c.ntfs");
     extract_volume(&image, part(&image, 2).0, &vol);
+    assert_eq!(
+        ntfscat(&vol, "/Windows/System32/drivers/viostor.sys"),
+        b"MZ viostor x86"
+    );
     let system = system_hive(dir.path(), &vol);
     for (service, ids) in [("viostor", ["1001", "1042"]), ("vioscsi", ["1004", "1048"])] {
         for id in ids {
