@@ -141,6 +141,21 @@ pub fn inf_targets(inf: &str, decoration: &str) -> bool {
     false
 }
 
+/// The text of an `.inf` file: UTF-16LE after its byte order mark (as many are
+/// shipped), else UTF-8 (ANSI text read as UTF-8: the section names are ASCII).
+pub fn inf_text(bytes: &[u8]) -> String {
+    match bytes {
+        [0xff, 0xfe, rest @ ..] => {
+            let units: Vec<u16> = rest
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// One driver chosen for the guest: its name and the host files to install.
 #[derive(Debug, Clone)]
 pub struct Driver {
@@ -171,7 +186,7 @@ pub fn choose(dir: &Path, os: &str, decoration: &str) -> Result<Vec<Driver>, Vir
         let mut targets = false;
         for inf in files.iter().filter(|f| has_ext(f, "inf")) {
             let bytes = read_limited(inf)?;
-            targets |= inf_targets(&String::from_utf8_lossy(&bytes), decoration);
+            targets |= inf_targets(&inf_text(&bytes), decoration);
         }
         if targets {
             out.push(Driver { name, files });
@@ -363,5 +378,8 @@ mod tests {
         assert!(inf_targets(inf, "NTamd64"));
         assert!(!inf_targets(inf, "NTx86"));
         assert!(!inf_targets("[Strings]\nNTamd64 = x\n", "NTamd64"));
+        let mut utf16 = vec![0xff, 0xfe];
+        utf16.extend(inf.encode_utf16().flat_map(u16::to_le_bytes));
+        assert!(inf_targets(&inf_text(&utf16), "NTamd64"));
     }
 }
