@@ -224,6 +224,25 @@ fn virtio_drivers_are_installed_offline() {
     let other = virtio_win(&dir.path().join("other"), "w11");
     std::fs::rename(other.join("viostor/w11"), tree.join("viostor/w11")).unwrap();
     let image = dir.path().join("out.raw");
+    // A dry run says what it would write, and writes nothing.
+    let before = sha256(&img);
+    let out = mkimage(
+        dir.path(),
+        &[
+            "--dry-run",
+            "-v",
+            "--install-virtio",
+            tree.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ],
+        &img,
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("viostor.sys"), "{err}");
+    assert!(!image.exists());
+    assert_eq!(sha256(&img), before);
     let out = mkimage(
         dir.path(),
         &[
