@@ -14,6 +14,7 @@ mod private_names;
 pub mod session;
 pub mod shrink;
 pub mod sysprep;
+pub mod virtio;
 pub mod volumes;
 
 pub use snf_cloud as cloud;

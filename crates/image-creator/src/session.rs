@@ -171,6 +171,9 @@ pub enum SessionError {
     /// A `--host-run` script failed, or the guest could not be mounted for it.
     #[error(transparent)]
     HostRun(#[from] crate::hostrun::HostRunError),
+
+    #[error(transparent)]
+    Virtio(#[from] crate::virtio::VirtioError),
     /// Authentication, upload or registration failed.
     #[error(transparent)]
     Cloud(#[from] snf_cloud::CloudError),
@@ -399,7 +402,9 @@ impl Session {
         self.interactive
             || self.opts.produces_image()
                 && !self.opts.dry_run
-                && (self.opts.sysprep || !self.opts.host_run.is_empty())
+                && (self.opts.sysprep
+                    || !self.opts.host_run.is_empty()
+                    || self.opts.install_virtio.is_some())
     }
 
     /// The registration answer of the image service (printed by the CLI on stdout),
@@ -869,13 +874,40 @@ impl Session {
         }
     }
 
-    /// SEAM (VirtIO): install the drivers from `opts.install_virtio` into a Windows
-    /// image. Refused up front by [`RunOptions::unsupported`] until written.
+    /// Install the VirtIO drivers of `opts.install_virtio` into a Windows guest
+    /// (see [`crate::virtio`]); with `opts.dry_run`, only report what would change.
     fn install_virtio(&mut self) -> Result<(), SessionError> {
-        if self.opts.install_virtio.is_some() {
+        let Some(dir) = self.opts.install_virtio.clone() else {
+            return Ok(());
+        };
+        let Some(inspection) = &mut self.inspection else {
             return Err(not_supported(
-                "--install-virtio (Windows images only) is not supported yet",
+                "--install-virtio needs a Windows guest, and this media is not supported",
             ));
+        };
+        let (Some(info), Some(guest)) = (inspection.windows.clone(), inspection.guest.as_mut())
+        else {
+            return Err(not_supported(
+                "--install-virtio (Windows images only): this is not a Windows image",
+            ));
+        };
+        let os = GuestOs::from_metadata(&self.metadata);
+        let params = sysprep::Params::for_family(os.family);
+        let mut ctx = SysprepContext::new(
+            guest,
+            &os,
+            &mut self.metadata,
+            &params,
+            self.reporter.as_ref(),
+        )
+        .with_dry_run(self.opts.dry_run);
+        ctx.begin("install-virtio");
+        let changes = crate::virtio::install(&mut ctx, &dir, &info.version)?;
+        for note in &changes.notes {
+            self.reporter.info(note);
+        }
+        for c in &changes.changes {
+            self.reporter.info(&format!("{c}"));
         }
         Ok(())
     }

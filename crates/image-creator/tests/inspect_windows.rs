@@ -161,6 +161,8 @@ fn server2022_with_rdp_denied_not_generalized() {
         ],
         extra: Vec::new(),
         garbage: Vec::new(),
+        setup_scripts: true,
+        files: Vec::new(),
     };
     let img = windows_disk(dir.path(), "srv2022", &spec, Firmware::Bios, 64);
     let (found, rec) = inspect_with_log(&img);

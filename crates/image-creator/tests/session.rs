@@ -7,7 +7,7 @@ use std::process::Command;
 
 use image_creator::core::report::quiet;
 use image_creator::options::RunOptions;
-use image_creator::session::{Session, SessionError, Stage};
+use image_creator::session::{Session, Stage};
 use snf_testkit::fixture::{run, write_file, Disk, Mke2fs};
 
 /// A 16 MiB MBR disk with one ext4 partition holding a minimal Debian root.
@@ -88,21 +88,5 @@ fn dropping_a_session_half_way_removes_the_working_copy() {
     assert!(copy.starts_with(dir.path()) && copy.is_file());
     drop(session);
     assert!(!copy.exists());
-    assert!(workdirs(dir.path()).is_empty());
-}
-
-#[test]
-fn unsupported_features_are_refused_before_anything_happens() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = RunOptions::new(dir.path().join("missing.raw"));
-    opts.outfile = Some(dir.path().join("out.raw"));
-    opts.tmpdir = Some(dir.path().to_path_buf());
-    opts.install_virtio = Some(dir.path().to_path_buf());
-    let err = Session::new(opts, quiet()).err().unwrap();
-    assert!(matches!(err, SessionError::Options(_)));
-    assert_eq!(
-        err.to_string(),
-        "--install-virtio (Windows images only) is not supported yet"
-    );
     assert!(workdirs(dir.path()).is_empty());
 }

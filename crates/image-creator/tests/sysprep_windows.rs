@@ -1,6 +1,6 @@
 //! The offline Windows operations on a Windows-shaped guest (hives made from text by
-//! the test kit, FAT32 volumes for now): each change is checked on the image afterwards
-//! with hivexget and mtools, tools independent of the code under test.
+//! the test kit, NTFS volumes made by mkntfs): each change is checked on the image
+//! afterwards with hivexget and ntfs-3g's ntfscat, tools independent of the code under test.
 
 mod common;
 
@@ -10,8 +10,9 @@ use common::partitions;
 use image_creator::inspect::inspect;
 use image_creator::metadata::Metadata;
 use image_creator::sysprep::{self, GuestOs, OpReport, OsFamily, Params, Registry, SysprepContext};
+use snf_testkit::ntfs::ntfsls;
 use snf_testkit::report::Recorder;
-use snf_testkit::windows::{copy_out, hivexget, windows_disk, Firmware, WindowsSpec};
+use snf_testkit::windows::{copy_out, hivexget, try_copy_out, windows_disk, Firmware, WindowsSpec};
 
 /// Inspect `img` for writing and run the enabled operations of `registry` on it.
 fn prepare(img: &Path, registry: &mut Registry, dry_run: bool) -> (Vec<OpReport>, Recorder) {
@@ -53,20 +54,13 @@ fn hive(img: &Path, dir: &Path, name: &str) -> PathBuf {
 fn setup_complete(img: &Path, dir: &Path) -> Option<String> {
     let dest = dir.join("out-SetupComplete.cmd");
     let _ = std::fs::remove_file(&dest);
-    let target = format!("{}@@{}", img.display(), c_offset(img));
-    let ok = std::process::Command::new("mcopy")
-        .args([
-            "-n",
-            "-i",
-            &target,
-            "::/Windows/Setup/Scripts/SetupComplete.cmd",
-        ])
-        .arg(&dest)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .status()
-        .expect("mcopy (mtools) is installed by scripts/setup.sh")
-        .success();
-    ok.then(|| std::fs::read_to_string(&dest).unwrap())
+    try_copy_out(
+        img,
+        c_offset(img),
+        "/Windows/Setup/Scripts/SetupComplete.cmd",
+        &dest,
+    )
+    .then(|| std::fs::read_to_string(&dest).unwrap())
 }
 
 const TCPIP: &str = "\\Policies\\Microsoft\\Windows\\TCPIP\\v6Transition";
@@ -77,13 +71,12 @@ const TZ: &str = "\\ControlSet001\\Control\\TimeZoneInformation";
 #[test]
 fn the_offline_windows_operations_edit_the_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let img = windows_disk(
-        dir.path(),
-        "win",
-        &WindowsSpec::windows10(),
-        Firmware::Bios,
-        64,
-    );
+    // Windows makes Setup\Scripts only when something is put there.
+    let spec = WindowsSpec {
+        setup_scripts: false,
+        ..WindowsSpec::windows10()
+    };
+    let img = windows_disk(dir.path(), "win", &spec, Firmware::Bios, 64);
     let mut registry = Registry::for_family(OsFamily::Windows);
     let names: Vec<&str> = registry.enabled().iter().map(|d| d.name).collect();
     assert_eq!(
@@ -94,6 +87,8 @@ fn the_offline_windows_operations_edit_the_registry() {
             "disable-isatap",
             "enable-pings",
             "utc",
+            "clear-logs",
+            "remove-paging-files",
             "shrink"
         ]
     );
@@ -112,6 +107,14 @@ fn the_offline_windows_operations_edit_the_registry() {
         .unwrap();
     assert!(!out.status.success(), "the dry run wrote the key");
     assert_eq!(setup_complete(&img, dir.path()), None);
+    let vol = dir.path().join("c.ntfs");
+    snf_testkit::windows::extract_volume(&img, c_offset(&img), &vol);
+    assert_eq!(
+        ntfsls(&vol, "/Windows/System32/winevt/Logs").len(),
+        snf_testkit::windows::EVENT_LOGS.len()
+    );
+    assert!(ntfsls(&vol, "/").contains(&"pagefile.sys".to_string()));
+    std::fs::remove_file(&vol).unwrap();
 
     let (reports, rec) = prepare(&img, &mut registry, false);
     assert!(rec.warnings().is_empty(), "{:?}", rec.warnings());
@@ -138,19 +141,22 @@ fn the_offline_windows_operations_edit_the_registry() {
         .path
         .eq_ignore_ascii_case("/Windows/System32/config/SYSTEM"));
 
-    // The volume is still clean (fsck.fat has no offset option: check a copy of it).
-    let (parts, _) = partitions(&img);
-    let c = parts.iter().find(|p| p.number == 2).unwrap();
-    let data = std::fs::read(&img).unwrap();
-    let part = dir.path().join("c.part");
-    std::fs::write(
-        &part,
-        &data[c.offset as usize..(c.offset + c.size) as usize],
-    )
-    .unwrap();
-    drop(data);
-    snf_testkit::fixture::run(std::process::Command::new("fsck.fat").arg("-n").arg(&part));
-    std::fs::remove_file(&part).unwrap();
+    // The event logs and the paging files are gone, nothing else; the volume is
+    // still consistent.
+    let vol = dir.path().join("c.ntfs");
+    snf_testkit::windows::extract_volume(&img, c_offset(&img), &vol);
+    assert!(ntfsls(&vol, "/Windows/System32/winevt/Logs").is_empty());
+    assert_eq!(
+        ntfsls(&vol, "/"),
+        ["Program Files", "Users", "Windows"],
+        "the root of C:"
+    );
+    assert_eq!(
+        ntfsls(&vol, "/Windows/Setup/Scripts"),
+        ["SetupComplete.cmd"]
+    );
+    snf_testkit::ntfs::assert_ntfsfix_clean(&vol, "C: after the operations");
+    std::fs::remove_file(&vol).unwrap();
 
     // A second run has nothing left to do.
     let mut again = Registry::for_family(OsFamily::Windows);

@@ -210,7 +210,7 @@ fn version_and_help() {
 }
 
 #[test]
-fn features_not_available_yet_fail_with_exit_1_and_write_nothing() {
+fn refused_features_fail_with_exit_1_and_write_nothing() {
     let dir = tempdir();
     let d = dir.path();
     let src = partitioned_raw(d, "src.raw", 8, 16);
@@ -223,7 +223,7 @@ fn features_not_available_yet_fail_with_exit_1_and_write_nothing() {
     let out_s = out.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![(
         vec!["--install-virtio", "/tmp"],
-        "--install-virtio (Windows images only) is not supported yet",
+        "--install-virtio (Windows images only): this is not a Windows image",
     )];
     for (extra, msg) in cases {
         let mut args = vec!["--no-sysprep", "--tmpdir", tmp_s, "-o", out_s, src];

@@ -208,6 +208,12 @@ pub struct WindowsSpec {
     pub extra: Vec<(&'static str, String)>,
     /// Hive files replaced by bytes that are not a hive.
     pub garbage: Vec<&'static str>,
+    /// Whether `Windows\Setup\Scripts` exists (Windows makes it only when a script is
+    /// put there).
+    pub setup_scripts: bool,
+    /// More files of `C:`, `/`-separated paths from its root, with their contents
+    /// (written after the defaults, so they replace them).
+    pub files: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl WindowsSpec {
@@ -228,6 +234,8 @@ impl WindowsSpec {
             ],
             extra: Vec::new(),
             garbage: Vec::new(),
+            setup_scripts: true,
+            files: Vec::new(),
         }
     }
 }
@@ -340,15 +348,42 @@ pub fn sam_reg(spec: &WindowsSpec) -> String {
     r
 }
 
-/// Write `Windows\System32\config\{SOFTWARE,SYSTEM,SAM}` for `spec`, and the usual
-/// top-level directories, into the host directory `tree`.
+/// The names of the event logs of [`windows_tree`] (in `Windows\System32\winevt\Logs`).
+pub const EVENT_LOGS: &[&str] = &[
+    "Application.evtx",
+    "Security.evtx",
+    "System.evtx",
+    "Microsoft-Windows-TerminalServices-LocalSessionManager%4Operational.evtx",
+];
+
+/// The first bytes of an event log file: the `ElfFile` header signature.
+pub fn evtx_bytes(seed: u64) -> Vec<u8> {
+    let mut b = crate::fixture::pseudo_random(68 * 1024, seed);
+    b[..8].copy_from_slice(b"ElfFile\0");
+    b
+}
+
+/// Write `Windows\System32\config\{SOFTWARE,SYSTEM,SAM}` for `spec`, the usual
+/// top-level directories, the event logs ([`EVENT_LOGS`]) and, at the root, a
+/// `pagefile.sys`, a `swapfile.sys` and a `hiberfil.sys` of zeros (Windows shut down
+/// fully) into the host directory `tree`.
 pub fn windows_tree(tree: &Path, spec: &WindowsSpec) {
     let config = tree.join("Windows/System32/config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::create_dir_all(tree.join("Users/Public")).unwrap();
     // Setup's state, and the (empty) directory of the first-boot scripts.
-    std::fs::create_dir_all(tree.join("Windows/Setup/Scripts")).unwrap();
+    if spec.setup_scripts {
+        std::fs::create_dir_all(tree.join("Windows/Setup/Scripts")).unwrap();
+    }
     std::fs::create_dir_all(tree.join("Windows/Setup/State")).unwrap();
+    let logs = tree.join("Windows/System32/winevt/Logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for (i, name) in EVENT_LOGS.iter().enumerate() {
+        std::fs::write(logs.join(name), evtx_bytes(i as u64)).unwrap();
+    }
+    for name in ["pagefile.sys", "swapfile.sys", "hiberfil.sys"] {
+        std::fs::write(tree.join(name), vec![0u8; 256 * 1024]).unwrap();
+    }
     std::fs::write(
         tree.join("Windows/Setup/State/State.ini"),
         format!(
@@ -382,6 +417,11 @@ pub fn windows_tree(tree: &Path, spec: &WindowsSpec) {
             reg,
         );
     }
+    for (path, data) in &spec.files {
+        let p = tree.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+    }
     for name in &spec.garbage {
         let mut junk = crate::fixture::pseudo_random(0x3000, 7);
         junk[..4].copy_from_slice(b"regf");
@@ -400,10 +440,29 @@ pub enum Firmware {
     Uefi,
 }
 
-/// Make the filesystem of a Windows volume of `size` bytes at `offset` in `img`, holding
-/// the host directory `tree`. FAT32 today (mkfs.fat + mcopy); the only place that
-/// changes when the Windows volumes become NTFS.
+/// Make an NTFS volume (mkntfs, as Windows formats `C:` and System Reserved) of `size`
+/// bytes at `offset` in `img`, holding the host directory `tree`: made on a scratch
+/// file beside `img`, filled through a FUSE ntfs-3g mount, then copied in sparse.
 pub fn windows_volume(img: &Path, offset: u64, size: u64, label: &str, tree: &Path) {
+    let scratch = img.with_extension(format!("vol{offset}"));
+    crate::ntfs::mkntfs(&scratch, size, label);
+    let mnt = img.with_extension(format!("mnt{offset}"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    {
+        let m = crate::ntfs::FuseMount::new(&scratch, &mnt);
+        run(Command::new("cp")
+            .arg("-r")
+            .arg(format!("{}/.", tree.display()))
+            .arg(m.path()));
+    }
+    crate::fixture::copy_into(&scratch, img, offset);
+    let _ = std::fs::remove_file(&scratch);
+    let _ = std::fs::remove_dir(&mnt);
+}
+
+/// Make a FAT32 volume (the ESP) of `size` bytes at `offset` in `img`, holding the host
+/// directory `tree` (mkfs.fat + mcopy).
+pub fn fat_volume(img: &Path, offset: u64, size: u64, label: &str, tree: &Path) {
     require("mkfs.fat");
     require("mcopy");
     run(Command::new("mkfs.fat")
@@ -427,17 +486,45 @@ pub fn windows_volume(img: &Path, offset: u64, size: u64, label: &str, tree: &Pa
         .env("MTOOLS_SKIP_CHECK", "1"));
 }
 
-/// Copy the file `path` (`/`-separated, from the volume's root) of the Windows volume at
-/// `offset` in `img` to the host file `dest`, with a tool independent of the code under
-/// test (mcopy today; the counterpart of [`windows_volume`]).
+/// The NTFS volume at `offset` of `img` (its size read from the partition table)
+/// extracted to the whole-file volume `dest`, which ntfs-3g's tools take.
+pub fn extract_volume(img: &Path, offset: u64, dest: &Path) {
+    let (_, unit, parts) = crate::read_table(img).expect("the image's partition table");
+    let p = parts
+        .iter()
+        .find(|p| p.start * unit == offset)
+        .unwrap_or_else(|| panic!("no partition at {offset} in {}", img.display()));
+    crate::ntfs::extract(img, offset, p.size * unit, dest);
+}
+
+/// Copy the file `path` (`/`-separated, from the volume's root) of the NTFS volume at
+/// `offset` in `img` to the host file `dest` with `ntfscat`, a tool independent of the
+/// code under test; false when the file is not there.
+pub fn try_copy_out(img: &Path, offset: u64, path: &str, dest: &Path) -> bool {
+    require("ntfscat");
+    let vol = dest.with_extension("vol");
+    extract_volume(img, offset, &vol);
+    let out = Command::new("ntfscat")
+        .arg("-f")
+        .arg(&vol)
+        .arg(path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&vol);
+    if !out.status.success() {
+        return false;
+    }
+    std::fs::write(dest, out.stdout).unwrap_or_else(|e| panic!("write {}: {e}", dest.display()));
+    true
+}
+
+/// Like [`try_copy_out`], the file must be there.
 pub fn copy_out(img: &Path, offset: u64, path: &str, dest: &Path) {
-    require("mcopy");
-    let target = format!("{}@@{}", img.display(), offset);
-    run(Command::new("mcopy")
-        .args(["-n", "-i", &target])
-        .arg(format!("::{path}"))
-        .arg(dest)
-        .env("MTOOLS_SKIP_CHECK", "1"));
+    assert!(
+        try_copy_out(img, offset, path, dest),
+        "ntfscat {path} from {}",
+        img.display()
+    );
 }
 
 /// A Windows-shaped disk at `dir/name.img` for `spec`, booted by `firmware`; the size of
@@ -500,12 +587,11 @@ pub fn windows_disk(
         (p.start * unit, p.size * unit)
     };
     let (o, s) = at(sys_part);
-    let sys_label = if firmware == Firmware::Bios {
-        "SYSTEM RSVD"
+    if firmware == Firmware::Bios {
+        windows_volume(&img, o, s, "System Reserved", &sys_tree);
     } else {
-        "SYSTEM"
-    };
-    windows_volume(&img, o, s, sys_label, &sys_tree);
+        fat_volume(&img, o, s, "SYSTEM", &sys_tree);
+    }
     let (o, s) = at(c_part);
     windows_volume(&img, o, s, "WINDOWS", &c_tree);
     let _ = std::fs::remove_dir_all(&trees);

@@ -40,7 +40,8 @@ pub mod rename_default_cloud_init_user;
 pub mod selinux_relabel;
 pub mod shrink;
 pub mod use_persistent_block_device_names;
-mod windows;
+pub(crate) mod windows;
+pub mod windows_files;
 pub mod windows_ipv6_privacy;
 pub mod windows_online;
 pub mod windows_utc;
@@ -78,6 +79,8 @@ pub static ALL: &[&Descriptor] = &[
     &disable_isatap::OP,
     &enable_pings::OP,
     &windows_utc::OP,
+    &windows_files::CLEAR_LOGS,
+    &windows_files::REMOVE_PAGING_FILES,
     &windows_online::KMS_CLIENT_SETUP,
     &windows_online::MICROSOFT_SYSPREP,
     &shrink::OP,

@@ -11,7 +11,7 @@ use crate::inspect::windows::{control_set_or_default, set_value_if_changed, Hive
 /// Set `name` of `key` (below the hive's root; `{cs}` stands for the current control
 /// set of SYSTEM) to `value` in hive `hive`, recording the change. Returns whether
 /// anything changed.
-pub(super) fn set_value(
+pub(crate) fn set_value(
     ctx: &mut SysprepContext<'_>,
     hive: HiveName,
     key: &str,
@@ -47,7 +47,7 @@ fn child_nocase(ctx: &mut SysprepContext<'_>, dir: &Path, name: &str) -> Result<
 /// once, as the local system account, at the end of the first boot of a generalized
 /// image (snf-image appends its own commands to the same file). Nothing is written when
 /// the line is there already. Returns whether anything changed.
-pub(super) fn run_at_first_boot(ctx: &mut SysprepContext<'_>, line: &str) -> Result<bool> {
+pub(crate) fn run_at_first_boot(ctx: &mut SysprepContext<'_>, line: &str) -> Result<bool> {
     let Some(root) = ctx.windows_root() else {
         ctx.note("no Windows system root: nothing to do");
         return Ok(false);
