@@ -341,19 +341,6 @@ fn map_err(e: libguestfs::Error) -> Error {
     }
 }
 
-fn file_type(mode: u32) -> FileType {
-    match mode & 0o170000 {
-        0o100000 => FileType::Regular,
-        0o040000 => FileType::Directory,
-        0o120000 => FileType::Symlink,
-        0o020000 => FileType::CharDevice,
-        0o060000 => FileType::BlockDevice,
-        0o010000 => FileType::Fifo,
-        0o140000 => FileType::Socket,
-        _ => FileType::Unknown,
-    }
-}
-
 fn dirent_type(kind: u8) -> FileType {
     match kind {
         b'r' => FileType::Regular,
@@ -586,7 +573,7 @@ impl Filesystem for ApplianceFs {
     fn metadata(&mut self, node: NodeId) -> Result<Metadata> {
         let full = self.full(node)?;
         let st = self.with(|h| h.lstat(&full))?;
-        let file_type = file_type(st.mode);
+        let file_type = FileType::from_mode(st.mode);
         Ok(Metadata {
             node,
             file_type,
@@ -762,7 +749,7 @@ impl Filesystem for ApplianceFs {
         self.check_writable()?;
         let full = self.full(node)?;
         let st = self.with(|h| h.lstat(&full))?;
-        let symlink = file_type(st.mode) == FileType::Symlink;
+        let symlink = FileType::from_mode(st.mode) == FileType::Symlink;
         self.with(|h| {
             if attr.uid.is_some() || attr.gid.is_some() {
                 let uid = attr.uid.map_or(-1, |u| u as i32);

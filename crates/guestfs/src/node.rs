@@ -18,6 +18,22 @@ pub enum FileType {
     Unknown,
 }
 
+impl FileType {
+    /// From the `S_IFMT` bits of a Unix mode (the same on Linux and the BSDs).
+    pub fn from_mode(mode: u32) -> FileType {
+        match mode & 0o170000 {
+            0o100000 => FileType::Regular,
+            0o040000 => FileType::Directory,
+            0o120000 => FileType::Symlink,
+            0o020000 => FileType::CharDevice,
+            0o060000 => FileType::BlockDevice,
+            0o010000 => FileType::Fifo,
+            0o140000 => FileType::Socket,
+            _ => FileType::Unknown,
+        }
+    }
+}
+
 /// The attributes of one object, as `lstat(2)` would give them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {

@@ -149,7 +149,7 @@ fn merge(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
 }
 
 /// `[0, end)` minus the sorted, disjoint `used`.
-fn complement(used: &[Range<u64>], end: u64) -> Vec<Range<u64>> {
+pub fn complement(used: &[Range<u64>], end: u64) -> Vec<Range<u64>> {
     let mut out = Vec::new();
     let mut pos = 0;
     for r in used {

@@ -11,7 +11,6 @@ pub const NDADDR: usize = 12;
 /// Indirect pointers (single, double, triple).
 pub const NIADDR: usize = 3;
 
-const IFMT: u16 = 0o170000;
 pub const IFDIR: u16 = 0o040000;
 pub const IFREG: u16 = 0o100000;
 pub const IFLNK: u16 = 0o120000;
@@ -162,16 +161,7 @@ impl Dinode {
     }
 
     pub fn file_type(&self) -> FileType {
-        match self.mode & IFMT {
-            0o100000 => FileType::Regular,
-            0o040000 => FileType::Directory,
-            0o120000 => FileType::Symlink,
-            0o020000 => FileType::CharDevice,
-            0o060000 => FileType::BlockDevice,
-            0o010000 => FileType::Fifo,
-            0o140000 => FileType::Socket,
-            _ => FileType::Unknown,
-        }
+        FileType::from_mode(u32::from(self.mode))
     }
 
     /// Whether the block pointers are data addresses (not a short symlink's text or a

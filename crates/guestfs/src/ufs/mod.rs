@@ -212,16 +212,22 @@ impl UfsFs {
         self.sb.frag_bytes(self.sb.size)
     }
 
-    fn read_bytes(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+    /// An I/O of `len` bytes at `pos` must stay inside the filesystem: a pointer read
+    /// from the guest could aim anywhere in the image.
+    fn check_inside(&self, what: &str, pos: u64, len: usize) -> Result<()> {
         if pos
-            .checked_add(buf.len() as u64)
+            .checked_add(len as u64)
             .is_none_or(|e| e > self.fs_bytes())
         {
             return Err(Error::corrupt(format!(
-                "read of {} bytes at {pos} past the end of the UFS filesystem",
-                buf.len()
+                "{what} of {len} bytes at {pos} past the end of the UFS filesystem"
             )));
         }
+        Ok(())
+    }
+
+    fn read_bytes(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_inside("read", pos, buf.len())?;
         self.file
             .read_exact_at(buf, self.offset + pos)
             .map_err(Error::io)
@@ -231,15 +237,7 @@ impl UfsFs {
         if !self.writable {
             return Err(Error::ReadOnly(PathBuf::new()));
         }
-        if pos
-            .checked_add(data.len() as u64)
-            .is_none_or(|e| e > self.fs_bytes())
-        {
-            return Err(Error::corrupt(format!(
-                "write of {} bytes at {pos} past the end of the UFS filesystem",
-                data.len()
-            )));
-        }
+        self.check_inside("write", pos, data.len())?;
         self.file
             .write_all_at(data, self.offset + pos)
             .map_err(Error::io)

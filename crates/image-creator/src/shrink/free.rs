@@ -82,25 +82,7 @@ fn ntfs_used_ranges(image: &Path, offset: u64, size: u64) -> Option<Vec<Range<u6
     Some(out)
 }
 
-/// `[0, end)` minus the sorted, disjoint `used`.
-pub(super) fn complement(used: &[Range<u64>], end: u64) -> Vec<Range<u64>> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    for r in used {
-        if r.start > pos {
-            out.push(pos..r.start.min(end));
-        }
-        pos = pos.max(r.end);
-        if pos >= end {
-            break;
-        }
-    }
-    if pos < end {
-        out.push(pos..end);
-    }
-    out.retain(|r| r.start < r.end);
-    out
-}
+pub(super) use snf_guestfs::freespace::complement;
 
 /// The free space of the xfs or btrfs filesystem at `offset` of `image`, read in-process
 /// from its own allocation structures (relative to `offset`).
@@ -178,61 +160,41 @@ pub fn free_ranges(image: &Path, layout: &Layout, reporter: &dyn Reporter) -> Ve
         let Ok(found) = probe::probe_file(image, off, size) else {
             continue;
         };
-        match found.fs_type {
-            t if t.is_ext() || t == FsType::Ntfs => match trusted_used_ranges(image, off, size) {
-                Some(used) => {
-                    let unused = complement(&used, size);
-                    let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
-                    reporter.detail(&format!(
-                        "{}: {} MiB of free {} blocks or clusters left out",
-                        v.name(),
-                        bytes >> 20,
-                        t.name()
-                    ));
-                    free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
-                }
-                None => reporter.detail(&format!(
-                    "{}: the {} filesystem is not clean; all of it is kept",
+        // A filesystem's own free space (relative to the volume), or why all of it is kept.
+        let unused: Option<Result<Vec<Range<u64>>, String>> = match found.fs_type {
+            t if t.is_ext() || t == FsType::Ntfs => Some(
+                trusted_used_ranges(image, off, size)
+                    .map(|used| complement(&used, size))
+                    .ok_or_else(|| format!("the {} filesystem is not clean", t.name())),
+            ),
+            FsType::Ufs1 | FsType::Ufs2 => Some(
+                ufs_free_ranges(image, off, size)
+                    .ok_or_else(|| "the UFS filesystem is not clean".to_string()),
+            ),
+            FsType::Xfs | FsType::Btrfs => {
+                Some(appliance_fs_free(image, off, size, found.fs_type).map_err(|e| e.to_string()))
+            }
+            _ => None,
+        };
+        match unused {
+            Some(Ok(unused)) => {
+                let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
+                reporter.detail(&format!(
+                    "{}: {} MiB of free {} space left out",
                     v.name(),
-                    t.name()
-                )),
-            },
-            FsType::Ufs1 | FsType::Ufs2 => match ufs_free_ranges(image, off, size) {
-                Some(unused) => {
-                    let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
-                    reporter.detail(&format!(
-                        "{}: {} MiB of free UFS blocks left out",
-                        v.name(),
-                        bytes >> 20
-                    ));
-                    free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
-                }
-                None => reporter.detail(&format!(
-                    "{}: the UFS filesystem is not clean; all of it is kept",
-                    v.name()
-                )),
-            },
-            FsType::Xfs | FsType::Btrfs => match appliance_fs_free(image, off, size, found.fs_type)
-            {
-                Ok(unused) => {
-                    let bytes: u64 = unused.iter().map(|r| r.end - r.start).sum();
-                    reporter.detail(&format!(
-                        "{}: {} MiB of free {} space left out",
-                        v.name(),
-                        bytes >> 20,
-                        found.fs_type.name()
-                    ));
-                    free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
-                }
-                Err(e) => reporter.detail(&format!("{}: {e}; all of it is kept", v.name())),
-            },
-            FsType::Swap => {
+                    bytes >> 20,
+                    found.fs_type.name()
+                ));
+                free.extend(unused.into_iter().map(|r| off + r.start..off + r.end));
+            }
+            Some(Err(why)) => reporter.detail(&format!("{}: {why}; all of it is kept", v.name())),
+            None if found.fs_type == FsType::Swap => {
                 let header = swap_header_len(image, off);
                 if header < size {
                     free.push(off + header..off + size);
                 }
             }
-            _ => {}
+            None => {}
         }
     }
     for vg in &volumes.vgs {
