@@ -39,8 +39,9 @@ arch=$(dpkg --print-architecture)
 out=target/debian
 deb="$out/${name}_${version}_${arch}.deb"
 # Runtime programs (not libraries: dpkg-shlibdeps finds those). fdisk/gdisk and lvm2
-# are only used by the tests (LVM metadata is read and written in-process).
-runtime_depends="e2fsprogs, qemu-utils, fuse3, mount, eatmydata"
+# are only used by the tests (LVM metadata is read and written in-process). ntfs-3g
+# carries ntfsresize and ntfsfix, which shrink Windows guests.
+runtime_depends="e2fsprogs, qemu-utils, fuse3, mount, eatmydata, ntfs-3g"
 # libguestfs0 (with supermin and a kernel) serves xfs and btrfs guests through an
 # appliance; it is loaded at run time, so the programs work without it for the rest.
 suggests="libguestfs0, supermin, linux-image-amd64"
