@@ -433,6 +433,35 @@ pub fn run_syspreps(
     Ok(MetadataChanges::between(&before, session.metadata()))
 }
 
+/// Whether the VirtIO page is offered: a supported Windows guest, as the original.
+pub fn virtio_available(session: &Session) -> bool {
+    unsupported_reason(session).is_none()
+        && session.metadata().get(crate::metadata::keys::OSFAMILY) == Some("windows")
+}
+
+/// The `virtio` parameter (a directory), whose file selector and check the VirtIO
+/// page shares.
+pub fn virtio_param() -> &'static crate::sysprep::ParamSpec {
+    crate::sysprep::params::SPECS
+        .iter()
+        .find(|s| s.name == "virtio")
+        .expect("the virtio parameter is declared")
+}
+
+/// What installing the drivers of `plan` would put in the guest, one driver a line.
+pub fn virtio_plan_text(plan: &crate::virtio::Plan) -> String {
+    let mut out = format!("VirtIO drivers for {} ({}):\n", plan.os, plan.decoration);
+    for d in &plan.drivers {
+        let files: Vec<String> = d
+            .files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        out.push_str(&format!("  {}: {}\n", d.name, files.join(", ")));
+    }
+    out
+}
+
 /// The names of the operations enabled by default that have not run yet (what the
 /// wizard runs).
 pub fn default_syspreps(session: &Session) -> Vec<&'static str> {

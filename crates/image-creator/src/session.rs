@@ -880,15 +880,54 @@ impl Session {
         let Some(dir) = self.opts.install_virtio.clone() else {
             return Ok(());
         };
+        self.install_virtio_from(&dir).map(|_| ())
+    }
+
+    /// Install the VirtIO drivers of the virtio-win directory `dir` into the Windows
+    /// guest now (what `--install-virtio` does, for the dialogs' VirtIO page); with
+    /// `opts.dry_run`, only report what would change.
+    pub fn install_virtio_from(
+        &mut self,
+        dir: &Path,
+    ) -> Result<crate::sysprep::Changes, SessionError> {
+        let dry_run = self.opts.dry_run;
+        let changes = self.with_windows_guest(dry_run, |ctx, version| {
+            ctx.begin("install-virtio");
+            crate::virtio::install(ctx, dir, version)
+        })?;
+        for note in &changes.notes {
+            self.reporter.info(note);
+        }
+        for c in &changes.changes {
+            self.reporter.info(&format!("{c}"));
+        }
+        Ok(changes)
+    }
+
+    /// The VirtIO drivers of the virtio-win directory `dir` that would be installed
+    /// into this Windows guest, without writing anything.
+    pub fn virtio_plan(&mut self, dir: &Path) -> Result<crate::virtio::Plan, SessionError> {
+        self.with_windows_guest(true, |ctx, version| crate::virtio::plan(ctx, dir, version))
+    }
+
+    /// Run `f` on a system preparation context over the open Windows guest.
+    fn with_windows_guest<R>(
+        &mut self,
+        dry_run: bool,
+        f: impl FnOnce(
+            &mut SysprepContext<'_>,
+            &crate::inspect::windows::Version,
+        ) -> Result<R, crate::virtio::VirtioError>,
+    ) -> Result<R, SessionError> {
         let Some(inspection) = &mut self.inspection else {
             return Err(not_supported(
-                "--install-virtio needs a Windows guest, and this media is not supported",
+                "VirtIO drivers need a Windows guest, and this media is not supported",
             ));
         };
         let (Some(info), Some(guest)) = (inspection.windows.clone(), inspection.guest.as_mut())
         else {
             return Err(not_supported(
-                "--install-virtio (Windows images only): this is not a Windows image",
+                "VirtIO drivers (Windows images only): this is not a Windows image",
             ));
         };
         let os = GuestOs::from_metadata(&self.metadata);
@@ -900,16 +939,8 @@ impl Session {
             &params,
             self.reporter.as_ref(),
         )
-        .with_dry_run(self.opts.dry_run);
-        ctx.begin("install-virtio");
-        let changes = crate::virtio::install(&mut ctx, &dir, &info.version)?;
-        for note in &changes.notes {
-            self.reporter.info(note);
-        }
-        for c in &changes.changes {
-            self.reporter.info(&format!("{c}"));
-        }
-        Ok(())
+        .with_dry_run(dry_run);
+        Ok(f(&mut ctx, &info.version)?)
     }
 
     /// Run the `--host-run` scripts with the guest tree mounted read-write (through

@@ -98,6 +98,17 @@ fn entry_nocase(dir: &Path, name: &str) -> Result<Option<PathBuf>, VirtioError> 
     Ok(None)
 }
 
+/// Whether `dir` is laid out as a virtio-win tree: it has a directory of one of the
+/// drivers installed.
+pub fn has_driver_dirs(dir: &Path) -> bool {
+    DRIVERS.iter().any(|d| {
+        entry_nocase(dir, d)
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.is_dir())
+    })
+}
+
 /// The regular files of `dir`, sorted.
 fn files(dir: &Path) -> Result<Vec<PathBuf>, VirtioError> {
     let read = std::fs::read_dir(dir).map_err(|source| VirtioError::Read {
@@ -210,12 +221,25 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, VirtioError> {
     std::fs::read(path).map_err(err)
 }
 
-/// Install the drivers of `dir` fitting `version` into the guest of `ctx`.
-pub fn install(
+/// The drivers of a virtio-win directory chosen for one guest, before anything is
+/// written.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// virtio-win's directory for the guest's version (`w10`).
+    pub os: &'static str,
+    /// The `.inf` decoration of the guest's architecture (`NTamd64`).
+    pub decoration: &'static str,
+    /// The drivers to install, never empty.
+    pub drivers: Vec<Driver>,
+}
+
+/// Choose the drivers of `dir` for the guest of `ctx` (its `version` and the
+/// architecture its registry names), writing nothing.
+pub fn plan(
     ctx: &mut SysprepContext<'_>,
     dir: &Path,
     version: &Version,
-) -> Result<Changes, VirtioError> {
+) -> Result<Plan, VirtioError> {
     let os = os_dir(version).ok_or_else(|| VirtioError::UnknownVersion {
         product: version.product_name.clone(),
         major: version.major,
@@ -243,6 +267,24 @@ pub fn install(
             what: format!("{os}, {decoration}"),
         });
     }
+    Ok(Plan {
+        os,
+        decoration,
+        drivers,
+    })
+}
+
+/// Install the drivers of `dir` fitting `version` into the guest of `ctx`.
+pub fn install(
+    ctx: &mut SysprepContext<'_>,
+    dir: &Path,
+    version: &Version,
+) -> Result<Changes, VirtioError> {
+    let Plan {
+        os,
+        decoration,
+        drivers,
+    } = plan(ctx, dir, version)?;
     let Some(root) = ctx.windows_root() else {
         return Err(VirtioError::NoDrivers {
             dir: dir.to_path_buf(),

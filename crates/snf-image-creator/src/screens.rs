@@ -294,7 +294,7 @@ pub fn expert_menu() -> Dialog {
 }
 
 /// The customization menu (Mount only where the guest can be mounted).
-pub fn customize_menu(mount: bool) -> Dialog {
+pub fn customize_menu(mount: bool, virtio: bool) -> Dialog {
     let mut list = vec![
         ("Sysprep", "Run various image preparation tasks"),
         ("Properties", "View & Modify image properties"),
@@ -302,6 +302,9 @@ pub fn customize_menu(mount: bool) -> Dialog {
     ];
     if mount {
         list.push(("Mount", "Mount the image and access it from the host"));
+    }
+    if virtio {
+        list.push(("VirtIO", "Install VirtIO drivers into the Windows image"));
     }
     Dialog::menu(
         "Image Customization Menu",
@@ -461,6 +464,21 @@ pub fn sysprep_after_shrink() -> Dialog {
          dangerous: its last file system has no free space left, so a task that writes \
          files may fail.\n\nDo you really want to continue?",
         true,
+    )
+}
+
+/// Confirm installing the VirtIO drivers `plan` (the library's description) from
+/// `dir`.
+pub fn virtio_confirm(dir: &Path, plan: &str) -> Dialog {
+    Dialog::message(
+        "Install VirtIO Drivers",
+        &format!(
+            "The following drivers from {} will be installed into the image:\n\n{plan}\n\
+             Storage drivers are made boot-critical; the rest are installed by pnputil at the \
+             first boot.",
+            dir.display()
+        ),
+        &["Install", "Cancel"],
     )
 }
 

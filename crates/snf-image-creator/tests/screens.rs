@@ -236,7 +236,19 @@ fn cloud_screens() {
 #[test]
 fn expert_menus() {
     check("expert-menu", screens::expert_menu());
-    check("customize-menu", screens::customize_menu(true));
+    check("customize-menu", screens::customize_menu(true, false));
+    check(
+        "customize-menu-windows",
+        screens::customize_menu(true, true),
+    );
+    check(
+        "virtio-confirm",
+        screens::virtio_confirm(
+            std::path::Path::new("/srv/virtio-win"),
+            "VirtIO drivers for w10 (NTamd64):\n  viostor: viostor.inf, viostor.sys\n  \
+             NetKVM: netkvm.inf, netkvm.sys\n",
+        ),
+    );
     check("register-menu", screens::register_menu(Some("grnet")));
     check("help", screens::help());
     check("confirm-reset", screens::confirm_reset());

@@ -536,3 +536,110 @@ fn a_fatal_error_keeps_its_log_in_the_state_directory() {
         "the log is named:\n{s}"
     );
 }
+
+/// A virtio-win-shaped tree under `dir` for Windows 10 on amd64: small fake driver
+/// files and `.inf` text whose `[Manufacturer]` section names the architecture.
+fn virtio_win(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("virtio-win");
+    for (driver, file) in [
+        ("viostor", "viostor"),
+        ("vioscsi", "vioscsi"),
+        ("NetKVM", "netkvm"),
+        ("Balloon", "balloon"),
+        ("vioserial", "vioser"),
+    ] {
+        let d = root.join(driver).join("w10/amd64");
+        std::fs::create_dir_all(&d).unwrap();
+        let inf = format!(
+            "[Version]\r\nSignature=\"$WINDOWS NT$\"\r\n\r\n[Manufacturer]\r\n\
+             %RHEL%=RHEL,NTamd64.10.0\r\n\r\n[RHEL.NTamd64.10.0]\r\n\
+             %DevDesc%={file}_Inst, PCI\\VEN_1AF4&DEV_1001\r\n"
+        );
+        std::fs::write(d.join(format!("{file}.inf")), inf).unwrap();
+        std::fs::write(d.join(format!("{file}.sys")), format!("MZ {file}")).unwrap();
+    }
+    root
+}
+
+/// The byte offset of partition `n` of `img`, read with sfdisk.
+fn partition_offset(img: &std::path::Path, n: u32) -> u64 {
+    let out = Command::new("sfdisk").arg("-d").arg(img).output().unwrap();
+    assert!(out.status.success(), "sfdisk -d {}", img.display());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let name = format!("{}{n} :", img.display());
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("no partition {n}:\n{text}"));
+    let start = line
+        .split("start=")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap();
+    start * 512
+}
+
+/// Customize > VirtIO on a Windows-shaped guest: a directory without drivers is
+/// refused, the fixture directory's drivers are listed, and Install puts them in the
+/// saved image (read back with ntfscat).
+#[test]
+fn virtio_page_installs_the_drivers_into_a_windows_guest() {
+    use snf_testkit::windows::{copy_out, windows_disk, Firmware, WindowsSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let img = windows_disk(d, "win", &WindowsSpec::windows10(), Firmware::Bios, 64);
+    let tree = virtio_win(d);
+    let tmp = d.display().to_string();
+    let t = Tmux::start(
+        d,
+        &["--tmpdir", &tmp, img.to_str().unwrap()],
+        &[("TMPDIR", &tmp)],
+        80,
+        24,
+    );
+    t.wait_for("Welcome");
+    t.keys(&["Right", "Enter"]);
+    t.wait_for("Image Creator for Synnefo");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    t.keys(&["End", "Enter"]);
+    t.wait_for("Please select a directory to use for the `virtio'");
+    // A directory with no driver is refused by the parameter's check.
+    t.keys(&["C-u"]);
+    t.type_text(&tmp);
+    t.keys(&["Enter"]);
+    t.wait_for("Could not find any VirtIO driver");
+    t.keys(&["Enter"]);
+    t.wait_for("Please select a directory to use for the `virtio'");
+    t.keys(&["C-u"]);
+    t.type_text(&tree.display().to_string());
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Install VirtIO Drivers");
+    assert!(
+        s.contains("VirtIO drivers for w10 (NTamd64)")
+            && s.contains("viostor: viostor.inf, viostor.sys")
+            && s.contains("NetKVM: netkvm.inf, netkvm.sys"),
+        "{s}"
+    );
+    t.keys(&["Enter"]);
+    let s = t.wait_for("The VirtIO drivers were installed.");
+    assert!(s.contains("vioserial"), "{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    t.keys(&["Escape"]);
+    t.wait_for("Image Creator for Synnefo");
+    let out = d.join("win.diskdump");
+    assert_eq!(t.save_image_and_quit(&out), 0);
+
+    let offset = partition_offset(&out, 2);
+    let sys = d.join("viostor.sys");
+    copy_out(&out, offset, "/Windows/System32/drivers/viostor.sys", &sys);
+    assert_eq!(std::fs::read(&sys).unwrap(), b"MZ viostor");
+    let inf = d.join("netkvm.inf");
+    copy_out(&out, offset, "/Windows/Drivers/VirtIO/netkvm.inf", &inf);
+    assert!(std::fs::read_to_string(&inf).unwrap().contains("NTamd64"));
+    assert!(!workdir_left(d), "the work directory was removed");
+}

@@ -143,7 +143,7 @@ fn virtio_dir(v: &str) -> std::result::Result<(), String> {
                         .any(|k| text.contains(k))
                 })
         });
-    if found {
+    if found || crate::virtio::has_driver_dirs(std::path::Path::new(v)) {
         Ok(())
     } else {
         Err("Could not find any VirtIO driver in this directory".into())
@@ -573,6 +573,10 @@ mod tests {
         assert!(e.to_string().contains("VirtIO"), "{e}");
         std::fs::write(dir.path().join("viostor.inf"), "[Version]\nviostor\n").unwrap();
         p.set("virtio", dir.path().to_str().unwrap()).unwrap();
+        // A virtio-win tree (`NetKVM/w10/amd64/...`) is a VirtIO directory too.
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("NetKVM/w10/amd64")).unwrap();
+        p.set("virtio", tree.path().to_str().unwrap()).unwrap();
         assert!(ParamKind::File.check("/nonexistent").is_err());
         assert!(
             ParamKind::File.check("/etc/hostname").is_ok()

@@ -1,5 +1,5 @@
 //! Expert mode's Customize menu: system preparation and its parameters, image
-//! properties, deployment task exclusions, and Mount.
+//! properties, deployment task exclusions, Mount and VirtIO drivers.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,8 @@ use super::{App, Res};
 
 impl<B: Backend> App<B> {
     pub(super) fn customize(&mut self) -> Res<()> {
-        let mut menu = screens::customize_menu(self.can_mount());
+        let virtio = interactive::virtio_available(self.session());
+        let mut menu = screens::customize_menu(self.can_mount(), virtio);
         loop {
             if self.ui.show(&mut menu)? != Outcome::Button(0) {
                 return Ok(());
@@ -27,6 +28,7 @@ impl<B: Backend> App<B> {
                 "Properties" => self.properties()?,
                 "Exclude" => self.exclude()?,
                 "Mount" => self.mount()?,
+                "VirtIO" => self.virtio()?,
                 _ => {}
             }
         }
@@ -443,6 +445,57 @@ impl<B: Backend> App<B> {
                 }
                 _ => return Ok(()),
             }
+        }
+    }
+
+    /// The VirtIO page: pick a virtio-win directory (the `virtio` parameter's selector
+    /// and check), see the drivers the library chose from it for this guest, and
+    /// install them the way `--install-virtio` does.
+    pub(super) fn virtio(&mut self) -> Res<()> {
+        if !self.open_guest()? {
+            return Ok(());
+        }
+        let spec = interactive::virtio_param();
+        let mut current = self
+            .session()
+            .sysprep_params()
+            .map(|p| p.get(spec.name).to_string())
+            .unwrap_or_default();
+        let dir = loop {
+            let Some(value) = self.select_param_path(spec, &current)? else {
+                return Ok(());
+            };
+            if self.apply_param(|p| p.set(spec.name, &value))? {
+                break PathBuf::from(value);
+            }
+            current = value;
+        };
+        let plan = match self
+            .session
+            .as_mut()
+            .expect("initialized")
+            .virtio_plan(&dir)
+        {
+            Ok(plan) => plan,
+            Err(e) => return self.failed("Choosing the VirtIO drivers", false, &e),
+        };
+        let text = interactive::virtio_plan_text(&plan);
+        if self.ui.show(&mut screens::virtio_confirm(&dir, &text))? != Outcome::Button(0) {
+            return Ok(());
+        }
+        let reporter = self.reporter.clone();
+        let session = self.session.as_mut().expect("initialized");
+        let result = self.ui.work("Installing VirtIO Drivers", &reporter, || {
+            session.install_virtio_from(&dir)
+        })?;
+        // The guest changed: a prepared upload is stale.
+        self.prepared = None;
+        match result {
+            Ok(_) => self.ui.msgbox(
+                "VirtIO",
+                &format!("The VirtIO drivers were installed.\n\n{text}"),
+            ),
+            Err(e) => self.failed("Installing the VirtIO drivers", e.is_cancelled(), &e),
         }
     }
 
