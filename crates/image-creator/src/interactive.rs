@@ -448,9 +448,16 @@ pub fn virtio_param() -> &'static crate::sysprep::ParamSpec {
         .expect("the virtio parameter is declared")
 }
 
-/// What installing the drivers of `plan` would put in the guest, one driver a line.
+/// What installing the drivers of `plan` would put in the guest, one driver a line,
+/// after the drivers the guest has now.
 pub fn virtio_plan_text(plan: &crate::virtio::Plan) -> String {
-    let mut out = format!("VirtIO drivers for {} ({}):\n", plan.os, plan.decoration);
+    let now = if plan.present.is_empty() {
+        "none".to_string()
+    } else {
+        plan.present.join(", ")
+    };
+    let mut out = format!("VirtIO drivers in the image now: {now}\n");
+    out += &format!("To install, for {} ({}):\n", plan.os, plan.decoration);
     for d in &plan.drivers {
         let files: Vec<String> = d
             .files

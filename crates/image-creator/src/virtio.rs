@@ -231,6 +231,34 @@ pub struct Plan {
     pub decoration: &'static str,
     /// The drivers to install, never empty.
     pub drivers: Vec<Driver>,
+    /// The drivers of [`DRIVERS`] whose `.sys` file the guest has already (in
+    /// `System32\drivers` or staged for pnputil).
+    pub present: Vec<&'static str>,
+}
+
+/// The `.sys` file of each of [`DRIVERS`].
+const SYS_FILES: &[(&str, &str)] = &[
+    ("viostor", "viostor.sys"),
+    ("vioscsi", "vioscsi.sys"),
+    ("NetKVM", "netkvm.sys"),
+    ("Balloon", "balloon.sys"),
+    ("vioserial", "vioser.sys"),
+];
+
+/// The drivers of [`DRIVERS`] the guest of `ctx` has already, by their `.sys` files.
+fn present(ctx: &mut SysprepContext<'_>) -> Result<Vec<&'static str>, SysprepError> {
+    let Some(root) = ctx.windows_root() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (name, sys) in SYS_FILES {
+        if ctx.is_file(&root.join("System32/drivers").join(sys))?
+            || ctx.is_file(&root.join("Drivers/VirtIO").join(sys))?
+        {
+            out.push(*name);
+        }
+    }
+    Ok(out)
 }
 
 /// Choose the drivers of `dir` for the guest of `ctx` (its `version` and the
@@ -267,10 +295,12 @@ pub fn plan(
             what: format!("{os}, {decoration}"),
         });
     }
+    let present = present(ctx)?;
     Ok(Plan {
         os,
         decoration,
         drivers,
+        present,
     })
 }
 
@@ -284,6 +314,7 @@ pub fn install(
         os,
         decoration,
         drivers,
+        ..
     } = plan(ctx, dir, version)?;
     let Some(root) = ctx.windows_root() else {
         return Err(VirtioError::NoDrivers {

@@ -473,9 +473,8 @@ pub fn virtio_confirm(dir: &Path, plan: &str) -> Dialog {
     Dialog::message(
         "Install VirtIO Drivers",
         &format!(
-            "The following drivers from {} will be installed into the image:\n\n{plan}\n\
-             Storage drivers are made boot-critical; the rest are installed by pnputil at the \
-             first boot.",
+            "Drivers from {}:\n\n{plan}\nStorage drivers are made boot-critical; the rest are \
+             installed by pnputil at the first boot. Install them?",
             dir.display()
         ),
         &["Install", "Cancel"],

@@ -245,7 +245,7 @@ fn expert_menus() {
         "virtio-confirm",
         screens::virtio_confirm(
             std::path::Path::new("/srv/virtio-win"),
-            "VirtIO drivers for w10 (NTamd64):\n  viostor: viostor.inf, viostor.sys\n  \
+            "VirtIO drivers in the image now: none\nTo install, for w10 (NTamd64):\n  viostor: viostor.inf, viostor.sys\n  \
              NetKVM: netkvm.inf, netkvm.sys\n",
         ),
     );

@@ -619,15 +619,30 @@ fn virtio_page_installs_the_drivers_into_a_windows_guest() {
     t.keys(&["Enter"]);
     let s = t.wait_for("Install VirtIO Drivers");
     assert!(
-        s.contains("VirtIO drivers for w10 (NTamd64)")
+        s.contains("VirtIO drivers in the image now: none")
+            && s.contains("To install, for w10 (NTamd64):")
             && s.contains("viostor: viostor.inf, viostor.sys")
             && s.contains("NetKVM: netkvm.inf, netkvm.sys"),
         "{s}"
     );
     t.keys(&["Enter"]);
-    let s = t.wait_for("The VirtIO drivers were installed.");
+    let s = t.wait_for("The VirtIO drivers were installed:");
     assert!(s.contains("vioserial"), "{s}");
     t.keys(&["Enter"]);
+    t.wait_for("Image Customization Menu");
+    // Again: the page now tells the drivers the image has; Cancel changes nothing.
+    t.keys(&["End", "Enter"]);
+    t.wait_for("Please select a directory to use for the `virtio'");
+    t.keys(&["C-u"]);
+    t.type_text(&tree.display().to_string());
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Install VirtIO Drivers");
+    assert!(
+        s.contains("in the image now: viostor, vioscsi, NetKVM, Balloon,")
+            && s.contains("vioserial"),
+        "{s}"
+    );
+    t.keys(&["Right", "Enter"]);
     t.wait_for("Image Customization Menu");
     t.keys(&["Escape"]);
     t.wait_for("Image Creator for Synnefo");

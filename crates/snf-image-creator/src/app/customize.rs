@@ -491,10 +491,13 @@ impl<B: Backend> App<B> {
         // The guest changed: a prepared upload is stale.
         self.prepared = None;
         match result {
-            Ok(_) => self.ui.msgbox(
-                "VirtIO",
-                &format!("The VirtIO drivers were installed.\n\n{text}"),
-            ),
+            Ok(_) => {
+                let names: Vec<&str> = plan.drivers.iter().map(|d| d.name).collect();
+                self.ui.msgbox(
+                    "VirtIO",
+                    &format!("The VirtIO drivers were installed: {}.", names.join(", ")),
+                )
+            }
             Err(e) => self.failed("Installing the VirtIO drivers", e.is_cancelled(), &e),
         }
     }
