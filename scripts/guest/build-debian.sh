@@ -105,7 +105,9 @@ LVM_PV_UUID=SnfPVd-eb12-LVMg-uest-0001-Test-PV0001 # vgcreate/lvcreate take no U
 # Packages on top of minbase: what it takes to boot under BIOS, log in on the serial
 # console and be reachable by ssh. The cloud kernel (105 MB installed instead of 400 MB)
 # keeps the images small; it has virtio, which boot-check.sh uses.
-INCLUDE=linux-image-cloud-amd64,grub-pc,systemd-sysv,udev,openssh-server,sudo,kmod,iproute2,ifupdown,zstd
+# libhivex0 and libntfs-3g89: the shared libraries snf-mkimage links (its package depends
+# on them), so the host-bundling test can run the binary as the guest's own `/`.
+INCLUDE=linux-image-cloud-amd64,grub-pc,systemd-sysv,udev,openssh-server,sudo,kmod,iproute2,ifupdown,zstd,libhivex0,libntfs-3g89
 # Only the LVM image gets lvm2: it is installed into the tree after the two plain images
 # are made, so they stay as they were (no LVM udev rules or initramfs hook in them).
 LVM_PACKAGES=(lvm2)

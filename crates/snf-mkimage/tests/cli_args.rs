@@ -223,7 +223,7 @@ fn refused_features_fail_with_exit_1_and_write_nothing() {
     let out_s = out.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![(
         vec!["--install-virtio", "/tmp"],
-        "--install-virtio (Windows images only): this is not a Windows image",
+        "VirtIO drivers (Windows images only): this is not a Windows image",
     )];
     for (extra, msg) in cases {
         let mut args = vec!["--no-sysprep", "--tmpdir", tmp_s, "-o", out_s, src];
