@@ -17,7 +17,7 @@ pub use ext2fs::set_scratch_dir;
 
 use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
-use crate::node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
+use crate::node::{readable_len, DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
 
 /// An ext2/3/4 filesystem inside an image file (or block device) at a byte offset.
 pub struct ExtFs {
@@ -233,12 +233,10 @@ impl Filesystem for ExtFs {
                 })
             }
         }
-        if offset >= i.size {
+        let want = readable_len(i.size, offset, buf.len());
+        if want == 0 {
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(i.size - offset).unwrap_or(usize::MAX));
         self.fs
             .read_at(n, offset, &mut buf[..want])
             .map_err(map_err)

@@ -26,7 +26,7 @@ use fatfs::{Date, DateTime, FileSystem, FsOptions, Time, TimeProvider};
 
 use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
-use crate::node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
+use crate::node::{readable_len, DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
 
 /// A byte range of the image file, seen as a whole device by `fatfs`.
 struct PartitionSlice {
@@ -696,12 +696,10 @@ impl Filesystem for FatFs {
     fn read_at(&mut self, node: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let path = self.file_path(node)?;
         let len = self.file_len(&path)?;
-        if offset >= len || buf.is_empty() {
+        let want = readable_len(len, offset, buf.len());
+        if want == 0 {
             return Ok(0);
         }
-        let want = usize::try_from(len - offset)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
         self.with_fs(|fs| {
             let mut f = fs.root_dir().open_file(&path).map_err(map_io)?;
             f.seek(SeekFrom::Start(offset)).map_err(map_io)?;

@@ -34,6 +34,12 @@ impl FileType {
     }
 }
 
+/// How many bytes of a read of `wanted` bytes at `offset` lie inside a file of
+/// `size` bytes (0 at or past its end), as `pread(2)` returns them.
+pub(crate) fn readable_len(size: u64, offset: u64, wanted: usize) -> usize {
+    usize::try_from(size.saturating_sub(offset)).map_or(wanted, |left| left.min(wanted))
+}
+
 /// The attributes of one object, as `lstat(2)` would give them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {

@@ -16,7 +16,7 @@ use ntfs3g::{libc_errno as e, EntryKind, Volume};
 
 use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
-use crate::node::{DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
+use crate::node::{readable_len, DirEntry, FileType, Metadata, NewNode, NodeId, SetAttr};
 
 /// An NTFS volume inside an image file at a byte offset.
 #[derive(Debug)]
@@ -228,12 +228,10 @@ impl Filesystem for NtfsFs {
 
     fn read_at(&mut self, node: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let st = self.regular(node)?;
-        if offset >= st.size {
+        let want = readable_len(st.size, offset, buf.len());
+        if want == 0 {
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(st.size - offset).unwrap_or(usize::MAX));
         self.vol
             .read_at(node, offset, &mut buf[..want])
             .map_err(map_err)

@@ -375,17 +375,12 @@ impl Hive {
 
     /// The name of `node` (the root's is whatever the hive's creator chose).
     pub fn node_name(&self, node: Node) -> Result<String> {
-        // SAFETY: live handle; the node offset is validated by hivex.
-        let len = unsafe { sys::hivex_node_name_len(self.hp(), node.0) };
-        if len > u16::MAX as usize * 4 {
-            return Err(self.call_err("name of", format!("key {:#x}", node.0)));
-        }
-        clear_errno();
-        // SAFETY: live handle; the returned string is malloc'd and ours.
-        let p = unsafe { sys::hivex_node_name(self.hp(), node.0) };
-        // SAFETY: NULL or a malloc'd NUL-terminated string we own.
-        unsafe { take_string(p) }
-            .ok_or_else(|| self.call_err("name of", format!("key {:#x}", node.0)))
+        self.name_of(
+            "key",
+            node.0,
+            sys::hivex_node_name_len,
+            sys::hivex_node_name,
+        )
     }
 
     /// The parent of `node` (an error for the root).
@@ -443,17 +438,36 @@ impl Hive {
 
     /// The subkeys of `node`.
     pub fn children(&self, node: Node) -> Result<Vec<Node>> {
+        let list = self.handles_of(
+            node,
+            ("subkeys", "subkeys of"),
+            sys::hivex_node_nr_children,
+            sys::hivex_node_children,
+        )?;
+        Ok(list.into_iter().map(Node).collect())
+    }
+
+    /// A key's subkeys or values through hivex's pair of calls for them (`count`
+    /// and `list`, hivex functions taking the handle and a key offset hivex
+    /// validates; `list` returns a malloc'd 0-terminated array): the count first,
+    /// so that a corrupt hive cannot make us hold millions of entries.
+    fn handles_of(
+        &self,
+        node: Node,
+        (kind, op): (&'static str, &'static str),
+        count: unsafe extern "C" fn(*mut sys::HiveH, sys::Handle) -> usize,
+        list: unsafe extern "C" fn(*mut sys::HiveH, sys::Handle) -> *mut sys::Handle,
+    ) -> Result<Vec<sys::Handle>> {
         clear_errno();
         // SAFETY: live handle; the node offset is validated by hivex.
-        let count = unsafe { sys::hivex_node_nr_children(self.hp(), node.0) };
-        self.check_count(node, count, "subkeys")?;
+        let n = unsafe { count(self.hp(), node.0) };
+        self.check_count(node, n, kind)?;
         clear_errno();
         // SAFETY: live handle; the result is a malloc'd 0-terminated array we own.
-        let p = unsafe { sys::hivex_node_children(self.hp(), node.0) };
-        // SAFETY: NULL or the array just returned, holding `count` entries.
-        let list = unsafe { take_handles(p, count) }
-            .ok_or_else(|| self.call_err("subkeys of", format!("key {:#x}", node.0)))?;
-        Ok(list.into_iter().map(Node).collect())
+        let p = unsafe { list(self.hp(), node.0) };
+        // SAFETY: NULL or the array just returned, holding `n` entries.
+        unsafe { take_handles(p, n) }
+            .ok_or_else(|| self.call_err(op, format!("key {:#x}", node.0)))
     }
 
     fn check_count(&self, node: Node, count: usize, kind: &'static str) -> Result<()> {
@@ -473,16 +487,12 @@ impl Hive {
 
     /// The values of `node`.
     pub fn values(&self, node: Node) -> Result<Vec<Value>> {
-        clear_errno();
-        // SAFETY: live handle; the node offset is validated by hivex.
-        let count = unsafe { sys::hivex_node_nr_values(self.hp(), node.0) };
-        self.check_count(node, count, "values")?;
-        clear_errno();
-        // SAFETY: live handle; the result is a malloc'd 0-terminated array we own.
-        let p = unsafe { sys::hivex_node_values(self.hp(), node.0) };
-        // SAFETY: NULL or the array just returned, holding `count` entries.
-        let list = unsafe { take_handles(p, count) }
-            .ok_or_else(|| self.call_err("values of", format!("key {:#x}", node.0)))?;
+        let list = self.handles_of(
+            node,
+            ("values", "values of"),
+            sys::hivex_node_nr_values,
+            sys::hivex_node_values,
+        )?;
         Ok(list.into_iter().map(Value).collect())
     }
 
@@ -503,17 +513,35 @@ impl Hive {
 
     /// The name of `value` (empty for the default value).
     pub fn value_name(&self, value: Value) -> Result<String> {
-        // SAFETY: live handle; the value offset is validated by hivex.
-        let len = unsafe { sys::hivex_value_key_len(self.hp(), value.0) };
-        if len > u16::MAX as usize * 4 {
-            return Err(self.call_err("name of", format!("value {:#x}", value.0)));
+        self.name_of(
+            "value",
+            value.0,
+            sys::hivex_value_key_len,
+            sys::hivex_value_key,
+        )
+    }
+
+    /// A key's or value's name through hivex's pair of calls for it (`len` and
+    /// `name`, both hivex functions taking the handle and an offset hivex
+    /// validates): the length first, so that a corrupt length field is refused
+    /// before hivex allocates it.
+    fn name_of(
+        &self,
+        kind: &str,
+        handle: sys::Handle,
+        len: unsafe extern "C" fn(*mut sys::HiveH, sys::Handle) -> usize,
+        name: unsafe extern "C" fn(*mut sys::HiveH, sys::Handle) -> *mut c_char,
+    ) -> Result<String> {
+        let err = || self.call_err("name of", format!("{kind} {handle:#x}"));
+        // SAFETY: live handle; the offset is validated by hivex.
+        if unsafe { len(self.hp(), handle) } > u16::MAX as usize * 4 {
+            return Err(err());
         }
         clear_errno();
         // SAFETY: live handle; the returned string is malloc'd and ours.
-        let p = unsafe { sys::hivex_value_key(self.hp(), value.0) };
+        let p = unsafe { name(self.hp(), handle) };
         // SAFETY: NULL or a malloc'd NUL-terminated string we own.
-        unsafe { take_string(p) }
-            .ok_or_else(|| self.call_err("name of", format!("value {:#x}", value.0)))
+        unsafe { take_string(p) }.ok_or_else(err)
     }
 
     fn value_label(&self, value: Value) -> String {

@@ -9,6 +9,7 @@
 use super::inode::{Dinode, NDADDR, NIADDR};
 use super::UfsFs;
 use crate::error::{Error, Result};
+use crate::node::readable_len;
 
 /// The last indirect block read at each depth: (its address, its pointers).
 #[derive(Default)]
@@ -174,10 +175,7 @@ impl UfsFs {
 
     /// Read file data at `offset`; holes read as zeros.
     pub(super) fn read_data(&self, d: &Dinode, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        if offset >= d.size {
-            return Ok(0);
-        }
-        let n = (buf.len() as u64).min(d.size - offset) as usize;
+        let n = readable_len(d.size, offset, buf.len());
         let bs = self.bsize();
         let mut cache = IndCache::default();
         let mut done = 0usize;

@@ -519,6 +519,29 @@ impl UfsFs {
         Ok(runs)
     }
 
+    /// Remove the directory `child` (entry `e` of directory `parent`, inode
+    /// `parent_ino`), which must be empty, and free it.
+    fn remove_empty_dir(
+        &mut self,
+        parent_ino: u64,
+        parent: &mut Dinode,
+        e: &dir::Entry,
+        child: Dinode,
+    ) -> Result<()> {
+        if self
+            .dir_entries(&child)?
+            .iter()
+            .any(|c| c.ino != 0 && c.name != b"." && c.name != b"..")
+        {
+            return Err(Error::NotEmpty(PathBuf::new()));
+        }
+        self.remove_entry(parent_ino, parent, e)?;
+        // The child's `..` link to the parent goes with it.
+        parent.nlink = parent.nlink.saturating_sub(1);
+        self.touch(parent_ino, parent)?;
+        self.release_inode(e.ino, child)
+    }
+
     fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {
         let t = now();
         d.mtime = t;
@@ -636,19 +659,7 @@ impl UfsFs {
             match (is_dir, target_dir) {
                 (false, true) => return Err(Error::IsADirectory(PathBuf::new())),
                 (true, false) => return Err(Error::NotADirectory(PathBuf::new())),
-                (true, true) => {
-                    if self
-                        .dir_entries(&target)?
-                        .iter()
-                        .any(|c| c.ino != 0 && c.name != b"." && c.name != b"..")
-                    {
-                        return Err(Error::NotEmpty(PathBuf::new()));
-                    }
-                    self.remove_entry(to_dir, &mut td, &t)?;
-                    td.nlink = td.nlink.saturating_sub(1);
-                    self.touch(to_dir, &mut td)?;
-                    self.release_inode(t.ino, target)?;
-                }
+                (true, true) => self.remove_empty_dir(to_dir, &mut td, &t, target)?,
                 (false, false) => {
                     self.remove_entry(to_dir, &mut td, &t)?;
                     self.touch(to_dir, &mut td)?;
@@ -948,18 +959,7 @@ impl Filesystem for UfsFs {
             if d.file_type() != FileType::Directory {
                 return Err(Error::NotADirectory(PathBuf::new()));
             }
-            if fs
-                .dir_entries(&d)?
-                .iter()
-                .any(|c| c.ino != 0 && c.name != b"." && c.name != b"..")
-            {
-                return Err(Error::NotEmpty(PathBuf::new()));
-            }
-            fs.remove_entry(dir, &mut pd, &e)?;
-            // The child's `..` link to the parent goes with it.
-            pd.nlink = pd.nlink.saturating_sub(1);
-            fs.touch(dir, &mut pd)?;
-            fs.release_inode(e.ino, d)
+            fs.remove_empty_dir(dir, &mut pd, &e, d)
         })
     }
 
