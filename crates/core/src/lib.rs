@@ -7,10 +7,12 @@
 //!   `Drop` guards remove temporary state.
 //! * [`command`]: running external programs (qemu-img, e2fsck, resize2fs ...) with
 //!   typed errors that name the program and its stderr, and that honour cancellation.
+//! * [`bytes`]: integer fields of on-disk structures, in either byte order.
 //! * [`md5`]: the checksum of the diskdump format and of Swift's ETags.
 
 #![forbid(unsafe_code)]
 
+pub mod bytes;
 pub mod cancel;
 pub mod command;
 pub mod md5;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fatfs::{Date, DateTime, FileSystem, FsOptions, Time, TimeProvider};
+use snf_core::bytes;
 
 use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
@@ -234,12 +235,13 @@ fn corrupt(offset: u64, msg: impl Into<String>) -> Error {
     }
 }
 
+/// A boot sector field, widened for the layout arithmetic.
 fn le16(b: &[u8], at: usize) -> u64 {
-    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+    u64::from(bytes::le16(b, at))
 }
 
 fn le32(b: &[u8], at: usize) -> u64 {
-    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+    u64::from(bytes::le32(b, at))
 }
 
 /// Check the boot sector `bs` of a FAT filesystem of `size` bytes, the way the FAT

@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use snf_core::bytes::checked::{be32, le16, le32, le64};
+
 /// The kinds of content a partition can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FsType {
@@ -187,26 +189,6 @@ pub fn probe(data: &[u8]) -> Probe {
 
 fn bytes(data: &[u8], off: usize, len: usize) -> Option<&[u8]> {
     data.get(off..off.checked_add(len)?)
-}
-
-fn le16(data: &[u8], off: usize) -> Option<u16> {
-    bytes(data, off, 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-}
-
-fn le32(data: &[u8], off: usize) -> Option<u32> {
-    bytes(data, off, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn be32(data: &[u8], off: usize) -> Option<u32> {
-    bytes(data, off, 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn le64(data: &[u8], off: usize) -> Option<u64> {
-    bytes(data, off, 8).map(|b| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        u64::from_le_bytes(a)
-    })
 }
 
 /// A 16-byte UUID in its usual text form, `None` when all zero.

@@ -466,8 +466,7 @@ impl Hive {
         // SAFETY: live handle; the result is a malloc'd 0-terminated array we own.
         let p = unsafe { list(self.hp(), node.0) };
         // SAFETY: NULL or the array just returned, holding `n` entries.
-        unsafe { take_handles(p, n) }
-            .ok_or_else(|| self.call_err(op, format!("key {:#x}", node.0)))
+        unsafe { take_handles(p, n) }.ok_or_else(|| self.call_err(op, format!("key {:#x}", node.0)))
     }
 
     fn check_count(&self, node: Node, count: usize, kind: &'static str) -> Result<()> {

@@ -6,6 +6,8 @@ use std::process::Command;
 
 use std::os::unix::fs::FileExt;
 
+use snf_core::bytes;
+
 use crate::fixture::{require, run_stdin, write_at};
 
 /// One slice of a label to write: its letter, first sector (absolute), length in
@@ -79,7 +81,7 @@ pub fn set_duid(img: &Path, label_at: u64, duid: [u8; 8]) {
         .and_then(|f| f.read_exact_at(&mut sector, label_at))
         .unwrap_or_else(|e| panic!("read {} at {label_at}: {e}", img.display()));
     sector[64..72].copy_from_slice(&duid);
-    let count = usize::from(u16::from_le_bytes([sector[138], sector[139]]));
+    let count = usize::from(bytes::le16(&sector, 138));
     sector[136] = 0;
     sector[137] = 0;
     let sum = sector[..148 + 16 * count]

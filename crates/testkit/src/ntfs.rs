@@ -10,6 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use snf_core::bytes;
+
 use crate::fixture::{copy_into, pseudo_random, require, run, sparse_file, Disk};
 
 /// Size of the big file of [`windows_tree`].
@@ -284,16 +286,16 @@ pub fn set_dirty(img: &Path, offset: u64) {
     let f = OpenOptions::new().read(true).write(true).open(img).unwrap();
     let mut boot = [0u8; 512];
     f.read_exact_at(&mut boot, offset).unwrap();
-    let sector = u64::from(u16::from_le_bytes([boot[0x0b], boot[0x0c]]));
+    let sector = u64::from(bytes::le16(&boot, 0x0b));
     let cluster = sector * u64::from(boot[0x0d]);
-    let mft_lcn = u64::from_le_bytes(boot[0x30..0x38].try_into().unwrap());
+    let mft_lcn = bytes::le64(&boot, 0x30);
     let per = boot[0x40] as i8;
     let record = if per > 0 {
         per as u64 * cluster
     } else {
         1u64 << (-per)
     };
-    let mirr_lcn = u64::from_le_bytes(boot[0x38..0x40].try_into().unwrap());
+    let mirr_lcn = bytes::le64(&boot, 0x38);
     // $MFTMirr holds a copy of records 0-3, which must match.
     for lcn in [mft_lcn, mirr_lcn] {
         set_dirty_in_record(&f, offset + lcn * cluster + 3 * record, record);
@@ -304,13 +306,13 @@ fn set_dirty_in_record(f: &File, at: u64, record: u64) {
     let mut rec = vec![0u8; record as usize];
     f.read_exact_at(&mut rec, at).unwrap();
     assert_eq!(&rec[..4], b"FILE", "MFT record 3");
-    let mut a = usize::from(u16::from_le_bytes([rec[0x14], rec[0x15]]));
+    let mut a = usize::from(bytes::le16(&rec, 0x14));
     loop {
-        let ty = u32::from_le_bytes(rec[a..a + 4].try_into().unwrap());
+        let ty = bytes::le32(&rec, a);
         assert_ne!(ty, 0xffff_ffff, "no $VOLUME_INFORMATION in $Volume");
-        let len = u32::from_le_bytes(rec[a + 4..a + 8].try_into().unwrap()) as usize;
+        let len = bytes::le32(&rec, a + 4) as usize;
         if ty == 0x70 {
-            let value = a + usize::from(u16::from_le_bytes([rec[a + 0x14], rec[a + 0x15]]));
+            let value = a + usize::from(bytes::le16(&rec, a + 0x14));
             rec[value + 10] |= 1;
             break;
         }

@@ -14,6 +14,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
+use snf_core::bytes::{le16, le32, le64};
+
 use crate::fixture::{pseudo_random, require, run, write_file, write_symlink};
 
 /// Which UFS a fixture is.
@@ -124,16 +126,6 @@ fn relocate_superblock(img: &Path) {
     sb[1000..1008].copy_from_slice(&65536u64.to_le_bytes());
     f.write_all_at(&sb, 65536).unwrap();
     f.write_all_at(&[0u8; 8192], 8192).unwrap();
-}
-
-fn le16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
-}
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
 
 /// The geometry the checker needs.

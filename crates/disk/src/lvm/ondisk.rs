@@ -5,6 +5,8 @@
 //! Every offset and size read here is checked against the bounds the caller gives (the
 //! device size, the metadata area size) before anything else uses it.
 
+use snf_core::bytes::{le32, le64};
+
 /// LVM's sector.
 pub const SECTOR: u64 = 512;
 
@@ -32,18 +34,6 @@ pub fn crc_continue(crc: u32, data: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new_with_initial(!crc);
     h.update(data);
     !h.finalize()
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 /// A byte range of the device (`size` 0 in a data area: up to the device's end).
@@ -79,13 +69,13 @@ pub fn read_label(sectors: &[u8]) -> Result<Option<Label>, String> {
             continue;
         }
         let n = n as u64;
-        if u64_at(sector, 8) != n {
+        if le64(sector, 8) != n {
             return Err(format!(
                 "label in sector {n} names sector {}",
-                u64_at(sector, 8)
+                le64(sector, 8)
             ));
         }
-        if crc(&sector[20..]) != u32_at(sector, 16) {
+        if crc(&sector[20..]) != le32(sector, 16) {
             return Err(format!("label in sector {n} has a bad checksum"));
         }
         if &sector[24..32] != LABEL_TYPE {
@@ -94,7 +84,7 @@ pub fn read_label(sectors: &[u8]) -> Result<Option<Label>, String> {
                 String::from_utf8_lossy(&sector[24..32])
             ));
         }
-        let at = u32_at(sector, 20) as usize;
+        let at = le32(sector, 20) as usize;
         if !(PV_HEADER_AT..=SECTOR as usize - 40).contains(&at) {
             return Err(format!(
                 "label in sector {n}: PV header at {at} is out of the sector"
@@ -110,7 +100,7 @@ fn parse_pv_header(b: &[u8], sector: u64) -> Result<Label, String> {
     if !uuid.iter().all(|c| c.is_ascii_alphanumeric()) {
         return Err("PV header: the PV UUID is not text".into());
     }
-    let device_size = u64_at(b, 32);
+    let device_size = le64(b, 32);
     let mut pos = 40;
     let list = |pos: &mut usize| -> Result<Vec<Locn>, String> {
         let mut out = Vec::new();
@@ -119,8 +109,8 @@ fn parse_pv_header(b: &[u8], sector: u64) -> Result<Label, String> {
                 return Err("PV header: an area list runs past the sector".into());
             }
             let l = Locn {
-                offset: u64_at(b, *pos),
-                size: u64_at(b, *pos + 8),
+                offset: le64(b, *pos),
+                size: le64(b, *pos + 8),
             };
             *pos += 16;
             if l.offset == 0 {
@@ -133,8 +123,8 @@ fn parse_pv_header(b: &[u8], sector: u64) -> Result<Label, String> {
     let mdas = list(&mut pos)?;
     let mut extension = None;
     if pos + 8 <= b.len() {
-        let version = u32_at(b, pos);
-        let flags = u32_at(b, pos + 4);
+        let version = le32(b, pos);
+        let flags = le32(b, pos + 4);
         if version != 0 {
             pos += 8;
             extension = Some((version, flags, list(&mut pos)?));
@@ -220,17 +210,17 @@ pub fn read_mda_header(b: &[u8], area: Locn) -> Result<MdaHeader, String> {
     if &b[4..20] != MDA_MAGIC {
         return Err("metadata area header has no LVM2 magic".into());
     }
-    if crc(&b[4..MDA_HEADER_SIZE as usize]) != u32_at(b, 0) {
+    if crc(&b[4..MDA_HEADER_SIZE as usize]) != le32(b, 0) {
         return Err("metadata area header has a bad checksum".into());
     }
-    let version = u32_at(b, 20);
+    let version = le32(b, 20);
     if version != 1 {
         return Err(format!(
             "metadata area header has unknown version {version}"
         ));
     }
-    let start = u64_at(b, 24);
-    let size = u64_at(b, 32);
+    let start = le64(b, 24);
+    let size = le64(b, 32);
     if start != area.offset || size != area.size {
         return Err(format!(
             "metadata area header says {size} bytes at {start}, the PV header {} at {}",
@@ -241,10 +231,10 @@ pub fn read_mda_header(b: &[u8], area: Locn) -> Result<MdaHeader, String> {
     let mut pos = 40;
     while pos + 24 <= MDA_HEADER_SIZE as usize {
         let l = RawLocn {
-            offset: u64_at(b, pos),
-            size: u64_at(b, pos + 8),
-            checksum: u32_at(b, pos + 16),
-            flags: u32_at(b, pos + 20),
+            offset: le64(b, pos),
+            size: le64(b, pos + 8),
+            checksum: le32(b, pos + 16),
+            flags: le32(b, pos + 20),
         };
         if l.offset == 0 {
             break;

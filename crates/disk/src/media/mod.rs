@@ -25,6 +25,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use snf_core::bytes;
 use snf_core::command::CommandError;
 
 pub use chain::{INFO_LIMIT, MAX_CHAIN};
@@ -386,8 +387,8 @@ pub(crate) fn is_fixed_vhd_footer(footer: &[u8; 512]) -> bool {
     if &footer[..8] != b"conectix" {
         return false;
     }
-    let disk_type = u32::from_be_bytes([footer[60], footer[61], footer[62], footer[63]]);
-    let stored = u32::from_be_bytes([footer[64], footer[65], footer[66], footer[67]]);
+    let disk_type = bytes::be32(footer, 60);
+    let stored = bytes::be32(footer, 64);
     let sum: u32 = footer
         .iter()
         .enumerate()

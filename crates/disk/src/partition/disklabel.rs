@@ -16,6 +16,8 @@
 
 use std::io::{Read, Seek};
 
+use snf_core::bytes::{le16, le32};
+
 use super::{read_at, Layout, Partition, PartitionKind};
 
 /// The disklabel magic number (`d_magic` and `d_magic2`).
@@ -150,14 +152,6 @@ pub struct Disklabel {
     pub duid: Option<String>,
     /// The slices Linux exposes, in label order.
     pub slices: Vec<Slice>,
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Parse the label sector `sector` of `parent` (MBR partition of type `flavour`),

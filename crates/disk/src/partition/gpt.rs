@@ -6,6 +6,8 @@
 
 use std::io::{Read, Seek, Write};
 
+use snf_core::bytes::{le32, le64};
+
 use super::{
     mbr, read_at, write_at, Guid, Layout, LayoutWarning, Partition, PartitionError, PartitionKind,
     GPT_ATTR_LEGACY_BIOS_BOOTABLE,
@@ -60,16 +62,6 @@ struct Header {
     entries_crc: u32,
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
-}
-
 fn guid_at(b: &[u8], off: usize) -> Guid {
     let mut a = [0u8; 16];
     a.copy_from_slice(&b[off..off + 16]);
@@ -95,14 +87,14 @@ fn parse_header(
     if &sector[..8] != SIGNATURE {
         return Err(invalid("no \"EFI PART\" signature".into()));
     }
-    let header_size = u32_at(sector, 12);
+    let header_size = le32(sector, 12);
     if !(MIN_HEADER_SIZE..=sector_size).contains(&header_size) {
         return Err(invalid(format!(
             "header size {header_size} is outside {MIN_HEADER_SIZE}..={sector_size}"
         )));
     }
     let raw = sector[..header_size as usize].to_vec();
-    let stored = u32_at(&raw, 16);
+    let stored = le32(&raw, 16);
     let computed = header_crc(&raw);
     if stored != computed {
         return Err(PartitionError::BadGptHeaderCrc {
@@ -111,19 +103,19 @@ fn parse_header(
             computed,
         });
     }
-    let my_lba = u64_at(&raw, 24);
+    let my_lba = le64(&raw, 24);
     if my_lba != lba {
         return Err(invalid(format!("the header says it is at sector {my_lba}")));
     }
     let h = Header {
-        alternate: u64_at(&raw, 32),
-        first_usable: u64_at(&raw, 40),
-        last_usable: u64_at(&raw, 48),
+        alternate: le64(&raw, 32),
+        first_usable: le64(&raw, 40),
+        last_usable: le64(&raw, 48),
         disk_guid: guid_at(&raw, 56),
-        entries_lba: u64_at(&raw, 72),
-        entry_count: u32_at(&raw, 80),
-        entry_size: u32_at(&raw, 84),
-        entries_crc: u32_at(&raw, 88),
+        entries_lba: le64(&raw, 72),
+        entry_count: le32(&raw, 80),
+        entry_size: le32(&raw, 84),
+        entries_crc: le32(&raw, 88),
         raw,
     };
     let es = h.entry_size;
@@ -257,8 +249,8 @@ fn parse_entries(
             continue;
         }
         let number = i as u32 + 1;
-        let start = u64_at(e, 32);
-        let end = u64_at(e, 40);
+        let start = le64(e, 32);
+        let end = le64(e, 40);
         if start > end {
             return Err(PartitionError::InvalidGptEntry {
                 number,
@@ -281,7 +273,7 @@ fn parse_entries(
                 limit_what: "the end of the disk",
             });
         }
-        let attributes = u64_at(e, 48);
+        let attributes = le64(e, 48);
         parts.push(Partition {
             number,
             start,
@@ -408,7 +400,7 @@ fn protective_mbr(layout: &Layout, new_sectors: u64) -> [u8; 512] {
                 g.entries
                     .chunks_exact(g.entry_size as usize)
                     .filter(|e| e[0..16].iter().any(|&b| b != 0))
-                    .map(|e| u64_at(e, 32))
+                    .map(|e| le64(e, 32))
                     .collect()
             });
             for (i, entry) in entries.iter().enumerate() {

@@ -16,6 +16,8 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use snf_core::bytes::checked;
+
 /// Why the free space of a filesystem could not be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum FreeSpaceError {
@@ -107,31 +109,25 @@ fn read(
     Ok(buf)
 }
 
+// The walkers read fields at offsets taken from the volume: one outside its block
+// reads as 0, which every walker treats as an empty or invalid node.
 fn be16(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2)
-        .map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
+    checked::be16(b, off).unwrap_or(0)
 }
 fn be32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    checked::be32(b, off).unwrap_or(0)
 }
 fn be64(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8).map_or(0, |s| {
-        u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
-    })
+    checked::be64(b, off).unwrap_or(0)
 }
 fn le16(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    checked::le16(b, off).unwrap_or(0)
 }
 fn le32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    checked::le32(b, off).unwrap_or(0)
 }
 fn le64(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8).map_or(0, |s| {
-        u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
-    })
+    checked::le64(b, off).unwrap_or(0)
 }
 
 /// Sorts and merges touching or overlapping ranges.

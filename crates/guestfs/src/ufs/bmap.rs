@@ -6,8 +6,11 @@
 //! except the last block of a file shorter than 12 blocks, which is exactly the
 //! fragments its bytes need. `fsck_ffs` counts a file's space by that rule.
 
+use snf_core::bytes;
+
 use super::inode::{Dinode, NDADDR, NIADDR};
 use super::UfsFs;
+
 use crate::error::{Error, Result};
 use crate::node::readable_len;
 
@@ -87,9 +90,9 @@ impl UfsFs {
             .chunks_exact(p)
             .map(|c| {
                 if p == 4 {
-                    u64::from(super::le::get32(c, 0))
+                    u64::from(bytes::le32(c, 0))
                 } else {
-                    super::le::get64(c, 0)
+                    bytes::le64(c, 0)
                 }
             })
             .collect())

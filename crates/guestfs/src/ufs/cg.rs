@@ -8,8 +8,8 @@
 //! maps.
 
 use super::ckhash::{self, CK_CYLGRP};
-use super::le::{get32, put32};
 use super::superblock::{Csum, Superblock, Version};
+use snf_core::bytes::{le32, put_le32};
 
 const CG_MAGIC: u32 = 0x0009_0255;
 const CKHASH_OFF: usize = 132;
@@ -49,13 +49,13 @@ impl Cg {
     /// Check the header read for group `index`.
     pub fn parse(sb: &Superblock, index: u32, raw: Vec<u8>) -> Result<Cg, String> {
         let bad = |m: String| format!("cylinder group {index}: {m}");
-        if get32(&raw, 4) != CG_MAGIC {
+        if le32(&raw, 4) != CG_MAGIC {
             return Err(bad("bad magic number".into()));
         }
-        if get32(&raw, 12) != index {
-            return Err(bad(format!("claims to be group {}", get32(&raw, 12))));
+        if le32(&raw, 12) != index {
+            return Err(bad(format!("claims to be group {}", le32(&raw, 12))));
         }
-        let ndblk = u64::from(get32(&raw, 20));
+        let ndblk = u64::from(le32(&raw, 20));
         if ndblk != sb.cg_frags(index) {
             return Err(bad(format!(
                 "{ndblk} fragments, expected {}",
@@ -64,7 +64,7 @@ impl Cg {
         }
         let len = raw.len();
         let field = |o: usize, bytes: u64| -> Result<usize, String> {
-            let off = get32(&raw, o) as usize;
+            let off = le32(&raw, o) as usize;
             if (off as u64).saturating_add(bytes) > len as u64 || off < 168 {
                 return Err(bad(format!(
                     "map at {off} ({bytes} bytes) outside the group header"
@@ -86,7 +86,7 @@ impl Cg {
             (0, 0)
         };
         if sb.metackhash & CK_CYLGRP != 0 {
-            let want = get32(&raw, CKHASH_OFF);
+            let want = le32(&raw, CKHASH_OFF);
             let got = ckhash::hash_with_hole(&raw, CKHASH_OFF);
             if want != got {
                 return Err(bad(format!(
@@ -110,7 +110,7 @@ impl Cg {
 
     /// The summary counts stored in the header.
     pub fn cs(&self) -> Csum {
-        let g = |i: usize| i64::from(get32(&self.raw, CS_OFF + 4 * i) as i32);
+        let g = |i: usize| i64::from(le32(&self.raw, CS_OFF + 4 * i) as i32);
         Csum {
             ndir: g(0),
             nbfree: g(1),
@@ -124,7 +124,7 @@ impl Cg {
             .into_iter()
             .enumerate()
         {
-            put32(&mut self.raw, CS_OFF + 4 * i, v as i32 as u32);
+            put_le32(&mut self.raw, CS_OFF + 4 * i, v as i32 as u32);
         }
     }
 
@@ -257,11 +257,11 @@ impl Cg {
             clusters[run_blocks.min(self.contigsumsize)] += 1;
         }
         for (i, v) in frsum.iter().enumerate() {
-            put32(&mut self.raw, FRSUM_OFF + 4 * i, *v as u32);
+            put_le32(&mut self.raw, FRSUM_OFF + 4 * i, *v as u32);
         }
         if self.contigsumsize > 0 {
             for (i, v) in clusters.iter().enumerate().skip(1) {
-                put32(&mut self.raw, self.clustersumoff + 4 * i, *v as u32);
+                put_le32(&mut self.raw, self.clustersumoff + 4 * i, *v as u32);
             }
         }
         let mut cs = self.cs();
@@ -269,9 +269,9 @@ impl Cg {
         cs.nffree = nffree;
         self.set_cs(cs);
         if sb.metackhash & CK_CYLGRP != 0 {
-            put32(&mut self.raw, CKHASH_OFF, 0);
+            put_le32(&mut self.raw, CKHASH_OFF, 0);
             let h = ckhash::hash_with_hole(&self.raw, CKHASH_OFF);
-            put32(&mut self.raw, CKHASH_OFF, h);
+            put_le32(&mut self.raw, CKHASH_OFF, h);
         }
     }
 
@@ -279,12 +279,12 @@ impl Cg {
     pub fn initediblk(&self, sb: &Superblock) -> u64 {
         match sb.version {
             Version::Ufs1 => self.ipg,
-            Version::Ufs2 => u64::from(get32(&self.raw, 120)).min(self.ipg),
+            Version::Ufs2 => u64::from(le32(&self.raw, 120)).min(self.ipg),
         }
     }
 
     /// Record that inodes below `n` are initialised.
     pub fn set_initediblk(&mut self, n: u64) {
-        put32(&mut self.raw, 120, n as u32);
+        put_le32(&mut self.raw, 120, n as u32);
     }
 }

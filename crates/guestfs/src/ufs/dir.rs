@@ -1,8 +1,11 @@
 //! Directories: `struct direct` records chained by `d_reclen` inside 512-byte chunks
 //! (`DIRBLKSIZ`), no record crossing a chunk.
 
+use snf_core::bytes;
+
 use super::inode::Dinode;
 use super::UfsFs;
+
 use crate::error::{Error, Result};
 use crate::node::FileType;
 
@@ -67,8 +70,8 @@ fn parse_chunk(chunk: &[u8], base: u64, out: &mut Vec<Entry>) -> Result<()> {
                 base + pos as u64
             )));
         }
-        let ino = u64::from(super::le::get32(chunk, pos));
-        let reclen = super::le::get16(chunk, pos + 4);
+        let ino = u64::from(bytes::le32(chunk, pos));
+        let reclen = bytes::le16(chunk, pos + 4);
         let d_type = chunk[pos + 6];
         let namlen = chunk[pos + 7] as usize;
         let r = reclen as usize;
@@ -99,8 +102,8 @@ fn parse_chunk(chunk: &[u8], base: u64, out: &mut Vec<Entry>) -> Result<()> {
 
 fn encode(buf: &mut [u8], ino: u64, reclen: u16, d_type: u8, name: &[u8]) {
     buf[..8].fill(0);
-    super::le::put32(buf, 0, ino as u32);
-    super::le::put16(buf, 4, reclen);
+    bytes::put_le32(buf, 0, ino as u32);
+    bytes::put_le16(buf, 4, reclen);
     buf[6] = d_type;
     buf[7] = name.len() as u8;
     let end = dirsiz(name.len()).min(buf.len());
@@ -156,11 +159,11 @@ impl UfsFs {
         let (base, mut buf) = self.read_chunk(d, e.pos)?;
         let at = (e.pos - base) as usize;
         match e.prev {
-            None => super::le::put32(&mut buf, at, 0),
+            None => bytes::put_le32(&mut buf, at, 0),
             Some(p) => {
                 let p = (p - base) as usize;
-                let len = super::le::get16(&buf, p + 4) + e.reclen;
-                super::le::put16(&mut buf, p + 4, len);
+                let len = bytes::le16(&buf, p + 4) + e.reclen;
+                bytes::put_le16(&mut buf, p + 4, len);
             }
         }
         self.write_data(dir, d, base, &buf)
@@ -187,7 +190,7 @@ impl UfsFs {
             if e.ino == 0 {
                 encode(&mut buf[at..], ino, e.reclen, d_type, name);
             } else {
-                super::le::put16(&mut buf, at + 4, used as u16);
+                bytes::put_le16(&mut buf, at + 4, used as u16);
                 let rest = e.reclen - used as u16;
                 encode(&mut buf[at + used..], ino, rest, d_type, name);
             }

@@ -2,9 +2,9 @@
 //! form; the raw bytes are kept so fields this backend does not know survive a rewrite.
 
 use super::ckhash::{self, CK_INODE};
-use super::le::{get16, get32, get64, put16, put32, put64};
 use super::superblock::{Superblock, Version};
 use crate::node::FileType;
+use snf_core::bytes::{le16, le32, le64, put_le16, put_le32, put_le64};
 
 /// Direct block pointers.
 pub const NDADDR: usize = 12;
@@ -41,8 +41,8 @@ impl Dinode {
         let v = sb.version;
         let mut d = Dinode {
             version: v,
-            mode: get16(&raw, 0),
-            nlink: get16(&raw, 2),
+            mode: le16(&raw, 0),
+            nlink: le16(&raw, 2),
             uid: 0,
             gid: 0,
             size: 0,
@@ -56,37 +56,37 @@ impl Dinode {
         };
         match v {
             Version::Ufs1 => {
-                d.size = get64(&raw, 8);
-                d.atime = i64::from(get32(&raw, 16) as i32);
-                d.mtime = i64::from(get32(&raw, 24) as i32);
-                d.ctime = i64::from(get32(&raw, 32) as i32);
+                d.size = le64(&raw, 8);
+                d.atime = i64::from(le32(&raw, 16) as i32);
+                d.mtime = i64::from(le32(&raw, 24) as i32);
+                d.ctime = i64::from(le32(&raw, 32) as i32);
                 for i in 0..NDADDR {
-                    d.db[i] = u64::from(get32(&raw, 40 + 4 * i));
+                    d.db[i] = u64::from(le32(&raw, 40 + 4 * i));
                 }
                 for i in 0..NIADDR {
-                    d.ib[i] = u64::from(get32(&raw, 88 + 4 * i));
+                    d.ib[i] = u64::from(le32(&raw, 88 + 4 * i));
                 }
-                d.blocks = u64::from(get32(&raw, 104));
-                d.uid = get32(&raw, 112);
-                d.gid = get32(&raw, 116);
+                d.blocks = u64::from(le32(&raw, 104));
+                d.uid = le32(&raw, 112);
+                d.gid = le32(&raw, 116);
             }
             Version::Ufs2 => {
-                d.uid = get32(&raw, 4);
-                d.gid = get32(&raw, 8);
-                d.size = get64(&raw, 16);
-                d.blocks = get64(&raw, 24);
-                d.atime = get64(&raw, 32) as i64;
-                d.mtime = get64(&raw, 40) as i64;
-                d.ctime = get64(&raw, 48) as i64;
+                d.uid = le32(&raw, 4);
+                d.gid = le32(&raw, 8);
+                d.size = le64(&raw, 16);
+                d.blocks = le64(&raw, 24);
+                d.atime = le64(&raw, 32) as i64;
+                d.mtime = le64(&raw, 40) as i64;
+                d.ctime = le64(&raw, 48) as i64;
                 for i in 0..NDADDR {
-                    d.db[i] = get64(&raw, 112 + 8 * i);
+                    d.db[i] = le64(&raw, 112 + 8 * i);
                 }
                 for i in 0..NIADDR {
-                    d.ib[i] = get64(&raw, 208 + 8 * i);
+                    d.ib[i] = le64(&raw, 208 + 8 * i);
                 }
                 // A never-used inode (all zeros) carries no hash.
                 if sb.metackhash & CK_INODE != 0 && d.mode != 0 {
-                    let want = get32(&raw, UFS2_CKHASH);
+                    let want = le32(&raw, UFS2_CKHASH);
                     let got = ckhash::hash_with_hole(&raw, UFS2_CKHASH);
                     if want != got {
                         return Err(format!(
@@ -106,43 +106,43 @@ impl Dinode {
     /// The bytes to write back, with the fields stored and the check-hash updated.
     pub fn store(&mut self, sb: &Superblock) -> &[u8] {
         let r = &mut self.raw;
-        put16(r, 0, self.mode);
-        put16(r, 2, self.nlink);
+        put_le16(r, 0, self.mode);
+        put_le16(r, 2, self.nlink);
         match self.version {
             Version::Ufs1 => {
-                put64(r, 8, self.size);
-                put32(r, 16, self.atime as u32);
-                put32(r, 24, self.mtime as u32);
-                put32(r, 32, self.ctime as u32);
+                put_le64(r, 8, self.size);
+                put_le32(r, 16, self.atime as u32);
+                put_le32(r, 24, self.mtime as u32);
+                put_le32(r, 32, self.ctime as u32);
                 for i in 0..NDADDR {
-                    put32(r, 40 + 4 * i, self.db[i] as u32);
+                    put_le32(r, 40 + 4 * i, self.db[i] as u32);
                 }
                 for i in 0..NIADDR {
-                    put32(r, 88 + 4 * i, self.ib[i] as u32);
+                    put_le32(r, 88 + 4 * i, self.ib[i] as u32);
                 }
-                put32(r, 104, self.blocks as u32);
-                put32(r, 112, self.uid);
-                put32(r, 116, self.gid);
+                put_le32(r, 104, self.blocks as u32);
+                put_le32(r, 112, self.uid);
+                put_le32(r, 116, self.gid);
             }
             Version::Ufs2 => {
-                put32(r, 4, self.uid);
-                put32(r, 8, self.gid);
-                put64(r, 16, self.size);
-                put64(r, 24, self.blocks);
-                put64(r, 32, self.atime as u64);
-                put64(r, 40, self.mtime as u64);
-                put64(r, 48, self.ctime as u64);
+                put_le32(r, 4, self.uid);
+                put_le32(r, 8, self.gid);
+                put_le64(r, 16, self.size);
+                put_le64(r, 24, self.blocks);
+                put_le64(r, 32, self.atime as u64);
+                put_le64(r, 40, self.mtime as u64);
+                put_le64(r, 48, self.ctime as u64);
                 for i in 0..NDADDR {
-                    put64(r, 112 + 8 * i, self.db[i]);
+                    put_le64(r, 112 + 8 * i, self.db[i]);
                 }
                 for i in 0..NIADDR {
-                    put64(r, 208 + 8 * i, self.ib[i]);
+                    put_le64(r, 208 + 8 * i, self.ib[i]);
                 }
                 // As FreeBSD: a free inode (mode 0) keeps whatever hash it has.
                 if sb.metackhash & CK_INODE != 0 && self.mode != 0 {
-                    put32(r, UFS2_CKHASH, 0);
+                    put_le32(r, UFS2_CKHASH, 0);
                     let h = ckhash::hash_with_hole(r, UFS2_CKHASH);
-                    put32(r, UFS2_CKHASH, h);
+                    put_le32(r, UFS2_CKHASH, h);
                 }
             }
         }
@@ -156,7 +156,7 @@ impl Dinode {
             Version::Ufs2 => &[64, 68, 72],
         };
         for &o in offs {
-            put32(&mut self.raw, o, 0);
+            put_le32(&mut self.raw, o, 0);
         }
     }
 

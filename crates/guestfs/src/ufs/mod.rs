@@ -26,7 +26,6 @@ pub mod cg;
 pub mod ckhash;
 mod dir;
 pub mod inode;
-mod le;
 pub mod superblock;
 
 use std::collections::BTreeMap;
@@ -37,6 +36,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use snf_core::bytes;
 
 use crate::backend::{Filesystem, FsKind};
 use crate::error::{Error, Result};
@@ -150,7 +151,7 @@ impl UfsFs {
             .map_err(|e| e.at(image))?;
         fs.cs = (0..fs.sb.ncg as usize)
             .map(|i| {
-                let g = |k: usize| i64::from(le::get32(&area, 16 * i + 4 * k) as i32);
+                let g = |k: usize| i64::from(bytes::le32(&area, 16 * i + 4 * k) as i32);
                 Csum {
                     ndir: g(0),
                     nbfree: g(1),
@@ -296,7 +297,7 @@ impl UfsFs {
                 .into_iter()
                 .enumerate()
             {
-                le::put32(&mut entry, 4 * k, v as i32 as u32);
+                bytes::put_le32(&mut entry, 4 * k, v as i32 as u32);
             }
             self.write_bytes(
                 self.sb.frag_bytes(self.sb.csaddr) + 16 * u64::from(c),
@@ -449,9 +450,9 @@ impl UfsFs {
             let mut raw = vec![0u8; sb.dinode_size()];
             self.read_bytes(sb.inode_bytes(ino), &mut raw)?;
             let gen_off = if sb.version == Version::Ufs1 { 108 } else { 80 };
-            let gen = le::get32(&raw, gen_off).wrapping_add(1);
+            let gen = bytes::le32(&raw, gen_off).wrapping_add(1);
             raw.fill(0);
-            le::put32(&mut raw, gen_off, gen);
+            bytes::put_le32(&mut raw, gen_off, gen);
             let d = Dinode::parse(&sb, ino, raw).map_err(Error::corrupt)?;
             return Ok((ino, d));
         }
@@ -474,9 +475,9 @@ impl UfsFs {
         } else {
             80
         };
-        let gen = le::get32(&d.raw, gen_off);
+        let gen = bytes::le32(&d.raw, gen_off);
         let mut raw = vec![0u8; self.sb.dinode_size()];
-        le::put32(&mut raw, gen_off, gen);
+        bytes::put_le32(&mut raw, gen_off, gen);
         let mut z = Dinode::parse(&self.sb, ino, raw).map_err(Error::corrupt)?;
         self.put_inode(ino, &mut z)?;
         let c = self.ino_cg(ino);
@@ -496,14 +497,14 @@ impl UfsFs {
         }
         let bs = u64::from(self.sb.bsize);
         let fsize = u64::from(self.sb.fsize);
-        let extsize = u64::from(le::get32(&d.raw, UFS2_EXTSIZE));
+        let extsize = u64::from(bytes::le32(&d.raw, UFS2_EXTSIZE));
         if extsize > UFS_NXADDR * bs {
             return Err(Error::corrupt(format!(
                 "inode {ino}: extended attribute size {extsize} too large"
             )));
         }
         for k in 0..UFS_NXADDR {
-            let a = le::get64(&d.raw, UFS2_EXTB + 8 * k as usize);
+            let a = bytes::le64(&d.raw, UFS2_EXTB + 8 * k as usize);
             if a == 0 {
                 continue;
             }
@@ -612,7 +613,7 @@ impl UfsFs {
             d.mtime = t;
             d.ctime = t;
             if fs.sb.version == Version::Ufs2 {
-                le::put64(&mut d.raw, 56, t as u64);
+                bytes::put_le64(&mut d.raw, 56, t as u64);
             }
             let r = init(fs, ino, &mut d);
             fs.put_inode(ino, &mut d)?;

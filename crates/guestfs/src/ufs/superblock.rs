@@ -2,7 +2,7 @@
 //! every later address computation stays inside the filesystem.
 
 use super::ckhash::{self, CK_SUPERBLK};
-use super::le::{get16, get32, get64, get8, put32, put64};
+use snf_core::bytes::{le32, le64, put_le32, put_le64};
 
 /// UFS1 ("44bsd") magic, superblock at 8 KiB.
 pub const UFS1_MAGIC: u32 = 0x0001_1954;
@@ -88,13 +88,13 @@ impl Superblock {
     /// Which version the superblock area at `location` holds, if any: `Err` for a
     /// big-endian filesystem (written by a big-endian machine).
     pub fn detect(raw: &[u8], location: u64) -> Result<Option<Version>, String> {
-        let m = get32(raw, MAGIC_OFF);
+        let m = le32(raw, MAGIC_OFF);
         let be = u32::from_be_bytes(m.to_le_bytes());
         match (m, location) {
             (UFS2_MAGIC, UFS2_SBLOCK) => Ok(Some(Version::Ufs2)),
             // NetBSD's makefs puts UFS2 at 8 KiB and says so in `fs_sblockloc`; FreeBSD
             // accepts that too.
-            (UFS2_MAGIC, UFS1_SBLOCK) if get64(raw, 1000) == UFS1_SBLOCK => Ok(Some(Version::Ufs2)),
+            (UFS2_MAGIC, UFS1_SBLOCK) if le64(raw, 1000) == UFS1_SBLOCK => Ok(Some(Version::Ufs2)),
             (UFS1_MAGIC, UFS1_SBLOCK) => Ok(Some(Version::Ufs1)),
             _ if be == UFS1_MAGIC || be == UFS2_MAGIC => Err(bad(
                 "big-endian UFS (written by a big-endian machine) is not supported",
@@ -110,8 +110,8 @@ impl Superblock {
         location: u64,
         dev_size: u64,
     ) -> Result<Superblock, String> {
-        let i32_at = |o: usize| get32(&raw, o) as i32;
-        let u = |o: usize| get32(&raw, o);
+        let i32_at = |o: usize| le32(&raw, o) as i32;
+        let u = |o: usize| le32(&raw, o);
         let nonneg = |o: usize, what: &str| -> Result<u64, String> {
             let v = i32_at(o);
             if v < 0 {
@@ -172,13 +172,13 @@ impl Superblock {
                 },
             ),
             Version::Ufs2 => (
-                get64(&raw, 1080),
-                get64(&raw, 1096),
+                le64(&raw, 1080),
+                le64(&raw, 1096),
                 Csum {
-                    ndir: get64(&raw, 1008) as i64,
-                    nbfree: get64(&raw, 1016) as i64,
-                    nifree: get64(&raw, 1024) as i64,
-                    nffree: get64(&raw, 1032) as i64,
+                    ndir: le64(&raw, 1008) as i64,
+                    nbfree: le64(&raw, 1016) as i64,
+                    nifree: le64(&raw, 1024) as i64,
+                    nffree: le64(&raw, 1032) as i64,
                 },
             ),
         };
@@ -243,10 +243,10 @@ impl Superblock {
             n if n == 12 * ptr + 3 * ptr => n,
             n => return Err(bad(format!("short symlink length {n}"))),
         };
-        if version == Version::Ufs1 && (get32(&raw, 1324) as i32) < FS_44INODEFMT {
+        if version == Version::Ufs1 && (le32(&raw, 1324) as i32) < FS_44INODEFMT {
             return Err(bad("pre-4.4BSD inode format is not supported"));
         }
-        let old_flags = get8(&raw, 211);
+        let old_flags = raw[211];
         let flags = if old_flags & FS_FLAGS_UPDATED != 0 {
             i32_at(1312)
         } else {
@@ -262,7 +262,7 @@ impl Superblock {
         let sb = Superblock {
             version,
             location,
-            clean: get8(&raw, 209) != 0,
+            clean: raw[209] != 0,
             flags,
             sblkno,
             cblkno,
@@ -290,7 +290,7 @@ impl Superblock {
             raw,
         };
         if sb.metackhash & CK_SUPERBLK != 0 {
-            let want = get32(&sb.raw, 1304);
+            let want = le32(&sb.raw, 1304);
             let got = ckhash::hash_with_hole(&sb.raw[..sb.sbsize as usize], 1304);
             if want != got {
                 return Err(bad(format!(
@@ -298,7 +298,6 @@ impl Superblock {
                 )));
             }
         }
-        let _ = get16;
         Ok(sb)
     }
 
@@ -319,7 +318,7 @@ impl Superblock {
     pub fn write_refusal(&self) -> Option<&'static str> {
         self.unclean_reason().or_else(|| {
             (0..20)
-                .any(|i| get32(&self.raw, 1116 + 4 * i) != 0)
+                .any(|i| le32(&self.raw, 1116 + 4 * i) != 0)
                 .then_some("the UFS filesystem has snapshots: remove them in the guest first")
         })
     }
@@ -383,10 +382,10 @@ impl Superblock {
     /// into `raw`, ready to be written.
     pub fn store(&mut self, now: i64) {
         if self.version == Version::Ufs1 {
-            put32(&mut self.raw, 32, now as i32 as u32);
+            put_le32(&mut self.raw, 32, now as i32 as u32);
         }
-        if self.version == Version::Ufs2 || get8(&self.raw, 211) & FS_FLAGS_UPDATED != 0 {
-            put64(&mut self.raw, 1072, now as u64);
+        if self.version == Version::Ufs2 || self.raw[211] & FS_FLAGS_UPDATED != 0 {
+            put_le64(&mut self.raw, 1072, now as u64);
         }
         let c = self.cstotal;
         match self.version {
@@ -397,10 +396,10 @@ impl Superblock {
                     (200, c.nifree),
                     (204, c.nffree),
                 ] {
-                    put32(&mut self.raw, o, v as i32 as u32);
+                    put_le32(&mut self.raw, o, v as i32 as u32);
                 }
                 // Kernels that moved the flags also read the 64-bit totals.
-                if get8(&self.raw, 211) & FS_FLAGS_UPDATED != 0 {
+                if self.raw[211] & FS_FLAGS_UPDATED != 0 {
                     self.store64(c);
                 }
             }
@@ -408,7 +407,7 @@ impl Superblock {
         }
         if self.metackhash & CK_SUPERBLK != 0 {
             let h = ckhash::hash_with_hole(&self.raw[..self.sbsize as usize], 1304);
-            put32(&mut self.raw, 1304, h);
+            put_le32(&mut self.raw, 1304, h);
         }
     }
 
@@ -419,7 +418,7 @@ impl Superblock {
             (1024, c.nifree),
             (1032, c.nffree),
         ] {
-            put64(&mut self.raw, o, v as u64);
+            put_le64(&mut self.raw, o, v as u64);
         }
     }
 }

@@ -15,6 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
+use snf_core::bytes;
 use snf_core::command;
 use snf_core::Reporter;
 use snf_disk::partition::{Layout, Partition, MIB};
@@ -168,8 +169,8 @@ fn volume_bytes(dev: &Path, n: u32) -> Result<(u64, u64), ShrinkError> {
     let mut boot = [0u8; 512];
     f.read_exact_at(&mut boot, 0)
         .map_err(io_err("read the extracted NTFS boot sector"))?;
-    let sector = u64::from(u16::from_le_bytes([boot[0x0b], boot[0x0c]]));
-    let sectors = u64::from_le_bytes(boot[0x28..0x30].try_into().unwrap_or([0; 8]));
+    let sector = u64::from(bytes::le16(&boot, 0x0b));
+    let sectors = bytes::le64(&boot, 0x28);
     if &boot[3..11] != b"NTFS    " || !matches!(sector, 512 | 1024 | 2048 | 4096) {
         return Err(ShrinkError::Ntfs {
             partition: n,

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use snf_core::bytes;
 use snf_core::Reporter;
 use snf_disk::partition::disklabel::{self, Disklabel};
 use snf_disk::partition::{Layout, TableKind};
@@ -96,9 +97,7 @@ pub(super) fn add_geom_labels(image: &Path, sector_size: u32, descs: &mut [Parti
         {
             continue;
         }
-        let mut provsize = [0u8; 8];
-        provsize.copy_from_slice(&md[36..44]);
-        if u64::from_le_bytes(provsize) != d.size {
+        if bytes::le64(&md, 36) != d.size {
             continue;
         }
         let name = &md[20..36];
