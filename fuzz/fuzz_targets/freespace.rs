@@ -60,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(free) = found {
         let mut end = 0;
         for r in free {
-            assert!(r.start >= end && r.start < r.end && r.end <= size, "bad range {r:?}");
+            assert!(
+                r.start >= end && r.start < r.end && r.end <= size,
+                "bad range {r:?}"
+            );
             end = r.end;
         }
     }

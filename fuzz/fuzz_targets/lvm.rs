@@ -6,7 +6,6 @@
 //! placed on the device (see fuzz/make-corpus.sh). The parser also sees the whole
 //! input as text.
 #![no_main]
-use std::os::unix::fs::FileExt;
 
 use libfuzzer_sys::fuzz_target;
 use snf_disk::lvm::{self, text, PvDevice};
@@ -25,21 +24,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let size = u64::from(u16::from_le_bytes([data[0], data[1]])).clamp(4, MAX_KIB) * 1024;
     let dir = snf_fuzz::scratch_dir();
-    let path = dir.path().join("pv.img");
-    let file = std::fs::File::create(&path).unwrap();
-    file.set_len(size).unwrap();
-    let mut rest = &data[2..];
-    while rest.len() >= 4 {
-        let sector = u64::from(u16::from_le_bytes([rest[0], rest[1]]));
-        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]])).min(rest.len() - 4);
-        let at = sector * 512;
-        if at < size {
-            let n = len.min((size - at) as usize);
-            file.write_all_at(&rest[4..4 + n], at).unwrap();
-        }
-        rest = &rest[4 + len..];
-    }
-    drop(file);
+    let path = snf_fuzz::sparse_image_file(dir.path(), "pv.img", size, &data[2..]);
     let dev = PvDevice {
         id: 1,
         offset: 0,

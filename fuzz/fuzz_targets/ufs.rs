@@ -8,7 +8,6 @@
 //! LE][bytes]` placed on the image (see fuzz/make-corpus.sh). Flag bit 0: edit.
 #![no_main]
 use std::ffi::OsStr;
-use std::os::unix::fs::FileExt;
 
 use libfuzzer_sys::fuzz_target;
 use snf_guestfs::{FileType, Filesystem, NewNode, NodeId, UfsFs};
@@ -73,21 +72,7 @@ fuzz_target!(|data: &[u8]| {
     let edit = data[0] & 1 != 0;
     let size = u64::from(u16::from_le_bytes([data[1], data[2]])).clamp(64, MAX_KIB) * 1024;
     let dir = snf_fuzz::scratch_dir();
-    let path = dir.path().join("ufs.img");
-    let file = std::fs::File::create(&path).unwrap();
-    file.set_len(size).unwrap();
-    let mut rest = &data[3..];
-    while rest.len() >= 4 {
-        let sector = u64::from(u16::from_le_bytes([rest[0], rest[1]]));
-        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]])).min(rest.len() - 4);
-        let at = sector * 512;
-        if at < size {
-            let n = len.min((size - at) as usize);
-            file.write_all_at(&rest[4..4 + n], at).unwrap();
-        }
-        rest = &rest[4 + len..];
-    }
-    drop(file);
+    let path = snf_fuzz::sparse_image_file(dir.path(), "ufs.img", size, &data[3..]);
 
     let Ok(mut fs) = UfsFs::open(&path, 0, size, false) else {
         return;

@@ -20,3 +20,31 @@ pub fn scratch_dir() -> tempfile::TempDir {
         .or_else(|_| tempfile::tempdir())
         .expect("a scratch directory")
 }
+
+/// A sparse file of `size` bytes named `name` in `dir`, with the records of `data`
+/// written into it: `[sector: u16 LE][length: u16 LE][bytes]`, 512-byte sectors, each
+/// record cut at the end of the input and of the file. The file targets (LVM PVs, UFS)
+/// read their volume through a path, as the tool does.
+pub fn sparse_image_file(
+    dir: &std::path::Path,
+    name: &str,
+    size: u64,
+    data: &[u8],
+) -> std::path::PathBuf {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(size).unwrap();
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let sector = u64::from(u16::from_le_bytes([rest[0], rest[1]]));
+        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]])).min(rest.len() - 4);
+        let at = sector * 512;
+        if at < size {
+            let n = len.min((size - at) as usize);
+            file.write_all_at(&rest[4..4 + n], at).unwrap();
+        }
+        rest = &rest[4 + len..];
+    }
+    path
+}

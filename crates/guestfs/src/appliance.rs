@@ -130,59 +130,6 @@ fn key(image: &Path) -> PathBuf {
 /// Set once a launch with KVM failed: later launches of the process go straight to TCG.
 static KVM_FAILED: AtomicBool = AtomicBool::new(false);
 
-/// Whether KVM works: `/dev/kvm` opens, and qemu can create a KVM vCPU. Nested KVM on
-/// some hosts opens `/dev/kvm` and then aborts qemu while it sets the vCPU's registers
-/// (ecosystem §A.1.4); a failed appliance launch costs seconds, this probe a fraction of
-/// one. The answer is kept for the process.
-fn kvm_usable() -> bool {
-    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USABLE.get_or_init(|| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok()
-            && qemu_starts_with_kvm()
-    })
-}
-
-/// Start qemu paused with KVM and a vCPU like the appliance's, then quit it through its
-/// monitor: a zero exit means KVM works. No qemu or a hang counts as not working.
-fn qemu_starts_with_kvm() -> bool {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        "kvm",
-        "-cpu",
-        "host",
-        "-machine",
-        "q35",
-        "-m",
-        "64",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-S",
-        "-monitor",
-        "stdio",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let Ok(mut child) = snf_core::command::prepare(&mut cmd).spawn() else {
-        return false;
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"quit\n");
-    }
-    matches!(
-        snf_core::command::wait_with_limit(&mut child, "qemu-system-x86_64 (KVM probe)", Duration::from_secs(20)),
-        Ok(status) if status.success()
-    )
-}
-
 fn launch_error(image: &Path, e: libguestfs::Error) -> Error {
     Error::Backend {
         path: image.to_path_buf(),
@@ -229,7 +176,7 @@ impl Appliance {
             h.launch()?;
             Ok(h)
         };
-        let (mut handle, accel) = if kvm_usable() && !KVM_FAILED.load(Ordering::Relaxed) {
+        let (mut handle, accel) = if crate::kvm::usable() && !KVM_FAILED.load(Ordering::Relaxed) {
             match attempt(false) {
                 Ok(h) => (h, Accel::Kvm),
                 // Nested KVM can abort qemu at start (ecosystem §A.1.4): emulate instead,

@@ -396,16 +396,31 @@ impl Hive {
 
     /// The subkey of `node` named `name`, compared without regard to case as Windows does.
     pub fn child(&self, node: Node, name: &str) -> Result<Option<Node>> {
+        Ok(self
+            .lookup(node, name, "subkey", sys::hivex_node_get_child)?
+            .map(Node))
+    }
+
+    /// A subkey or value of `node` by name through hivex's call for it (`get`, a hivex
+    /// function taking the handle, a key offset hivex validates and a NUL-terminated
+    /// name): 0 with errno clear means there is none.
+    fn lookup(
+        &self,
+        node: Node,
+        name: &str,
+        op: &'static str,
+        get: unsafe extern "C" fn(*mut sys::HiveH, sys::Handle, *const c_char) -> sys::Handle,
+    ) -> Result<Option<sys::Handle>> {
         let c = self.cname(name)?;
         clear_errno();
-        // SAFETY: live handle, NUL-terminated name.
-        let n = unsafe { sys::hivex_node_get_child(self.hp(), node.0, c.as_ptr()) };
-        if n != 0 {
-            return Ok(Some(Node(n)));
+        // SAFETY: live handle, NUL-terminated name that outlives the call.
+        let h = unsafe { get(self.hp(), node.0, c.as_ptr()) };
+        if h != 0 {
+            return Ok(Some(h));
         }
         match errno().raw_os_error() {
             None | Some(0) => Ok(None),
-            Some(_) => Err(self.call_err("subkey", name)),
+            Some(_) => Err(self.call_err(op, name)),
         }
     }
 
@@ -497,17 +512,9 @@ impl Hive {
 
     /// The value of `node` named `name` (case-insensitive; `""` is the default value).
     pub fn value(&self, node: Node, name: &str) -> Result<Option<Value>> {
-        let c = self.cname(name)?;
-        clear_errno();
-        // SAFETY: live handle, NUL-terminated name.
-        let v = unsafe { sys::hivex_node_get_value(self.hp(), node.0, c.as_ptr()) };
-        if v != 0 {
-            return Ok(Some(Value(v)));
-        }
-        match errno().raw_os_error() {
-            None | Some(0) => Ok(None),
-            Some(_) => Err(self.call_err("value", name)),
-        }
+        Ok(self
+            .lookup(node, name, "value", sys::hivex_node_get_value)?
+            .map(Value))
     }
 
     /// The name of `value` (empty for the default value).

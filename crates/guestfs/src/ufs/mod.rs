@@ -543,6 +543,18 @@ impl UfsFs {
         self.release_inode(e.ino, child)
     }
 
+    /// One directory entry naming the non-directory `ino` is gone: free it with its
+    /// last link, else record the change.
+    fn drop_link(&mut self, ino: u64, mut d: Dinode) -> Result<()> {
+        d.nlink -= 1;
+        if d.nlink == 0 {
+            self.release_inode(ino, d)
+        } else {
+            d.ctime = now();
+            self.put_inode(ino, &mut d)
+        }
+    }
+
     fn touch(&self, ino: u64, d: &mut Dinode) -> Result<()> {
         let t = now();
         d.mtime = t;
@@ -655,7 +667,7 @@ impl UfsFs {
             if t.ino == e.ino {
                 return Ok(());
             }
-            let mut target = self.live_inode(t.ino)?;
+            let target = self.live_inode(t.ino)?;
             let target_dir = target.file_type() == FileType::Directory;
             match (is_dir, target_dir) {
                 (false, true) => return Err(Error::IsADirectory(PathBuf::new())),
@@ -664,13 +676,7 @@ impl UfsFs {
                 (false, false) => {
                     self.remove_entry(to_dir, &mut td, &t)?;
                     self.touch(to_dir, &mut td)?;
-                    target.nlink -= 1;
-                    if target.nlink == 0 {
-                        self.release_inode(t.ino, target)?;
-                    } else {
-                        target.ctime = now();
-                        self.put_inode(t.ino, &mut target)?;
-                    }
+                    self.drop_link(t.ino, target)?;
                 }
             }
         }
@@ -922,26 +928,16 @@ impl Filesystem for UfsFs {
         let name = check_name(name)?.to_vec();
         self.mutate(|fs| {
             let mut pd = fs.dir_inode(dir)?;
-            let Some(e) = fs
-                .dir_entries(&pd)?
-                .into_iter()
-                .find(|e| e.ino != 0 && e.name == name)
-            else {
-                return Err(Error::NotFound(PathBuf::new()));
-            };
-            let mut d = fs.live_inode(e.ino)?;
+            let e = fs
+                .find_entry(&pd, &name)?
+                .ok_or_else(|| Error::NotFound(PathBuf::new()))?;
+            let d = fs.live_inode(e.ino)?;
             if d.file_type() == FileType::Directory {
                 return Err(Error::IsADirectory(PathBuf::new()));
             }
             fs.remove_entry(dir, &mut pd, &e)?;
             fs.touch(dir, &mut pd)?;
-            d.nlink -= 1;
-            if d.nlink == 0 {
-                fs.release_inode(e.ino, d)
-            } else {
-                d.ctime = now();
-                fs.put_inode(e.ino, &mut d)
-            }
+            fs.drop_link(e.ino, d)
         })
     }
 
@@ -949,13 +945,9 @@ impl Filesystem for UfsFs {
         let name = check_name(name)?.to_vec();
         self.mutate(|fs| {
             let mut pd = fs.dir_inode(dir)?;
-            let Some(e) = fs
-                .dir_entries(&pd)?
-                .into_iter()
-                .find(|e| e.ino != 0 && e.name == name)
-            else {
-                return Err(Error::NotFound(PathBuf::new()));
-            };
+            let e = fs
+                .find_entry(&pd, &name)?
+                .ok_or_else(|| Error::NotFound(PathBuf::new()))?;
             let d = fs.live_inode(e.ino)?;
             if d.file_type() != FileType::Directory {
                 return Err(Error::NotADirectory(PathBuf::new()));
