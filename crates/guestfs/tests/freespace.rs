@@ -32,20 +32,45 @@ impl Drop for Mounted {
     }
 }
 
-/// Writes files, deletes every other one, and unmounts.
-fn churn(img: &Path, dir: &Path) {
+/// Mounts `img` on `dir`, writes `count` files named `{prefix}{i}` (file `i` holds
+/// `size(i)` pseudo-random bytes of seed `i`), syncs, deletes every other one (the
+/// even ones), and unmounts.
+fn write_then_delete_every_other(
+    img: &Path,
+    dir: &Path,
+    prefix: &str,
+    count: u64,
+    size: impl Fn(u64) -> usize,
+) {
     let m = Mounted::new(img, dir);
-    for i in 0..6u64 {
-        std::fs::write(
-            m.0.join(format!("f{i}")),
-            pseudo_random((8 + i as usize) << 20, i),
-        )
-        .unwrap();
+    for i in 0..count {
+        std::fs::write(m.0.join(format!("{prefix}{i}")), pseudo_random(size(i), i)).unwrap();
     }
     run(&mut Command::new("sync"));
-    for i in (0..6).step_by(2) {
-        std::fs::remove_file(m.0.join(format!("f{i}"))).unwrap();
+    for i in (0..count).step_by(2) {
+        std::fs::remove_file(m.0.join(format!("{prefix}{i}"))).unwrap();
     }
+}
+
+/// Writes six files of 8 to 13 MiB, deletes every other one, and unmounts.
+fn churn(img: &Path, dir: &Path) {
+    write_then_delete_every_other(img, dir, "f", 6, |i| (8 + i as usize) << 20);
+}
+
+/// A new temporary directory holding `x.img`, a sparse 400 MiB file.
+fn xfs_scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(400 * MIB)
+        .unwrap();
+    (dir, img)
+}
+
+/// `mkfs -q -f ARGS img` with the mkfs program `mkfs` (mkfs.xfs, mkfs.btrfs).
+fn mkfs(img: &Path, mkfs: &str, args: &[&str]) {
+    run(Command::new(mkfs).args(["-q", "-f"]).args(args).arg(img));
 }
 
 fn merge(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
@@ -101,6 +126,11 @@ fn total(v: &[Range<u64>]) -> u64 {
     v.iter().map(|r| r.end - r.start).sum()
 }
 
+/// More than `min` bytes are free in `ranges`.
+fn assert_free_over(ranges: &[Range<u64>], min: u64) {
+    assert!(total(ranges) > min, "only {} MiB free", total(ranges) >> 20);
+}
+
 fn xfs_check(img: &Path, min_free: u64) {
     require("xfs_db");
     let vol = FileVolume::open(img, 0, 400 * MIB).unwrap();
@@ -110,23 +140,14 @@ fn xfs_check(img: &Path, min_free: u64) {
         xfs_db_free(img),
         "free ranges differ from xfs_db freesp"
     );
-    assert!(
-        total(&ours) > min_free,
-        "only {} MiB free",
-        total(&ours) >> 20
-    );
+    assert_free_over(&ours, min_free);
 }
 
 #[test]
 fn xfs_v5_free_ranges_are_what_xfs_db_lists() {
     require("mkfs.xfs");
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("x.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(400 * MIB)
-        .unwrap();
-    run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&img));
+    let (dir, img) = xfs_scratch();
+    mkfs(&img, "mkfs.xfs", &[]);
     churn(&img, &dir.path().join("m"));
     // The three deleted files (8, 10 and 12 MiB) are free again.
     xfs_check(&img, 300 * MIB);
@@ -136,25 +157,9 @@ fn xfs_v5_free_ranges_are_what_xfs_db_lists() {
 #[test]
 fn xfs_multi_level_free_space_btree_is_walked() {
     require("mkfs.xfs");
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("x.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(400 * MIB)
-        .unwrap();
-    run(Command::new("mkfs.xfs")
-        .args(["-q", "-f", "-b", "size=1024", "-d", "agcount=2"])
-        .arg(&img));
-    {
-        let m = Mounted::new(&img, &dir.path().join("m"));
-        for i in 0..4000u64 {
-            std::fs::write(m.0.join(format!("s{i}")), pseudo_random(2048, i)).unwrap();
-        }
-        run(&mut Command::new("sync"));
-        for i in (0..4000).step_by(2) {
-            std::fs::remove_file(m.0.join(format!("s{i}"))).unwrap();
-        }
-    }
+    let (dir, img) = xfs_scratch();
+    mkfs(&img, "mkfs.xfs", &["-b", "size=1024", "-d", "agcount=2"]);
+    write_then_delete_every_other(&img, &dir.path().join("m"), "s", 4000, |_| 2048);
     // `levels[0-2] = 0:2 1:2 2:0`: the first is the by-block btree's.
     let bno_levels = (0..2)
         .map(|ag| {
@@ -185,12 +190,7 @@ fn xfs_multi_level_free_space_btree_is_walked() {
 #[test]
 fn xfs_v4_with_small_blocks_is_read_too() {
     require("mkfs.xfs");
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("x.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(400 * MIB)
-        .unwrap();
+    let (dir, img) = xfs_scratch();
     let mut proto = String::from("/dev/null\n0 0\nd--755 0 0\n");
     for i in 0..400u64 {
         let f = dir.path().join(format!("src{i}"));
@@ -211,13 +211,8 @@ fn xfs_v4_with_small_blocks_is_read_too() {
 #[test]
 fn xfs_with_a_dirty_log_is_not_trusted() {
     require("xfs_io");
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("x.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(400 * MIB)
-        .unwrap();
-    run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&img));
+    let (dir, img) = xfs_scratch();
+    mkfs(&img, "mkfs.xfs", &[]);
     {
         let m = Mounted::new(&img, &dir.path().join("m"));
         let f = m.0.join("f");
@@ -310,7 +305,7 @@ fn btrfs_free_ranges_match_the_dev_and_extent_trees() {
     let img = dir.path().join("b.img");
     let size = 700 * MIB;
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();
-    run(Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(&img));
+    mkfs(&img, "mkfs.btrfs", &[]);
     churn(&img, &dir.path().join("m"));
     let vol = FileVolume::open(&img, 0, size).unwrap();
     let ours = btrfs::free_ranges(&vol).unwrap();
@@ -384,9 +379,5 @@ fn btrfs_free_ranges_match_the_dev_and_extent_trees() {
         }
     }
     // The three deleted files (8, 10 and 12 MiB) were in a data chunk: free again.
-    assert!(
-        total(&ours) > 600 * MIB,
-        "only {} MiB free",
-        total(&ours) >> 20
-    );
+    assert_free_over(&ours, 600 * MIB);
 }

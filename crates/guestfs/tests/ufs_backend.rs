@@ -38,12 +38,36 @@ fn fixture_with(layout: Layout, bsize: u32, fsize: u32) -> Fixture {
     }
 }
 
+/// The whole image file `img` opened as a UFS.
+fn open_ufs(img: &Path, writable: bool) -> Result<UfsFs, Error> {
+    let size = fs::metadata(img).unwrap().len();
+    UfsFs::open(img, 0, size, writable)
+}
+
 fn open(f: &Fixture, writable: bool) -> GuestFs {
-    let size = fs::metadata(&f.img).unwrap().len();
-    GuestFs::new(
-        Box::new(UfsFs::open(&f.img, 0, size, writable).unwrap()),
-        "ufs",
-    )
+    GuestFs::new(Box::new(open_ufs(&f.img, writable).unwrap()), "ufs")
+}
+
+/// A copy (`cp -a`) of the fixture's source tree, beside it, to change like the image.
+fn mirror(f: &Fixture) -> PathBuf {
+    let mirror = f._dir.path().join("mirror");
+    snf_testkit::fixture::run(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&f.tree)
+            .arg(&mirror),
+    );
+    mirror
+}
+
+/// [`change_both`] on the image (opened writable, then closed) and on a new
+/// [`mirror`], which is returned.
+fn changed(f: &Fixture) -> PathBuf {
+    let mirror = mirror(f);
+    let mut g = open(f, true);
+    change_both(&mut g, &mirror);
+    g.close().unwrap();
+    mirror
 }
 
 /// Every file, link and directory of `host` is in the guest with the same content.
@@ -259,16 +283,7 @@ fn change_both(g: &mut GuestFs, mirror: &Path) {
 fn writes_keep_the_filesystem_consistent_and_read_back() {
     for layout in LAYOUTS {
         let f = fixture(layout);
-        let mirror = f._dir.path().join("mirror");
-        snf_testkit::fixture::run(
-            std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&f.tree)
-                .arg(&mirror),
-        );
-        let mut g = open(&f, true);
-        change_both(&mut g, &mirror);
-        g.close().unwrap();
+        let mirror = changed(&f);
         ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("{layout:?} after the changes: {e}"));
         let mut g = open(&f, false);
         assert_same_tree(&mut g, &mirror, Path::new("/"));
@@ -284,8 +299,7 @@ fn writes_keep_the_filesystem_consistent_and_read_back() {
 }
 
 fn open_err(img: &Path, writable: bool) -> Error {
-    let size = fs::metadata(img).unwrap().len();
-    UfsFs::open(img, 0, size, writable).unwrap_err()
+    open_ufs(img, writable).unwrap_err()
 }
 
 #[test]
@@ -300,8 +314,7 @@ fn damaged_foreign_and_unclean_filesystems_give_typed_errors() {
     // The checker itself notices a fragment freed behind the inodes' back.
     let flipped = copy("flipped.img");
     {
-        let size = fs::metadata(&flipped).unwrap().len();
-        let mut fs_ = UfsFs::open(&flipped, 0, size, false).unwrap();
+        let mut fs_ = open_ufs(&flipped, false).unwrap();
         let free = fs_.free_ranges().unwrap();
         assert!(!free.is_empty());
     }
@@ -347,16 +360,14 @@ fn damaged_foreign_and_unclean_filesystems_give_typed_errors() {
     snf_testkit::fixture::write_at(&unclean, 8192 + 209, &[0]);
     let e = open_err(&unclean, true);
     assert!(e.to_string().contains("run fsck_ffs in the guest"), "{e}");
-    let size = fs::metadata(&unclean).unwrap().len();
-    UfsFs::open(&unclean, 0, size, false).unwrap();
+    open_ufs(&unclean, false).unwrap();
 
     // Snapshots: freed blocks would have to be copied into them first; read only.
     let snap = copy("snap.img");
     snf_testkit::fixture::write_at(&snap, 8192 + 1116, &5u32.to_le_bytes());
     let e = open_err(&snap, true);
     assert!(e.to_string().contains("snapshots"), "{e}");
-    let size = fs::metadata(&snap).unwrap().len();
-    UfsFs::open(&snap, 0, size, false).unwrap();
+    open_ufs(&snap, false).unwrap();
 
     // Big-endian (makefs -B be): refused, named.
     let be = dir.join("be.img");
@@ -431,16 +442,7 @@ fn linux_reads_the_changed_filesystems_like_the_host_mirror() {
     .into_iter()
     .map(|(layout, bsize, fsize, ufstype)| {
         let f = fixture_with(layout, bsize, fsize);
-        let mirror = f._dir.path().join("mirror");
-        snf_testkit::fixture::run(
-            std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&f.tree)
-                .arg(&mirror),
-        );
-        let mut g = open(&f, true);
-        change_both(&mut g, &mirror);
-        g.close().unwrap();
+        let mirror = changed(&f);
         (f, mirror, ufstype)
     })
     .collect();
@@ -498,16 +500,7 @@ fn check_hashes_are_verified_and_kept() {
     let f = fixture(Layout::Ufs2FreeBsd);
     ufs::enable_check_hashes(&f.img);
     ufs::verify_check_hashes(&f.img).unwrap();
-    let mirror = f._dir.path().join("mirror");
-    snf_testkit::fixture::run(
-        std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&f.tree)
-            .arg(&mirror),
-    );
-    let mut g = open(&f, true);
-    change_both(&mut g, &mirror);
-    g.close().unwrap();
+    let mirror = changed(&f);
     ufs::verify_check_hashes(&f.img).unwrap_or_else(|e| panic!("after the changes: {e}"));
     ufs::check(&f.img, 0).unwrap();
     let mut g = open(&f, false);
@@ -516,8 +509,7 @@ fn check_hashes_are_verified_and_kept() {
     g.close().unwrap();
 
     // A stale inode hash is an error naming the inode.
-    let size = fs::metadata(&f.img).unwrap().len();
-    let mut fs_ = UfsFs::open(&f.img, 0, size, false).unwrap();
+    let mut fs_ = open_ufs(&f.img, false).unwrap();
     let pos = {
         use snf_guestfs::Filesystem;
         let m = fs_.metadata(ino).unwrap();
@@ -581,13 +573,7 @@ fn other_block_and_fragment_sizes() {
     ] {
         let f = fixture_with(layout, bsize, fsize);
         ufs::check(&f.img, 0).unwrap_or_else(|e| panic!("{bsize}/{fsize} fresh: {e}"));
-        let mirror = f._dir.path().join("mirror");
-        snf_testkit::fixture::run(
-            std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&f.tree)
-                .arg(&mirror),
-        );
+        let mirror = mirror(&f);
         let mut g = open(&f, true);
         assert_same_tree(&mut g, &f.tree, Path::new("/"));
         change_both(&mut g, &mirror);

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use image_creator::core::report::quiet;
+use image_creator::inspect::Inspection;
 use image_creator::options::RunOptions;
-use image_creator::session::{Session, Stage};
+use image_creator::session::{Session, SessionError, Stage};
 use snf_guestfs::{GuestFs, UfsFs};
-use snf_testkit::bsdlabel::{fdisk_bsd_label, label_offset, set_duid, BsdSlice};
-use snf_testkit::fixture::{mkswap_at, sfdisk, sparse_file, MIB};
+use snf_testkit::bsdlabel::{bsd_mbr_disk, fdisk_bsd_label, label_offset, set_duid, BsdSlice};
+use snf_testkit::fixture::{mkswap_at, MIB};
 use snf_testkit::ufs::{self, Layout};
 
 const SECTOR: u64 = 512;
@@ -57,13 +58,19 @@ fn freebsd_tree(t: &Tree, fstab: &str) {
         )
         .mode("/bin/freebsd-version", 0o555)
         .file("/etc/freebsd-update.conf", "KeyPrint 800651ef4b4c71c27e60786d7b487188970f4b4169cc055784e21eb71d410cc5\nServerName update.FreeBSD.org\n")
-        .file("/etc/master.passwd", &master_passwd(SHA512, SHA512))
-        .mode("/etc/master.passwd", 0o600)
         .file("/etc/passwd", "root:*:0:0:Charlie &:/root:/bin/sh\nuser:*:1001:1001:User:/home/user:/bin/sh\n")
+        .file("/etc/rc.conf", "hostname=\"freebsd\"\nifconfig_vtnet0=\"DHCP\"\nsshd_enable=\"YES\"\n")
+        .file("/boot/kernel/kernel", "ELF");
+    accounts_and_dirs(t, SHA512);
+}
+
+/// What every BSD tree has: `master.passwd` (mode 0600, every password `hash`), the
+/// password databases, and the home, tmp and log directories.
+fn accounts_and_dirs(t: &Tree, hash: &str) {
+    t.file("/etc/master.passwd", &master_passwd(hash, hash))
+        .mode("/etc/master.passwd", 0o600)
         .file("/etc/spwd.db", "SECRET-SPWD-DB")
         .file("/etc/pwd.db", "pwd.db")
-        .file("/etc/rc.conf", "hostname=\"freebsd\"\nifconfig_vtnet0=\"DHCP\"\nsshd_enable=\"YES\"\n")
-        .file("/boot/kernel/kernel", "ELF")
         .dir("/home/user")
         .dir("/tmp")
         .dir("/var/log");
@@ -80,14 +87,8 @@ fn netbsd_tree(t: &Tree, fstab: &str) {
         )
         .file("/etc/defaults/rc.conf", "sshd=NO\nhostname=\"\"\n")
         .file("/etc/rc.conf", "if [ -r /etc/defaults/rc.conf ]; then\n\t. /etc/defaults/rc.conf\nfi\nrc_configured=YES\nsshd=YES\n")
-        .file("/etc/master.passwd", &master_passwd(NETBSD_SHA1, NETBSD_SHA1))
-        .mode("/etc/master.passwd", 0o600)
-        .file("/etc/spwd.db", "SECRET-SPWD-DB")
-        .file("/etc/pwd.db", "pwd.db")
-        .dir("/bin")
-        .dir("/home/user")
-        .dir("/tmp")
-        .dir("/var/log");
+        .dir("/bin");
+    accounts_and_dirs(t, NETBSD_SHA1);
 }
 
 fn openbsd_tree(t: &Tree, fstab: &str) {
@@ -106,14 +107,8 @@ fn openbsd_tree(t: &Tree, fstab: &str) {
         )
         .file("/etc/myname", "openbsd.example.org\n")
         .file("/etc/rc.conf.local", "pkg_scripts=\n")
-        .file("/etc/master.passwd", &master_passwd(BCRYPT, BCRYPT))
-        .mode("/etc/master.passwd", 0o600)
-        .file("/etc/spwd.db", "SECRET-SPWD-DB")
-        .file("/etc/pwd.db", "pwd.db")
-        .dir("/bin")
-        .dir("/home/user")
-        .dir("/tmp")
-        .dir("/var/log");
+        .dir("/bin");
+    accounts_and_dirs(t, BCRYPT);
 }
 
 /// What one disklabel slice of a test disk holds.
@@ -129,11 +124,7 @@ enum SliceContent<'a> {
 /// the label written over them by fdisk.
 fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)]) -> PathBuf {
     let img = dir.join("disk.img");
-    sparse_file(&img, (PART_START + PART_SECTORS) * SECTOR + MIB);
-    sfdisk(
-        &img,
-        &format!("label: dos\nlabel-id: 0x5eed5eed\nstart={PART_START}, size={PART_SECTORS}, type={mbr_type}, bootable\n"),
-    );
+    bsd_mbr_disk(&img, PART_START, PART_SECTORS, mbr_type);
     for (s, content) in slices {
         let (off, size) = (s.start * SECTOR, s.sectors * SECTOR);
         match content {
@@ -168,13 +159,35 @@ fn bsd_disk(dir: &Path, mbr_type: &str, slices: &[(BsdSlice, SliceContent<'_>)])
     img
 }
 
-fn slice(letter: char, start: u64, mib: u64, fstype: u8) -> BsdSlice {
-    BsdSlice {
-        letter,
-        start,
-        sectors: mib * 2048,
-        fstype,
-    }
+/// The mountpoints inspection found, with the partition of each.
+fn mounts_by_partition(i: &Inspection) -> Vec<(String, u32)> {
+    i.mounts
+        .iter()
+        .map(|m| (m.mountpoint.display().to_string(), m.partition))
+        .collect()
+}
+
+/// NetBSD's installer layout in an a9 partition, slice a 64 sectors in: `a` the UFS2
+/// root (40 MiB), `b` swap (8 MiB), `e` the UFS2 `home` (16 MiB). Returns the disk and
+/// slice `e`.
+fn netbsd_disk(dir: &Path, root: &Tree, home: &Tree) -> (PathBuf, BsdSlice) {
+    let e = BsdSlice::mib('e', PART_START + 64 + 48 * 2048, 16, 7);
+    let img = bsd_disk(
+        dir,
+        "a9",
+        &[
+            (
+                BsdSlice::mib('a', PART_START + 64, 40, 7),
+                SliceContent::Ufs(root, Layout::Ufs2NetBsd),
+            ),
+            (
+                BsdSlice::mib('b', PART_START + 64 + 40 * 2048, 8, 1),
+                SliceContent::Swap,
+            ),
+            (e, SliceContent::Ufs(home, Layout::Ufs2NetBsd)),
+        ],
+    );
+    (img, e)
 }
 
 #[test]
@@ -302,13 +315,8 @@ fn freebsd_on_gpt_every_key_and_its_fstab_names() {
             ("USERS", "root user"),
         ],
     );
-    let mounts: Vec<(String, u32)> = i
-        .mounts
-        .iter()
-        .map(|m| (m.mountpoint.display().to_string(), m.partition))
-        .collect();
     assert_eq!(
-        mounts,
+        mounts_by_partition(&i),
         vec![
             ("/".to_string(), 2),
             ("/var".to_string(), 5),
@@ -332,11 +340,11 @@ fn freebsd_on_mbr_is_refused_with_the_original_message() {
         "a5",
         &[
             (
-                slice('a', PART_START + 16, 40, 7),
+                BsdSlice::mib('a', PART_START + 16, 40, 7),
                 SliceContent::Ufs(&root, Layout::Ufs2FreeBsd),
             ),
             (
-                slice('b', PART_START + 16 + 40 * 2048, 8, 1),
+                BsdSlice::mib('b', PART_START + 16 + 40 * 2048, 8, 1),
                 SliceContent::Swap,
             ),
         ],
@@ -362,24 +370,7 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
          kernfs /kern kernfs rw\nptyfs /dev/pts ptyfs rw\nprocfs /proc procfs rw\n\
          /dev/cd0a /cdrom cd9660 ro,noauto\ntmpfs /var/shm tmpfs rw,-m1777,-sram%25\n",
     );
-    let img = bsd_disk(
-        d.path(),
-        "a9",
-        &[
-            (
-                slice('a', PART_START + 64, 40, 7),
-                SliceContent::Ufs(&root, Layout::Ufs2NetBsd),
-            ),
-            (
-                slice('b', PART_START + 64 + 40 * 2048, 8, 1),
-                SliceContent::Swap,
-            ),
-            (
-                slice('e', PART_START + 64 + 48 * 2048, 16, 7),
-                SliceContent::Ufs(&home, Layout::Ufs2NetBsd),
-            ),
-        ],
-    );
+    let (img, _) = netbsd_disk(d.path(), &root, &home);
     let i = inspect_disk(&img);
     assert_eq!(i.unsupported, None);
     assert_meta(
@@ -402,12 +393,10 @@ fn netbsd_on_an_mbr_disklabel_every_key() {
             ("USERS", "root user"),
         ],
     );
-    let mounts: Vec<(String, u32)> = i
-        .mounts
-        .iter()
-        .map(|m| (m.mountpoint.display().to_string(), m.partition))
-        .collect();
-    assert_eq!(mounts, vec![("/".to_string(), 5), ("/home".to_string(), 7)]);
+    assert_eq!(
+        mounts_by_partition(&i),
+        vec![("/".to_string(), 5), ("/home".to_string(), 7)]
+    );
     let names: Vec<String> = i.partitions.iter().map(|p| p.desc.name()).collect();
     assert_eq!(
         names,
@@ -437,12 +426,15 @@ fn openbsd_with_duids_and_root_at_the_partition_start() {
         "a6",
         &[
             (
-                slice('a', PART_START, 40, 7),
+                BsdSlice::mib('a', PART_START, 40, 7),
                 SliceContent::Ufs(&root, Layout::Ufs1),
             ),
-            (slice('b', PART_START + 40 * 2048, 8, 1), SliceContent::Swap),
             (
-                slice('e', PART_START + 48 * 2048, 16, 7),
+                BsdSlice::mib('b', PART_START + 40 * 2048, 8, 1),
+                SliceContent::Swap,
+            ),
+            (
+                BsdSlice::mib('e', PART_START + 48 * 2048, 16, 7),
                 SliceContent::Ufs(&home, Layout::Ufs1),
             ),
         ],
@@ -486,6 +478,26 @@ fn openbsd_with_duids_and_root_at_the_partition_start() {
             ("/home".to_string(), Some("3eb7f9da875cb9ee.e".to_string()))
         ]
     );
+}
+
+/// Options for a run on `img` writing `dir/out.raw` (returned), `dir` its tmpdir.
+fn run_options(dir: &Path, img: &Path) -> (PathBuf, RunOptions) {
+    let out = dir.join("out.raw");
+    let mut opts = RunOptions::new(img);
+    opts.tmpdir = Some(dir.to_path_buf());
+    opts.outfile = Some(out.clone());
+    (out, opts)
+}
+
+/// A whole run (up to the host run, then the rest) with [`run_options`]: the output
+/// path and how the run ended, the session dropped.
+fn run_whole(dir: &Path, img: &Path) -> (PathBuf, Result<(), SessionError>) {
+    let (out, opts) = run_options(dir, img);
+    let res = Session::new(opts, quiet()).and_then(|mut s| {
+        s.run_until(Stage::HostRun)?;
+        s.finish()
+    });
+    (out, res)
 }
 
 /// The file at `path` of the UFS at byte `offset` of `img` (`sectors` long), read
@@ -551,8 +563,8 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
         .file("/tmp/with-acl", &"A".repeat(4096));
     // Slice a starts where the partition does: the partition's start reads as a
     // filesystem, which shrinking must not take for the partition's own.
-    let a = slice('a', PART_START, 40, 7);
-    let b = slice('b', PART_START + 40 * 2048, 8, 1);
+    let a = BsdSlice::mib('a', PART_START, 40, 7);
+    let b = BsdSlice::mib('b', PART_START + 40 * 2048, 8, 1);
     let img = bsd_disk(
         d.path(),
         "a9",
@@ -564,10 +576,7 @@ fn netbsd_run_locks_the_passwords_and_removes_spwd_db() {
     let off = a.start * SECTOR;
     give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl", 4096);
     ufs::check(&img, off).expect("the extended attribute area is accounted for");
-    let out = d.path().join("out.raw");
-    let mut opts = RunOptions::new(&img);
-    opts.tmpdir = Some(d.path().to_path_buf());
-    opts.outfile = Some(out.clone());
+    let (out, opts) = run_options(d.path(), &img);
     let mut session = Session::new(opts, quiet()).unwrap();
     session.run_until(Stage::HostRun).unwrap();
     let enabled: Vec<&str> = session
@@ -632,7 +641,7 @@ fn a_corrupt_disklabel_is_named_in_the_refusal() {
         d.path(),
         "a6",
         &[(
-            slice('a', PART_START + 64, 40, 7),
+            BsdSlice::mib('a', PART_START + 64, 40, 7),
             SliceContent::Ufs(&root, Layout::Ufs1),
         )],
     );
@@ -663,33 +672,11 @@ fn an_unclean_home_slice_stops_the_run() {
         &root,
         "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n/dev/wd0e /home ffs rw,log 1 2\n",
     );
-    let e = slice('e', PART_START + 64 + 48 * 2048, 16, 7);
-    let img = bsd_disk(
-        d.path(),
-        "a9",
-        &[
-            (
-                slice('a', PART_START + 64, 40, 7),
-                SliceContent::Ufs(&root, Layout::Ufs2NetBsd),
-            ),
-            (
-                slice('b', PART_START + 64 + 40 * 2048, 8, 1),
-                SliceContent::Swap,
-            ),
-            (e, SliceContent::Ufs(&home, Layout::Ufs2NetBsd)),
-        ],
-    );
+    let (img, e) = netbsd_disk(d.path(), &root, &home);
     // fs_clean of the slice's superblock (makefs's UFS2 keeps it at 8 KiB).
     snf_testkit::fixture::write_at(&img, e.start * SECTOR + 8192 + 209, &[0]);
     let before = std::fs::read(&img).unwrap();
-    let out = d.path().join("out.raw");
-    let mut opts = RunOptions::new(&img);
-    opts.tmpdir = Some(d.path().to_path_buf());
-    opts.outfile = Some(out.clone());
-    let res = Session::new(opts, quiet()).and_then(|mut s| {
-        s.run_until(Stage::HostRun)?;
-        s.finish()
-    });
+    let (out, res) = run_whole(d.path(), &img);
     let err = res
         .expect_err("an unclean slice is not written")
         .to_string();
@@ -713,7 +700,7 @@ fn a_garbage_extended_attribute_size_is_a_typed_error() {
     let root = Tree::new(d.path(), "root");
     netbsd_tree(&root, "/dev/wd0a / ffs rw 1 1\n");
     root.file("/tmp/with-acl", &"A".repeat(4096));
-    let a = slice('a', PART_START + 64, 40, 7);
+    let a = BsdSlice::mib('a', PART_START + 64, 40, 7);
     let img = bsd_disk(
         d.path(),
         "a9",
@@ -721,14 +708,7 @@ fn a_garbage_extended_attribute_size_is_a_typed_error() {
     );
     let off = a.start * SECTOR;
     give_ext_area(&img, off, a.sectors * SECTOR, "/tmp/with-acl", 3 * 4096);
-    let out = d.path().join("out.raw");
-    let mut opts = RunOptions::new(&img);
-    opts.tmpdir = Some(d.path().to_path_buf());
-    opts.outfile = Some(out.clone());
-    let res = Session::new(opts, quiet()).and_then(|mut s| {
-        s.run_until(Stage::HostRun)?;
-        s.finish()
-    });
+    let (out, res) = run_whole(d.path(), &img);
     let err = res.expect_err("garbage is refused").to_string();
     assert!(!err.contains('\n'), "{err}");
     assert!(
@@ -750,16 +730,10 @@ fn netbsd_run_with_large_blocks() {
         .file("/tmp/small", "x")
         .file("/var/log/messages", &big)
         .file("/var/log/tiny", "t\n");
-    let a = slice('a', PART_START + 64, 40, 7);
+    let a = BsdSlice::mib('a', PART_START + 64, 40, 7);
     let img = bsd_disk(d.path(), "a9", &[(a, SliceContent::UfsLargeBlocks(&root))]);
-    let out = d.path().join("out.raw");
-    let mut opts = RunOptions::new(&img);
-    opts.tmpdir = Some(d.path().to_path_buf());
-    opts.outfile = Some(out.clone());
-    let mut session = Session::new(opts, quiet()).unwrap();
-    session.run_until(Stage::HostRun).unwrap();
-    session.finish().unwrap();
-    drop(session);
+    let (out, res) = run_whole(d.path(), &img);
+    res.unwrap();
     let off = a.start * SECTOR;
     let sum = ufs::check(&out, off).expect("the root slice after the run");
     assert_eq!(sum.block_size, 32768);

@@ -14,7 +14,7 @@ use image_creator::inspect::{inspect, Inspection};
 use image_creator::options::RunOptions;
 use image_creator::session::{Session, SessionError, Stage};
 use snf_testkit::report::Recorder;
-use snf_testkit::windows::{windows_disk, Account, Firmware, Version, WindowsSpec};
+use snf_testkit::windows::{windows10_disk, windows_disk, Account, Firmware, Version, WindowsSpec};
 
 fn inspect_with_log(img: &Path) -> (Inspection, Recorder) {
     let (parts, table) = partitions(img);
@@ -23,17 +23,23 @@ fn inspect_with_log(img: &Path) -> (Inspection, Recorder) {
     (found, rec)
 }
 
+/// Inspect a [`windows_disk`] made for `spec` (named `name`, booted by `firmware`,
+/// a 64 MiB C:) in a new temporary directory, returned to be kept as long as the
+/// inspection.
+fn inspect_spec(
+    name: &str,
+    spec: &WindowsSpec,
+    firmware: Firmware,
+) -> (tempfile::TempDir, Inspection, Recorder) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = windows_disk(dir.path(), name, spec, firmware, 64);
+    let (found, rec) = inspect_with_log(&img);
+    (dir, found, rec)
+}
+
 #[test]
 fn windows10_on_bios_with_system_reserved() {
-    let dir = tempfile::tempdir().unwrap();
-    let img = windows_disk(
-        dir.path(),
-        "win10",
-        &WindowsSpec::windows10(),
-        Firmware::Bios,
-        64,
-    );
-    let (found, rec) = inspect_with_log(&img);
+    let (_dir, found, rec) = inspect_spec("win10", &WindowsSpec::windows10(), Firmware::Bios);
     assert_eq!(found.unsupported, None);
     assert_meta(
         &found.metadata,
@@ -65,21 +71,15 @@ fn windows10_on_bios_with_system_reserved() {
 
 #[test]
 fn windows7_on_uefi_with_esp_and_msr() {
-    let dir = tempfile::tempdir().unwrap();
     let spec = WindowsSpec {
-        product_name: "Windows 7 Professional".into(),
-        version: Version::Legacy(6, 1),
-        build: "7601".into(),
-        installation_type: "Client".into(),
         accounts: vec![
             Account::new("Administrator", 500, true),
             Account::new("Guest", 501, true),
             Account::new("user", 1000, false),
         ],
-        ..WindowsSpec::windows10()
+        ..WindowsSpec::windows7()
     };
-    let img = windows_disk(dir.path(), "win7", &spec, Firmware::Uefi, 64);
-    let (found, _) = inspect_with_log(&img);
+    let (_dir, found, _) = inspect_spec("win7", &spec, Firmware::Uefi);
     assert_eq!(found.unsupported, None);
     assert_meta(
         &found.metadata,
@@ -117,7 +117,6 @@ fn windows7_on_uefi_with_esp_and_msr() {
 
 #[test]
 fn windows11_with_two_users_on_another_rdp_port() {
-    let dir = tempfile::tempdir().unwrap();
     let spec = WindowsSpec {
         product_name: "Windows 11 Enterprise".into(),
         build: "22631".into(),
@@ -130,8 +129,7 @@ fn windows11_with_two_users_on_another_rdp_port() {
         ],
         ..WindowsSpec::windows10()
     };
-    let img = windows_disk(dir.path(), "win11", &spec, Firmware::Uefi, 64);
-    let (found, _) = inspect_with_log(&img);
+    let (_dir, found, _) = inspect_spec("win11", &spec, Firmware::Uefi);
     assert_eq!(found.metadata.get("KERNEL"), Some("Windows NT 10.0"));
     assert_eq!(found.metadata.get("USERS"), Some("Administrator alice"));
     assert_eq!(
@@ -146,26 +144,20 @@ fn windows11_with_two_users_on_another_rdp_port() {
 
 #[test]
 fn server2022_with_rdp_denied_not_generalized() {
-    let dir = tempfile::tempdir().unwrap();
+    // Version 10.0, RDP on 3389, setup scripts and nothing malformed, as Windows 10.
     let spec = WindowsSpec {
         product_name: "Windows Server 2022 Datacenter".into(),
-        version: Version::Modern(10, 0),
         build: "20348".into(),
         installation_type: "Server".into(),
         image_state: Some("IMAGE_STATE_COMPLETE".into()),
         deny_rdp: true,
-        rdp_port: 3389,
         accounts: vec![
             Account::new("Administrator", 500, false),
             Account::new("svc", 1002, true),
         ],
-        extra: Vec::new(),
-        garbage: Vec::new(),
-        setup_scripts: true,
-        files: Vec::new(),
+        ..WindowsSpec::windows10()
     };
-    let img = windows_disk(dir.path(), "srv2022", &spec, Firmware::Bios, 64);
-    let (found, rec) = inspect_with_log(&img);
+    let (_dir, found, rec) = inspect_spec("srv2022", &spec, Firmware::Bios);
     assert_eq!(found.unsupported, None);
     assert_meta(
         &found.metadata,
@@ -197,15 +189,13 @@ fn server2022_with_rdp_denied_not_generalized() {
 
 #[test]
 fn windows_older_than_7_is_unsupported_with_the_original_message() {
-    let dir = tempfile::tempdir().unwrap();
     let spec = WindowsSpec {
         product_name: "Windows Vista (TM) Business".into(),
         version: Version::Legacy(6, 0),
         build: "6002".into(),
         ..WindowsSpec::windows10()
     };
-    let img = windows_disk(dir.path(), "vista", &spec, Firmware::Bios, 64);
-    let (found, _) = inspect_with_log(&img);
+    let (_dir, found, _) = inspect_spec("vista", &spec, Firmware::Bios);
     let reason =
         "Windows Vista (TM) Business is too old. Versions prior to Windows 7 are not supported.";
     assert_eq!(found.unsupported.as_deref(), Some(reason));
@@ -266,13 +256,7 @@ fn publishing_an_image_that_is_not_generalized_needs_force() {
     drop(session);
 
     // A generalized image goes through without -f.
-    let img = windows_disk(
-        dir.path(),
-        "generalized",
-        &WindowsSpec::windows10(),
-        Firmware::Uefi,
-        64,
-    );
+    let img = windows10_disk(dir.path(), "generalized", Firmware::Uefi);
     let (session, merged) = merge_with_upload(dir.path(), &img, false);
     merged.unwrap();
     assert_eq!(session.publish_warning(), None);
@@ -289,7 +273,6 @@ fn publishing_an_image_that_is_not_generalized_needs_force() {
 
 #[test]
 fn malformed_registry_values_are_skipped_not_trusted() {
-    let dir = tempfile::tempdir().unwrap();
     let users = "HKEY_LOCAL_MACHINE\\SAM\\SAM\\Domains\\Account\\Users";
     let spec = WindowsSpec {
         extra: vec![
@@ -319,8 +302,7 @@ fn malformed_registry_values_are_skipped_not_trusted() {
         ],
         ..WindowsSpec::windows10()
     };
-    let img = windows_disk(dir.path(), "odd", &spec, Firmware::Bios, 64);
-    let (found, rec) = inspect_with_log(&img);
+    let (_dir, found, rec) = inspect_spec("odd", &spec, Firmware::Bios);
     assert_eq!(found.unsupported, None);
     assert_eq!(found.metadata.get("DESCRIPTION"), Some("Windows"));
     assert_eq!(found.metadata.get("USERS"), Some("Administrator"));
@@ -334,14 +316,12 @@ fn malformed_registry_values_are_skipped_not_trusted() {
 
 #[test]
 fn hives_that_are_not_hives_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
     // A broken SYSTEM and SAM: inspection goes on without their parts.
     let spec = WindowsSpec {
         garbage: vec!["SYSTEM", "SAM"],
         ..WindowsSpec::windows10()
     };
-    let img = windows_disk(dir.path(), "broken", &spec, Firmware::Bios, 64);
-    let (found, rec) = inspect_with_log(&img);
+    let (_dir, found, rec) = inspect_spec("broken", &spec, Firmware::Bios);
     assert_eq!(found.unsupported, None);
     assert_eq!(found.metadata.get("USERS"), None);
     assert_eq!(found.metadata.get("REMOTE_CONNECTION"), None);
@@ -358,8 +338,7 @@ fn hives_that_are_not_hives_are_reported() {
         garbage: vec!["SOFTWARE"],
         ..WindowsSpec::windows10()
     };
-    let img = windows_disk(dir.path(), "nosoftware", &spec, Firmware::Bios, 64);
-    let (found, _) = inspect_with_log(&img);
+    let (_dir, found, _) = inspect_spec("nosoftware", &spec, Firmware::Bios);
     let reason = found.unsupported.expect("unsupported");
     assert!(
         reason.starts_with(

@@ -12,16 +12,22 @@ use image_creator::metadata::Metadata;
 use image_creator::sysprep::{self, GuestOs, OpReport, OsFamily, Params, Registry, SysprepContext};
 use snf_testkit::ntfs::ntfsls;
 use snf_testkit::report::Recorder;
-use snf_testkit::windows::{copy_out, hivexget, try_copy_out, windows_disk, Firmware, WindowsSpec};
+use snf_testkit::windows::{
+    copy_out, hivexget, try_copy_out, windows10_disk, windows_disk, Firmware, WindowsSpec,
+};
 
-/// Inspect `img` for writing and run the enabled operations of `registry` on it.
-fn prepare(img: &Path, registry: &mut Registry, dry_run: bool) -> (Vec<OpReport>, Recorder) {
+/// Inspect `img` for writing and run the enabled operations of `registry` on it; the
+/// guest is closed before the result is returned.
+fn run_ops(
+    img: &Path,
+    registry: &mut Registry,
+    dry_run: bool,
+) -> (sysprep::Result<Vec<OpReport>>, OsFamily, Recorder) {
     let (parts, table) = partitions(img);
     let rec = Recorder::new();
     let mut found = inspect(img, &parts, &table, !dry_run, &rec).expect("inspection");
     let mut meta: Metadata = found.metadata.clone();
     let os = GuestOs::from_metadata(&meta);
-    assert_eq!(os.family, OsFamily::Windows);
     let params = Params::for_family(os.family);
     let mut guest = found.guest.take().expect("a supported guest");
     let reports = {
@@ -30,6 +36,13 @@ fn prepare(img: &Path, registry: &mut Registry, dry_run: bool) -> (Vec<OpReport>
         sysprep::run_enabled(registry, &mut ctx)
     };
     guest.close().unwrap();
+    (reports, os.family, rec)
+}
+
+/// [`run_ops`] on a Windows guest, every operation succeeding.
+fn prepare(img: &Path, registry: &mut Registry, dry_run: bool) -> (Vec<OpReport>, Recorder) {
+    let (reports, family, rec) = run_ops(img, registry, dry_run);
+    assert_eq!(family, OsFamily::Windows);
     (reports.unwrap(), rec)
 }
 
@@ -170,32 +183,15 @@ fn the_offline_windows_operations_edit_the_registry() {
 #[test]
 fn operations_that_need_the_running_guest_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let img = windows_disk(
-        dir.path(),
-        "win",
-        &WindowsSpec::windows10(),
-        Firmware::Uefi,
-        64,
-    );
+    let img = windows10_disk(dir.path(), "win", Firmware::Uefi);
     let mut registry = Registry::for_family(OsFamily::Windows);
     assert!(!registry.is_enabled("microsoft-sysprep"));
     assert!(!registry.is_enabled("kms-client-setup"));
     registry.disable_all();
     registry.enable("microsoft-sysprep").unwrap();
-    let (parts, table) = partitions(&img);
-    let rec = Recorder::new();
-    let mut found = inspect(&img, &parts, &table, true, &rec).unwrap();
-    let mut meta = found.metadata.clone();
-    let os = GuestOs::from_metadata(&meta);
-    let params = Params::for_family(os.family);
-    let mut guest = found.guest.take().unwrap();
-    let err = {
-        let mut ctx = SysprepContext::new(&mut guest, &os, &mut meta, &params, &rec);
-        sysprep::run_enabled(&mut registry, &mut ctx).unwrap_err()
-    };
-    guest.close().unwrap();
+    let (reports, _, _) = run_ops(&img, &mut registry, false);
     assert_eq!(
-        err.to_string(),
+        reports.unwrap_err().to_string(),
         "System preparation operation `microsoft-sysprep' failed: needs the guest running: not supported"
     );
 }

@@ -537,30 +537,6 @@ fn a_fatal_error_keeps_its_log_in_the_state_directory() {
     );
 }
 
-/// A virtio-win-shaped tree under `dir` for Windows 10 on amd64: small fake driver
-/// files and `.inf` text whose `[Manufacturer]` section names the architecture.
-fn virtio_win(dir: &std::path::Path) -> std::path::PathBuf {
-    let root = dir.join("virtio-win");
-    for (driver, file) in [
-        ("viostor", "viostor"),
-        ("vioscsi", "vioscsi"),
-        ("NetKVM", "netkvm"),
-        ("Balloon", "balloon"),
-        ("vioserial", "vioser"),
-    ] {
-        let d = root.join(driver).join("w10/amd64");
-        std::fs::create_dir_all(&d).unwrap();
-        let inf = format!(
-            "[Version]\r\nSignature=\"$WINDOWS NT$\"\r\n\r\n[Manufacturer]\r\n\
-             %RHEL%=RHEL,NTamd64.10.0\r\n\r\n[RHEL.NTamd64.10.0]\r\n\
-             %DevDesc%={file}_Inst, PCI\\VEN_1AF4&DEV_1001\r\n"
-        );
-        std::fs::write(d.join(format!("{file}.inf")), inf).unwrap();
-        std::fs::write(d.join(format!("{file}.sys")), format!("MZ {file}")).unwrap();
-    }
-    root
-}
-
 /// The byte offset of partition `n` of `img`, read with sfdisk.
 fn partition_offset(img: &std::path::Path, n: u32) -> u64 {
     let out = Command::new("sfdisk").arg("-d").arg(img).output().unwrap();
@@ -587,11 +563,12 @@ fn partition_offset(img: &std::path::Path, n: u32) -> u64 {
 /// saved image (read back with ntfscat).
 #[test]
 fn virtio_page_installs_the_drivers_into_a_windows_guest() {
-    use snf_testkit::windows::{copy_out, windows_disk, Firmware, WindowsSpec};
+    use snf_testkit::windows::{copy_out, virtio_win, windows10_disk, Firmware};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let img = windows_disk(d, "win", &WindowsSpec::windows10(), Firmware::Bios, 64);
-    let tree = virtio_win(d);
+    let img = windows10_disk(d, "win", Firmware::Bios);
+    // No catalogs: the page lists each driver's .inf and .sys.
+    let tree = virtio_win(d, "w10", false);
     let tmp = d.display().to_string();
     let t = Tmux::start(
         d,
@@ -652,7 +629,7 @@ fn virtio_page_installs_the_drivers_into_a_windows_guest() {
     let offset = partition_offset(&out, 2);
     let sys = d.join("viostor.sys");
     copy_out(&out, offset, "/Windows/System32/drivers/viostor.sys", &sys);
-    assert_eq!(std::fs::read(&sys).unwrap(), b"MZ viostor");
+    assert_eq!(std::fs::read(&sys).unwrap(), b"MZ viostor amd64");
     let inf = d.join("netkvm.inf");
     copy_out(&out, offset, "/Windows/Drivers/VirtIO/netkvm.inf", &inf);
     assert!(std::fs::read_to_string(&inf).unwrap().contains("NTamd64"));

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -87,6 +88,27 @@ fn redhat_tree(root: &Path, os_release: &str, release: &str, fstab: &str) {
     fs::create_dir_all(root.join("tmp")).unwrap();
 }
 
+/// A RHEL-like guest on MBR at `dir/name`: one 320 MiB partition holding an xfs root
+/// ([`XFS_UUID`], named so in fstab) of a [`redhat_tree`] with `os_release` and
+/// `release`; the tree is made in `dir/tree` and removed.
+fn xfs_disk(dir: &Path, name: &str, os_release: &str, release: &str) -> Disk {
+    let tree = dir.join("tree");
+    redhat_tree(
+        &tree,
+        os_release,
+        release,
+        &format!("UUID={XFS_UUID} / xfs defaults 0 0\n"),
+    );
+    let disk = Disk::create(
+        dir.join(name),
+        (2 + 320) * MIB,
+        "label: dos\nstart=2048, size=655360, type=83\n",
+    );
+    disk.xfs(1, XFS_UUID, &tree);
+    fs::remove_dir_all(&tree).unwrap();
+    disk
+}
+
 fn qemu_pids() -> String {
     let out = Command::new("pgrep")
         .args(["-a", "qemu-system"])
@@ -166,16 +188,46 @@ fn contains(img: &Path, needle: &str) -> bool {
     data.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-fn mkimage(dir: &Path, src: &Path, out: &Path) -> std::process::Output {
+/// `snf-mkimage --tmpdir dir ARGS -o out src`.
+fn mkimage(dir: &Path, args: &[&OsStr], src: &Path, out: &Path) -> std::process::Output {
     Command::new(bin())
         .arg("--tmpdir")
         .arg(dir)
+        .args(args)
         .arg("-o")
         .arg(out)
         .arg(src)
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// [`mkimage`], timed and logged as the `what` run; it must succeed and leave no
+/// appliance running.
+fn mkimage_ok(
+    dir: &Path,
+    args: &[&OsStr],
+    src: &Path,
+    out: &Path,
+    what: &str,
+) -> std::process::Output {
+    let t = Instant::now();
+    let run = mkimage(dir, args, src, out);
+    eprintln!("{what} run: {:?}\n{}", t.elapsed(), stderr(&run));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        qemu_on(dir).is_empty(),
+        "appliance left: {:?}",
+        qemu_on(dir)
+    );
+    run
+}
+
+/// `marker` is in the source `src` and not in the output `out` (the `what` was freed
+/// and discarded).
+fn assert_discarded(src: &Path, out: &Path, marker: &str, what: &str) {
+    assert!(contains(src, marker));
+    assert!(!contains(out, marker), "the {what} reached the output");
 }
 
 /// What the default syspreps promise on the RHEL-like tree, read by the host kernel.
@@ -206,33 +258,17 @@ fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
     require("mkfs.xfs");
     require("xfs_repair");
     let d = scratch();
-    let tree = d.path().join("tree");
-    redhat_tree(
-        &tree,
+    let src = xfs_disk(
+        d.path(),
+        "rocky.raw",
         "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
         "Rocky Linux release 9.3 (Blue Onyx)\n",
-        &format!("UUID={XFS_UUID} / xfs defaults 0 0\n"),
-    );
-    let disk = Disk::create(
-        d.path().join("rocky.raw"),
-        (2 + 320) * MIB,
-        "label: dos\nstart=2048, size=655360, type=83\n",
-    );
-    disk.xfs(1, XFS_UUID, &tree);
-    fs::remove_dir_all(&tree).unwrap();
-    let src = disk.into_path();
+    )
+    .into_path();
     let before = fs::read(&src).unwrap();
 
     let out = d.path().join("out.raw");
-    let t = Instant::now();
-    let run = mkimage(d.path(), &src, &out);
-    eprintln!("xfs run: {:?}\n{}", t.elapsed(), stderr(&run));
-    assert!(run.status.success(), "{}", stderr(&run));
-    assert!(
-        qemu_on(d.path()).is_empty(),
-        "appliance left: {:?}",
-        qemu_on(d.path())
-    );
+    let run = mkimage_ok(d.path(), &[], &src, &out, "xfs");
     assert_eq!(fs::read(&src).unwrap(), before, "the source was changed");
 
     let meta = meta_of(&out);
@@ -246,16 +282,8 @@ fn rocky_on_xfs_is_inspected_and_prepared_then_interrupted() {
         "the run does not say why xfs is not shrunk"
     );
     // Deleted, then discarded by fstrim in the appliance: a hole in the output.
-    assert!(contains(&src, HOST_KEY_MARKER));
-    assert!(
-        !contains(&out, HOST_KEY_MARKER),
-        "the deleted host key reached the output"
-    );
-    assert!(contains(&src, CACHE_MARKER));
-    assert!(
-        !contains(&out, CACHE_MARKER),
-        "the removed cache reached the output"
-    );
+    assert_discarded(&src, &out, HOST_KEY_MARKER, "deleted host key");
+    assert_discarded(&src, &out, CACHE_MARKER, "removed cache");
 
     // xfs_repair -n needs the filesystem alone.
     let part = d.path().join("p1.xfs");
@@ -371,15 +399,7 @@ fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
     let src = disk.into_path();
 
     let out = d.path().join("out.raw");
-    let t = Instant::now();
-    let run = mkimage(d.path(), &src, &out);
-    eprintln!("btrfs run: {:?}\n{}", t.elapsed(), stderr(&run));
-    assert!(run.status.success(), "{}", stderr(&run));
-    assert!(
-        qemu_on(d.path()).is_empty(),
-        "appliance left: {:?}",
-        qemu_on(d.path())
-    );
+    let run = mkimage_ok(d.path(), &[], &src, &out, "btrfs");
 
     let meta = meta_of(&out);
     assert_eq!(meta["OSFAMILY"], "linux", "{meta}");
@@ -394,16 +414,8 @@ fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
         ),
         "the run does not say why btrfs is not shrunk"
     );
-    assert!(contains(&src, HOST_KEY_MARKER));
-    assert!(
-        !contains(&out, HOST_KEY_MARKER),
-        "the deleted host key reached the output"
-    );
-    assert!(contains(&src, CACHE_MARKER));
-    assert!(
-        !contains(&out, CACHE_MARKER),
-        "the removed cache reached the output"
-    );
+    assert_discarded(&src, &out, HOST_KEY_MARKER, "deleted host key");
+    assert_discarded(&src, &out, CACHE_MARKER, "removed cache");
 
     let part = d.path().join("p2.btrfs");
     cut(&out, 2, &part);
@@ -472,15 +484,7 @@ fn rocky_on_xfs_in_lvm() {
     let src = disk.into_path();
 
     let out = d.path().join("out.raw");
-    let t = Instant::now();
-    let run = mkimage(d.path(), &src, &out);
-    eprintln!("xfs-on-LVM run: {:?}\n{}", t.elapsed(), stderr(&run));
-    assert!(run.status.success(), "{}", stderr(&run));
-    assert!(
-        qemu_on(d.path()).is_empty(),
-        "appliance left: {:?}",
-        qemu_on(d.path())
-    );
+    mkimage_ok(d.path(), &[], &src, &out, "xfs-on-LVM");
     let meta = meta_of(&out);
     assert_eq!(meta["OS"], "rocky", "{meta}");
     assert_eq!(meta["ROOT_PARTITION"], "2", "{meta}");
@@ -489,11 +493,7 @@ fn rocky_on_xfs_in_lvm() {
         !contains(&out, HOST_KEY_MARKER),
         "the deleted host key reached the output"
     );
-    assert!(contains(&src, CACHE_MARKER));
-    assert!(
-        !contains(&out, CACHE_MARKER),
-        "the removed cache reached the output"
-    );
+    assert_discarded(&src, &out, CACHE_MARKER, "removed cache");
     // The LV's extents did not move (xfs is not shrunk): read it where it was.
     let lv = d.path().join("lv.xfs");
     run_tool(
@@ -681,24 +681,12 @@ fn opensuse_default_subvolume_root_and_host_run() {
     run_tool(Command::new("chmod").arg("755").arg(&script));
 
     let out = d.path().join("out.raw");
-    let t = Instant::now();
-    let run = Command::new(bin())
-        .arg("--tmpdir")
-        .arg(d.path())
-        .arg("--host-run")
-        .arg(&script)
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!("openSUSE run: {:?}\n{}", t.elapsed(), stderr(&run));
-    assert!(run.status.success(), "{}", stderr(&run));
-    assert!(
-        qemu_on(d.path()).is_empty(),
-        "appliance left: {:?}",
-        qemu_on(d.path())
+    mkimage_ok(
+        d.path(),
+        &["--host-run".as_ref(), script.as_os_str()],
+        &src,
+        &out,
+        "openSUSE",
     );
 
     let meta = meta_of(&out);
@@ -764,20 +752,12 @@ fn deleted_xfs_data_stays_out_of_a_no_sysprep_image() {
     require("mkfs.xfs");
     require("xfs_repair");
     let d = scratch();
-    let tree = d.path().join("tree");
-    redhat_tree(
-        &tree,
+    let disk = xfs_disk(
+        d.path(),
+        "alma.raw",
         "NAME=\"AlmaLinux\"\nVERSION=\"9.4\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\nPRETTY_NAME=\"AlmaLinux 9.4\"\n",
         "AlmaLinux release 9.4 (Seafoam Ocelot)\n",
-        &format!("UUID={XFS_UUID} / xfs defaults 0 0\n"),
     );
-    let disk = Disk::create(
-        d.path().join("alma.raw"),
-        (2 + 320) * MIB,
-        "label: dos\nstart=2048, size=655360, type=83\n",
-    );
-    disk.xfs(1, XFS_UUID, &tree);
-    fs::remove_dir_all(&tree).unwrap();
     const DELETED: &str = "DELETED-BEFORE-IMAGING-7f41c0";
     {
         let m = tempfile::tempdir().unwrap();
@@ -803,19 +783,13 @@ fn deleted_xfs_data_stays_out_of_a_no_sysprep_image() {
     assert!(contains(&src, DELETED), "the fixture lost its deleted data");
 
     let out = d.path().join("out.raw");
-    let run = Command::new(bin())
-        .arg("--tmpdir")
-        .arg(d.path())
-        .arg("--no-sysprep")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!("{}", stderr(&run));
-    assert!(run.status.success(), "{}", stderr(&run));
-    assert!(qemu_on(d.path()).is_empty(), "appliance left");
+    mkimage_ok(
+        d.path(),
+        &["--no-sysprep".as_ref()],
+        &src,
+        &out,
+        "--no-sysprep",
+    );
     assert_eq!(meta_of(&out)["OS"], "almalinux");
     assert!(
         !contains(&out, DELETED),

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use snf_testkit::bsdlabel::{fdisk_bsd_label, label_offset, set_duid, BsdSlice};
+use snf_testkit::bsdlabel::{bsd_mbr_disk, fdisk_bsd_label, label_offset, set_duid, BsdSlice};
 use snf_testkit::fixture::{
-    copy_into, pseudo_random, run as run_tool, sfdisk, sparse_file, write_at, write_file,
+    copy_into, pseudo_random, run as run_tool, sparse_file, write_at, write_file,
 };
 use snf_testkit::ufs::{self, Layout};
 
@@ -107,38 +107,51 @@ fn freebsd_tree(root: &Path, fstab: &str) {
     dirt(root, SHA512);
 }
 
-fn netbsd_tree(root: &Path) {
-    write_file(root, "/netbsd", "ELF");
-    write_file(
-        root,
-        "/etc/release",
-        "NetBSD 10.0 (GENERIC) #0: Thu Mar 28 08:33:33 UTC 2024\n",
-    );
-    write_file(
-        root,
-        "/etc/fstab",
-        "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n",
-    );
-    write_file(root, "/etc/rc.conf", "rc_configured=YES\nsshd=YES\n");
+/// A BSD root with `files` (guest path, content), a `/bin` and the [`dirt`] of `hash`.
+fn bsd_tree(root: &Path, files: &[(&str, &str)], hash: &str) {
+    for (path, content) in files {
+        write_file(root, path, content);
+    }
     fs::create_dir_all(root.join("bin")).unwrap();
-    dirt(root, NETBSD_SHA1);
+    dirt(root, hash);
+}
+
+fn netbsd_tree(root: &Path) {
+    bsd_tree(
+        root,
+        &[
+            ("/netbsd", "ELF"),
+            (
+                "/etc/release",
+                "NetBSD 10.0 (GENERIC) #0: Thu Mar 28 08:33:33 UTC 2024\n",
+            ),
+            (
+                "/etc/fstab",
+                "/dev/wd0a / ffs rw,log 1 1\n/dev/wd0b none swap sw,dp 0 0\n",
+            ),
+            ("/etc/rc.conf", "rc_configured=YES\nsshd=YES\n"),
+        ],
+        NETBSD_SHA1,
+    );
 }
 
 fn openbsd_tree(root: &Path) {
-    write_file(root, "/bsd", "ELF");
-    write_file(
+    bsd_tree(
         root,
-        "/etc/motd",
-        "OpenBSD 7.5 (GENERIC.MP) #82: Wed Mar 20 15:48:40 MDT 2024\n",
+        &[
+            ("/bsd", "ELF"),
+            (
+                "/etc/motd",
+                "OpenBSD 7.5 (GENERIC.MP) #82: Wed Mar 20 15:48:40 MDT 2024\n",
+            ),
+            (
+                "/etc/fstab",
+                "3eb7f9da875cb9ee.a / ffs rw,wxallowed 1 1\n3eb7f9da875cb9ee.b none swap sw\n",
+            ),
+            ("/etc/myname", "openbsd.example.org\n"),
+        ],
+        BCRYPT,
     );
-    write_file(
-        root,
-        "/etc/fstab",
-        "3eb7f9da875cb9ee.a / ffs rw,wxallowed 1 1\n3eb7f9da875cb9ee.b none swap sw\n",
-    );
-    write_file(root, "/etc/myname", "openbsd.example.org\n");
-    fs::create_dir_all(root.join("bin")).unwrap();
-    dirt(root, BCRYPT);
 }
 
 /// A guest disk and where its root filesystem is.
@@ -210,24 +223,10 @@ fn freebsd_disk(dir: &Path, tree: &Path, clean: bool) -> Guest {
 /// at `a_start`, slice `b` swap after it.
 fn mbr_bsd_disk(dir: &Path, name: &str, mbr_type: &str, a_start: u64, fsimg: &Path) -> PathBuf {
     let img = dir.join(name);
-    sparse_file(&img, (PART_START + PART_SECTORS) * SECTOR + MIB);
-    sfdisk(
-        &img,
-        &format!("label: dos\nlabel-id: 0x5eed5eed\nstart={PART_START}, size={PART_SECTORS}, type={mbr_type}, bootable\n"),
-    );
+    bsd_mbr_disk(&img, PART_START, PART_SECTORS, mbr_type);
     copy_into(fsimg, &img, a_start * SECTOR);
-    let a = BsdSlice {
-        letter: 'a',
-        start: a_start,
-        sectors: ROOT_MIB * 2048,
-        fstype: 7,
-    };
-    let b = BsdSlice {
-        letter: 'b',
-        start: a_start + ROOT_MIB * 2048,
-        sectors: 8 * 2048,
-        fstype: 1,
-    };
+    let a = BsdSlice::mib('a', a_start, ROOT_MIB, 7);
+    let b = BsdSlice::mib('b', a_start + ROOT_MIB * 2048, 8, 1);
     fdisk_bsd_label(&img, &[a, b]);
     fs::remove_file(fsimg).unwrap();
     img

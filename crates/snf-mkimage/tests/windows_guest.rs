@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use common::*;
 use image_creator::virtio;
 use snf_testkit::ntfs::{assert_ntfsfix_clean, ntfscat, ntfsls, set_dirty};
-use snf_testkit::windows::{extract_volume, windows_disk, Firmware, WindowsSpec};
+use snf_testkit::windows::{
+    extract_volume, virtio_win, windows10_disk, windows_disk, Firmware, WindowsSpec,
+};
 
 fn mkimage(dir: &Path, args: &[&str], img: &Path) -> std::process::Output {
     Command::new(bin())
@@ -161,44 +163,29 @@ fn a_hibernated_windows_is_refused_before_any_change() {
 #[test]
 fn a_dirty_windows_is_refused_before_any_change() {
     let dir = tempdir();
-    let img = windows_disk(
-        dir.path(),
-        "dirty",
-        &WindowsSpec::windows10(),
-        Firmware::Uefi,
-        64,
-    );
+    let img = windows10_disk(dir.path(), "dirty", Firmware::Uefi);
     set_dirty(&img, part(&img, 3).0);
     refused(dir.path(), &img, "shut down cleanly");
 }
 
-/// A virtio-win-shaped tree under `dir`: every driver for `os`, amd64 and x86, with
-/// small fake `.sys`/`.cat` files and `.inf` text whose `[Manufacturer]` section names
-/// the architecture, as virtio-win's do.
-fn virtio_win(dir: &Path, os: &str) -> std::path::PathBuf {
-    let root = dir.join("virtio-win");
-    for (driver, file) in [
-        ("viostor", "viostor"),
-        ("vioscsi", "vioscsi"),
-        ("NetKVM", "netkvm"),
-        ("Balloon", "balloon"),
-        ("vioserial", "vioser"),
-    ] {
-        for (arch, deco) in [("amd64", "NTamd64"), ("x86", "NTx86")] {
-            let d = root.join(driver).join(os).join(arch);
-            std::fs::create_dir_all(&d).unwrap();
-            let inf = format!(
-                "; {file}.inf\r\n[Version]\r\nSignature=\"$WINDOWS NT$\"\r\nClass=SCSIAdapter\r\n\
-                 CatalogFile={file}.cat\r\n\r\n[Manufacturer]\r\n%RHEL%=RHEL,{deco}.10.0\r\n\r\n\
-                 [RHEL.{deco}.10.0]\r\n%DevDesc%={file}_Inst, PCI\\VEN_1AF4&DEV_1001\r\n\r\n\
-                 [Strings]\r\nRHEL=\"Red Hat, Inc.\"\r\nDevDesc=\"{driver}\"\r\n"
-            );
-            std::fs::write(d.join(format!("{file}.inf")), inf).unwrap();
-            std::fs::write(d.join(format!("{file}.sys")), format!("MZ {file} {arch}")).unwrap();
-            std::fs::write(d.join(format!("{file}.cat")), b"0\x82cat").unwrap();
-        }
-    }
-    root
+/// Run the binary on `img` with `--install-virtio tree`, writing `dir/out.raw`; it
+/// must succeed. Returns the output's C: (partition 2) extracted to `dir/c.ntfs`.
+fn install_virtio(dir: &Path, tree: &Path, img: &Path) -> std::path::PathBuf {
+    let image = dir.join("out.raw");
+    let out = mkimage(
+        dir,
+        &[
+            "--install-virtio",
+            tree.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ],
+        img,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vol = dir.join("c.ntfs");
+    extract_volume(&image, part(&image, 2).0, &vol);
+    vol
 }
 
 /// SYSTEM of the C: volume `vol`, copied out with ntfscat.
@@ -212,16 +199,10 @@ fn system_hive(dir: &Path, vol: &Path) -> std::path::PathBuf {
 fn virtio_drivers_are_installed_offline() {
     use snf_testkit::windows::hivexget;
     let dir = tempdir();
-    let img = windows_disk(
-        dir.path(),
-        "win10",
-        &WindowsSpec::windows10(),
-        Firmware::Bios,
-        64,
-    );
-    let tree = virtio_win(dir.path(), "w10");
+    let img = windows10_disk(dir.path(), "win10", Firmware::Bios);
+    let tree = virtio_win(dir.path(), "w10", true);
     // Another version's drivers are never taken.
-    let other = virtio_win(&dir.path().join("other"), "w11");
+    let other = virtio_win(&dir.path().join("other"), "w11", true);
     std::fs::rename(other.join("viostor/w11"), tree.join("viostor/w11")).unwrap();
     let image = dir.path().join("out.raw");
     // A dry run says what it would write, and writes nothing.
@@ -243,20 +224,7 @@ fn virtio_drivers_are_installed_offline() {
     assert!(err.contains("viostor.sys"), "{err}");
     assert!(!image.exists());
     assert_eq!(sha256(&img), before);
-    let out = mkimage(
-        dir.path(),
-        &[
-            "--install-virtio",
-            tree.to_str().unwrap(),
-            "-o",
-            image.to_str().unwrap(),
-        ],
-        &img,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (offset, _) = part(&image, 2);
-    let vol = dir.path().join("c.ntfs");
-    extract_volume(&image, offset, &vol);
+    let vol = install_virtio(dir.path(), &tree, &img);
     assert_ntfsfix_clean(&vol, "C: with the drivers");
     assert_eq!(
         ntfscat(&vol, "/Windows/System32/drivers/viostor.sys"),
@@ -298,12 +266,9 @@ fn virtio_drivers_are_installed_offline() {
 
 #[test]
 fn virtio_storage_is_in_the_critical_device_database_on_windows7() {
-    use snf_testkit::windows::{hivexget, Version};
+    use snf_testkit::windows::hivexget;
     let dir = tempdir();
     let spec = WindowsSpec {
-        product_name: "Windows 7 Professional".into(),
-        version: Version::Legacy(6, 1),
-        build: "7601".into(),
         // A 32-bit Windows 7: the x86 drivers are taken.
         extra: vec![(
             "SYSTEM",
@@ -311,24 +276,11 @@ fn virtio_storage_is_in_the_critical_device_database_on_windows7() {
              \"PROCESSOR_ARCHITECTURE\"=\"x86\"\n"
                 .into(),
         )],
-        ..WindowsSpec::windows10()
+        ..WindowsSpec::windows7()
     };
     let img = windows_disk(dir.path(), "win7", &spec, Firmware::Bios, 64);
-    let tree = virtio_win(dir.path(), "w7");
-    let image = dir.path().join("out.raw");
-    let out = mkimage(
-        dir.path(),
-        &[
-            "--install-virtio",
-            tree.to_str().unwrap(),
-            "-o",
-            image.to_str().unwrap(),
-        ],
-        &img,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let vol = dir.path().join("c.ntfs");
-    extract_volume(&image, part(&image, 2).0, &vol);
+    let tree = virtio_win(dir.path(), "w7", true);
+    let vol = install_virtio(dir.path(), &tree, &img);
     assert_eq!(
         ntfscat(&vol, "/Windows/System32/drivers/viostor.sys"),
         b"MZ viostor x86"

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 
 use snf_core::bytes;
 
-use crate::fixture::{require, run_stdin, write_at};
+use crate::fixture::{require, run_stdin, sfdisk, sparse_file, write_at, MIB};
 
 /// One slice of a label to write: its letter, first sector (absolute), length in
 /// sectors and `p_fstype` (7 = 4.2BSD, 1 = swap).
@@ -18,6 +18,30 @@ pub struct BsdSlice {
     pub start: u64,
     pub sectors: u64,
     pub fstype: u8,
+}
+
+impl BsdSlice {
+    /// A slice `mib` MiB long (in 512-byte sectors) starting at sector `start`.
+    pub fn mib(letter: char, start: u64, mib: u64, fstype: u8) -> BsdSlice {
+        BsdSlice {
+            letter,
+            start,
+            sectors: mib * 2048,
+            fstype,
+        }
+    }
+}
+
+/// A new sparse MBR disk at `img` (disk id `0x5eed5eed`) with one bootable partition of
+/// type `mbr_type` (a5 FreeBSD, a6 OpenBSD, a9 NetBSD) from sector `part_start`,
+/// `part_sectors` long, and 1 MiB to spare after it: the place for
+/// [`fdisk_bsd_label`]'s label.
+pub fn bsd_mbr_disk(img: &Path, part_start: u64, part_sectors: u64, mbr_type: &str) {
+    sparse_file(img, (part_start + part_sectors) * 512 + MIB);
+    sfdisk(
+        img,
+        &format!("label: dos\nlabel-id: 0x5eed5eed\nstart={part_start}, size={part_sectors}, type={mbr_type}, bootable\n"),
+    );
 }
 
 /// Write a disklabel with `slices` into the only BSD partition (type a5/a6/a9) of the

@@ -238,6 +238,17 @@ impl WindowsSpec {
             files: Vec::new(),
         }
     }
+
+    /// [`WindowsSpec::windows10`] as Windows 7 Professional SP1 (build 7601) records
+    /// itself: version 6.1 in `CurrentVersion` only.
+    pub fn windows7() -> WindowsSpec {
+        WindowsSpec {
+            product_name: "Windows 7 Professional".into(),
+            version: Version::Legacy(6, 1),
+            build: "7601".into(),
+            ..WindowsSpec::windows10()
+        }
+    }
 }
 
 fn hex_bytes(b: &[u8]) -> String {
@@ -596,4 +607,43 @@ pub fn windows_disk(
     windows_volume(&img, o, s, "WINDOWS", &c_tree);
     let _ = std::fs::remove_dir_all(&trees);
     img
+}
+
+/// A [`WindowsSpec::windows10`] disk at `dir/name.img` booted by `firmware`, with a
+/// 64 MiB `C:` (see [`windows_disk`]). Returns the image path.
+pub fn windows10_disk(dir: &Path, name: &str, firmware: Firmware) -> PathBuf {
+    windows_disk(dir, name, &WindowsSpec::windows10(), firmware, 64)
+}
+
+/// A virtio-win-shaped tree at `dir/virtio-win`: for the Windows version directory `os`
+/// (`w10`, `w7`), every driver (viostor, vioscsi, NetKVM, Balloon, vioserial) for amd64
+/// and x86, each a small fake `NAME.sys` (`MZ NAME ARCH`), `NAME.cat` when `catalogs`,
+/// and `NAME.inf` text whose `[Manufacturer]` section names the architecture, as
+/// virtio-win's do. Returns the tree's root.
+pub fn virtio_win(dir: &Path, os: &str, catalogs: bool) -> PathBuf {
+    let root = dir.join("virtio-win");
+    for (driver, file) in [
+        ("viostor", "viostor"),
+        ("vioscsi", "vioscsi"),
+        ("NetKVM", "netkvm"),
+        ("Balloon", "balloon"),
+        ("vioserial", "vioser"),
+    ] {
+        for (arch, deco) in [("amd64", "NTamd64"), ("x86", "NTx86")] {
+            let d = root.join(driver).join(os).join(arch);
+            std::fs::create_dir_all(&d).unwrap();
+            let inf = format!(
+                "; {file}.inf\r\n[Version]\r\nSignature=\"$WINDOWS NT$\"\r\nClass=SCSIAdapter\r\n\
+                 CatalogFile={file}.cat\r\n\r\n[Manufacturer]\r\n%RHEL%=RHEL,{deco}.10.0\r\n\r\n\
+                 [RHEL.{deco}.10.0]\r\n%DevDesc%={file}_Inst, PCI\\VEN_1AF4&DEV_1001\r\n\r\n\
+                 [Strings]\r\nRHEL=\"Red Hat, Inc.\"\r\nDevDesc=\"{driver}\"\r\n"
+            );
+            std::fs::write(d.join(format!("{file}.inf")), inf).unwrap();
+            std::fs::write(d.join(format!("{file}.sys")), format!("MZ {file} {arch}")).unwrap();
+            if catalogs {
+                std::fs::write(d.join(format!("{file}.cat")), b"0\x82cat").unwrap();
+            }
+        }
+    }
+    root
 }
