@@ -20,7 +20,7 @@ use std::time::Duration;
 const KERNEL_LIMIT: Duration = Duration::from_secs(10);
 
 /// Whether KVM works for the appliance (see the module documentation).
-pub(crate) fn usable() -> bool {
+pub fn usable() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
     *USABLE.get_or_init(|| {
         std::fs::OpenOptions::new()

@@ -26,7 +26,7 @@ pub mod ext;
 pub mod fat;
 pub mod freespace;
 pub mod fuse;
-mod kvm;
+pub mod kvm;
 pub mod node;
 pub mod ntfs;
 pub mod probe;
