@@ -104,14 +104,22 @@ peer_run() {
 }
 if command -v virt-sysprep >/dev/null && command -v virt-sparsify >/dev/null; then
     # The peer needs a libguestfs appliance: KVM if it works, else TCG (nested KVM often
-    # fails to start here); a failure is reported, not fatal.
+    # fails to start or hangs the kernel: scripts/kvm-works.sh); a failure is reported,
+    # not fatal.
     how="KVM or libguestfs default"
-    T0=$(now)
-    if ! peer_run; then
+    if ! "$(dirname "$0")/kvm-works.sh"; then
         export LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg
         how="appliance under TCG"
-        T0=$(now)
-        peer_run || how=
+    fi
+    T0=$(now)
+    if ! peer_run; then
+        how=
+        if [ -z "${LIBGUESTFS_BACKEND_SETTINGS:-}" ]; then
+            export LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+            how="appliance under TCG"
+            T0=$(now)
+            peer_run || how=
+        fi
     fi
     T1=$(now)
     if [ -n "$how" ]; then

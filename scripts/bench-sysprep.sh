@@ -56,7 +56,8 @@ fi
 
 # virt-sysprep: total wall time (appliance start included) and, from its own progress
 # timestamps, the operations alone. Where KVM cannot run its appliance (nested KVM that
-# refuses qemu's -cpu host), it is run again under TCG, and the line says so.
+# refuses qemu's -cpu host or hangs the kernel: scripts/kvm-works.sh), it runs under
+# TCG, and the line says so.
 peer() { # peer LABEL [ENV...]
     local label=$1 log=$WORK/peer.log t0 t1
     shift
@@ -77,8 +78,11 @@ print(f"virt-sysprep{label}: {t1 - t0:.1f} s total (appliance start included{ops
 PY
 }
 if command -v virt-sysprep >/dev/null; then
-    peer "" || peer " (TCG: KVM refused the appliance)" LIBGUESTFS_BACKEND_SETTINGS=force_tcg ||
-        { echo "virt-sysprep: failed:"; tail -5 "$WORK/peer.log"; }
+    if "$(dirname "$0")/kvm-works.sh"; then
+        peer "" || peer " (TCG: KVM refused the appliance)" LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+    else
+        peer " (TCG: KVM cannot run the appliance here)" LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+    fi || { echo "virt-sysprep: failed:"; tail -5 "$WORK/peer.log"; }
 else
     echo "virt-sysprep: not installed (peer timing skipped; apt-get install guestfs-tools and a kernel)"
 fi
