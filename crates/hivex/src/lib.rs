@@ -428,22 +428,28 @@ impl Hive {
     /// when some component is missing.
     pub fn find(&self, from: Node, path: &str) -> Result<Option<Node>> {
         let mut node = from;
-        for (depth, part) in path.split('\\').filter(|p| !p.is_empty()).enumerate() {
-            if depth >= MAX_DEPTH {
-                return Err(Error::TooMany {
-                    path: self.shown.clone(),
-                    what: format!("path {path:?}"),
-                    kind: "components",
-                    count: depth + 1,
-                    limit: MAX_DEPTH,
-                });
-            }
+        for part in self.components(path)? {
             match self.child(node, part)? {
                 Some(n) => node = n,
                 None => return Ok(None),
             }
         }
         Ok(Some(node))
+    }
+
+    /// The components of a `\`-separated key path, at most [`MAX_DEPTH`] of them.
+    fn components<'p>(&self, path: &'p str) -> Result<Vec<&'p str>> {
+        let parts: Vec<&str> = path.split('\\').filter(|p| !p.is_empty()).collect();
+        if parts.len() > MAX_DEPTH {
+            return Err(Error::TooMany {
+                path: self.shown.clone(),
+                what: format!("path {path:?}"),
+                kind: "components",
+                count: parts.len(),
+                limit: MAX_DEPTH,
+            });
+        }
+        Ok(parts)
     }
 
     /// The key at `path` from the root (see [`Hive::find`]).
@@ -744,16 +750,7 @@ impl Hive {
     /// The key at `path` (`\`-separated) below the root, each missing key added.
     pub fn ensure_path(&mut self, path: &str) -> Result<Node> {
         let mut node = self.root()?;
-        for (depth, part) in path.split('\\').filter(|p| !p.is_empty()).enumerate() {
-            if depth >= MAX_DEPTH {
-                return Err(Error::TooMany {
-                    path: self.shown.clone(),
-                    what: format!("path {path:?}"),
-                    kind: "components",
-                    count: depth + 1,
-                    limit: MAX_DEPTH,
-                });
-            }
+        for part in self.components(path)? {
             node = self.ensure_child(node, part)?;
         }
         Ok(node)

@@ -183,6 +183,18 @@ fn cut(img: &Path, number: u32, dest: &Path) {
 }
 
 /// Whether `needle` occurs anywhere in `img` (read whole: the images are small).
+/// `btrfs check --readonly` on partition `number` of `img`, cut into `scratch`.
+fn btrfs_check(img: &Path, number: u32, scratch: &Path) {
+    let part = scratch.join(format!("p{number}.btrfs"));
+    cut(img, number, &part);
+    run_tool(
+        Command::new("btrfs")
+            .args(["check", "--readonly"])
+            .arg(&part),
+    );
+    fs::remove_file(&part).unwrap();
+}
+
 fn contains(img: &Path, needle: &str) -> bool {
     let data = fs::read(img).unwrap();
     data.windows(needle.len()).any(|w| w == needle.as_bytes())
@@ -417,14 +429,7 @@ fn fedora_on_btrfs_subvolumes_with_ext4_boot() {
     assert_discarded(&src, &out, HOST_KEY_MARKER, "deleted host key");
     assert_discarded(&src, &out, CACHE_MARKER, "removed cache");
 
-    let part = d.path().join("p2.btrfs");
-    cut(&out, 2, &part);
-    run_tool(
-        Command::new("btrfs")
-            .args(["check", "--readonly"])
-            .arg(&part),
-    );
-    fs::remove_file(&part).unwrap();
+    btrfs_check(&out, 2, d.path());
     {
         let m = HostMount::new(&out, 2, ",subvol=root");
         assert_prepared(&m);
@@ -701,14 +706,7 @@ fn opensuse_default_subvolume_root_and_host_run() {
         "the deleted host key reached the output"
     );
 
-    let part = d.path().join("p1.btrfs");
-    cut(&out, 1, &part);
-    run_tool(
-        Command::new("btrfs")
-            .args(["check", "--readonly"])
-            .arg(&part),
-    );
-    fs::remove_file(&part).unwrap();
+    btrfs_check(&out, 1, d.path());
     {
         // No subvol=: the default subvolume, the root.
         let m = HostMount::new(&out, 1, "");

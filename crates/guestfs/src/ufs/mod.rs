@@ -588,6 +588,16 @@ impl UfsFs {
     }
 
     /// Find the live entry `name` of directory `d`.
+    /// Directory `dir`'s inode, its entry `name` and the inode that entry names.
+    fn entry_of(&self, dir: NodeId, name: &[u8]) -> Result<(Dinode, dir::Entry, Dinode)> {
+        let pd = self.dir_inode(dir)?;
+        let e = self
+            .find_entry(&pd, name)?
+            .ok_or_else(|| Error::NotFound(PathBuf::new()))?;
+        let d = self.live_inode(e.ino)?;
+        Ok((pd, e, d))
+    }
+
     fn find_entry(&self, d: &Dinode, name: &[u8]) -> Result<Option<dir::Entry>> {
         Ok(self
             .dir_entries(d)?
@@ -927,11 +937,7 @@ impl Filesystem for UfsFs {
     fn unlink(&mut self, dir: NodeId, name: &OsStr) -> Result<()> {
         let name = check_name(name)?.to_vec();
         self.mutate(|fs| {
-            let mut pd = fs.dir_inode(dir)?;
-            let e = fs
-                .find_entry(&pd, &name)?
-                .ok_or_else(|| Error::NotFound(PathBuf::new()))?;
-            let d = fs.live_inode(e.ino)?;
+            let (mut pd, e, d) = fs.entry_of(dir, &name)?;
             if d.file_type() == FileType::Directory {
                 return Err(Error::IsADirectory(PathBuf::new()));
             }
@@ -944,11 +950,7 @@ impl Filesystem for UfsFs {
     fn rmdir(&mut self, dir: NodeId, name: &OsStr) -> Result<()> {
         let name = check_name(name)?.to_vec();
         self.mutate(|fs| {
-            let mut pd = fs.dir_inode(dir)?;
-            let e = fs
-                .find_entry(&pd, &name)?
-                .ok_or_else(|| Error::NotFound(PathBuf::new()))?;
-            let d = fs.live_inode(e.ino)?;
+            let (mut pd, e, d) = fs.entry_of(dir, &name)?;
             if d.file_type() != FileType::Directory {
                 return Err(Error::NotADirectory(PathBuf::new()));
             }
