@@ -587,7 +587,6 @@ impl UfsFs {
         Ok(d)
     }
 
-    /// Find the live entry `name` of directory `d`.
     /// Directory `dir`'s inode, its entry `name` and the inode that entry names.
     fn entry_of(&self, dir: NodeId, name: &[u8]) -> Result<(Dinode, dir::Entry, Dinode)> {
         let pd = self.dir_inode(dir)?;
@@ -598,6 +597,7 @@ impl UfsFs {
         Ok((pd, e, d))
     }
 
+    /// Find the live entry `name` of directory `d`.
     fn find_entry(&self, d: &Dinode, name: &[u8]) -> Result<Option<dir::Entry>> {
         Ok(self
             .dir_entries(d)?
